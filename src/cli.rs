@@ -1,0 +1,200 @@
+//! The command line: `serve`, `check`, `demo`, `secret`, `whoami`. Configuration flags are
+//! generated from the key list in `config/keys.rs`, so flags, environment variables and
+//! TOML keys can never drift apart.
+
+use crate::config::keys::KEYS;
+use crate::config::{Config, ConfigError, ProcessEnv, RawConfig};
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "An identity-aware reverse proxy: OpenID Connect login in front of Headlamp or any web app"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the proxy.
+    Serve(ConfigArgs),
+    /// Validate a configuration and list every problem.
+    Check(ConfigArgs),
+    /// DEVELOPMENT ONLY: a dev identity provider, a demo upstream and gatehouse, on loopback.
+    Demo(crate::demo::DemoArgs),
+    /// Print a fresh random cookie secret.
+    Secret,
+    /// Run a tiny upstream that shows the identity headers it receives.
+    Whoami {
+        #[arg(long, default_value = "127.0.0.1:4181")]
+        listen: SocketAddr,
+    },
+}
+
+/// `--config FILE` plus one flag per configuration key.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// TOML configuration file (see config/gatehouse.example.toml).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: ConfigFlags,
+}
+
+/// The configuration flags that were given, as (key, value).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigFlags(pub Vec<(&'static str, String)>);
+
+impl FromArgMatches for ConfigFlags {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(ConfigFlags(
+            KEYS.iter()
+                .filter_map(|k| m.get_one::<String>(k.name).map(|v| (k.name, v.clone())))
+                .collect(),
+        ))
+    }
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = ConfigFlags::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for ConfigFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        KEYS.iter().fold(cmd, |c, k| {
+            c.arg(
+                Arg::new(k.name)
+                    .long(k.flag_name())
+                    .value_name("VALUE")
+                    .help(format!("{} [env {}]", k.help, k.env_name()))
+                    .action(ArgAction::Set),
+            )
+        })
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        ConfigFlags::augment_args(cmd)
+    }
+}
+
+impl ConfigArgs {
+    /// Loads file < env < flags and validates.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(
+            self.config.as_deref(),
+            &ProcessEnv,
+            RawConfig::from_pairs(&self.flags.0),
+        )
+    }
+}
+
+fn print_problems(e: &ConfigError) {
+    eprintln!("gatehouse: {e}");
+    eprintln!("(configuration comes from --config FILE, GATEHOUSE_* variables and flags; see `gatehouse serve --help`)");
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn serve(cfg: Config) -> Result<(), String> {
+    crate::telemetry::init(cfg.log_format, &cfg.log_level);
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, upstream = %cfg.upstream, issuer = %cfg.issuer_url, "gatehouse serving");
+    let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
+    crate::http::serve(state, listener, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn whoami(listen: SocketAddr) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    println!(
+        "whoami upstream: http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    axum::serve(listener, crate::whoami::app())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Secret => {
+            println!("{}", crate::config::secret::generate());
+            Ok(())
+        }
+        Command::Check(args) => match args.load() {
+            Ok(cfg) => {
+                for w in &cfg.warnings {
+                    println!("warning: {w}");
+                }
+                println!(
+                    "configuration OK: {} -> {} (issuer {}, client {})",
+                    cfg.listen, cfg.upstream, cfg.issuer_url, cfg.client_id
+                );
+                Ok(())
+            }
+            Err(e) => {
+                print_problems(&e);
+                return ExitCode::from(1);
+            }
+        },
+        Command::Serve(args) => match args.load() {
+            Ok(cfg) => runtime.block_on(serve(cfg)),
+            Err(e) => {
+                print_problems(&e);
+                return ExitCode::from(2);
+            }
+        },
+        Command::Demo(args) => runtime.block_on(crate::demo::run(args)),
+        Command::Whoami { listen } => runtime.block_on(whoami(listen)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The configuration contract: every key gatehouse understands, with its TOML name, its
+//! environment variable (`GATEHOUSE_<UPPER_SNAKE>`) and its flag (`--kebab-case`).
+//!
+//! Scripts and docs rely on these names; add keys, never rename them.
+
+/// What kind of value a key takes; used to read TOML values and to document the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One string.
+    Str,
+    /// A list: a TOML array, or a comma/space separated string.
+    List,
+    /// `true` / `false`.
+    Bool,
+    /// A whole number of seconds.
+    Secs,
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+impl Key {
+    /// `issuer_url` -> `GATEHOUSE_ISSUER_URL`.
+    pub fn env_name(&self) -> String {
+        format!("GATEHOUSE_{}", self.name.to_ascii_uppercase())
+    }
+
+    /// `issuer_url` -> `issuer-url` (used as `--issuer-url`).
+    pub fn flag_name(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    /// Whether the value is a secret that must never be printed.
+    pub fn is_secret(&self) -> bool {
+        matches!(self.name, "client_secret" | "cookie_secret")
+    }
+}
+
+const fn key(name: &'static str, kind: Kind, help: &'static str) -> Key {
+    Key { name, kind, help }
+}
+
+/// Every key, in the order the example configuration documents them.
+pub const KEYS: &[Key] = &[
+    key(
+        "listen",
+        Kind::Str,
+        "address to serve on (default 127.0.0.1:4180)",
+    ),
+    key(
+        "upstream",
+        Kind::Str,
+        "the upstream URL, e.g. http://127.0.0.1:4466",
+    ),
+    key(
+        "issuer_url",
+        Kind::Str,
+        "OIDC issuer, compared byte for byte with the token's iss",
+    ),
+    key("client_id", Kind::Str, "OIDC client id"),
+    key("client_secret", Kind::Str, "OIDC client secret"),
+    key(
+        "client_secret_file",
+        Kind::Str,
+        "file holding the OIDC client secret",
+    ),
+    key(
+        "client_auth_method",
+        Kind::Str,
+        "client_secret_basic (default) | client_secret_post | none",
+    ),
+    key(
+        "redirect_url",
+        Kind::Str,
+        "callback URL (default: derived from the request)",
+    ),
+    key(
+        "scopes",
+        Kind::List,
+        "scopes to request (default: openid email profile)",
+    ),
+    key(
+        "cookie_secret",
+        Kind::List,
+        "cookie secret(s): the first seals, all open",
+    ),
+    key(
+        "cookie_secret_file",
+        Kind::Str,
+        "file with one cookie secret per line",
+    ),
+    key(
+        "cookie_name",
+        Kind::Str,
+        "session cookie name (default _gatehouse)",
+    ),
+    key(
+        "cookie_secure",
+        Kind::Bool,
+        "mark cookies Secure (default true)",
+    ),
+    key(
+        "session_lifetime_secs",
+        Kind::Secs,
+        "longest a session lives, refreshes included (default 604800)",
+    ),
+    key(
+        "login_timeout_secs",
+        Kind::Secs,
+        "how long a login may take (default 600)",
+    ),
+    key(
+        "user_claim",
+        Kind::Str,
+        "claim for the user header (default email, falls back to sub)",
+    ),
+    key(
+        "email_claim",
+        Kind::Str,
+        "claim for the email header (default email)",
+    ),
+    key(
+        "groups_claim",
+        Kind::Str,
+        "claim path for groups, e.g. groups or realm_access.roles",
+    ),
+    key(
+        "preferred_username_claim",
+        Kind::Str,
+        "claim for the preferred-username header",
+    ),
+    key(
+        "header_user",
+        Kind::Str,
+        "user header name (default X-Forwarded-User)",
+    ),
+    key(
+        "header_email",
+        Kind::Str,
+        "email header name (default X-Forwarded-Email)",
+    ),
+    key(
+        "header_groups",
+        Kind::List,
+        "group header names (default X-Forwarded-Group,X-Forwarded-Groups)",
+    ),
+    key(
+        "header_preferred_username",
+        Kind::Str,
+        "preferred-username header (default X-Forwarded-Preferred-Username)",
+    ),
+    key(
+        "header_id_token",
+        Kind::Str,
+        "ID token header (default X-Forwarded-Id-Token; empty disables)",
+    ),
+    key(
+        "pass_authorization",
+        Kind::Str,
+        "none (default) | id_token | access_token",
+    ),
+    key(
+        "strip_headers",
+        Kind::List,
+        "more request headers to remove from clients",
+    ),
+    key(
+        "trusted_proxies",
+        Kind::List,
+        "CIDRs whose X-Forwarded-* headers are believed (default none)",
+    ),
+    key(
+        "clock_skew_secs",
+        Kind::Secs,
+        "allowed clock skew for exp/nbf/iat (default 30)",
+    ),
+    key("allowed_algs", Kind::List, "accepted ID token algorithms"),
+    key(
+        "refresh_before_secs",
+        Kind::Secs,
+        "refresh the ID token this long before expiry (default 60)",
+    ),
+    key(
+        "upstream_timeout_secs",
+        Kind::Secs,
+        "time allowed for the upstream's response headers (default 30)",
+    ),
+    key(
+        "upstream_connect_timeout_secs",
+        Kind::Secs,
+        "time allowed to connect to the upstream (default 5)",
+    ),
+    key(
+        "post_logout_redirect_url",
+        Kind::Str,
+        "where the IdP sends the user after logout",
+    ),
+    key("log_format", Kind::Str, "text (default) | json"),
+    key(
+        "log_level",
+        Kind::Str,
+        "error | warn | info (default) | debug | trace",
+    ),
+];
+
+/// Looks a key up by its TOML name.
+pub fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_contract() {
+        let k = find("issuer_url").unwrap();
+        assert_eq!(k.env_name(), "GATEHOUSE_ISSUER_URL");
+        assert_eq!(k.flag_name(), "issuer-url");
+        assert!(find("cookie_secret").unwrap().is_secret());
+    }
+}

@@ -1,0 +1,145 @@
+//! Typed configuration. Sources are layered defaults < file < env < flags (`sources.rs`),
+//! then checked all at once (`validate.rs`): start-up refuses a bad configuration and lists
+//! every problem, in words a user understands.
+
+pub mod keys;
+pub mod secret;
+pub mod sources;
+mod validate;
+
+pub use secret::{CookieKey, Secret};
+pub use sources::{Environment, ProcessEnv, RawConfig};
+
+use axum::http::HeaderName;
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+use std::net::SocketAddr;
+use std::time::Duration;
+use url::Url;
+
+/// How gatehouse authenticates to the token endpoint (OIDC Core §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Basic,
+    Post,
+    None,
+}
+
+/// Which token, if any, goes upstream as `Authorization: Bearer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassAuthorization {
+    None,
+    IdToken,
+    AccessToken,
+}
+
+/// Which claims feed the identity.
+#[derive(Debug, Clone)]
+pub struct ClaimMapping {
+    pub user: String,
+    pub email: String,
+    /// A dotted path, e.g. `realm_access.roles`.
+    pub groups: String,
+    pub preferred_username: String,
+}
+
+/// Names of the headers gatehouse injects.
+#[derive(Debug, Clone)]
+pub struct HeaderNames {
+    pub user: HeaderName,
+    pub email: HeaderName,
+    pub groups: Vec<HeaderName>,
+    pub preferred_username: HeaderName,
+    pub id_token: Option<HeaderName>,
+    pub authorization: PassAuthorization,
+    /// Extra client headers to remove.
+    pub strip: Vec<HeaderName>,
+}
+
+/// Session cookie settings.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    pub name: String,
+    pub secure: bool,
+    /// First seals, all open.
+    pub keys: Vec<CookieKey>,
+    pub session_lifetime: Duration,
+    pub login_timeout: Duration,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub upstream: Url,
+    /// Exactly as configured: compared byte for byte with `iss`.
+    pub issuer_url: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub client_auth: ClientAuth,
+    pub redirect_url: Option<Url>,
+    pub scopes: Vec<String>,
+    pub cookie: CookieSettings,
+    pub claims: ClaimMapping,
+    pub headers: HeaderNames,
+    pub trusted_proxies: Vec<IpNet>,
+    pub clock_skew: Duration,
+    pub allowed_algs: Vec<Algorithm>,
+    pub refresh_before: Duration,
+    pub upstream_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub post_logout_redirect_url: Option<Url>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// Warnings to log once logging is up (e.g. plain-HTTP loopback issuer).
+    pub warnings: Vec<String>,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("the configuration has {} problem(s):\n{}", .problems.len(), .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Types and checks a layered raw configuration.
+    pub fn from_raw(raw: &RawConfig) -> Result<Config, ConfigError> {
+        validate::build(raw)
+    }
+
+    /// Loads file (optional) < env < flags and validates the result.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: &dyn Environment,
+        flags: RawConfig,
+    ) -> Result<Config, ConfigError> {
+        Config::from_raw(&Config::layer(file, env, flags)?)
+    }
+
+    /// Layers the sources without validating.
+    pub fn layer(
+        file: Option<&std::path::Path>,
+        env: &dyn Environment,
+        flags: RawConfig,
+    ) -> Result<RawConfig, ConfigError> {
+        let base = match file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    problems: vec![format!("cannot read config file {shown}: {e}")],
+                })?;
+                RawConfig::from_toml(&text, &shown).map_err(|problems| ConfigError { problems })?
+            }
+            None => RawConfig::default(),
+        };
+        Ok(base.overlay(RawConfig::from_env(env)).overlay(flags))
+    }
+}

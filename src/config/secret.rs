@@ -1,0 +1,105 @@
+//! Secrets that never show up in logs or `Debug` output, and the cookie keys derived from
+//! the configured cookie secrets (HKDF-SHA256, RFC 5869).
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use std::fmt;
+
+/// A secret string (client secret). `Debug` prints `<redacted>`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A 256-bit AEAD key derived from one cookie secret.
+#[derive(Clone)]
+pub struct CookieKey(pub(crate) [u8; 32]);
+
+impl fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CookieKey(<redacted>)")
+    }
+}
+
+/// Least entropy a cookie secret must carry, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl CookieKey {
+    /// Derives a key from a secret: base64 (either alphabet) that decodes to at least 32
+    /// bytes, or any other string of at least 32 bytes.
+    pub fn derive(secret: &str) -> Result<CookieKey, String> {
+        let secret = secret.trim();
+        let material = URL_SAFE_NO_PAD
+            .decode(secret.trim_end_matches('='))
+            .or_else(|_| STANDARD.decode(secret))
+            .ok()
+            .filter(|b| b.len() >= MIN_SECRET_BYTES)
+            .unwrap_or_else(|| secret.as_bytes().to_vec());
+        if material.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "a cookie secret is too short ({} bytes; at least {MIN_SECRET_BYTES} are needed). \
+                 Generate one with `gatehouse secret` (or `openssl rand -base64 32`)",
+                material.len()
+            ));
+        }
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"gatehouse cookie key");
+        let prk = salt.extract(&material);
+        let mut out = [0u8; 32];
+        prk.expand(&[b"aead v1"], ring::hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut out))
+            .map_err(|_| "could not derive the cookie key".to_string())?;
+        Ok(CookieKey(out))
+    }
+}
+
+/// A fresh random secret, base64url without padding (what `gatehouse secret` prints).
+pub fn generate() -> String {
+    let mut bytes = [0u8; 32];
+    // SystemRandom only fails when the OS has no randomness at all.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        return String::new();
+    }
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_secrets_are_refused_with_advice() {
+        let e = CookieKey::derive("tooshort").unwrap_err();
+        assert!(e.contains("gatehouse secret"), "{e}");
+    }
+
+    #[test]
+    fn generated_secrets_are_accepted_and_distinct() {
+        let a = generate();
+        let b = generate();
+        assert_ne!(a, b);
+        assert!(CookieKey::derive(&a).is_ok());
+        assert_ne!(
+            CookieKey::derive(&a).unwrap().0,
+            CookieKey::derive(&b).unwrap().0
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let s = Secret::new("hunter2".into());
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

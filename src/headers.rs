@@ -1,0 +1,416 @@
+//! Request header hygiene at the trust boundary, in one tested place:
+//!
+//! 1. [`remove_hop_by_hop`]: RFC 9110 §7.6.1 connection-specific fields, including every
+//!    field named in `Connection`;
+//! 2. [`strip_identity`]: every client copy of an identity header, in every spelling (case,
+//!    `_` for `-`, duplicates), including ones gatehouse does not inject but upstreams read;
+//! 3. [`remove_own_cookies`]: gatehouse's session and login cookies;
+//!
+//! then [`Forwarded`] sets `X-Forwarded-For/-Proto/-Host` (client values believed only
+//! from trusted proxies) and [`inject`] writes the verified identity.
+
+use crate::config::{HeaderNames, PassAuthorization};
+use crate::identity::Identity;
+use axum::http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1, plus the de-facto `Keep-Alive`/`Proxy-Connection`).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Exact names (normalised) that are identity headers whoever reads them.
+const IDENTITY_NAMES: &[&str] = &[
+    "remote-user",
+    "remote-groups",
+    "x-remote-user",
+    "x-remote-group",
+    "x-remote-groups",
+    "x-remote-email",
+    "x-user",
+    "x-email",
+    "x-groups",
+    "x-webauth-user",
+    "x-webauth-email",
+    "x-webauth-groups",
+    "x-id-token",
+    "x-access-token",
+    "x-real-user",
+];
+
+/// Prefixes (normalised) that mark identity or forwarding metadata from clients.
+const IDENTITY_PREFIXES: &[&str] = &["x-forwarded-", "x-auth-request-", "x-original-"];
+
+/// Lower-case, with `_` folded to `-`: how WSGI, PHP and some Node/Go stacks see names.
+pub fn normalise(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+/// Removes hop-by-hop fields. With `upgrade`, keeps `Upgrade` and sets
+/// `Connection: upgrade` so the upstream can switch protocols.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let upgrade_value = headers.get(UPGRADE).cloned();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        headers.remove(name);
+    }
+    if let (true, Some(value)) = (upgrade, upgrade_value) {
+        headers.insert(UPGRADE, value);
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// True when a request asks to switch protocols (WebSocket and friends).
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// Removes every client header that could pass for identity; returns how many went.
+pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> usize {
+    let configured: Vec<String> = [&names.user, &names.email, &names.preferred_username]
+        .into_iter()
+        .chain(names.groups.iter())
+        .chain(names.id_token.iter())
+        .chain(names.strip.iter())
+        .map(|h| normalise(h.as_str()))
+        .collect();
+    let strip_authorization = names.authorization != PassAuthorization::None;
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let n = normalise(k.as_str());
+            IDENTITY_NAMES.contains(&n.as_str())
+                || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
+                || configured.contains(&n)
+                || (strip_authorization && n == "authorization")
+        })
+        .cloned()
+        .collect();
+    let mut removed = 0;
+    for name in doomed {
+        removed += headers.get_all(&name).iter().count();
+        tracing::debug!(header = %name, "removed a client-supplied identity header");
+        headers.remove(&name);
+    }
+    removed
+}
+
+/// Drops gatehouse's own cookies from the `Cookie` header(s), keeping the rest.
+pub fn remove_own_cookies(headers: &mut HeaderMap, owns: impl Fn(&str) -> bool) {
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .filter(|p| !owns(p.split('=').next().unwrap_or("").trim()))
+        .map(str::to_string)
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(COOKIE, v);
+        }
+    }
+}
+
+/// The client's address, scheme and host as gatehouse believes them.
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    /// X-Forwarded-For to send: the trusted chain plus the peer.
+    pub for_chain: String,
+    pub proto: String,
+    pub host: Option<String>,
+    /// The peer is a configured trusted proxy.
+    pub trusted: bool,
+}
+
+impl Forwarded {
+    /// Reads forwarding metadata, believing it only when `peer` is a trusted proxy.
+    pub fn read(headers: &HeaderMap, peer: SocketAddr, trusted_proxies: &[IpNet]) -> Forwarded {
+        let ip: IpAddr = match peer.ip() {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        let trusted = trusted_proxies.iter().any(|n| n.contains(&ip));
+        let first = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+        };
+        let host_header = headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if !trusted {
+            return Forwarded {
+                for_chain: ip.to_string(),
+                proto: "http".into(),
+                host: host_header,
+                trusted,
+            };
+        }
+        let chain = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let for_chain = if chain.is_empty() {
+            ip.to_string()
+        } else {
+            format!("{chain}, {ip}")
+        };
+        let proto = first("x-forwarded-proto")
+            .filter(|p| p == "http" || p == "https")
+            .unwrap_or_else(|| "http".into());
+        let host = first("x-forwarded-host")
+            .filter(|h| !h.is_empty())
+            .or(host_header);
+        Forwarded {
+            for_chain,
+            proto,
+            host,
+            trusted,
+        }
+    }
+
+    /// Writes `X-Forwarded-For/-Proto/-Host` (after `strip_identity` removed client copies).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(&self.for_chain) {
+            headers.insert("x-forwarded-for", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.proto) {
+            headers.insert("x-forwarded-proto", v);
+        }
+        if let Some(v) = self
+            .host
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok())
+        {
+            headers.insert("x-forwarded-host", v);
+        }
+    }
+}
+
+fn value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::from_bytes(s.as_bytes()).ok()
+}
+
+/// Writes the verified identity. Runs after [`strip_identity`], so each header is ours alone.
+pub fn inject(
+    headers: &mut HeaderMap,
+    names: &HeaderNames,
+    id: &Identity,
+    id_token: &str,
+    access_token: Option<&str>,
+) {
+    if let Some(v) = value(&id.user) {
+        headers.insert(names.user.clone(), v);
+    }
+    if let Some(v) = id.email.as_deref().and_then(value) {
+        headers.insert(names.email.clone(), v);
+    }
+    if let Some(v) = id.preferred_username.as_deref().and_then(value) {
+        headers.insert(names.preferred_username.clone(), v);
+    }
+    if !id.groups.is_empty() {
+        if let Some(v) = value(&id.groups.join(",")) {
+            for name in &names.groups {
+                headers.insert(name.clone(), v.clone());
+            }
+        }
+    }
+    if let (Some(name), Some(v)) = (&names.id_token, value(id_token)) {
+        headers.insert(name.clone(), v);
+    }
+    let bearer = match names.authorization {
+        PassAuthorization::None => None,
+        PassAuthorization::IdToken => Some(id_token),
+        PassAuthorization::AccessToken => access_token,
+    };
+    if let Some(v) = bearer.and_then(|t| value(&format!("Bearer {t}"))) {
+        headers.insert(AUTHORIZATION, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn names() -> HeaderNames {
+        HeaderNames {
+            user: HeaderName::from_static("x-forwarded-user"),
+            email: HeaderName::from_static("x-forwarded-email"),
+            groups: vec![
+                HeaderName::from_static("x-forwarded-group"),
+                HeaderName::from_static("x-forwarded-groups"),
+            ],
+            preferred_username: HeaderName::from_static("x-forwarded-preferred-username"),
+            id_token: Some(HeaderName::from_static("x-forwarded-id-token")),
+            authorization: PassAuthorization::None,
+            strip: vec![HeaderName::from_static("x-custom-identity")],
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn every_spelling_of_identity_headers_goes() {
+        let mut h = map(&[
+            ("X-Forwarded-User", "root"),
+            ("x-forwarded-user", "root2"),
+            ("X_Forwarded_User", "root3"),
+            ("x_forwarded_email", "a@evil"),
+            ("X-Forwarded-Group", "system:masters"),
+            ("X-Forwarded-Id-Token", "forged"),
+            ("X-Auth-Request-User", "x"),
+            ("Remote-User", "x"),
+            ("X-Custom-Identity", "x"),
+            ("Accept", "text/html"),
+        ]);
+        let n = strip_identity(&mut h, &names());
+        assert_eq!(n, 9);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn hop_by_hop_including_connection_named_fields() {
+        let mut h = map(&[
+            ("Connection", "keep-alive, X-Secret"),
+            ("X-Secret", "1"),
+            ("TE", "trailers"),
+            ("Upgrade", "websocket"),
+            ("Accept", "*/*"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        let mut h = map(&[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
+        assert!(wants_upgrade(&h));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn forwarded_headers_believed_only_from_trusted_proxies() {
+        let h = map(&[
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil"),
+            ("Host", "app"),
+        ]);
+        let peer: SocketAddr = "10.0.0.5:999".parse().unwrap();
+        let untrusted = Forwarded::read(&h, peer, &[]);
+        assert_eq!(
+            (
+                untrusted.for_chain.as_str(),
+                untrusted.proto.as_str(),
+                untrusted.host.as_deref()
+            ),
+            ("10.0.0.5", "http", Some("app"))
+        );
+        let trusted = Forwarded::read(&h, peer, &["10.0.0.0/8".parse().unwrap()]);
+        assert_eq!(trusted.for_chain, "1.2.3.4, 10.0.0.5");
+        assert_eq!(trusted.proto, "https");
+        assert_eq!(trusted.host.as_deref(), Some("evil"));
+    }
+
+    #[test]
+    fn own_cookies_are_removed_others_kept() {
+        let mut h = map(&[
+            ("Cookie", "_gh=a; theme=dark"),
+            ("Cookie", "_gh_0=b; _gh_login_x=c; sid=1"),
+        ]);
+        remove_own_cookies(&mut h, |n| n == "_gh" || n.starts_with("_gh_"));
+        assert_eq!(h.get("cookie").unwrap(), "theme=dark; sid=1");
+    }
+
+    #[test]
+    fn injection_writes_one_line_per_header() {
+        let mut h = HeaderMap::new();
+        let id = Identity {
+            sub: "s".into(),
+            user: "alice".into(),
+            email: Some("a@x".into()),
+            groups: vec!["a".into(), "b".into()],
+            preferred_username: None,
+        };
+        let mut n = names();
+        n.authorization = PassAuthorization::IdToken;
+        inject(&mut h, &n, &id, "tok", None);
+        assert_eq!(h.get_all("x-forwarded-group").iter().count(), 1);
+        assert_eq!(h.get("x-forwarded-groups").unwrap(), "a,b");
+        assert_eq!(h.get("x-forwarded-id-token").unwrap(), "tok");
+        assert_eq!(h.get("authorization").unwrap(), "Bearer tok");
+    }
+
+    proptest! {
+        #[test]
+        fn stripping_twice_changes_nothing(names_in in proptest::collection::vec("[A-Za-z_-]{1,24}", 0..12)) {
+            let mut h = HeaderMap::new();
+            for n in &names_in {
+                if let Ok(name) = HeaderName::from_bytes(n.as_bytes()) {
+                    h.append(name, HeaderValue::from_static("v"));
+                }
+            }
+            strip_identity(&mut h, &names());
+            let once = h.clone();
+            prop_assert_eq!(strip_identity(&mut h, &names()), 0);
+            prop_assert_eq!(h, once);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Every way a request can fail, and the one place that turns a failure into a response:
+//! an HTML page for browsers or JSON for API clients, each with the request id that also
+//! appears in the log line. Client mistakes are 4xx, provider trouble 502/504, our own
+//! bugs 500 (which nothing here should produce).
+
+use super::pages;
+use crate::oidc::discovery::DiscoveryError;
+use crate::oidc::verify::TokenError;
+use crate::oidc::FlowError;
+use crate::session::SessionError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// A failure with a message meant for the person in front of the browser.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the identity provider refused the sign-in: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    ProviderDenied {
+        error: String,
+        description: Option<String>,
+    },
+    #[error("this sign-in cannot be matched to your browser: the login cookie is missing. Either the login took longer than {minutes} minutes, or this browser blocks cookies for this site")]
+    LoginCookieMissing { minutes: u64 },
+    #[error("this sign-in does not match the one your browser started (state mismatch): it was probably started in another tab or replayed")]
+    StateMismatch,
+    #[error("the login took longer than {minutes} minutes")]
+    LoginExpired { minutes: u64 },
+    #[error("the callback is missing the `{0}` parameter")]
+    MissingParam(&'static str),
+    #[error("the callback came from issuer `{found}` but gatehouse expects `{expected}` (RFC 9207); this can be a mix-up attack")]
+    IssuerParam { expected: String, found: String },
+    #[error("{0}")]
+    Flow(#[from] FlowError),
+    #[error("the identity provider's tokens are too large to keep in cookies ({bytes} bytes sealed, limit {max}); ask the provider for fewer claims (for Entra ID, groups overage) or fewer scopes")]
+    SessionTooLarge { bytes: usize, max: usize },
+    #[error("gatehouse is still contacting the identity provider: {0}")]
+    NotReady(String),
+    #[error("you are not signed in")]
+    Unauthenticated { login_url: String },
+    #[error("the upstream {upstream} is not accepting connections: {reason}")]
+    UpstreamDown { upstream: String, reason: String },
+    #[error("the upstream {upstream} did not answer within {secs} seconds")]
+    UpstreamTimeout { upstream: String, secs: u64 },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<SessionError> for AppError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::TooLarge { bytes, max } => AppError::SessionTooLarge { bytes, max },
+            SessionError::Seal => AppError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<DiscoveryError> for AppError {
+    fn from(e: DiscoveryError) -> Self {
+        AppError::NotReady(e.to_string())
+    }
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::ProviderDenied { .. } => StatusCode::FORBIDDEN,
+            AppError::LoginCookieMissing { .. }
+            | AppError::StateMismatch
+            | AppError::LoginExpired { .. }
+            | AppError::MissingParam(_)
+            | AppError::IssuerParam { .. } => StatusCode::BAD_REQUEST,
+            AppError::Flow(FlowError::Token(TokenError::Nonce)) => StatusCode::BAD_REQUEST,
+            AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_grant" => {
+                StatusCode::BAD_REQUEST
+            }
+            AppError::Flow(_)
+            | AppError::SessionTooLarge { .. }
+            | AppError::UpstreamDown { .. } => StatusCode::BAD_GATEWAY,
+            AppError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            AppError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable code for JSON clients and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::ProviderDenied { .. } => "provider_denied",
+            AppError::LoginCookieMissing { .. } => "login_cookie_missing",
+            AppError::StateMismatch => "state_mismatch",
+            AppError::LoginExpired { .. } => "login_expired",
+            AppError::MissingParam(_) => "missing_parameter",
+            AppError::IssuerParam { .. } => "issuer_mismatch",
+            AppError::Flow(FlowError::Token(TokenError::Issuer { .. })) => "issuer_mismatch",
+            AppError::Flow(FlowError::Token(TokenError::Audience { .. })) => "audience_mismatch",
+            AppError::Flow(FlowError::Token(_)) => "invalid_id_token",
+            AppError::Flow(_) => "token_endpoint_error",
+            AppError::SessionTooLarge { .. } => "session_too_large",
+            AppError::NotReady(_) => "not_ready",
+            AppError::Unauthenticated { .. } => "unauthenticated",
+            AppError::UpstreamDown { .. } => "upstream_unavailable",
+            AppError::UpstreamTimeout { .. } => "upstream_timeout",
+            AppError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// What the user (or operator) should do next.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            AppError::ProviderDenied { .. } => "If you expected access, ask an administrator to assign you to this application at the identity provider, then sign in again.",
+            AppError::LoginCookieMissing { .. } | AppError::LoginExpired { .. } => "Allow cookies for this site and start again; complete the sign-in within the time limit.",
+            AppError::StateMismatch | AppError::MissingParam(_) => "Start the sign-in again from the application's address, in a single tab.",
+            AppError::IssuerParam { .. } => "Check that issuer_url names the provider this client is registered with.",
+            AppError::Flow(FlowError::Token(TokenError::Issuer { .. })) => "Set issuer_url to exactly the issuer the provider puts in its tokens (byte for byte, including any trailing slash).",
+            AppError::Flow(FlowError::Token(TokenError::Audience { .. })) => "Set client_id to the client the provider issues tokens for, or fix the client's audience at the provider.",
+            AppError::Flow(FlowError::Token(TokenError::Nonce)) => "Start the sign-in again.",
+            AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_grant" => "The sign-in code expired or was already used: start the sign-in again.",
+            AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_client" => "The provider rejected gatehouse's client credentials: check client_id, client_secret and client_auth_method.",
+            AppError::Flow(_) => "This is a problem between gatehouse and the identity provider: an administrator should check gatehouse's log for this request id.",
+            AppError::SessionTooLarge { .. } => "An administrator should reduce the claims or scopes requested.",
+            AppError::NotReady(_) => "Wait a moment and reload; if it persists, an administrator should check issuer_url and the provider's reachability.",
+            AppError::Unauthenticated { .. } => "Sign in at the login URL, then retry.",
+            AppError::UpstreamDown { .. } | AppError::UpstreamTimeout { .. } => "The application behind gatehouse is down or slow: retry shortly, or ask an administrator to check it.",
+            AppError::Internal(_) => "This is a bug in gatehouse: please report it with the request id.",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.status().as_u16() {
+            400 => "Sign-in could not be completed",
+            401 => "Sign-in required",
+            403 => "Access denied",
+            502 | 504 => "Something behind gatehouse failed",
+            503 => "Not ready yet",
+            _ => "Unexpected error",
+        }
+    }
+
+    /// Renders the error; logs it with the request id.
+    pub fn respond(&self, request_id: &str, json: bool) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(request_id, status = status.as_u16(), code = self.code(), error = %self, "request failed");
+        } else {
+            tracing::info!(request_id, status = status.as_u16(), code = self.code(), error = %self, "request refused");
+        }
+        let login_url = match self {
+            AppError::Unauthenticated { login_url } => Some(login_url.as_str()),
+            _ => None,
+        };
+        let mut resp = if json {
+            let body = serde_json::json!({
+                "error": self.code(),
+                "message": self.to_string(),
+                "advice": self.advice(),
+                "request_id": request_id,
+                "login_url": login_url,
+            });
+            (status, axum::Json(body)).into_response()
+        } else {
+            let retry = match self {
+                AppError::UpstreamDown { .. }
+                | AppError::UpstreamTimeout { .. }
+                | AppError::NotReady(_) => None,
+                _ => Some(login_url.unwrap_or("/oauth2/start")),
+            };
+            (
+                status,
+                pages::error_page(
+                    self.title(),
+                    &self.to_string(),
+                    self.advice(),
+                    request_id,
+                    retry,
+                ),
+            )
+                .into_response()
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Cookie realm=\"gatehouse\", login=\"/oauth2/start\""),
+            );
+        }
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        resp
+    }
+}

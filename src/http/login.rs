@@ -1,0 +1,297 @@
+//! The login flow endpoints: `/oauth2/start`, `/oauth2/callback` (authorization-code flow
+//! with PKCE, state and nonce), `/oauth2/sign_out` (with RP-initiated logout) and
+//! `/oauth2/userinfo`.
+//!
+//! Trusts nothing from the client: `rd` is validated (`redirect.rs`), `state` must match a
+//! sealed login cookie, the code is exchanged with the PKCE verifier, and the ID token is
+//! verified before a session exists.
+
+use super::{peer_of, AppError, AppState, Ctx};
+use crate::auth::{authenticate, session_from_tokens, Decision};
+use crate::session::chunks::RequestCookies;
+use crate::session::LoginState;
+use crate::util::{now_secs, random_token};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// A 302 with extra `Set-Cookie`s.
+pub fn redirect(location: &str, cookies: Vec<HeaderValue>) -> Response {
+    let mut resp = StatusCode::FOUND.into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for c in cookies {
+        h.append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+fn cookies_of(headers: &HeaderMap) -> RequestCookies<'_> {
+    RequestCookies::parse(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+}
+
+/// Sends the browser to the provider; `return_to` was validated by the caller.
+pub fn begin_login(
+    st: &AppState,
+    ctx: &Ctx,
+    return_to: String,
+    mut cookies: Vec<HeaderValue>,
+) -> Response {
+    let Some(loaded) = st.provider.loaded() else {
+        return ctx.fail(AppError::NotReady(
+            "discovery and keys are not loaded yet".into(),
+        ));
+    };
+    let login = LoginState {
+        state: random_token(24),
+        nonce: random_token(24),
+        pkce_verifier: random_token(32),
+        return_to,
+        created_at: now_secs(),
+    };
+    let cookie = match st.sessions.start_login(&login) {
+        Ok(c) => c,
+        Err(e) => return ctx.fail(e.into()),
+    };
+    cookies.push(cookie);
+    let url = st.provider.authorize_url(
+        &loaded,
+        &ctx.redirect_uri(&st.cfg),
+        &login.state,
+        &login.nonce,
+        &login.pkce_verifier,
+    );
+    redirect(&url, cookies)
+}
+
+/// The validated post-login target for a raw `rd`, `/` when unsafe.
+pub fn safe_target(ctx: &Ctx, rd: Option<&str>) -> String {
+    let host = ctx
+        .forwarded
+        .host
+        .as_deref()
+        .map(|h| h.split(':').next().unwrap_or(h))
+        .unwrap_or("");
+    rd.and_then(|rd| crate::redirect::validate_return_to(rd, &[host]))
+        .unwrap_or_else(|| "/".into())
+}
+
+#[derive(Deserialize)]
+pub struct StartQuery {
+    rd: Option<String>,
+}
+
+pub async fn start(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<StartQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> Response {
+    let rd = q.ok().and_then(|Query(q)| q.rd);
+    let mut ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
+    ctx.api = false;
+    let target = safe_target(&ctx, rd.as_deref());
+    begin_login(&st, &ctx, target, Vec::new())
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+    iss: Option<String>,
+}
+
+pub async fn callback(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> Response {
+    let mut ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
+    ctx.api = false;
+    let Ok(Query(q)) = q else {
+        return ctx.fail(AppError::MissingParam("state"));
+    };
+    let cookies = cookies_of(req.headers());
+    let (login, clear_login) = match q.state.as_deref() {
+        Some(state) => st.sessions.finish_login(&cookies, state),
+        None => (None, None),
+    };
+    let with_clear = |mut resp: Response| {
+        if let Some(c) = clear_login.clone() {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        resp
+    };
+    if let Some(error) = q.error {
+        let description = q
+            .error_description
+            .map(|d| d.chars().filter(|c| !c.is_control()).take(300).collect());
+        return with_clear(ctx.fail(AppError::ProviderDenied {
+            error: error.chars().take(64).collect(),
+            description,
+        }));
+    }
+    let minutes = st.cfg.cookie.login_timeout.as_secs().div_ceil(60);
+    if q.state.is_none() {
+        return ctx.fail(AppError::MissingParam("state"));
+    }
+    let Some(login) = login else {
+        let err = if st.sessions.has_login_cookie(&cookies) {
+            AppError::StateMismatch
+        } else {
+            AppError::LoginCookieMissing { minutes }
+        };
+        return ctx.fail(err);
+    };
+    if now_secs().saturating_sub(login.created_at) > st.cfg.cookie.login_timeout.as_secs() {
+        return with_clear(ctx.fail(AppError::LoginExpired { minutes }));
+    }
+    let Some(code) = q.code else {
+        return with_clear(ctx.fail(AppError::MissingParam("code")));
+    };
+    if let Some(iss) = q.iss {
+        if iss != st.cfg.issuer_url {
+            return with_clear(ctx.fail(AppError::IssuerParam {
+                expected: st.cfg.issuer_url.clone(),
+                found: iss,
+            }));
+        }
+    }
+    let Some(loaded) = st.provider.loaded() else {
+        return ctx.fail(AppError::NotReady(
+            "discovery and keys are not loaded yet".into(),
+        ));
+    };
+    match finish(&st, &ctx, &loaded, &login, &code).await {
+        Ok(session) => match st.sessions.save(&session, &cookies).await {
+            Ok(mut set) => {
+                tracing::info!(request_id = %ctx.request_id, user = %session.identity.user, "user logged in");
+                set.extend(clear_login);
+                redirect(&login.return_to, set)
+            }
+            Err(e) => with_clear(ctx.fail(e.into())),
+        },
+        Err(e) => with_clear(ctx.fail(e)),
+    }
+}
+
+async fn finish(
+    st: &AppState,
+    ctx: &Ctx,
+    loaded: &crate::oidc::Loaded,
+    login: &LoginState,
+    code: &str,
+) -> Result<crate::session::Session, AppError> {
+    let mut tokens = st
+        .provider
+        .exchange(
+            loaded,
+            code,
+            &ctx.redirect_uri(&st.cfg),
+            &login.pkce_verifier,
+        )
+        .await?;
+    let id_token = tokens
+        .id_token
+        .take()
+        .ok_or(crate::oidc::FlowError::NoIdToken)?;
+    let claims = st
+        .provider
+        .verify(loaded, &id_token, Some(&login.nonce))
+        .await
+        .map_err(crate::oidc::FlowError::Token)?;
+    Ok(session_from_tokens(
+        &st.cfg,
+        tokens,
+        id_token,
+        &claims,
+        random_token(12),
+        now_secs(),
+    )?)
+}
+
+pub async fn sign_out(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    let ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
+    let cookies = cookies_of(req.headers());
+    let session = st.sessions.load(&cookies).await;
+    let clear = st.sessions.clear(&cookies);
+    if let Some(s) = &session {
+        tracing::info!(request_id = %ctx.request_id, user = %s.identity.user, "user signed out");
+    }
+    let post_logout = st
+        .cfg
+        .post_logout_redirect_url
+        .as_ref()
+        .map(|u| u.to_string());
+    let end = st.provider.loaded().and_then(|l| {
+        st.provider.end_session_url(
+            &l,
+            session.as_ref().map(|s| s.id_token.as_str()),
+            post_logout.as_deref(),
+        )
+    });
+    match end {
+        Some(url) => redirect(&url, clear),
+        None => {
+            let mut resp = super::pages::signed_out().into_response();
+            for c in clear {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+    }
+}
+
+pub async fn userinfo(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    let mut ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
+    ctx.api = true;
+    let cookies = cookies_of(req.headers());
+    match authenticate(&st.cfg, &st.provider, &st.sessions, &st.refresher, &cookies).await {
+        Decision::Allow {
+            session,
+            set_cookies,
+        } => {
+            let id = &session.identity;
+            let mut resp = Json(serde_json::json!({
+                "user": id.user, "email": id.email, "groups": id.groups,
+                "preferred_username": id.preferred_username, "sub": id.sub,
+                "expires_at": session.expires_at,
+            }))
+            .into_response();
+            for c in set_cookies {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Decision::Login { clear, .. } => {
+            let mut resp = ctx.fail(AppError::Unauthenticated {
+                login_url: "/oauth2/start".into(),
+            });
+            for c in clear {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+            resp
+        }
+    }
+}
+
+/// Re-exported for the gate.
+pub(super) fn cookies_from(headers: &HeaderMap) -> RequestCookies<'_> {
+    cookies_of(headers)
+}

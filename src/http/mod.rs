@@ -1,0 +1,152 @@
+//! The HTTP surface: application state, the router (the one place routes and layers are
+//! assembled), and serving.
+//!
+//! Routes: `/oauth2/{start,callback,sign_out,userinfo}` (login flow), `/healthz`,
+//! `/readyz`, and everything else through the auth step to the upstream (`gate.rs`).
+
+mod errors;
+mod gate;
+mod login;
+pub mod pages;
+
+pub use errors::AppError;
+
+use crate::auth::Refresher;
+use crate::config::Config;
+use crate::headers::Forwarded;
+use crate::oidc::Provider;
+use crate::proxy::Proxy;
+use crate::session::SessionStore;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Everything a request handler needs, shared.
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub provider: Arc<Provider>,
+    pub sessions: SessionStore,
+    pub refresher: Refresher,
+    pub proxy: Proxy,
+}
+
+impl AppState {
+    pub fn new(cfg: Config) -> Result<Arc<AppState>, AppError> {
+        let cfg = Arc::new(cfg);
+        Ok(Arc::new(AppState {
+            provider: Arc::new(Provider::new(&cfg)),
+            sessions: SessionStore::new(cfg.cookie.clone()),
+            refresher: Refresher::default(),
+            proxy: Proxy::new(&cfg),
+            cfg,
+        }))
+    }
+}
+
+/// Per-request facts every handler uses.
+pub struct Ctx {
+    pub request_id: String,
+    pub forwarded: Forwarded,
+    /// An API-style client: gets 401 JSON instead of a redirect.
+    pub api: bool,
+}
+
+impl Ctx {
+    pub fn new(
+        cfg: &Config,
+        method: &Method,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Ctx {
+        let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Ctx {
+            request_id: crate::util::request_id(),
+            forwarded: Forwarded::read(headers, peer, &cfg.trusted_proxies),
+            api: is_api_request(method, headers),
+        }
+    }
+
+    /// The callback URL: configured, or derived from the request.
+    pub fn redirect_uri(&self, cfg: &Config) -> String {
+        match &cfg.redirect_url {
+            Some(u) => u.to_string(),
+            None => format!(
+                "{}://{}/oauth2/callback",
+                self.forwarded.proto,
+                self.forwarded.host.as_deref().unwrap_or("localhost")
+            ),
+        }
+    }
+
+    pub fn fail(&self, e: AppError) -> Response {
+        e.respond(&self.request_id, self.api)
+    }
+}
+
+/// The peer address, when the server recorded it.
+pub fn peer_of(req: &axum::extract::Request) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// API clients get 401 JSON rather than a login redirect: JSON `Accept`,
+/// `X-Requested-With`, protocol upgrades, and any method but GET/HEAD.
+pub fn is_api_request(method: &Method, headers: &HeaderMap) -> bool {
+    if method != Method::GET && method != Method::HEAD {
+        return true;
+    }
+    if headers.contains_key("x-requested-with") || crate::headers::wants_upgrade(headers) {
+        return true;
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept.contains("application/json") && !accept.contains("text/html")
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    match st.provider.loaded() {
+        Some(l) => Json(serde_json::json!({"ready": true, "issuer": l.meta.issuer, "keys": l.jwks.len()})).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"ready": false, "reason": "discovery and keys not loaded yet; see the log"}))).into_response(),
+    }
+}
+
+/// Builds the whole application.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/oauth2/start", get(login::start))
+        .route("/oauth2/callback", get(login::callback))
+        .route(
+            "/oauth2/sign_out",
+            get(login::sign_out).post(login::sign_out),
+        )
+        .route("/oauth2/userinfo", get(login::userinfo))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        // Everything else goes through the auth step to the upstream.
+        .fallback(gate::gate)
+        .with_state(state)
+}
+
+/// Serves the app on `listener` until `shutdown` completes; starts provider loading.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    state.provider.spawn_loader();
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,21 @@
+//! gatehouse: an identity-aware reverse proxy. It logs users in with OpenID Connect and
+//! hands the upstream (Headlamp, or any web app) a verified identity in request headers.
+//!
+//! The request path: `http` (router, endpoints, errors) -> `auth` (session -> refresh ->
+//! identity -> decision) -> `headers` (sanitise, inject) -> `proxy` (stream, upgrade).
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod devidp;
+pub mod headers;
+pub mod http;
+pub mod identity;
+pub mod oidc;
+pub mod proxy;
+pub mod redirect;
+pub mod session;
+pub mod telemetry;
+pub mod util;
+pub mod whoami;

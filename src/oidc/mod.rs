@@ -1,0 +1,238 @@
+//! The OpenID Provider as gatehouse sees it: discovery, keys, the authorization-code flow
+//! with PKCE (RFC 7636), token exchange and refresh (RFC 6749 §4.1, §6), and ID token
+//! verification (OIDC Core §3.1.3.7).
+//!
+//! [`Provider`] is loaded in the background at start-up and retried until it works;
+//! `/readyz` reports ready once discovery and keys are in.
+
+pub mod discovery;
+pub mod jwks;
+pub mod token;
+pub mod verify;
+
+use crate::config::{ClientAuth, Config, Secret};
+use discovery::{DiscoveryError, Metadata};
+use jsonwebtoken::Algorithm;
+use jwks::{JwksCache, KeyError};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+pub use token::{FlowError, TokenSet};
+use verify::{Expected, TokenError};
+
+/// A short description of an HTTP client error for operators (never contains secrets).
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+/// Why the provider is not usable yet.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("the provider's JWKS ({0}) holds no key gatehouse can verify signatures with")]
+    NoUsableKeys(String),
+}
+
+/// Discovery metadata and keys, once loaded.
+pub struct Loaded {
+    pub meta: Metadata,
+    pub jwks: JwksCache,
+}
+
+/// Client settings the flow needs.
+pub struct Client {
+    pub issuer: String,
+    pub client_id: String,
+    pub secret: Option<Secret>,
+    pub auth: ClientAuth,
+    pub scopes: String,
+    pub algs: Vec<Algorithm>,
+    pub skew: u64,
+}
+
+/// The configured OpenID Provider.
+pub struct Provider {
+    pub client: Client,
+    http: reqwest::Client,
+    loaded: RwLock<Option<Arc<Loaded>>>,
+}
+
+/// Builds the HTTP client used to talk to the provider.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap_or_default()
+}
+
+impl Provider {
+    pub fn new(cfg: &Config) -> Provider {
+        Provider {
+            client: Client {
+                issuer: cfg.issuer_url.clone(),
+                client_id: cfg.client_id.clone(),
+                secret: cfg.client_secret.clone(),
+                auth: cfg.client_auth,
+                scopes: cfg.scopes.join(" "),
+                algs: cfg.allowed_algs.clone(),
+                skew: cfg.clock_skew.as_secs(),
+            },
+            http: http_client(),
+            loaded: RwLock::new(None),
+        }
+    }
+
+    /// Discovery and keys, if loaded.
+    pub fn loaded(&self) -> Option<Arc<Loaded>> {
+        self.loaded.read().ok().and_then(|l| l.clone())
+    }
+
+    /// Runs discovery and fetches the keys.
+    pub async fn load(&self) -> Result<Arc<Loaded>, ProviderError> {
+        let meta = discovery::discover(&self.http, &self.client.issuer).await?;
+        let jwks = JwksCache::new(meta.jwks_uri.clone(), self.http.clone());
+        if jwks.refresh().await? == 0 {
+            return Err(ProviderError::NoUsableKeys(meta.jwks_uri));
+        }
+        let loaded = Arc::new(Loaded { meta, jwks });
+        if let Ok(mut slot) = self.loaded.write() {
+            *slot = Some(Arc::clone(&loaded));
+        }
+        Ok(loaded)
+    }
+
+    /// Loads in the background, retrying with backoff until it works.
+    pub fn spawn_loader(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(250);
+            loop {
+                match me.load().await {
+                    Ok(l) => {
+                        tracing::info!(issuer = %l.meta.issuer, "identity provider ready");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "identity provider not ready")
+                    }
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+
+    /// The authorization request URL (OIDC Core §3.1.2.1) with PKCE S256.
+    pub fn authorize_url(
+        &self,
+        l: &Loaded,
+        redirect_uri: &str,
+        state: &str,
+        nonce: &str,
+        verifier: &str,
+    ) -> String {
+        let challenge = token::pkce_challenge(verifier);
+        let mut url = match url::Url::parse(&l.meta.authorization_endpoint) {
+            Ok(u) => u,
+            Err(_) => return l.meta.authorization_endpoint.clone(),
+        };
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client.client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", &self.client.scopes)
+            .append_pair("state", state)
+            .append_pair("nonce", nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        url.into()
+    }
+
+    /// Exchanges an authorization code.
+    pub async fn exchange(
+        &self,
+        l: &Loaded,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<TokenSet, FlowError> {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ];
+        token::request(&self.http, &l.meta.token_endpoint, &self.client, &form).await
+    }
+
+    /// Uses a refresh token.
+    pub async fn refresh(&self, l: &Loaded, refresh_token: &str) -> Result<TokenSet, FlowError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        token::request(&self.http, &l.meta.token_endpoint, &self.client, &form).await
+    }
+
+    /// Verifies an ID token against this provider.
+    pub async fn verify(
+        &self,
+        l: &Loaded,
+        id_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<serde_json::Value, TokenError> {
+        let want = Expected {
+            issuer: &self.client.issuer,
+            client_id: &self.client.client_id,
+            nonce,
+            now: crate::util::now_secs(),
+            skew: self.client.skew,
+            algs: &self.client.algs,
+        };
+        verify::verify(id_token, &want, &l.jwks).await
+    }
+
+    /// RP-initiated logout URL (OpenID Connect RP-Initiated Logout 1.0 §2), if supported.
+    pub fn end_session_url(
+        &self,
+        l: &Loaded,
+        id_token_hint: Option<&str>,
+        post_logout: Option<&str>,
+    ) -> Option<String> {
+        let mut url = url::Url::parse(l.meta.end_session_endpoint.as_deref()?).ok()?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &self.client.client_id);
+            if let Some(hint) = id_token_hint {
+                q.append_pair("id_token_hint", hint);
+            }
+            if let Some(p) = post_logout {
+                q.append_pair("post_logout_redirect_uri", p);
+            }
+        }
+        Some(url.into())
+    }
+}
+
+impl From<TokenError> for FlowError {
+    fn from(e: TokenError) -> Self {
+        FlowError::Token(e)
+    }
+}

@@ -1,0 +1,141 @@
+//! Token endpoint requests (RFC 6749 §4.1.3 and §6) with client authentication
+//! (OIDC Core §9), and the PKCE challenge (RFC 7636 §4.2).
+
+use super::{describe, verify::TokenError, Client};
+use crate::config::ClientAuth;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Deserialize;
+use std::fmt;
+
+/// The tokens a token endpoint returned.
+#[derive(Clone, Deserialize)]
+pub struct TokenSet {
+    #[serde(default)]
+    pub access_token: Option<String>,
+    #[serde(default)]
+    pub id_token: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+impl fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("has_id_token", &self.id_token.is_some())
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What went wrong talking to the provider after the redirect.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("the provider's token endpoint refused the request: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
+    #[error("could not reach the provider's token endpoint: {0}")]
+    Unreachable(String),
+    #[error("the provider's token endpoint returned something that is not a token response: {0}")]
+    Invalid(String),
+    #[error("the provider returned no ID token (is `openid` among the scopes?)")]
+    NoIdToken,
+    #[error(transparent)]
+    Token(TokenError),
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// `BASE64URL(SHA256(verifier))`.
+pub fn pkce_challenge(verifier: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value for Basic auth (RFC 6749 §2.3.1).
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// POSTs a grant to the token endpoint.
+pub async fn request(
+    http: &reqwest::Client,
+    endpoint: &str,
+    client: &Client,
+    form: &[(&str, &str)],
+) -> Result<TokenSet, FlowError> {
+    let mut fields: Vec<(&str, &str)> = form.to_vec();
+    let mut req = http.post(endpoint).header("accept", "application/json");
+    let secret = client.secret.as_ref().map(|s| s.expose()).unwrap_or("");
+    match client.auth {
+        ClientAuth::Basic => {
+            let user = form_encode(&client.client_id);
+            let pass = form_encode(secret);
+            req = req.basic_auth(user, Some(pass));
+        }
+        ClientAuth::Post => {
+            fields.push(("client_id", &client.client_id));
+            fields.push(("client_secret", secret));
+        }
+        ClientAuth::None => fields.push(("client_id", &client.client_id)),
+    }
+    let resp = req
+        .form(&fields)
+        .send()
+        .await
+        .map_err(|e| FlowError::Unreachable(describe(&e)))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| FlowError::Unreachable(describe(&e)))?;
+    if !status.is_success() {
+        return Err(match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => FlowError::Refused {
+                status: status.as_u16(),
+                error: e.error,
+                description: e.error_description,
+            },
+            Err(_) => FlowError::Refused {
+                status: status.as_u16(),
+                error: format!("HTTP {}", status.as_u16()),
+                description: None,
+            },
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| FlowError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_matches_rfc7636_appendix_b() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-1mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn token_set_debug_hides_tokens() {
+        let t = TokenSet {
+            access_token: Some("sekrit".into()),
+            id_token: None,
+            refresh_token: Some("sekrit".into()),
+            expires_in: None,
+        };
+        assert!(!format!("{t:?}").contains("sekrit"));
+    }
+}

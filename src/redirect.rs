@@ -1,0 +1,150 @@
+//! Validation of post-login targets (`rd`): the classic open-redirect hole.
+//!
+//! Trusts nothing. A target is accepted only as a plain same-site path, or as an absolute
+//! `http(s)://` URL whose host is allowed, in which case only its path and query are kept.
+//! Anything odd (backslashes, whitespace or control characters, raw or percent-encoded,
+//! `//` at the start, dot segments, other schemes) is refused; the caller uses `/` instead.
+
+use percent_encoding::percent_decode_str;
+
+/// Longest target accepted.
+const MAX_LEN: usize = 2048;
+
+fn has_forbidden_chars(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+}
+
+/// Decodes percent-escapes until the text stops changing (at most 3 rounds), so
+/// `%2509` cannot hide a tab from one round of checks.
+fn fully_decoded(s: &str) -> Option<String> {
+    let mut cur = s.to_string();
+    for _ in 0..3 {
+        let next = percent_decode_str(&cur).decode_utf8().ok()?.into_owned();
+        if next == cur {
+            return Some(cur);
+        }
+        cur = next;
+    }
+    Some(cur)
+}
+
+fn safe_path(path: &str) -> bool {
+    if !path.starts_with('/') || path.starts_with("//") {
+        return false;
+    }
+    let only_path = path.split(['?', '#']).next().unwrap_or("");
+    !only_path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// True when `host` equals an allowed entry, or is below an entry written as `.domain`.
+/// `.example.com` allows `example.com` and `a.example.com`, never `evilexample.com` or
+/// `example.com.evil.com`.
+pub fn host_allowed(host: &str, allowed: &[&str]) -> bool {
+    let host = host.to_ascii_lowercase();
+    allowed.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        match a.strip_prefix('.') {
+            Some(domain) => {
+                host == domain
+                    || host
+                        .strip_suffix(domain)
+                        .is_some_and(|rest| rest.ends_with('.'))
+            }
+            None => host == a,
+        }
+    })
+}
+
+/// Returns the safe target for `raw`, or `None` (the caller falls back to `/`).
+/// `allowed_hosts` are the hosts an absolute URL may point at (the request's own host).
+pub fn validate_return_to(raw: &str, allowed_hosts: &[&str]) -> Option<String> {
+    if raw.is_empty() || raw.len() > MAX_LEN || has_forbidden_chars(raw) {
+        return None;
+    }
+    let decoded = fully_decoded(raw)?;
+    if has_forbidden_chars(&decoded) {
+        return None;
+    }
+    if raw.starts_with('/') {
+        return (safe_path(raw) && safe_path(&decoded)).then(|| raw.to_string());
+    }
+    // Absolute URLs: only with an explicit `//` authority (so `https:evil.com` is out).
+    let lower = raw.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return None;
+    }
+    let url = url::Url::parse(raw).ok()?;
+    let host = url.host_str()?;
+    if !url.username().is_empty() || url.password().is_some() || !host_allowed(host, allowed_hosts)
+    {
+        return None;
+    }
+    let mut target = url.path().to_string();
+    if let Some(q) = url.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    safe_path(&target).then_some(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTS: &[&str] = &["app.example.com"];
+
+    #[test]
+    fn contracts_section_4_open_redirects_are_refused() {
+        for bad in [
+            "/\\evil.com",
+            "/\\t/evil.com",
+            "/\t/evil.com",
+            "/ /evil.com",
+            "/%09/evil.com",
+            "/%2509/evil.com",
+            "/./\\evil.com",
+            "/./../../\\evil.com",
+            "/../evil.com",
+            "//evil.com",
+            "///evil.com",
+            "/%2F/evil.com",
+            "/%5Cevil.com",
+            "https:evil.com",
+            "https://evil.com/",
+            "http://app.example.com.evil.com/",
+            "https://app.example.com@evil.com/",
+            "https://user:pw@app.example.com/",
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "evil.com",
+            "",
+        ] {
+            assert_eq!(validate_return_to(bad, HOSTS), None, "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn ordinary_targets_are_kept() {
+        assert_eq!(validate_return_to("/", HOSTS).as_deref(), Some("/"));
+        assert_eq!(
+            validate_return_to("/headlamp/c/main/pods?ns=a%20b", HOSTS).as_deref(),
+            Some("/headlamp/c/main/pods?ns=a%20b")
+        );
+        assert_eq!(
+            validate_return_to("https://app.example.com/x?y=1", HOSTS).as_deref(),
+            Some("/x?y=1")
+        );
+    }
+
+    #[test]
+    fn domain_allow_list_matches_whole_labels_only() {
+        let allowed = [".example.com"];
+        assert!(host_allowed("example.com", &allowed));
+        assert!(host_allowed("a.b.example.com", &allowed));
+        assert!(!host_allowed("evilexample.com", &allowed));
+        assert!(!host_allowed("example.com.evil.com", &allowed));
+        assert!(!host_allowed("evil.com", &["example.com"]));
+    }
+}

@@ -1,0 +1,30 @@
+//! Small shared helpers: randomness and time.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::{SecureRandom, SystemRandom};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `bytes` random bytes, base64url without padding. Empty only if the OS has no randomness.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if SystemRandom::new().fill(&mut buf).is_err() {
+        return String::new();
+    }
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A short request id for logs and error pages.
+pub fn request_id() -> String {
+    let mut buf = [0u8; 8];
+    let _ = SystemRandom::new().fill(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,408 @@
+#!/usr/bin/env node
+// Test OpenID Provider for gatehouse's integration tests.
+//
+// Runs a real `oidc-provider` (v9) on 127.0.0.1 with one confidential client,
+// in-memory storage, freshly generated signing keys and a minimal login page
+// that accepts any user name and a comma-separated list of groups.
+//
+// stdout carries exactly one line, `{"issuer":"http://127.0.0.1:PORT"}`, once
+// the server is listening. Everything else goes to stderr.
+//
+// Usage:
+//   node op.mjs --client-id ID --client-secret SECRET --redirect-uri URI
+//               [--redirect-uri URI ...] [--post-logout-redirect-uri URI ...]
+//               [--port N] [--id-token-ttl SECONDS] [--access-token-ttl SECONDS]
+//               [--verbose] [--exit-on-stdin-close]
+
+import http from 'node:http';
+import crypto from 'node:crypto';
+import { parseArgs } from 'node:util';
+
+// oidc-provider prints notices with console.info; keep stdout reserved for
+// the single ready line by routing every console method to stderr. This has
+// to happen before the library is loaded, hence the dynamic import below.
+for (const method of ['log', 'info', 'debug']) {
+  console[method] = (...args) => console.error(...args);
+}
+
+function fail(message) {
+  process.stderr.write(`op.mjs: ${message}\n`);
+  process.exit(2);
+}
+
+function parseSeconds(name, raw) {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) fail(`--${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      port: { type: 'string', default: '0' },
+      'client-id': { type: 'string' },
+      'client-secret': { type: 'string' },
+      'redirect-uri': { type: 'string', multiple: true },
+      'post-logout-redirect-uri': { type: 'string', multiple: true },
+      'id-token-ttl': { type: 'string', default: '300' },
+      'access-token-ttl': { type: 'string', default: '300' },
+      verbose: { type: 'boolean', default: false },
+      'exit-on-stdin-close': { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+} catch (err) {
+  fail(err.message);
+}
+const opts = parsed.values;
+
+const port = Number(opts.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`invalid --port ${opts.port}`);
+if (!opts['client-id']) fail('--client-id is required');
+if (!opts['client-secret']) fail('--client-secret is required');
+const redirectUris = opts['redirect-uri'] ?? [];
+if (redirectUris.length === 0) fail('at least one --redirect-uri is required');
+const postLogoutRedirectUris = opts['post-logout-redirect-uri'] ?? [];
+const idTokenTtl = parseSeconds('id-token-ttl', opts['id-token-ttl']);
+const accessTokenTtl = parseSeconds('access-token-ttl', opts['access-token-ttl']);
+const verbose = opts.verbose;
+
+const { default: Provider } = await import('oidc-provider');
+
+// ---------------------------------------------------------------------------
+// Accounts: any login name is accepted; the groups typed on the login form
+// are remembered per login so that findAccount can hand them out later.
+
+const groupsByLogin = new Map();
+
+function accountFor(login) {
+  return {
+    accountId: login,
+    async claims() {
+      return {
+        sub: login,
+        email: `${login}@example.test`,
+        email_verified: true,
+        preferred_username: login,
+        name: login,
+        groups: [...(groupsByLogin.get(login) ?? [])],
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Small HTML helpers.
+
+function escapeHtml(value) {
+  return String(value ?? '')
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
+    .replaceAll('"', '&quot;')
+    .replaceAll("'", '&#39;');
+}
+
+function page(title, body) {
+  return `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>
+<body>
+${body}
+</body>
+</html>
+`;
+}
+
+// ---------------------------------------------------------------------------
+// Signing keys and cookie keys, new for every run.
+
+function freshSigningJwk() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { ...jwk, kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
+}
+
+// ---------------------------------------------------------------------------
+// The HTTP server has to be listening before the Provider can be built,
+// because the issuer contains the port the OS picked.
+
+let providerHandler = null;
+let interactionHandler = null;
+
+const server = http.createServer((req, res) => {
+  if (verbose) {
+    const started = Date.now();
+    res.on('finish', () => {
+      process.stderr.write(`op.mjs: ${req.method} ${req.url} -> ${res.statusCode} (${Date.now() - started} ms)\n`);
+    });
+  }
+  if (!providerHandler) {
+    res.statusCode = 503;
+    res.end('starting\n');
+    return;
+  }
+  const path = (req.url ?? '/').split('?')[0];
+  if (path.startsWith('/interaction/')) {
+    interactionHandler(req, res, path).catch((err) => {
+      // oidc-provider errors (e.g. SessionNotFound for an unknown or expired
+      // interaction) carry their own 4xx status; anything else is a bug here.
+      const status = Number.isInteger(err?.statusCode) ? err.statusCode : 500;
+      const description = err?.error_description ? `${err.message}: ${err.error_description}` : String(err?.message ?? err);
+      process.stderr.write(`op.mjs: interaction error (${status}): ${status >= 500 ? err?.stack ?? err : description}\n`);
+      if (!res.headersSent) {
+        res.statusCode = status;
+        res.setHeader('Content-Type', 'text/html; charset=utf-8');
+        res.end(page('Test OP error', `<h1>Interaction failed</h1><pre id="error">${escapeHtml(description)}</pre>`));
+      } else {
+        res.end();
+      }
+    });
+    return;
+  }
+  providerHandler(req, res);
+});
+
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(port, '127.0.0.1', () => {
+    server.off('error', reject);
+    resolve();
+  });
+});
+
+const actualPort = server.address().port;
+const issuer = `http://127.0.0.1:${actualPort}`;
+
+const configuration = {
+  clients: [
+    {
+      client_id: opts['client-id'],
+      client_secret: opts['client-secret'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: redirectUris,
+      post_logout_redirect_uris: postLogoutRedirectUris,
+    },
+  ],
+  jwks: { keys: [freshSigningJwk()] },
+  cookies: {
+    keys: [crypto.randomBytes(32).toString('base64url')],
+    // Cookies are scoped by host, not port: the proxy under test also lives
+    // on 127.0.0.1, so use names that cannot collide with its cookies.
+    names: {
+      session: 'testop_session',
+      interaction: 'testop_interaction',
+      resume: 'testop_interaction_resume',
+    },
+  },
+  responseTypes: ['code'],
+  pkce: {
+    required: () => true,
+  },
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username'],
+    groups: ['groups'],
+  },
+  // Put the scope-derived claims into the ID token itself, not only userinfo.
+  conformIdTokenClaims: false,
+  findAccount: async (_ctx, sub) => accountFor(sub),
+  // Hand out a refresh token with every code exchange, no offline_access or
+  // prompt=consent needed, and rotate it on each use.
+  issueRefreshToken: async () => true,
+  rotateRefreshToken: true,
+  ttl: {
+    AccessToken: accessTokenTtl,
+    IdToken: idTokenTtl,
+    AuthorizationCode: 60,
+    RefreshToken: 24 * 60 * 60,
+    Interaction: 60 * 60,
+    Session: 24 * 60 * 60,
+    Grant: 24 * 60 * 60,
+  },
+  interactions: {
+    url: async (_ctx, interaction) => `/interaction/${interaction.uid}`,
+  },
+  features: {
+    devInteractions: { enabled: false },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+    rpInitiatedLogout: {
+      enabled: true,
+      // `form` is the library's hidden form (id "op.logoutForm", posting the
+      // xsrf token to /session/end/confirm). Put a real submit button inside
+      // it so that submitting the form signs the user out.
+      logoutSource: async (ctx, form) => {
+        const withButton = form.replace(
+          '</form>',
+          '<button type="submit" id="logout" name="logout" value="yes">Sign out</button></form>',
+        );
+        ctx.type = 'html';
+        ctx.body = page('Test OP logout', `<h1>Sign out of the test OP?</h1>\n${withButton}`);
+      },
+      postLogoutSuccessSource: async (ctx) => {
+        ctx.type = 'html';
+        ctx.body = page('Test OP signed out', '<h1 id="signed-out">Signed out</h1>');
+      },
+    },
+  },
+  renderError: async (ctx, out) => {
+    ctx.type = 'html';
+    const rows = Object.entries(out)
+      .map(([key, value]) => `<pre class="${escapeHtml(key)}">${escapeHtml(key)}: ${escapeHtml(value)}</pre>`)
+      .join('\n');
+    ctx.body = page('Test OP error', `<h1>Test OP error</h1>\n${rows}`);
+  },
+};
+
+const provider = new Provider(issuer, configuration);
+
+for (const event of ['server_error', 'authorization.error', 'grant.error', 'end_session.error', 'userinfo.error', 'jwks.error', 'discovery.error']) {
+  provider.on(event, (_ctx, err) => {
+    process.stderr.write(`op.mjs: ${event}: ${err?.name ?? 'Error'}: ${err?.message ?? err}${err?.error_description ? ` (${err.error_description})` : ''}\n`);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Interactions: one page that does login and consent together.
+
+async function readUrlencoded(req, limit = 64 * 1024) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > limit) throw new Error('request body too large');
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+function sendHtml(res, status, html) {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  res.end(html);
+}
+
+function requestedClaimNames(params) {
+  if (!params.claims) return [];
+  try {
+    const claims = JSON.parse(params.claims);
+    return [...new Set([
+      ...Object.keys(claims.id_token ?? {}),
+      ...Object.keys(claims.userinfo ?? {}),
+    ])];
+  } catch {
+    return [];
+  }
+}
+
+interactionHandler = async (req, res, path) => {
+  const segments = path.split('/').filter(Boolean); // ['interaction', uid, ...]
+  const uid = segments[1];
+  const action = segments[2];
+
+  if (req.method === 'GET' && segments.length === 2) {
+    const details = await provider.interactionDetails(req, res);
+    if (details.uid !== uid) {
+      sendHtml(res, 400, page('Test OP error', '<h1>Interaction mismatch</h1>'));
+      return;
+    }
+    const suggestedLogin = details.session?.accountId ?? '';
+    sendHtml(res, 200, page('Test OP login', `<h1>Test OP login</h1>
+<p>Client: <code id="client-id">${escapeHtml(details.params.client_id)}</code>,
+scope: <code id="scope">${escapeHtml(details.params.scope)}</code>,
+prompt: <code id="prompt">${escapeHtml(details.prompt.name)}</code></p>
+<form method="post" action="/interaction/${escapeHtml(uid)}/login">
+  <label>Login <input name="login" value="${escapeHtml(suggestedLogin)}" autocomplete="off"></label>
+  <label>Groups (comma-separated) <input name="groups" value="" autocomplete="off"></label>
+  <button type="submit" id="submit">Sign in</button>
+</form>`));
+    return;
+  }
+
+  if (req.method === 'POST' && segments.length === 3 && action === 'login') {
+    const details = await provider.interactionDetails(req, res);
+    if (details.uid !== uid) {
+      sendHtml(res, 400, page('Test OP error', '<h1>Interaction mismatch</h1>'));
+      return;
+    }
+    const form = await readUrlencoded(req);
+    const login = (form.get('login') ?? '').trim();
+    if (!login) {
+      sendHtml(res, 400, page('Test OP error', '<h1>login must not be empty</h1>'));
+      return;
+    }
+    const groups = (form.get('groups') ?? '')
+      .split(',')
+      .map((g) => g.trim())
+      .filter((g) => g.length > 0);
+    groupsByLogin.set(login, groups);
+
+    const { params, prompt } = details;
+    const grant = new provider.Grant({ accountId: login, clientId: params.client_id });
+    if (params.scope) grant.addOIDCScope(params.scope);
+    const claimNames = [
+      ...requestedClaimNames(params),
+      ...(prompt.details?.missingOIDCClaims ?? []),
+    ];
+    if (claimNames.length > 0) grant.addOIDCClaims([...new Set(claimNames)]);
+    for (const [indicator, scopes] of Object.entries(prompt.details?.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+
+    await provider.interactionFinished(
+      req,
+      res,
+      {
+        login: { accountId: login },
+        consent: { grantId },
+      },
+      { mergeWithLastSubmission: false },
+    );
+    return;
+  }
+
+  sendHtml(res, 404, page('Test OP error', '<h1>Not found</h1>'));
+};
+
+// Static clients are only validated when first looked up; do it now so that
+// bad metadata (e.g. a malformed redirect URI) fails at startup, not mid-test.
+try {
+  const client = await provider.Client.find(opts['client-id']);
+  if (!client) throw new Error('client not found after configuration');
+} catch (err) {
+  fail(`invalid client configuration: ${err?.message ?? err}${err?.error_description ? ` (${err.error_description})` : ''}`);
+}
+
+providerHandler = provider.callback();
+
+// ---------------------------------------------------------------------------
+// Ready, and clean shutdown.
+
+let shuttingDown = false;
+function shutdown(reason) {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  if (verbose) process.stderr.write(`op.mjs: shutting down (${reason})\n`);
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
+if (opts['exit-on-stdin-close']) {
+  process.stdin.on('end', () => shutdown('stdin closed'));
+  process.stdin.on('error', () => shutdown('stdin error'));
+  process.stdin.resume();
+}
+
+process.stdout.write(`${JSON.stringify({ issuer })}\n`);
+process.stderr.write(`op.mjs: listening, issuer ${issuer}, client ${opts['client-id']}\n`);
