@@ -100,7 +100,14 @@ impl Refresher {
         provider: &Provider,
         old: &Session,
     ) -> Result<Session, String> {
-        let slot = self.slot(format!("{}:{}", old.id, old.expires_at));
+        // Keyed by the refresh token itself (digested): a rotated token means a new refresh.
+        let rt = old.refresh_token.as_deref().unwrap_or("");
+        let digest = ring::digest::digest(&ring::digest::SHA256, rt.as_bytes());
+        let tag: String = digest.as_ref()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let slot = self.slot(format!("{}:{tag}", old.id));
         slot.get_or_init(|| async {
             refresh_once(cfg, provider, old)
                 .await

@@ -62,7 +62,10 @@ pub fn validate_return_to(raw: &str, allowed_hosts: &[&str]) -> Option<String> {
     if raw.is_empty() || raw.len() > MAX_LEN || has_forbidden_chars(raw) {
         return None;
     }
-    let decoded = fully_decoded(raw)?;
+    // The path decides where a browser goes: it must stay safe once decoded. The query
+    // may hold encoded spaces and the like.
+    let path_only = raw.split(['?', '#']).next().unwrap_or("");
+    let decoded = fully_decoded(path_only)?;
     if has_forbidden_chars(&decoded) {
         return None;
     }

@@ -28,3 +28,8 @@ pub fn request_id() -> String {
     let _ = SystemRandom::new().fill(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Percent-encodes a value for a URL query string.
+pub fn query_escape(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -38,19 +38,19 @@ impl fmt::Debug for CookieKey {
 pub const MIN_SECRET_BYTES: usize = 32;
 
 impl CookieKey {
-    /// Derives a key from a secret: base64 (either alphabet) that decodes to at least 32
-    /// bytes, or any other string of at least 32 bytes.
+    /// Derives a key from a secret: base64 (either alphabet, padding optional) that decodes
+    /// to at least 32 bytes. Plain passphrases are refused: a long placeholder such as
+    /// "REPLACE-ME-..." must never become a working key.
     pub fn derive(secret: &str) -> Result<CookieKey, String> {
         let secret = secret.trim();
         let material = URL_SAFE_NO_PAD
             .decode(secret.trim_end_matches('='))
             .or_else(|_| STANDARD.decode(secret))
             .ok()
-            .filter(|b| b.len() >= MIN_SECRET_BYTES)
-            .unwrap_or_else(|| secret.as_bytes().to_vec());
+            .unwrap_or_default();
         if material.len() < MIN_SECRET_BYTES {
             return Err(format!(
-                "a cookie secret is too short ({} bytes; at least {MIN_SECRET_BYTES} are needed). \
+                "a cookie secret must be base64 of at least {MIN_SECRET_BYTES} random bytes (this one gives {}). \
                  Generate one with `gatehouse secret` (or `openssl rand -base64 32`)",
                 material.len()
             ));
@@ -83,6 +83,8 @@ mod tests {
     fn short_secrets_are_refused_with_advice() {
         let e = CookieKey::derive("tooshort").unwrap_err();
         assert!(e.contains("gatehouse secret"), "{e}");
+        assert!(CookieKey::derive("REPLACE-with-output-of-gatehouse-secret").is_err());
+        assert!(CookieKey::derive("this is a long passphrase, not base64 at all!!").is_err());
     }
 
     #[test]

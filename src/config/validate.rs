@@ -465,7 +465,7 @@ mod tests {
         RawConfig::from_env(&map)
     }
 
-    const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789";
+    const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
 
     #[test]
     fn an_empty_configuration_lists_every_missing_piece() {

@@ -27,16 +27,15 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         } => (session, set_cookies),
         Decision::Login { reason, clear } => {
             tracing::debug!(request_id = %ctx.request_id, ?reason, path = req.uri().path(), "login required");
+            let target = safe_target(&ctx, req.uri().path_and_query().map(|p| p.as_str()));
             if ctx.api {
-                let mut resp = ctx.fail(AppError::Unauthenticated {
-                    login_url: "/oauth2/start".into(),
-                });
+                let login_url = format!("/oauth2/start?rd={}", crate::util::query_escape(&target));
+                let mut resp = ctx.fail(AppError::Unauthenticated { login_url });
                 for c in clear {
                     resp.headers_mut().append(header::SET_COOKIE, c);
                 }
                 return resp;
             }
-            let target = safe_target(&ctx, req.uri().path_and_query().map(|p| p.as_str()));
             return begin_login(&st, &ctx, target, clear);
         }
     };

@@ -150,9 +150,6 @@ impl JwksCache {
     /// Fetches the key set now.
     pub async fn refresh(&self) -> Result<usize, KeyError> {
         let _one_at_a_time = self.fetch_lock.lock().await;
-        if let Ok(mut t) = self.last_fetch.lock() {
-            *t = Some(Instant::now());
-        }
         let resp = self
             .http
             .get(&self.uri)
@@ -179,11 +176,17 @@ impl JwksCache {
         Ok(n)
     }
 
+    /// Claims the right to an on-demand refetch: at most one per [`REFETCH_INTERVAL`].
+    /// (The start-up load does not count, so a key rotated just after start still works.)
     fn may_refetch(&self) -> bool {
-        self.last_fetch
-            .lock()
-            .map(|t| t.is_none_or(|at| at.elapsed() >= REFETCH_INTERVAL))
-            .unwrap_or(false)
+        let Ok(mut last) = self.last_fetch.lock() else {
+            return false;
+        };
+        if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     /// The key for a token; refetches once (rate-limited) when the `kid` is unknown.

@@ -18,7 +18,7 @@ pub struct TokenSet {
     #[serde(default)]
     pub refresh_token: Option<String>,
     #[serde(default)]
-    pub expires_in: Option<u64>,
+    pub expires_in: Option<i64>,
 }
 
 impl fmt::Debug for TokenSet {
@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn pkce_matches_rfc7636_appendix_b() {
         assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-1mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }

@@ -92,13 +92,16 @@ pub fn join(cookies: &RequestCookies<'_>, name: &str) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-/// True for `name` itself and `name_<digits>`: the cookies `join` may read.
+/// True for `name` itself and `name_0` .. `name_{MAX_CHUNKS-1}`: exactly the cookies
+/// `join` may read, so clearing them answers with a bounded number of `Set-Cookie`s.
 pub fn is_session_cookie(name: &str, candidate: &str) -> bool {
     candidate == name
-        || candidate
-            .strip_prefix(name)
-            .and_then(|r| r.strip_prefix('_'))
-            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        || (0..MAX_CHUNKS).any(|i| {
+            candidate
+                .strip_prefix(name)
+                .and_then(|r| r.strip_prefix('_'))
+                == Some(i.to_string().as_str())
+        })
 }
 
 #[cfg(test)]
@@ -153,6 +156,10 @@ mod tests {
         assert!(is_session_cookie("_g", "_g_3"));
         assert!(!is_session_cookie("_g", "_g_login_ab"));
         assert!(!is_session_cookie("_g", "_gx"));
+        assert!(
+            !is_session_cookie("_g", "_g_99999999"),
+            "never more than MAX_CHUNKS names"
+        );
     }
 
     proptest! {

@@ -87,7 +87,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn key(s: &str) -> CookieKey {
-        CookieKey::derive(&s.repeat(40)).unwrap()
+        CookieKey::derive(&s.repeat(44)).unwrap()
     }
 
     #[test]

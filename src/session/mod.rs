@@ -248,7 +248,7 @@ mod tests {
         SessionStore::new(CookieSettings {
             name: "_gh".into(),
             secure: true,
-            keys: vec![CookieKey::derive(&"k".repeat(40)).unwrap()],
+            keys: vec![CookieKey::derive(&"k".repeat(44)).unwrap()],
             session_lifetime: Duration::from_secs(3600),
             login_timeout: Duration::from_secs(600),
         })

@@ -1,0 +1,446 @@
+#!/usr/bin/env bash
+# bench/run.sh: requests/second and latency of gatehouse next to two baselines.
+#
+#   (a) upstream   `gatehouse whoami` alone, hit directly
+#   (b) nginx      nginx proxy_pass (with upstream keepalive) in front of (a)
+#   (c) gatehouse  `gatehouse demo --upstream <(a)>` in front of (a), with a
+#                  valid session cookie obtained through the dev IdP login
+#
+# All three run on loopback in one go; wrk drives the load. Every process the
+# script starts is stopped again on exit. No traffic leaves 127.0.0.1.
+#
+# Settings (environment):
+#   DURATION       measured run per target, wrk syntax       (default 10s)
+#   WARMUP         unmeasured warm-up run per target          (default 2s)
+#   CONNECTIONS    open connections held by wrk               (default 32)
+#   THREADS        wrk threads                                (default 2)
+#   GATEHOUSE_BIN  gatehouse binary; unset = `cargo build --release`
+#                  and use target/release/gatehouse
+#   KEEP_TMP       1 = keep the temp dir (configs, logs, raw wrk output)
+#
+# See bench/README.md for how to read the figures.
+set -euo pipefail
+umask 077   # the temp dir holds a session cookie jar
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+CONNECTIONS="${CONNECTIONS:-32}"
+THREADS="${THREADS:-2}"
+KEEP_TMP="${KEEP_TMP:-0}"
+GATEHOUSE_BIN="${GATEHOUSE_BIN:-}"
+
+BENCH_USER="bench"
+BENCH_GROUPS="admins"
+COOKIE_NAME="_gatehouse"
+HOST="127.0.0.1"
+
+TMP=""
+PIDS=()           # every process we started, stopped by pid in cleanup()
+declare -A RES    # results: RES[<target>.<field>]
+
+WHOAMI_PORT="" NGINX_PORT="" GATEHOUSE_PORT=""
+WHOAMI_PID=""  NGINX_PID=""  GATEHOUSE_PID=""
+SESSION_COOKIE=""
+RSS_IDLE_KIB="" RSS_AFTER_KIB="" HWM_AFTER_KIB=""
+
+# ---------------------------------------------------------------- helpers --
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n "$TMP" && -d "$TMP" ]]; then
+        if [[ "$KEEP_TMP" == 1 || ( $rc -ne 0 && $rc -ne 130 && $rc -ne 143 ) ]]; then
+            log "logs and configs kept in $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+
+# curl that only ever talks to loopback and never goes through a proxy.
+lcurl() { curl --noproxy '*' --silent --show-error --max-time 10 "$@"; }
+
+# Refuse anything that is not an http URL on a loopback address.
+require_loopback_url() {
+    local url="$1" what="$2"
+    if [[ ! "$url" =~ ^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/|$) ]]; then
+        die "$what is not a loopback http URL, refusing to contact it: '$url'"
+    fi
+}
+
+# Print N distinct free TCP ports on 127.0.0.1 (all sockets held open until
+# every port is chosen, so the N ports differ).
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
+# Wait until URL answers any HTTP status; fail early if PID died.
+wait_for_http() {
+    local url="$1" pid="$2" name="$3" logfile="$4" i
+    for ((i = 0; i < 150; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$logfile" >&2 || true
+            die "$name exited before it answered on $url (log above: $logfile)"
+        fi
+        if lcurl --max-time 1 -o /dev/null "$url" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    tail -n 30 "$logfile" >&2 || true
+    die "$name did not answer on $url within 30s"
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# Run a command as a tracked child and wait for it. Unlike a plain foreground
+# command, `wait` returns as soon as a signal arrives, so Ctrl-C stops the run
+# at once and cleanup() stops the child too.
+run_child() {
+    local pid rc=0 i
+    "$@" &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    for i in "${!PIDS[@]}"; do
+        [[ "${PIDS[$i]}" == "$pid" ]] && unset 'PIDS[i]'
+    done
+    return "$rc"
+}
+
+kib_to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# ---------------------------------------------------------------- set-up --
+
+require_tools() {
+    local missing=() t
+    for t in wrk nginx curl python3 awk; do
+        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+    done
+    if ((${#missing[@]})); then
+        die "missing tools: ${missing[*]}. On Debian/Ubuntu: apt-get install -y wrk nginx-light curl python3"
+    fi
+    [[ "$CONNECTIONS" =~ ^[0-9]+$ && "$THREADS" =~ ^[0-9]+$ ]] \
+        || die "CONNECTIONS and THREADS must be whole numbers"
+    ((THREADS >= 1 && CONNECTIONS >= THREADS)) \
+        || die "need THREADS >= 1 and CONNECTIONS >= THREADS (wrk requirement)"
+}
+
+resolve_gatehouse_bin() {
+    if [[ -z "$GATEHOUSE_BIN" ]]; then
+        command -v cargo >/dev/null 2>&1 \
+            || die "cargo not found; install Rust or set GATEHOUSE_BIN=/path/to/gatehouse"
+        log "building gatehouse (cargo build --release) ..."
+        run_child cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2 \
+            || die "cargo build --release failed"
+        GATEHOUSE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/gatehouse"
+    fi
+    [[ -x "$GATEHOUSE_BIN" ]] || die "GATEHOUSE_BIN is not an executable file: $GATEHOUSE_BIN"
+    log "gatehouse binary: $GATEHOUSE_BIN"
+}
+
+make_tmp() {
+    TMP="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")"
+    cat >"$TMP/report.lua" <<'LUA'
+-- Called once by wrk after the run: one machine-readable line.
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRK_RESULT requests=%d duration_us=%d rps=%.2f p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f errors=%d status_errors=%d\n",
+    summary.requests, summary.duration,
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+LUA
+}
+
+allocate_ports() {
+    read -r WHOAMI_PORT NGINX_PORT GATEHOUSE_PORT < <(free_ports 3)
+    log "ports: whoami=$WHOAMI_PORT nginx=$NGINX_PORT gatehouse=$GATEHOUSE_PORT"
+}
+
+# (a) the upstream: gatehouse whoami
+start_whoami() {
+    log "starting whoami upstream on $HOST:$WHOAMI_PORT"
+    "$GATEHOUSE_BIN" whoami --listen "$HOST:$WHOAMI_PORT" \
+        >"$TMP/whoami.log" 2>&1 &
+    WHOAMI_PID=$!
+    PIDS+=("$WHOAMI_PID")
+    wait_for_http "http://$HOST:$WHOAMI_PORT/" "$WHOAMI_PID" whoami "$TMP/whoami.log"
+}
+
+# (b) nginx proxy_pass to the upstream, everything under $TMP/nginx
+start_nginx() {
+    local dir="$TMP/nginx" keepalive=$((CONNECTIONS > 16 ? CONNECTIONS : 16))
+    mkdir -p "$dir"
+    # When run as root, nginx workers drop to an unprivileged user; let them
+    # reach the temp directories below (traverse only for $TMP itself).
+    chmod 711 "$TMP"
+    chmod 755 "$dir"
+    cat >"$dir/nginx.conf" <<EOF
+# generated by bench/run.sh; deleted on exit
+daemon off;
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log off;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path       $dir/proxy;
+    fastcgi_temp_path     $dir/fastcgi;
+    uwsgi_temp_path       $dir/uwsgi;
+    scgi_temp_path        $dir/scgi;
+
+    upstream whoami {
+        server $HOST:$WHOAMI_PORT;
+        keepalive $keepalive;
+    }
+
+    server {
+        listen $HOST:$NGINX_PORT;
+        location / {
+            proxy_pass http://whoami;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+    }
+}
+EOF
+    nginx -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
+        || die "generated nginx.conf is invalid (see $dir/error.log)"
+    log "starting nginx on $HOST:$NGINX_PORT"
+    nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/stdout.log" 2>&1 &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    wait_for_http "http://$HOST:$NGINX_PORT/" "$NGINX_PID" nginx "$dir/error.log"
+}
+
+# (c) gatehouse demo (dev IdP + gatehouse) in front of the same upstream
+start_gatehouse() {
+    local i
+    log "starting gatehouse demo on $HOST:$GATEHOUSE_PORT"
+    "$GATEHOUSE_BIN" demo \
+        --listen "$HOST:$GATEHOUSE_PORT" \
+        --idp-listen "$HOST:0" \
+        --upstream "http://$HOST:$WHOAMI_PORT" \
+        >"$TMP/demo.out" 2>"$TMP/demo.err" &
+    GATEHOUSE_PID=$!
+    PIDS+=("$GATEHOUSE_PID")
+    # demo prints a "gatehouse: <url>" line (possibly indented) once it listens
+    local ready_re='^[[:space:]]*gatehouse:[[:space:]]+http://'
+    for ((i = 0; i < 150; i++)); do
+        grep -Eq "$ready_re" "$TMP/demo.out" 2>/dev/null && break
+        if ! kill -0 "$GATEHOUSE_PID" 2>/dev/null; then
+            cat "$TMP/demo.out" "$TMP/demo.err" >&2 || true
+            die "gatehouse demo exited during start-up"
+        fi
+        sleep 0.2
+    done
+    grep -Eq "$ready_re" "$TMP/demo.out" || die "gatehouse demo printed no 'gatehouse: http://...' line within 30s"
+    sed 's/^/[bench]   demo | /' "$TMP/demo.out" >&2
+    wait_for_http "http://$HOST:$GATEHOUSE_PORT/healthz" "$GATEHOUSE_PID" gatehouse "$TMP/demo.err"
+}
+
+is_redirect() { [[ "$1" =~ ^30[12378]$ ]]; }
+
+# Log in through the dev IdP exactly as a script would with curl, then turn
+# the session cookie(s) from the jar into one Cookie header for wrk.
+login_gatehouse() {
+    local jar="$TMP/cookies.txt" out code authorize_url callback_url
+    : >"$jar"
+    log "logging in to gatehouse as '$BENCH_USER' (groups: $BENCH_GROUPS)"
+
+    out="$(lcurl -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' \
+        -w '%{http_code} %{redirect_url}' "http://$HOST:$GATEHOUSE_PORT/")"
+    code="${out%% *}" authorize_url="${out#* }"
+    is_redirect "$code" || die "login step 1: expected a redirect (302) from gatehouse, got $code"
+    require_loopback_url "$authorize_url" "authorize URL"
+
+    out="$(lcurl -o /dev/null -X POST \
+        --data-urlencode "username=$BENCH_USER" --data-urlencode "groups=$BENCH_GROUPS" \
+        -w '%{http_code} %{redirect_url}' "$authorize_url")"
+    code="${out%% *}" callback_url="${out#* }"
+    is_redirect "$code" || die "login step 2: expected a redirect (302/303) from the dev IdP, got $code"
+    require_loopback_url "$callback_url" "callback URL"
+
+    code="$(lcurl -o /dev/null -c "$jar" -b "$jar" -w '%{http_code}' "$callback_url")"
+    [[ "$code" =~ ^[23] ]] || die "login step 3: callback answered $code"
+
+    # Netscape jar: 7 tab-separated fields, name in $6, value in $7.
+    # HttpOnly cookies are written with a "#HttpOnly_" prefix.
+    SESSION_COOKIE="$(awk -F'\t' -v name="$COOKIE_NAME" '
+        /^#HttpOnly_/ { sub(/^#HttpOnly_/, "") }
+        /^#/ || NF < 7 { next }
+        $6 == name || $6 ~ ("^" name "_[0-9]+$") { print $6 "=" $7 }
+    ' "$jar" | sort -V | paste -sd ';' | sed 's/;/; /g')"
+    [[ -n "$SESSION_COOKIE" ]] \
+        || die "no '$COOKIE_NAME' cookie in the jar after login (jar: $jar)"
+    log "session cookie: ${#SESSION_COOKIE} bytes in the Cookie header"
+}
+
+# ---------------------------------------------------------------- measuring --
+
+# check_target NAME URL [COOKIE] [NEEDLE]: 200 expected, NEEDLE in the body.
+check_target() {
+    local name="$1" url="$2" cookie="${3:-}" needle="${4:-}" code body="$TMP/check-$1.html"
+    local args=(-o "$body" -w '%{http_code}')
+    [[ -n "$cookie" ]] && args+=(-H "Cookie: $cookie")
+    code="$(lcurl "${args[@]}" "$url")" || die "$name: request to $url failed"
+    [[ "$code" == 200 ]] || die "$name: expected 200 from $url, got $code"
+    if [[ -n "$needle" ]] && ! grep -qF "$needle" "$body"; then
+        die "$name: answered 200 but '$needle' is not in the page, so the request did not come through an authenticated session (page: $body)"
+    fi
+}
+
+# Sanity check that gatehouse really enforces the session: without a cookie
+# the same URL must not come back 200.
+check_unauthenticated_refused() {
+    local code
+    code="$(lcurl -o /dev/null -w '%{http_code}' "http://$HOST:$GATEHOUSE_PORT/")"
+    [[ "$code" != 200 ]] || die "gatehouse answered 200 without a session cookie"
+    log "gatehouse without a cookie answers $code (good: not 200)"
+}
+
+# run_wrk NAME URL [COOKIE]: warm up, measure, store results in RES.
+run_wrk() {
+    local name="$1" url="$2" cookie="${3:-}" out="$TMP/wrk-$1.txt" line kv
+    local args=(--threads "$THREADS" --connections "$CONNECTIONS" --timeout 5s)
+    [[ -n "$cookie" ]] && args+=(--header "Cookie: $cookie")
+    require_loopback_url "$url" "benchmark URL"
+
+    log "$name: warm-up $WARMUP"
+    run_child wrk "${args[@]}" --duration "$WARMUP" "$url" >/dev/null \
+        || die "$name: wrk warm-up failed"
+    log "$name: measuring $DURATION ($CONNECTIONS connections, $THREADS threads)"
+    run_child wrk "${args[@]}" --duration "$DURATION" --latency --script "$TMP/report.lua" "$url" >"$out" \
+        || die "$name: wrk failed (see $out)"
+    sed -n '/^Running/,/^WRK_RESULT/p' "$out" | grep -v '^WRK_RESULT' | sed 's/^/[bench]   /' >&2
+
+    line="$(grep '^WRK_RESULT ' "$out")" || die "$name: wrk printed no result (see $out)"
+    for kv in ${line#WRK_RESULT }; do
+        RES["$name.${kv%%=*}"]="${kv#*=}"
+    done
+}
+
+bench_upstream() {
+    check_target upstream "http://$HOST:$WHOAMI_PORT/"
+    run_wrk upstream "http://$HOST:$WHOAMI_PORT/"
+}
+
+bench_nginx() {
+    check_target nginx "http://$HOST:$NGINX_PORT/"
+    run_wrk nginx "http://$HOST:$NGINX_PORT/"
+}
+
+bench_gatehouse() {
+    check_unauthenticated_refused
+    check_target gatehouse "http://$HOST:$GATEHOUSE_PORT/" "$SESSION_COOKIE" "$BENCH_USER"
+    RSS_IDLE_KIB="$(rss_kib "$GATEHOUSE_PID")"
+    run_wrk gatehouse "http://$HOST:$GATEHOUSE_PORT/" "$SESSION_COOKIE"
+    RSS_AFTER_KIB="$(rss_kib "$GATEHOUSE_PID")"
+    HWM_AFTER_KIB="$(hwm_kib "$GATEHOUSE_PID")"
+    # the session must still be good after the run (a 302/401 mid-run would
+    # not show up as a wrk error)
+    check_target gatehouse "http://$HOST:$GATEHOUSE_PORT/" "$SESSION_COOKIE" "$BENCH_USER"
+}
+
+# ---------------------------------------------------------------- report --
+
+print_report() {
+    local t label failed
+    printf '\n'
+    printf 'gatehouse bench: %s per target (+%s warm-up), %s connections, %s wrk threads, %s CPUs\n' \
+        "$DURATION" "$WARMUP" "$CONNECTIONS" "$THREADS" "$(nproc)"
+    printf '%s\n' '-------------------------------------------------------------------------------'
+    printf '%-24s %11s %9s %9s %9s %9s\n' target 'req/s' 'p50 ms' 'p90 ms' 'p99 ms' 'errors'
+    printf '%s\n' '-------------------------------------------------------------------------------'
+    for t in upstream nginx gatehouse; do
+        case "$t" in
+            upstream) label="(a) upstream (whoami)" ;;
+            nginx) label="(b) nginx proxy_pass" ;;
+            gatehouse) label="(c) gatehouse + session" ;;
+        esac
+        awk -v l="$label" -v rps="${RES[$t.rps]}" -v p50="${RES[$t.p50_us]}" \
+            -v p90="${RES[$t.p90_us]}" -v p99="${RES[$t.p99_us]}" \
+            -v err="$((${RES[$t.errors]} + ${RES[$t.status_errors]}))" \
+            'BEGIN { printf "%-24s %11.0f %9.2f %9.2f %9.2f %9d\n", l, rps, p50/1000, p90/1000, p99/1000, err }'
+    done
+    printf '%s\n' '-------------------------------------------------------------------------------'
+    awk -v c="${RES[gatehouse.rps]}" -v b="${RES[nginx.rps]}" -v a="${RES[upstream.rps]}" 'BEGIN {
+        printf "rps ratio gatehouse/nginx (c/b):     %.2f\n", (b > 0 ? c / b : 0)
+        printf "rps ratio gatehouse/upstream (c/a):  %.2f\n", (a > 0 ? c / a : 0)
+    }'
+    printf 'gatehouse RSS idle (after login):    %s MiB\n' "$(kib_to_mib "$RSS_IDLE_KIB")"
+    printf 'gatehouse RSS right after load:      %s MiB (peak VmHWM %s MiB)\n' \
+        "$(kib_to_mib "$RSS_AFTER_KIB")" "$(kib_to_mib "$HWM_AFTER_KIB")"
+    printf '%s\n' '(RSS is of the whole "gatehouse demo" process, embedded dev IdP included)'
+    failed=0
+    for t in upstream nginx gatehouse; do
+        failed=$((failed + ${RES[$t.errors]} + ${RES[$t.status_errors]}))
+    done
+    if ((failed > 0)); then
+        printf 'WARNING: some requests failed (socket errors or HTTP >= 400); raw wrk output in %s\n' "$TMP"
+        KEEP_TMP=1
+    fi
+}
+
+main() {
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    require_tools
+    resolve_gatehouse_bin
+    make_tmp
+    allocate_ports
+    start_whoami
+    start_nginx
+    start_gatehouse
+    login_gatehouse
+    bench_upstream
+    bench_nginx
+    bench_gatehouse
+    print_report
+}
+
+main "$@"

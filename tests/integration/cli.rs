@@ -1,0 +1,179 @@
+//! The binary as a user runs it: `check`, `secret`, `serve` refusing bad configuration,
+//! and `demo` logging a user in through the embedded development IdP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn gatehouse() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GATEHOUSE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn check_lists_every_problem_at_once() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "issuer_url = \"http://sso.example.com\"\ncookie_secret = \"short\"\nheader_user = \"bad header\"\n").unwrap();
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "upstream is required",
+        "client_id is required",
+        "only on loopback",
+        "gatehouse secret",
+        "not a valid header name",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    let typo = dir.join("typo.toml");
+    std::fs::write(&typo, "issuer-url = \"x\"\n").unwrap();
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&typo)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `issuer_url`"));
+}
+
+#[test]
+fn check_accepts_a_good_configuration_from_env_and_flags() {
+    let secret = String::from_utf8(gatehouse().arg("secret").output().unwrap().stdout).unwrap();
+    let out = gatehouse()
+        .args([
+            "check",
+            "--upstream",
+            "http://127.0.0.1:4466",
+            "--client-id",
+            "headlamp",
+            "--client-secret",
+            "s",
+        ])
+        .env(
+            "GATEHOUSE_ISSUER_URL",
+            "https://sso.example.com/realms/main",
+        )
+        .env("GATEHOUSE_COOKIE_SECRET", secret.trim())
+        .env("GATEHOUSE_LISTEN", "0.0.0.0:4180")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0.0.0.0:4180 -> http://127.0.0.1:4466/"));
+}
+
+#[test]
+fn secret_prints_fresh_strong_secrets() {
+    let a = String::from_utf8(gatehouse().arg("secret").output().unwrap().stdout).unwrap();
+    let b = String::from_utf8(gatehouse().arg("secret").output().unwrap().stdout).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(a.trim().len(), 43, "32 bytes, base64url");
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_cookie_secret() {
+    let out = gatehouse()
+        .args([
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--issuer-url",
+            "https://sso.example.com",
+            "--client-id",
+            "c",
+            "--client-secret",
+            "s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gatehouse secret"));
+}
+
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn demo_logs_a_user_in_through_the_embedded_idp() {
+    let mut child = gatehouse()
+        .args(["demo", "--listen", "127.0.0.1:0", "--group", "platform"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Killed(child);
+    let lines: Vec<String> = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.starts_with("Open "))
+            .collect()
+    })
+    .await
+    .unwrap();
+    assert!(lines[0].contains("DEVELOPMENT ONLY"), "{lines:?}");
+    let url = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("gatehouse:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    crate::support::wait_until_ok(&format!("{url}readyz")).await;
+    let b = crate::support::Browser::new();
+    let start = b.get(&url).await;
+    assert_eq!(start.status, 302);
+    let authorize = start.location().unwrap();
+    let form = b.get(&authorize).await;
+    assert!(
+        form.body.contains("DEVELOPMENT ONLY") && form.body.contains("platform"),
+        "{}",
+        form.body
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let posted = client
+        .post(&authorize)
+        .form(&[("username", "dana"), ("groups", "platform,ops")])
+        .send()
+        .await
+        .unwrap();
+    let callback = posted
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (page, _) = b.follow(&callback).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Hello, dana@example.test"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("platform,ops"),
+        "groups shown by the whoami upstream"
+    );
+}

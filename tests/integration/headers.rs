@@ -1,0 +1,186 @@
+//! Identity-header smuggling and friends (CONTRACTS §4), checked at the upstream: what a
+//! client sends never survives, whatever its spelling.
+
+use crate::flow::{login, world};
+use crate::support::upstream::seen;
+use crate::support::Browser;
+use reqwest::Method;
+
+const SPOOFS: &[(&str, &str)] = &[
+    ("X-Forwarded-User", "root"),
+    ("x-forwarded-user", "root-again"),
+    ("X_Forwarded_User", "root-underscore"),
+    ("X_FORWARDED_EMAIL", "root@evil.com"),
+    ("X-Forwarded-Group", "system:masters"),
+    ("X-Forwarded-Groups", "system:masters"),
+    ("X-Forwarded-Preferred-Username", "root"),
+    (
+        "X-Forwarded-Id-Token",
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJyb290In0.",
+    ),
+    ("X-Forwarded-Access-Token", "forged"),
+    ("X-Auth-Request-User", "root"),
+    ("X-Auth-Request-Email", "root@evil.com"),
+    ("Remote-User", "root"),
+    ("X-Remote-User", "root"),
+    ("X-WebAuth-User", "root"),
+    ("X-Forwarded-Uri", "/healthz"),
+    ("X-Original-URI", "/healthz"),
+    ("X-Forwarded-For", "6.6.6.6"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Forwarded-Host", "evil.example"),
+];
+
+fn spoofed_request<'a>(extra: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut h: Vec<(&str, &str)> = SPOOFS.to_vec();
+    h.extend_from_slice(extra);
+    h
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_never_reach_the_upstream() {
+    let w = world(&[]).await;
+    let b = Browser::new();
+    login(&w, &b, "/").await;
+    b.jar.lock().unwrap().insert("theme".into(), "dark".into());
+    let headers = spoofed_request(&[
+        ("Connection", "X-Hop"),
+        ("X-Hop", "secret"),
+        ("accept", "application/json"),
+    ]);
+    let r = b
+        .send(
+            Method::GET,
+            &format!("{}/clusters/main/me", w.gh.url),
+            &headers,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let echo = r.json();
+    assert_eq!(
+        seen(&echo, "x-forwarded-user"),
+        vec!["alice@example.test"],
+        "exactly one, ours"
+    );
+    assert_eq!(seen(&echo, "x-forwarded-email"), vec!["alice@example.test"]);
+    assert_eq!(seen(&echo, "x-forwarded-group"), vec!["admins,dev"]);
+    assert_eq!(seen(&echo, "x-forwarded-groups"), vec!["admins,dev"]);
+    assert_eq!(seen(&echo, "x-forwarded-preferred-username"), vec!["alice"]);
+    assert!(!seen(&echo, "x-forwarded-id-token")[0].starts_with("eyJhbGciOiJub25l"));
+    for gone in [
+        "x_forwarded_user",
+        "x_forwarded_email",
+        "x-forwarded-access-token",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "remote-user",
+        "x-remote-user",
+        "x-webauth-user",
+        "x-forwarded-uri",
+        "x-original-uri",
+        "x-hop",
+    ] {
+        assert!(
+            seen(&echo, gone).is_empty(),
+            "{gone} reached the upstream: {echo}"
+        );
+    }
+    assert_eq!(
+        seen(&echo, "x-forwarded-for"),
+        vec!["127.0.0.1"],
+        "untrusted client: only the peer"
+    );
+    assert_eq!(seen(&echo, "x-forwarded-proto"), vec!["http"]);
+    assert_eq!(seen(&echo, "x-forwarded-host")[0], w.gh.addr.to_string());
+    let cookies = seen(&echo, "cookie").join("; ");
+    assert!(
+        cookies.contains("theme=dark") && !cookies.contains("_gatehouse"),
+        "{cookies}"
+    );
+}
+
+#[tokio::test]
+async fn spoofed_headers_without_a_session_get_nothing() {
+    let w = world(&[]).await;
+    let b = Browser::new();
+    let r = b
+        .send(
+            Method::GET,
+            &format!("{}/clusters/main/me", w.gh.url),
+            &spoofed_request(&[("accept", "application/json")]),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_believed_from_trusted_proxies() {
+    let w = world(&[("trusted_proxies", "127.0.0.1/32")]).await;
+    let b = Browser::new();
+    login(&w, &b, "/").await;
+    let r = b
+        .send(
+            Method::GET,
+            &format!("{}/x", w.gh.url),
+            &[
+                ("X-Forwarded-For", "6.6.6.6"),
+                ("X-Forwarded-Proto", "https"),
+                ("accept", "application/json"),
+            ],
+        )
+        .await;
+    let echo = r.json();
+    assert_eq!(seen(&echo, "x-forwarded-for"), vec!["6.6.6.6, 127.0.0.1"]);
+    assert_eq!(seen(&echo, "x-forwarded-proto"), vec!["https"]);
+    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
+}
+
+#[tokio::test]
+async fn no_path_query_fragment_or_user_agent_skips_authentication() {
+    let w = world(&[]).await;
+    let b = Browser::new();
+    for path in [
+        "/app?/healthz",
+        "/app%23/healthz",
+        "/healthz/../app",
+        "/healthz/x",
+        "/readyz/x",
+        "/oauth2/startx",
+        "/oauth2/../app",
+    ] {
+        let r = b
+            .send(
+                Method::GET,
+                &format!("{}{path}", w.gh.url),
+                &[
+                    ("accept", "application/json"),
+                    ("user-agent", "kube-probe/1.31"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 401, "{path} must require a session: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn forged_cookie_chunks_are_bounded_and_harmless() {
+    let w = world(&[]).await;
+    let mut cookie = String::from("_gatehouse_99999999=x; _gatehouse_0=AAAA");
+    for i in 1..300 {
+        cookie.push_str(&format!("; _gatehouse_{i}=AAAAAAAA"));
+    }
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{}/x", w.gh.url))
+        .header("cookie", cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let cleared = r.headers().get_all("set-cookie").iter().count();
+    assert!(
+        cleared <= gatehouse::session::chunks::MAX_CHUNKS + 1,
+        "{cleared} Set-Cookie headers for forged chunks"
+    );
+}

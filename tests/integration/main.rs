@@ -1,0 +1,14 @@
+//! The one integration-test binary (each file under tests/ would link its own: minutes on
+//! two cores). Tiers 2 and 3 of ARCHITECTURE: in-process flows against a test IdP that
+//! signs whatever a test asks for, and interop against real programs.
+
+// Test code: a failed unwrap is a failed test with a clear message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod flow;
+mod headers;
+mod interop;
+mod proxy;
+mod support;
+mod tokens;

@@ -1,0 +1,255 @@
+//! Test harness: gatehouse served in-process on `127.0.0.1:0`, an in-process test IdP that
+//! signs whatever tokens a test asks for (`idp.rs`), an echo upstream with WebSocket
+//! support (`upstream.rs`), real peers started as child processes (`peers.rs`), and a
+//! tiny cookie-keeping HTTP client that behaves like a browser about redirects.
+
+#![allow(dead_code)]
+
+pub mod idp;
+pub mod peers;
+pub mod upstream;
+
+use gatehouse::config::{Config, RawConfig};
+use gatehouse::http::AppState;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, SET_COOKIE};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A cookie secret for tests (>= 32 bytes).
+pub const COOKIE_SECRET: &str = "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk";
+
+/// gatehouse running in this process.
+pub struct Gatehouse {
+    pub addr: SocketAddr,
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Builds a config for `upstream` and `issuer` with test defaults, then `extra` on top.
+pub fn config(upstream: &str, issuer: &str, extra: &[(&'static str, &str)]) -> Config {
+    let mut raw = RawConfig::default();
+    raw.set("upstream", upstream);
+    raw.set("issuer_url", issuer);
+    raw.set("client_id", idp::CLIENT_ID);
+    raw.set("client_secret", idp::CLIENT_SECRET);
+    raw.set("cookie_secret", COOKIE_SECRET);
+    raw.set("cookie_secure", "false");
+    raw.set("listen", "127.0.0.1:0");
+    for (k, v) in extra {
+        raw.set(k, v);
+    }
+    match Config::from_raw(&raw) {
+        Ok(c) => c,
+        Err(e) => panic!("test config invalid: {e}"),
+    }
+}
+
+/// Starts gatehouse without waiting for the provider.
+pub async fn start_unready(cfg: Config) -> Gatehouse {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, cfg)
+}
+
+/// Starts gatehouse on a listener bound earlier (when a peer needs the port first) and
+/// waits until it is ready.
+pub async fn start_on(listener: tokio::net::TcpListener, cfg: Config) -> Gatehouse {
+    let gh = serve_on(listener, cfg);
+    wait_until_ok(&format!("{}/readyz", gh.url)).await;
+    gh
+}
+
+fn serve_on(listener: tokio::net::TcpListener, cfg: Config) -> Gatehouse {
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(cfg).unwrap();
+    let task = tokio::spawn(async move {
+        let _ = gatehouse::http::serve(state, listener, std::future::pending()).await;
+    });
+    Gatehouse {
+        addr,
+        url: format!("http://{addr}"),
+        task,
+    }
+}
+
+/// Starts gatehouse and waits until `/readyz` says ready.
+pub async fn start(cfg: Config) -> Gatehouse {
+    let gh = start_unready(cfg).await;
+    wait_until_ok(&format!("{}/readyz", gh.url)).await;
+    gh
+}
+
+/// Polls `url` until it answers 200 (10 s at most).
+pub async fn wait_until_ok(url: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..500 {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{url} never became ready");
+}
+
+/// A response as a test sees it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub url: String,
+}
+
+impl Resp {
+    pub fn location(&self) -> Option<String> {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A cookie-keeping client that follows redirects like a browser (one jar for all of
+/// 127.0.0.1, as browsers ignore ports for cookies).
+pub struct Browser {
+    client: reqwest::Client,
+    pub jar: Mutex<BTreeMap<String, String>>,
+    pub accept: &'static str,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Browser::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Browser {
+            client,
+            jar: Mutex::new(BTreeMap::new()),
+            accept: "text/html,application/xhtml+xml",
+        }
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.jar
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.lock().unwrap().get(name).cloned()
+    }
+
+    fn keep(&self, resp: &reqwest::Response) {
+        let mut jar = self.jar.lock().unwrap();
+        for sc in resp
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            let first = sc.split(';').next().unwrap_or("");
+            let Some((name, value)) = first.split_once('=') else {
+                continue;
+            };
+            let expired = sc.to_ascii_lowercase().contains("max-age=0");
+            if expired || value.is_empty() {
+                jar.remove(name.trim());
+            } else {
+                jar.insert(name.trim().to_string(), value.trim().to_string());
+            }
+        }
+    }
+
+    /// One request, cookies sent and kept, no redirect followed.
+    pub async fn send(&self, method: reqwest::Method, url: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.client.request(method, url);
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+        {
+            req = req.header("accept", self.accept);
+        }
+        let cookies = self.cookie_header();
+        if !cookies.is_empty() {
+            req = req.header("cookie", cookies);
+        }
+        for (k, v) in headers {
+            req = req.header(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+        self.keep(&resp);
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        Resp {
+            status,
+            headers,
+            body,
+            url: url.to_string(),
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Resp {
+        self.send(reqwest::Method::GET, url, &[]).await
+    }
+
+    /// GETs `url` and follows redirects (10 at most); returns the final response and every
+    /// URL visited.
+    pub async fn follow(&self, url: &str) -> (Resp, Vec<String>) {
+        let mut visited = vec![url.to_string()];
+        let mut resp = self.get(url).await;
+        for _ in 0..10 {
+            let Some(loc) = resp
+                .location()
+                .filter(|_| (300..400).contains(&resp.status))
+            else {
+                break;
+            };
+            let next = reqwest::Url::parse(&resp.url)
+                .unwrap()
+                .join(&loc)
+                .unwrap()
+                .to_string();
+            visited.push(next.clone());
+            resp = self.get(&next).await;
+        }
+        (resp, visited)
+    }
+}

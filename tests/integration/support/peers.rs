@@ -1,0 +1,135 @@
+//! Real programs as test peers, started on ephemeral loopback ports and stopped by pid:
+//! the certified `oidc-provider` (node, `tests/interop/op.mjs`) and headless Chromium
+//! (`tests/interop/browser-login.mjs`). When one is missing, a developer run skips with a
+//! loud message; a CI run (`CI` set) fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// `Some(reason)` when the interop peers are missing.
+pub fn missing(need_browser: bool) -> Option<String> {
+    let dir = interop_dir();
+    if !dir.join("node_modules/oidc-provider").exists() {
+        return Some(format!(
+            "{}/node_modules is missing: run `npm ci --prefix tests/interop`",
+            dir.display()
+        ));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node is not installed".into());
+    }
+    let chromium =
+        std::env::var("GATEHOUSE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if need_browser && !std::path::Path::new(&chromium).exists() {
+        return Some(format!(
+            "{chromium} is missing: `apt-get install -y chromium`"
+        ));
+    }
+    None
+}
+
+/// Skips (developer run) or fails (CI) when peers are missing. Returns true to skip.
+pub fn skip_unless_available(need_browser: bool) -> bool {
+    match missing(need_browser) {
+        None => false,
+        Some(reason) if std::env::var_os("CI").is_some() => {
+            panic!("interop peer missing in CI: {reason}")
+        }
+        Some(reason) => {
+            eprintln!("\n!!! SKIPPING interop test: {reason} !!!\n");
+            true
+        }
+    }
+}
+
+/// A running oidc-provider.
+pub struct NodeOp {
+    pub issuer: String,
+    child: Child,
+}
+
+impl Drop for NodeOp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NodeOp {
+    /// Starts `op.mjs` and waits for its ready line (blocking; call from spawn_blocking).
+    pub fn start(
+        client_id: &str,
+        secret: &str,
+        redirect_uri: &str,
+        post_logout: &str,
+        id_token_ttl: u64,
+    ) -> NodeOp {
+        let mut child = Command::new("node")
+            .arg(interop_dir().join("op.mjs"))
+            .args([
+                "--port",
+                "0",
+                "--client-id",
+                client_id,
+                "--client-secret",
+                secret,
+                "--redirect-uri",
+                redirect_uri,
+            ])
+            .args([
+                "--post-logout-redirect-uri",
+                post_logout,
+                "--id-token-ttl",
+                &id_token_ttl.to_string(),
+            ])
+            .arg("--exit-on-stdin-close")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node op.mjs");
+        let stdout = child.stdout.take().expect("op stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read op ready line");
+        let v: serde_json::Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("op.mjs ready line {line:?}: {e}"));
+        NodeOp {
+            issuer: v["issuer"].as_str().expect("issuer").to_string(),
+            child,
+        }
+    }
+}
+
+/// Runs a real login in headless Chromium; returns browser-login.mjs's JSON verdict.
+pub fn browser_login(
+    url: &str,
+    user: &str,
+    groups: &str,
+    expect_origin: &str,
+) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(interop_dir().join("browser-login.mjs"))
+        .args([
+            "--url",
+            url,
+            "--user",
+            user,
+            "--groups",
+            groups,
+            "--expect-origin",
+            expect_origin,
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run browser-login.mjs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("browser-login output {text:?}: {e}"))
+}
