@@ -74,6 +74,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     raw.set("cookie_secure", "false");
     raw.set("redirect_url", &redirect);
     raw.set("listen", &gh_addr.to_string());
+    raw.set("post_logout_redirect_url", &format!("http://{gh_addr}/"));
     let cfg = Config::from_raw(&raw).map_err(|e| e.to_string())?;
     crate::telemetry::init(cfg.log_format, &cfg.log_level);
 

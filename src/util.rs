@@ -22,11 +22,22 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// A short request id for logs and error pages.
+/// A short request id for logs and error pages: a random per-process prefix and a
+/// counter, so the hot path makes no system call for it. Unique, not secret.
 pub fn request_id() -> String {
-    let mut buf = [0u8; 8];
-    let _ = SystemRandom::new().fill(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 4];
+        let _ = SystemRandom::new().fill(&mut b);
+        u32::from_le_bytes(b)
+    });
+    format!(
+        "{prefix:08x}{:08x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Percent-encodes a value for a URL query string.

@@ -177,7 +177,7 @@ pub const KEYS: &[Key] = &[
     key(
         "clock_skew_secs",
         Kind::Secs,
-        "allowed clock skew for exp/nbf/iat (default 30)",
+        "allowed clock skew for exp and nbf (default 30)",
     ),
     key("allowed_algs", Kind::List, "accepted ID token algorithms"),
     key(
