@@ -44,6 +44,7 @@ declare -A RES    # results: RES[<target>.<field>]
 WHOAMI_PORT="" NGINX_PORT="" GATEHOUSE_PORT=""
 WHOAMI_PID=""  NGINX_PID=""  GATEHOUSE_PID=""
 SESSION_COOKIE=""
+IDENTITY_HEADERS=()   # what gatehouse injects, replayed to (a) and (b): same upstream work
 RSS_IDLE_KIB="" RSS_AFTER_KIB="" HWM_AFTER_KIB=""
 
 # ---------------------------------------------------------------- helpers --
@@ -317,6 +318,28 @@ login_gatehouse() {
     [[ -n "$SESSION_COOKIE" ]] \
         || die "no '$COOKIE_NAME' cookie in the jar after login (jar: $jar)"
     log "session cookie: ${#SESSION_COOKIE} bytes in the Cookie header"
+    capture_identity_headers
+}
+
+# The upstream renders the identity it receives (whoami decodes the ID token), so
+# (a) and (b) get the very headers gatehouse injects: all three targets then cost the
+# upstream the same, and the comparison measures the proxies, not the page.
+capture_identity_headers() {
+    local json line
+    json="$(lcurl -H 'Accept: application/json' -H "Cookie: $SESSION_COOKIE" "http://$HOST:$GATEHOUSE_PORT/")" \
+        || die "could not read the identity headers through gatehouse"
+    while IFS= read -r line; do
+        [[ -n "$line" ]] && IDENTITY_HEADERS+=(--header "$line")
+    done < <(python3 -c '
+import json, sys
+h = json.load(sys.stdin)["headers"]
+for name in ("x-forwarded-user", "x-forwarded-email", "x-forwarded-group", "x-forwarded-groups",
+             "x-forwarded-preferred-username", "x-forwarded-id-token"):
+    if h.get(name):
+        print(f"{name}: {h[name]}")
+' <<<"$json")
+    ((${#IDENTITY_HEADERS[@]} >= 6)) || die "gatehouse injected too few identity headers: $json"
+    log "replaying $((${#IDENTITY_HEADERS[@]} / 2)) identity headers to the upstream and nginx runs"
 }
 
 # ---------------------------------------------------------------- measuring --
@@ -342,11 +365,12 @@ check_unauthenticated_refused() {
     log "gatehouse without a cookie answers $code (good: not 200)"
 }
 
-# run_wrk NAME URL [COOKIE]: warm up, measure, store results in RES.
+# run_wrk NAME URL [COOKIE] [EXTRA WRK ARGS...]: warm up, measure, store results in RES.
 run_wrk() {
     local name="$1" url="$2" cookie="${3:-}" out="$TMP/wrk-$1.txt" line kv
     local args=(--threads "$THREADS" --connections "$CONNECTIONS" --timeout 5s)
     [[ -n "$cookie" ]] && args+=(--header "Cookie: $cookie")
+    args+=("${@:4}")
     require_loopback_url "$url" "benchmark URL"
 
     log "$name: warm-up $WARMUP"
@@ -365,12 +389,12 @@ run_wrk() {
 
 bench_upstream() {
     check_target upstream "http://$HOST:$WHOAMI_PORT/"
-    run_wrk upstream "http://$HOST:$WHOAMI_PORT/"
+    run_wrk upstream "http://$HOST:$WHOAMI_PORT/" "$SESSION_COOKIE" "${IDENTITY_HEADERS[@]}"
 }
 
 bench_nginx() {
     check_target nginx "http://$HOST:$NGINX_PORT/"
-    run_wrk nginx "http://$HOST:$NGINX_PORT/"
+    run_wrk nginx "http://$HOST:$NGINX_PORT/" "$SESSION_COOKIE" "${IDENTITY_HEADERS[@]}"
 }
 
 bench_gatehouse() {

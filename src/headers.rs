@@ -64,6 +64,24 @@ pub fn normalise(name: &str) -> String {
         .collect()
 }
 
+fn fold(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
+/// `name` starts with `prefix` once both are normalised (`prefix` already is). No allocation:
+/// this runs for every header of every request.
+fn folded_starts_with(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && name.bytes().zip(prefix.bytes()).all(|(a, b)| fold(a) == b)
+}
+
+fn folded_eq(name: &str, target: &str) -> bool {
+    name.len() == target.len() && folded_starts_with(name, target)
+}
+
 /// Removes hop-by-hop fields. With `upgrade`, keeps `Upgrade` and sets
 /// `Connection: upgrade` so the upstream can switch protocols.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
@@ -102,23 +120,33 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
+/// Configured names are valid `HeaderName`s: already lower-case, so only `_` needs folding,
+/// and header names with `_` are rare enough that the copy is taken only then.
+fn normalise_static(h: &HeaderName) -> std::borrow::Cow<'_, str> {
+    if h.as_str().contains('_') {
+        std::borrow::Cow::Owned(normalise(h.as_str()))
+    } else {
+        std::borrow::Cow::Borrowed(h.as_str())
+    }
+}
+
 /// Removes every client header that could pass for identity; returns how many went.
 pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> usize {
-    let configured: Vec<String> = [&names.user, &names.email, &names.preferred_username]
+    let configured = [&names.user, &names.email, &names.preferred_username]
         .into_iter()
         .chain(names.groups.iter())
         .chain(names.id_token.iter())
-        .chain(names.strip.iter())
-        .map(|h| normalise(h.as_str()))
-        .collect();
+        .chain(names.strip.iter());
     let strip_authorization = names.authorization != PassAuthorization::None;
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|k| {
-            let n = normalise(k.as_str());
-            IDENTITY_NAMES.contains(&n.as_str())
-                || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
-                || configured.contains(&n)
+            let n = k.as_str();
+            IDENTITY_NAMES.iter().any(|t| folded_eq(n, t))
+                || IDENTITY_PREFIXES.iter().any(|p| folded_starts_with(n, p))
+                || configured
+                    .clone()
+                    .any(|c| folded_eq(n, &normalise_static(c)))
                 || (strip_authorization && n == "authorization")
         })
         .cloned()

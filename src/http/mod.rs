@@ -29,8 +29,9 @@ use std::sync::Arc;
 pub struct AppState {
     pub cfg: Arc<Config>,
     pub provider: Arc<Provider>,
-    pub sessions: SessionStore,
-    pub refresher: Refresher,
+    pub sessions: Arc<SessionStore>,
+    pub refresher: Arc<Refresher>,
+    /// Per worker thread: its upstream connections live on that thread's runtime.
     pub proxy: Proxy,
 }
 
@@ -39,11 +40,22 @@ impl AppState {
         let cfg = Arc::new(cfg);
         Ok(Arc::new(AppState {
             provider: Arc::new(Provider::new(&cfg)),
-            sessions: SessionStore::new(cfg.cookie.clone()),
-            refresher: Refresher::default(),
+            sessions: Arc::new(SessionStore::new(cfg.cookie.clone())),
+            refresher: Arc::new(Refresher::default()),
             proxy: Proxy::new(&cfg),
             cfg,
         }))
+    }
+
+    /// The state for one worker thread: everything shared but the upstream client.
+    fn for_worker(&self) -> Arc<AppState> {
+        Arc::new(AppState {
+            cfg: Arc::clone(&self.cfg),
+            provider: Arc::clone(&self.provider),
+            sessions: Arc::clone(&self.sessions),
+            refresher: Arc::clone(&self.refresher),
+            proxy: Proxy::new(&self.cfg),
+        })
     }
 }
 
@@ -138,15 +150,68 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// How many worker threads serve requests: one per CPU (`GATEHOUSE_WORKERS` overrides).
+fn worker_count() -> usize {
+    std::env::var("GATEHOUSE_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .filter(|w| *w > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
 /// Serves the app on `listener` until `shutdown` completes; starts provider loading.
+///
+/// Like nginx's workers: one single-threaded runtime per CPU, all accepting from the same
+/// socket, each with its own upstream connection pool. A request then never crosses
+/// threads (no work stealing, no cross-thread wake-ups between the client and upstream
+/// connections), which bench/run.sh measured as the largest cost left on the hot path.
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.provider.spawn_loader();
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let listener = listener.into_std()?;
+    // Dropping `stop` (shutdown, or this future being cancelled) stops every worker.
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let mut workers = Vec::new();
+    for i in 0..worker_count() {
+        let listener = listener.try_clone()?;
+        let state = state.for_worker();
+        let mut stopped = stopped.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("gatehouse-worker-{i}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.changed().await;
+                        })
+                        .await
+                })
+            })?;
+        workers.push(worker);
+    }
+    shutdown.await;
+    drop(stop);
+    tokio::task::spawn_blocking(move || {
+        for w in workers {
+            match w.join() {
+                Ok(Err(e)) => tracing::warn!(error = %e, "a worker stopped with an error"),
+                Err(_) => tracing::error!("a worker thread panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)
 }

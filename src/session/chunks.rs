@@ -78,9 +78,9 @@ pub fn split(name: &str, value: &str) -> Option<Vec<(String, String)>> {
 
 /// Joins a value from the request: the plain cookie if present, else chunks from `_0`
 /// until the first missing one, never more than [`MAX_CHUNKS`].
-pub fn join(cookies: &RequestCookies<'_>, name: &str) -> Option<String> {
+pub fn join<'a>(cookies: &RequestCookies<'a>, name: &str) -> Option<std::borrow::Cow<'a, str>> {
     if let Some(v) = cookies.get(name) {
-        return Some(v.to_string());
+        return Some(std::borrow::Cow::Borrowed(v));
     }
     let mut out = String::new();
     for i in 0..MAX_CHUNKS {
@@ -89,7 +89,7 @@ pub fn join(cookies: &RequestCookies<'_>, name: &str) -> Option<String> {
             None => break,
         }
     }
-    (!out.is_empty()).then_some(out)
+    (!out.is_empty()).then_some(std::borrow::Cow::Owned(out))
 }
 
 /// True for `name` itself and `name_0` .. `name_{MAX_CHUNKS-1}`: exactly the cookies

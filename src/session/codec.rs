@@ -65,20 +65,34 @@ impl CookieCodec {
         if sealed.len() > MAX_SEALED_LEN {
             return None;
         }
-        let raw = URL_SAFE_NO_PAD.decode(sealed.as_bytes()).ok()?;
+        let mut raw = URL_SAFE_NO_PAD.decode(sealed.as_bytes()).ok()?;
         if raw.len() < NONCE_LEN + AES_256_GCM.tag_len() {
             return None;
         }
-        let (nonce, body) = raw.split_at(NONCE_LEN);
-        for key in &self.keys {
-            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-            let mut buf = body.to_vec();
-            if let Ok(plain) = key.open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut buf) {
-                return Some(plain.to_vec());
+        let (last, others) = self.keys.split_last()?;
+        // Earlier keys work on a copy (a failed open scrambles the buffer); the last one,
+        // usually the only one, opens in place.
+        for key in others {
+            let mut copy = raw.clone();
+            if let Some(len) = open_with(key, purpose, &mut copy) {
+                copy.truncate(NONCE_LEN + len);
+                return Some(copy.split_off(NONCE_LEN));
             }
         }
-        None
+        let len = open_with(last, purpose, &mut raw)?;
+        raw.truncate(NONCE_LEN + len);
+        Some(raw.split_off(NONCE_LEN))
     }
+}
+
+/// Opens `nonce || ciphertext || tag` in place; returns the plaintext length, which then
+/// sits right after the nonce.
+fn open_with(key: &LessSafeKey, purpose: &str, raw: &mut [u8]) -> Option<usize> {
+    let (nonce, body) = raw.split_at_mut(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    key.open_in_place(nonce, Aad::from(purpose.as_bytes()), body)
+        .ok()
+        .map(|p| p.len())
 }
 
 #[cfg(test)]
