@@ -16,6 +16,8 @@
 #   THREADS        wrk threads                                (default 2)
 #   GATEHOUSE_BIN  gatehouse binary; unset = `cargo build --release`
 #                  and use target/release/gatehouse
+#   ROUNDS         rounds of (a),(b),(c), interleaved; the median round
+#                  (by req/s) of each target is reported          (default 3)
 #   KEEP_TMP       1 = keep the temp dir (configs, logs, raw wrk output)
 #
 # See bench/README.md for how to read the figures.
@@ -30,6 +32,8 @@ WARMUP="${WARMUP:-2s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 THREADS="${THREADS:-2}"
 KEEP_TMP="${KEEP_TMP:-0}"
+ROUNDS="${ROUNDS:-3}"
+ROUND=1
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-}"
 
 BENCH_USER="bench"
@@ -156,6 +160,7 @@ require_tools() {
         || die "CONNECTIONS and THREADS must be whole numbers"
     ((THREADS >= 1 && CONNECTIONS >= THREADS)) \
         || die "need THREADS >= 1 and CONNECTIONS >= THREADS (wrk requirement)"
+    [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a whole number >= 1"
 }
 
 resolve_gatehouse_bin() {
@@ -367,7 +372,7 @@ check_unauthenticated_refused() {
 
 # run_wrk NAME URL [COOKIE] [EXTRA WRK ARGS...]: warm up, measure, store results in RES.
 run_wrk() {
-    local name="$1" url="$2" cookie="${3:-}" out="$TMP/wrk-$1.txt" line kv
+    local name="$1" url="$2" cookie="${3:-}" out="$TMP/wrk-$1-$ROUND.txt" line kv
     local args=(--threads "$THREADS" --connections "$CONNECTIONS" --timeout 5s)
     [[ -n "$cookie" ]] && args+=(--header "Cookie: $cookie")
     args+=("${@:4}")
@@ -383,7 +388,7 @@ run_wrk() {
 
     line="$(grep '^WRK_RESULT ' "$out")" || die "$name: wrk printed no result (see $out)"
     for kv in ${line#WRK_RESULT }; do
-        RES["$name.${kv%%=*}"]="${kv#*=}"
+        RES["$name.$ROUND.${kv%%=*}"]="${kv#*=}"
     done
 }
 
@@ -400,7 +405,7 @@ bench_nginx() {
 bench_gatehouse() {
     check_unauthenticated_refused
     check_target gatehouse "http://$HOST:$GATEHOUSE_PORT/" "$SESSION_COOKIE" "$BENCH_USER"
-    RSS_IDLE_KIB="$(rss_kib "$GATEHOUSE_PID")"
+    [[ -n "$RSS_IDLE_KIB" ]] || RSS_IDLE_KIB="$(rss_kib "$GATEHOUSE_PID")"
     run_wrk gatehouse "http://$HOST:$GATEHOUSE_PORT/" "$SESSION_COOKIE"
     RSS_AFTER_KIB="$(rss_kib "$GATEHOUSE_PID")"
     HWM_AFTER_KIB="$(hwm_kib "$GATEHOUSE_PID")"
@@ -411,11 +416,32 @@ bench_gatehouse() {
 
 # ---------------------------------------------------------------- report --
 
+# pick_medians: for each target, the round with the median req/s supplies every figure
+# (errors are summed over all rounds); the per-round ratios show the spread.
+pick_medians() {
+    local t r med f rounds_line=""
+    for t in upstream nginx gatehouse; do
+        med="$(for ((r = 1; r <= ROUNDS; r++)); do printf '%s %s\n' "${RES[$t.$r.rps]}" "$r"; done \
+            | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')"
+        for f in rps p50_us p90_us p99_us max_us; do RES["$t.$f"]="${RES[$t.$med.$f]}"; done
+        RES["$t.errors"]=0 RES["$t.status_errors"]=0
+        for ((r = 1; r <= ROUNDS; r++)); do
+            RES["$t.errors"]=$((RES[$t.errors] + RES[$t.$r.errors]))
+            RES["$t.status_errors"]=$((RES[$t.status_errors] + RES[$t.$r.status_errors]))
+        done
+    done
+    for ((r = 1; r <= ROUNDS; r++)); do
+        rounds_line+="$(awk -v c="${RES[gatehouse.$r.rps]}" -v b="${RES[nginx.$r.rps]}" 'BEGIN { printf " %.2f", (b > 0 ? c / b : 0) }')"
+    done
+    RES[rounds]="$rounds_line"
+}
+
 print_report() {
     local t label failed
     printf '\n'
-    printf 'gatehouse bench: %s per target (+%s warm-up), %s connections, %s wrk threads, %s CPUs\n' \
-        "$DURATION" "$WARMUP" "$CONNECTIONS" "$THREADS" "$(nproc)"
+    printf 'gatehouse bench: %s rounds of %s per target (+%s warm-up), %s connections, %s wrk threads, %s CPUs\n' \
+        "$ROUNDS" "$DURATION" "$WARMUP" "$CONNECTIONS" "$THREADS" "$(nproc)"
+    printf 'figures: the median round of each target\n' 
     printf '%s\n' '-------------------------------------------------------------------------------'
     printf '%-24s %11s %9s %9s %9s %9s\n' target 'req/s' 'p50 ms' 'p90 ms' 'p99 ms' 'errors'
     printf '%s\n' '-------------------------------------------------------------------------------'
@@ -435,6 +461,7 @@ print_report() {
         printf "rps ratio gatehouse/nginx (c/b):     %.2f\n", (b > 0 ? c / b : 0)
         printf "rps ratio gatehouse/upstream (c/a):  %.2f\n", (a > 0 ? c / a : 0)
     }'
+    printf 'c/b in each round:                  %s\n' "${RES[rounds]}"
     printf 'gatehouse RSS idle (after login):    %s MiB\n' "$(kib_to_mib "$RSS_IDLE_KIB")"
     printf 'gatehouse RSS right after load:      %s MiB (peak VmHWM %s MiB)\n' \
         "$(kib_to_mib "$RSS_AFTER_KIB")" "$(kib_to_mib "$HWM_AFTER_KIB")"
@@ -461,9 +488,13 @@ main() {
     start_nginx
     start_gatehouse
     login_gatehouse
-    bench_upstream
-    bench_nginx
-    bench_gatehouse
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        log "round $ROUND of $ROUNDS"
+        bench_upstream
+        bench_nginx
+        bench_gatehouse
+    done
+    pick_medians
     print_report
 }
 

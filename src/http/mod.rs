@@ -8,6 +8,7 @@ mod errors;
 mod gate;
 mod login;
 pub mod pages;
+mod workers;
 
 pub use errors::AppError;
 
@@ -48,7 +49,7 @@ impl AppState {
     }
 
     /// The state for one worker thread: everything shared but the upstream client.
-    fn for_worker(&self) -> Arc<AppState> {
+    pub(crate) fn for_worker(&self) -> Arc<AppState> {
         Arc::new(AppState {
             cfg: Arc::clone(&self.cfg),
             provider: Arc::clone(&self.provider),
@@ -102,8 +103,8 @@ impl Ctx {
 /// The peer address, when the server recorded it.
 pub fn peer_of(req: &axum::extract::Request) -> Option<SocketAddr> {
     req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
+        .get::<ConnectInfo<workers::Peer>>()
+        .map(|c| c.0 .0)
 }
 
 /// API clients get 401 JSON rather than a login redirect: JSON `Accept`,
@@ -150,68 +151,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// How many worker threads serve requests: one per CPU (`GATEHOUSE_WORKERS` overrides).
-fn worker_count() -> usize {
-    std::env::var("GATEHOUSE_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .filter(|w| *w > 0)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-}
-
 /// Serves the app on `listener` until `shutdown` completes; starts provider loading.
-///
-/// Like nginx's workers: one single-threaded runtime per CPU, all accepting from the same
-/// socket, each with its own upstream connection pool. A request then never crosses
-/// threads (no work stealing, no cross-thread wake-ups between the client and upstream
-/// connections), which bench/run.sh measured as the largest cost left on the hot path.
+/// See `workers.rs` for the threading model.
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.provider.spawn_loader();
-    let listener = listener.into_std()?;
-    // Dropping `stop` (shutdown, or this future being cancelled) stops every worker.
-    let (stop, stopped) = tokio::sync::watch::channel(());
-    let mut workers = Vec::new();
-    for i in 0..worker_count() {
-        let listener = listener.try_clone()?;
-        let state = state.for_worker();
-        let mut stopped = stopped.clone();
-        let worker = std::thread::Builder::new()
-            .name(format!("gatehouse-worker-{i}"))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.changed().await;
-                        })
-                        .await
-                })
-            })?;
-        workers.push(worker);
-    }
-    shutdown.await;
-    drop(stop);
-    tokio::task::spawn_blocking(move || {
-        for w in workers {
-            match w.join() {
-                Ok(Err(e)) => tracing::warn!(error = %e, "a worker stopped with an error"),
-                Err(_) => tracing::error!("a worker thread panicked"),
-                Ok(Ok(())) => {}
-            }
-        }
-    })
-    .await
-    .map_err(std::io::Error::other)
+    workers::run(state, listener, shutdown).await
 }
