@@ -422,6 +422,17 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
         );
     }
 
+    if let Some(u) = redirect_url
+        .as_ref()
+        .filter(|u| cookie.secure && u.scheme() == "http")
+    {
+        if u.host_str() != Some("localhost") {
+            warnings.push(format!(
+                "redirect_url {u} is plain http but cookie_secure is true: browsers drop Secure cookies on http sites, so logins would fail; serve over https or set cookie_secure = false"
+            ));
+        }
+    }
+
     match (upstream, r.problems.is_empty()) {
         (Some(upstream), true) => Ok(Config {
             listen,

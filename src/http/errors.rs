@@ -21,6 +21,8 @@ pub enum AppError {
     },
     #[error("this sign-in cannot be matched to your browser: the login cookie is missing. Either the login took longer than {minutes} minutes, or this browser blocks cookies for this site")]
     LoginCookieMissing { minutes: u64 },
+    #[error("this sign-in cannot be matched to your browser: the login cookie is missing, and gatehouse marks its cookies Secure while this request arrived over plain http, so the browser may have dropped them (or the login took longer than {minutes} minutes)")]
+    SecureCookieOverHttp { minutes: u64 },
     #[error("this sign-in does not match the one your browser started (state mismatch): it was probably started in another tab or replayed")]
     StateMismatch,
     #[error("the login took longer than {minutes} minutes")]
@@ -65,6 +67,7 @@ impl AppError {
         match self {
             AppError::ProviderDenied { .. } => StatusCode::FORBIDDEN,
             AppError::LoginCookieMissing { .. }
+            | AppError::SecureCookieOverHttp { .. }
             | AppError::StateMismatch
             | AppError::LoginExpired { .. }
             | AppError::MissingParam(_)
@@ -88,6 +91,7 @@ impl AppError {
         match self {
             AppError::ProviderDenied { .. } => "provider_denied",
             AppError::LoginCookieMissing { .. } => "login_cookie_missing",
+            AppError::SecureCookieOverHttp { .. } => "secure_cookie_over_http",
             AppError::StateMismatch => "state_mismatch",
             AppError::LoginExpired { .. } => "login_expired",
             AppError::MissingParam(_) => "missing_parameter",
@@ -110,6 +114,7 @@ impl AppError {
         match self {
             AppError::ProviderDenied { .. } => "If you expected access, ask an administrator to assign you to this application at the identity provider, then sign in again.",
             AppError::LoginCookieMissing { .. } | AppError::LoginExpired { .. } => "Allow cookies for this site and start again; complete the sign-in within the time limit.",
+            AppError::SecureCookieOverHttp { .. } => "Serve gatehouse over https. If a TLS proxy sits in front, list it in trusted_proxies so its X-Forwarded-Proto is believed; for a plain-http loopback setup set cookie_secure = false.",
             AppError::StateMismatch | AppError::MissingParam(_) => "Start the sign-in again from the application's address, in a single tab.",
             AppError::IssuerParam { .. } => "Check that issuer_url names the provider this client is registered with.",
             AppError::Flow(FlowError::Token(TokenError::Issuer { .. })) => "Set issuer_url to exactly the issuer the provider puts in its tokens (byte for byte, including any trailing slash).",

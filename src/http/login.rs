@@ -150,6 +150,8 @@ pub async fn callback(
     let Some(login) = login else {
         let err = if st.sessions.has_login_cookie(&cookies) {
             AppError::StateMismatch
+        } else if st.cfg.cookie.secure && ctx.forwarded.proto == "http" {
+            AppError::SecureCookieOverHttp { minutes }
         } else {
             AppError::LoginCookieMissing { minutes }
         };

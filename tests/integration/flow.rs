@@ -207,6 +207,31 @@ async fn callback_without_the_login_cookie_blames_cookies_or_time() {
 }
 
 #[tokio::test]
+async fn secure_cookies_over_plain_http_are_named_as_the_likely_cause() {
+    let w = world(&[("cookie_secure", "true")]).await;
+    let b = Browser::new();
+    let start = b.get(&format!("{}/x", w.gh.url)).await;
+    assert!(
+        start.set_cookies().iter().all(|c| c.contains("Secure")),
+        "{:?}",
+        start.set_cookies()
+    );
+    // A real browser drops Secure cookies set over http: the callback arrives without one.
+    let callback = Browser::new()
+        .get(&start.location().unwrap())
+        .await
+        .location()
+        .unwrap();
+    let r = Browser::new().get(&callback).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body.contains("cookie_secure") && r.body.contains("trusted_proxies"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
 async fn a_state_that_does_not_match_is_refused() {
     let w = world(&[]).await;
     let b = Browser::new();
