@@ -32,7 +32,7 @@ pub enum LoginReason {
 pub enum Decision {
     /// A verified identity; `set_cookies` carries a refreshed session, if any.
     Allow {
-        session: Box<Session>,
+        session: Arc<Session>,
         set_cookies: Vec<HeaderValue>,
     },
     /// No usable session; `clear` removes stale session cookies.
@@ -66,6 +66,7 @@ pub fn session_from_tokens(
         access_token,
         expires_at,
         created_at,
+        values: Default::default(),
     })
 }
 
@@ -174,14 +175,14 @@ pub async fn authenticate(
     }
     if now.saturating_add(cfg.refresh_before.as_secs()) < session.expires_at {
         return Decision::Allow {
-            session: Box::new(session),
+            session,
             set_cookies: Vec::new(),
         };
     }
     if session.refresh_token.is_none() {
         if now < session.expires_at {
             return Decision::Allow {
-                session: Box::new(session),
+                session,
                 set_cookies: Vec::new(),
             };
         }
@@ -193,7 +194,7 @@ pub async fn authenticate(
     match refresher.refresh(cfg, provider, &session).await {
         Ok(fresh) => match store.save(&fresh, cookies).await {
             Ok(set_cookies) => Decision::Allow {
-                session: Box::new(fresh),
+                session: Arc::new(fresh),
                 set_cookies,
             },
             Err(e) => {

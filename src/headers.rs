@@ -17,17 +17,22 @@ use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, plus the de-facto `Keep-Alive`/`Proxy-Connection`).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+/// `HeaderName`s, not strings: no name parsing per request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    axum::http::header::TE,
+    axum::http::header::TRAILER,
+    axum::http::header::TRANSFER_ENCODING,
+    UPGRADE,
+    axum::http::header::PROXY_AUTHENTICATE,
+    axum::http::header::PROXY_AUTHORIZATION,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Exact names (normalised) that are identity headers whoever reads them.
 const IDENTITY_NAMES: &[&str] = &[
@@ -94,12 +99,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .filter(|s| !s.is_empty())
         .collect();
     let upgrade_value = headers.get(UPGRADE).cloned();
-    for name in HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(named.iter().map(String::as_str))
-    {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
+    }
+    for name in &named {
+        headers.remove(name.as_str());
     }
     if let (true, Some(value)) = (upgrade, upgrade_value) {
         headers.insert(UPGRADE, value);
@@ -120,23 +124,9 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
-/// Configured names are valid `HeaderName`s: already lower-case, so only `_` needs folding,
-/// and header names with `_` are rare enough that the copy is taken only then.
-fn normalise_static(h: &HeaderName) -> std::borrow::Cow<'_, str> {
-    if h.as_str().contains('_') {
-        std::borrow::Cow::Owned(normalise(h.as_str()))
-    } else {
-        std::borrow::Cow::Borrowed(h.as_str())
-    }
-}
-
 /// Removes every client header that could pass for identity; returns how many went.
 pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> usize {
-    let configured = [&names.user, &names.email, &names.preferred_username]
-        .into_iter()
-        .chain(names.groups.iter())
-        .chain(names.id_token.iter())
-        .chain(names.strip.iter());
+    let configured = names.folded();
     let strip_authorization = names.authorization != PassAuthorization::None;
     let doomed: Vec<HeaderName> = headers
         .keys()
@@ -144,9 +134,7 @@ pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> usize {
             let n = k.as_str();
             IDENTITY_NAMES.iter().any(|t| folded_eq(n, t))
                 || IDENTITY_PREFIXES.iter().any(|p| folded_starts_with(n, p))
-                || configured
-                    .clone()
-                    .any(|c| folded_eq(n, &normalise_static(c)))
+                || configured.iter().any(|c| folded_eq(n, c))
                 || (strip_authorization && n == "authorization")
         })
         .cloned()
@@ -162,21 +150,30 @@ pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> usize {
 
 /// Drops gatehouse's own cookies from the `Cookie` header(s), keeping the rest.
 pub fn remove_own_cookies(headers: &mut HeaderMap, owns: impl Fn(&str) -> bool) {
-    let kept: Vec<String> = headers
+    let is_ours = |p: &str| owns(p.split('=').next().unwrap_or("").trim());
+    let (mut ours, mut kept) = (false, Vec::new());
+    let parts = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .filter(|p| !owns(p.split('=').next().unwrap_or("").trim()))
-        .map(str::to_string)
-        .collect();
-    headers.remove(COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(COOKIE, v);
+        .filter(|p| !p.is_empty());
+    for part in parts {
+        if is_ours(part) {
+            ours = true;
+        } else {
+            kept.push(part);
         }
+    }
+    // Most requests carry none of ours (nothing to do) or only ours (drop the header).
+    if !ours {
+        return;
+    }
+    let rebuilt = (!kept.is_empty()).then(|| kept.join("; "));
+    headers.remove(COOKIE);
+    if let Some(v) = rebuilt.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert(COOKIE, v);
     }
 }
 
@@ -202,7 +199,7 @@ impl Forwarded {
             v4 => v4,
         };
         let trusted = trusted_proxies.iter().any(|n| n.contains(&ip));
-        let first = |name: &str| {
+        let first = |name: &HeaderName| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
@@ -221,7 +218,7 @@ impl Forwarded {
             };
         }
         let chain = headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect::<Vec<_>>()
@@ -231,10 +228,10 @@ impl Forwarded {
         } else {
             format!("{chain}, {ip}")
         };
-        let proto = first("x-forwarded-proto")
+        let proto = first(&X_FORWARDED_PROTO)
             .filter(|p| p == "http" || p == "https")
             .unwrap_or_else(|| "http".into());
-        let host = first("x-forwarded-host")
+        let host = first(&X_FORWARDED_HOST)
             .filter(|h| !h.is_empty())
             .or(host_header);
         Forwarded {
@@ -248,17 +245,17 @@ impl Forwarded {
     /// Writes `X-Forwarded-For/-Proto/-Host` (after `strip_identity` removed client copies).
     pub fn apply(&self, headers: &mut HeaderMap) {
         if let Ok(v) = HeaderValue::from_str(&self.for_chain) {
-            headers.insert("x-forwarded-for", v);
+            headers.insert(X_FORWARDED_FOR, v);
         }
         if let Ok(v) = HeaderValue::from_str(&self.proto) {
-            headers.insert("x-forwarded-proto", v);
+            headers.insert(X_FORWARDED_PROTO, v);
         }
         if let Some(v) = self
             .host
             .as_deref()
             .and_then(|h| HeaderValue::from_str(h).ok())
         {
-            headers.insert("x-forwarded-host", v);
+            headers.insert(X_FORWARDED_HOST, v);
         }
     }
 }
@@ -267,41 +264,61 @@ fn value(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_bytes(s.as_bytes()).ok()
 }
 
-/// Writes the verified identity. Runs after [`strip_identity`], so each header is ours alone.
-pub fn inject(
-    headers: &mut HeaderMap,
-    names: &HeaderNames,
-    id: &Identity,
-    id_token: &str,
-    access_token: Option<&str>,
-) {
-    if let Some(v) = value(&id.user) {
-        headers.insert(names.user.clone(), v);
-    }
-    if let Some(v) = id.email.as_deref().and_then(value) {
-        headers.insert(names.email.clone(), v);
-    }
-    if let Some(v) = id.preferred_username.as_deref().and_then(value) {
-        headers.insert(names.preferred_username.clone(), v);
-    }
-    if !id.groups.is_empty() {
-        if let Some(v) = value(&id.groups.join(",")) {
-            for name in &names.groups {
-                headers.insert(name.clone(), v.clone());
-            }
+/// The header values for one session, built once and reused while the session is
+/// cached (`session/cache.rs`): a request then only clones reference-counted bytes.
+#[derive(Clone, Debug, Default)]
+pub struct IdentityValues {
+    user: Option<HeaderValue>,
+    email: Option<HeaderValue>,
+    preferred_username: Option<HeaderValue>,
+    groups: Option<HeaderValue>,
+    id_token: Option<HeaderValue>,
+    bearer: Option<HeaderValue>,
+}
+
+impl IdentityValues {
+    /// Builds the values; any that cannot be a header value is left out.
+    pub fn new(
+        names: &HeaderNames,
+        id: &Identity,
+        id_token: &str,
+        access_token: Option<&str>,
+    ) -> IdentityValues {
+        let bearer = match names.authorization {
+            PassAuthorization::None => None,
+            PassAuthorization::IdToken => Some(id_token),
+            PassAuthorization::AccessToken => access_token,
+        };
+        IdentityValues {
+            user: value(&id.user),
+            email: id.email.as_deref().and_then(value),
+            preferred_username: id.preferred_username.as_deref().and_then(value),
+            groups: (!id.groups.is_empty())
+                .then(|| value(&id.groups.join(",")))
+                .flatten(),
+            id_token: value(id_token),
+            bearer: bearer.and_then(|t| value(&format!("Bearer {t}"))),
         }
     }
-    if let (Some(name), Some(v)) = (&names.id_token, value(id_token)) {
-        headers.insert(name.clone(), v);
-    }
-    let bearer = match names.authorization {
-        PassAuthorization::None => None,
-        PassAuthorization::IdToken => Some(id_token),
-        PassAuthorization::AccessToken => access_token,
+}
+
+/// Writes the verified identity. Runs after [`strip_identity`], so each header is ours alone.
+pub fn inject(headers: &mut HeaderMap, names: &HeaderNames, v: &IdentityValues) {
+    let mut put = |name: &HeaderName, value: &Option<HeaderValue>| {
+        if let Some(value) = value {
+            headers.insert(name.clone(), value.clone());
+        }
     };
-    if let Some(v) = bearer.and_then(|t| value(&format!("Bearer {t}"))) {
-        headers.insert(AUTHORIZATION, v);
+    put(&names.user, &v.user);
+    put(&names.email, &v.email);
+    put(&names.preferred_username, &v.preferred_username);
+    for name in &names.groups {
+        put(name, &v.groups);
     }
+    if let Some(name) = &names.id_token {
+        put(name, &v.id_token);
+    }
+    put(&AUTHORIZATION, &v.bearer);
 }
 
 #[cfg(test)]
@@ -321,6 +338,7 @@ mod tests {
             id_token: Some(HeaderName::from_static("x-forwarded-id-token")),
             authorization: PassAuthorization::None,
             strip: vec![HeaderName::from_static("x-custom-identity")],
+            folded: Default::default(),
         }
     }
 
@@ -419,7 +437,7 @@ mod tests {
         };
         let mut n = names();
         n.authorization = PassAuthorization::IdToken;
-        inject(&mut h, &n, &id, "tok", None);
+        inject(&mut h, &n, &IdentityValues::new(&n, &id, "tok", None));
         assert_eq!(h.get_all("x-forwarded-group").iter().count(), 1);
         assert_eq!(h.get("x-forwarded-groups").unwrap(), "a,b");
         assert_eq!(h.get("x-forwarded-id-token").unwrap(), "tok");

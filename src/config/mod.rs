@@ -54,6 +54,23 @@ pub struct HeaderNames {
     pub authorization: PassAuthorization,
     /// Extra client headers to remove.
     pub strip: Vec<HeaderName>,
+    /// Every configured name, `_` folded to `-`: computed once, used on every request.
+    pub folded: std::sync::OnceLock<Vec<String>>,
+}
+
+impl HeaderNames {
+    /// Every configured (injected or extra) name, normalised like client names are.
+    pub fn folded(&self) -> &[String] {
+        self.folded.get_or_init(|| {
+            [&self.user, &self.email, &self.preferred_username]
+                .into_iter()
+                .chain(self.groups.iter())
+                .chain(self.id_token.iter())
+                .chain(self.strip.iter())
+                .map(|h| crate::headers::normalise(h.as_str()))
+                .collect()
+        })
+    }
 }
 
 /// Session cookie settings.

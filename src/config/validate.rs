@@ -351,6 +351,7 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
             .iter()
             .filter_map(|h| r.header("strip_headers", h))
             .collect(),
+        folded: Default::default(),
     };
 
     let mut trusted_proxies = Vec::new();

@@ -45,13 +45,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     headers::remove_hop_by_hop(h, upgrade);
     headers::strip_identity(h, &st.cfg.headers);
     ctx.forwarded.apply(h);
-    headers::inject(
-        h,
-        &st.cfg.headers,
-        &session.identity,
-        &session.id_token,
-        session.access_token.as_deref(),
-    );
+    headers::inject(h, &st.cfg.headers, session.values(&st.cfg.headers));
     headers::remove_own_cookies(h, |n| st.sessions.owns_cookie(n));
     if let Ok(v) = axum::http::HeaderValue::from_str(&ctx.request_id) {
         h.insert("x-request-id", v);

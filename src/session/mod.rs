@@ -6,6 +6,7 @@
 //! nonce, PKCE verifier, return target) is kept in a short-lived sealed cookie of its own,
 //! one per login so that two tabs logging in at once do not clobber each other.
 
+mod cache;
 pub mod chunks;
 pub mod codec;
 
@@ -17,6 +18,8 @@ use codec::CookieCodec;
 use cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A logged-in session.
 #[derive(Clone, Serialize, Deserialize)]
@@ -39,6 +42,23 @@ pub struct Session {
     /// When the user logged in (Unix seconds); bounds the session's lifetime.
     #[serde(rename = "c")]
     pub created_at: u64,
+    /// Header values built from this session, once (not stored in the cookie).
+    #[serde(skip)]
+    pub values: std::sync::OnceLock<crate::headers::IdentityValues>,
+}
+
+impl Session {
+    /// The identity header values for this session, built on first use.
+    pub fn values(&self, names: &crate::config::HeaderNames) -> &crate::headers::IdentityValues {
+        self.values.get_or_init(|| {
+            crate::headers::IdentityValues::new(
+                names,
+                &self.identity,
+                &self.id_token,
+                self.access_token.as_deref(),
+            )
+        })
+    }
 }
 
 impl fmt::Debug for Session {
@@ -81,6 +101,8 @@ pub enum SessionError {
 pub struct SessionStore {
     codec: CookieCodec,
     settings: CookieSettings,
+    /// Distinguishes stores (and so keys) in the per-thread cache of opened sessions.
+    id: u64,
 }
 
 /// Sealed sessions beyond this many bytes trip common 8 KB header limits in front proxies.
@@ -88,9 +110,11 @@ pub const HEADER_LIMIT_WARNING: usize = 7 * 1024;
 
 impl SessionStore {
     pub fn new(settings: CookieSettings) -> SessionStore {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         SessionStore {
             codec: CookieCodec::new(&settings.keys),
             settings,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -112,10 +136,15 @@ impl SessionStore {
     }
 
     /// Reads the session, if the request carries one that opens. Bad input is `None`.
-    pub async fn load(&self, cookies: &RequestCookies<'_>) -> Option<Session> {
+    pub async fn load(&self, cookies: &RequestCookies<'_>) -> Option<Arc<Session>> {
         let sealed = chunks::join(cookies, &self.settings.name)?;
+        if let Some(hit) = cache::get(self.id, &sealed) {
+            return Some(hit);
+        }
         let plain = self.codec.open(&self.settings.name, &sealed)?;
-        serde_json::from_slice(&plain).ok()
+        let session = Arc::new(serde_json::from_slice::<Session>(&plain).ok()?);
+        cache::put(self.id, &sealed, &session);
+        Some(session)
     }
 
     /// `Set-Cookie` values that store `session`, clearing chunks it no longer uses.
@@ -267,6 +296,7 @@ mod tests {
             access_token: None,
             expires_at: 10,
             created_at: 1,
+            values: Default::default(),
         }
     }
 

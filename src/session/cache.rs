@@ -1,0 +1,82 @@
+//! A per-thread cache of opened sessions, so a browser's every request does not pay for
+//! base64, AES-GCM and JSON again. Workers are single-threaded runtimes
+//! (`http/workers.rs`), so a thread-local map needs no lock.
+//!
+//! Safe by construction: the key is the exact sealed cookie value (which authenticates
+//! itself), compared in full; validity (expiry, lifetime) is still checked on every
+//! request by the auth step; and the map is bounded, cleared when full.
+
+use super::Session;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+/// Most sessions kept per thread (each a few KB).
+const MAX_ENTRIES: usize = 1024;
+/// The last characters of a sealed value: the random GCM tag, a good hash key.
+const TAG_CHARS: usize = 22;
+
+type Key = (u64, [u8; TAG_CHARS]);
+/// The exact sealed value and what it opened to.
+type Entry = (Box<str>, Arc<Session>);
+
+/// The key's tag is random (a GCM tag), so hashing it is just folding its bytes: SipHash
+/// showed up in the per-request instruction count for no benefit.
+#[derive(Default)]
+struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.write(&n.to_le_bytes());
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Map = HashMap<Key, Entry, BuildHasherDefault<TagHasher>>;
+
+thread_local! {
+    static OPENED: RefCell<Map> = RefCell::new(Map::default());
+}
+
+fn key(store: u64, sealed: &str) -> Option<Key> {
+    sealed
+        .as_bytes()
+        .last_chunk::<TAG_CHARS>()
+        .map(|tag| (store, *tag))
+}
+
+/// The session opened earlier from exactly `sealed` by store `store`.
+pub fn get(store: u64, sealed: &str) -> Option<Arc<Session>> {
+    let key = key(store, sealed)?;
+    OPENED.with(|m| {
+        m.borrow()
+            .get(&key)
+            .filter(|(s, _)| &**s == sealed)
+            .map(|(_, session)| Arc::clone(session))
+    })
+}
+
+/// Remembers that `sealed` opens to `session`.
+pub fn put(store: u64, sealed: &str, session: &Arc<Session>) {
+    let Some(key) = key(store, sealed) else {
+        return;
+    };
+    OPENED.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= MAX_ENTRIES {
+            m.clear();
+        }
+        m.insert(key, (sealed.into(), Arc::clone(session)));
+    });
+}
