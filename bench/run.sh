@@ -370,6 +370,12 @@ check_unauthenticated_refused() {
     log "gatehouse without a cookie answers $code (good: not 200)"
 }
 
+# cpu_ticks: "total steal" CPU ticks from /proc/stat. Steal is time a VM's host gave
+# to others: when it is high, the figures of that run say more about the host.
+cpu_ticks() {
+    awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat
+}
+
 # run_wrk NAME URL [COOKIE] [EXTRA WRK ARGS...]: warm up, measure, store results in RES.
 run_wrk() {
     local name="$1" url="$2" cookie="${3:-}" out="$TMP/wrk-$1-$ROUND.txt" line kv
@@ -382,6 +388,8 @@ run_wrk() {
     run_child wrk "${args[@]}" --duration "$WARMUP" "$url" >/dev/null \
         || die "$name: wrk warm-up failed"
     log "$name: measuring $DURATION ($CONNECTIONS connections, $THREADS threads)"
+    local before after
+    before="$(cpu_ticks)"
     run_child wrk "${args[@]}" --duration "$DURATION" --latency --script "$TMP/report.lua" "$url" >"$out" \
         || die "$name: wrk failed (see $out)"
     sed -n '/^Running/,/^WRK_RESULT/p' "$out" | grep -v '^WRK_RESULT' | sed 's/^/[bench]   /' >&2
@@ -390,6 +398,9 @@ run_wrk() {
     for kv in ${line#WRK_RESULT }; do
         RES["$name.$ROUND.${kv%%=*}"]="${kv#*=}"
     done
+    after="$(cpu_ticks)"
+    RES["$name.$ROUND.steal"]="$(awk -v b="$before" -v a="$after" 'BEGIN {
+        split(b, x, " "); split(a, y, " "); t = y[1] - x[1]; printf "%.0f", (t > 0 ? 100 * (y[2] - x[2]) / t : 0) }')"
 }
 
 bench_upstream() {
@@ -423,7 +434,7 @@ pick_medians() {
     for t in upstream nginx gatehouse; do
         med="$(for ((r = 1; r <= ROUNDS; r++)); do printf '%s %s\n' "${RES[$t.$r.rps]}" "$r"; done \
             | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')"
-        for f in rps p50_us p90_us p99_us max_us; do RES["$t.$f"]="${RES[$t.$med.$f]}"; done
+        for f in rps p50_us p90_us p99_us max_us steal; do RES["$t.$f"]="${RES[$t.$med.$f]}"; done
         RES["$t.errors"]=0 RES["$t.status_errors"]=0
         for ((r = 1; r <= ROUNDS; r++)); do
             RES["$t.errors"]=$((RES[$t.errors] + RES[$t.$r.errors]))
@@ -434,6 +445,7 @@ pick_medians() {
         rounds_line+="$(awk -v c="${RES[gatehouse.$r.rps]}" -v b="${RES[nginx.$r.rps]}" 'BEGIN { printf " %.2f", (b > 0 ? c / b : 0) }')"
     done
     RES[rounds]="$rounds_line"
+    RES[rounds_median]="$(tr ' ' '\n' <<<"$rounds_line" | grep . | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)')"
 }
 
 print_report() {
@@ -461,7 +473,10 @@ print_report() {
         printf "rps ratio gatehouse/nginx (c/b):     %.2f\n", (b > 0 ? c / b : 0)
         printf "rps ratio gatehouse/upstream (c/a):  %.2f\n", (a > 0 ? c / a : 0)
     }'
-    printf 'c/b in each round:                  %s\n' "${RES[rounds]}"
+    printf 'c/b in each round:                  %s   (median %s: each round pairs runs close in time)\n' \
+        "${RES[rounds]}" "${RES[rounds_median]}"
+    printf 'CPU steal during (a) (b) (c):        %s%% %s%% %s%% (high steal: the VM host was busy; rerun)\n' \
+        "${RES[upstream.steal]}" "${RES[nginx.steal]}" "${RES[gatehouse.steal]}"
     printf 'gatehouse RSS idle (after login):    %s MiB\n' "$(kib_to_mib "$RSS_IDLE_KIB")"
     printf 'gatehouse RSS right after load:      %s MiB (peak VmHWM %s MiB)\n' \
         "$(kib_to_mib "$RSS_AFTER_KIB")" "$(kib_to_mib "$HWM_AFTER_KIB")"
