@@ -18,6 +18,14 @@ pub async fn world(extra: &[(&'static str, &str)]) -> World {
     World { idp, up, gh }
 }
 
+/// A world with a browser already logged in.
+pub async fn logged_in(extra: &[(&'static str, &str)]) -> (World, Browser) {
+    let w = world(extra).await;
+    let b = Browser::new();
+    login(&w, &b, "/").await;
+    (w, b)
+}
+
 /// Logs `b` in by visiting `path`; returns the final response (the upstream's echo).
 pub async fn login(w: &World, b: &Browser, path: &str) -> crate::support::Resp {
     let (resp, _) = b.follow(&format!("{}{path}", w.gh.url)).await;
@@ -266,9 +274,7 @@ fn regex_replace_state(url: &str, state: &str) -> String {
 
 #[tokio::test]
 async fn userinfo_and_sign_out_with_rp_initiated_logout() {
-    let w = world(&[("post_logout_redirect_url", "http://127.0.0.1:1/bye")]).await;
-    let b = Browser::new();
-    login(&w, &b, "/").await;
+    let (w, b) = logged_in(&[("post_logout_redirect_url", "http://127.0.0.1:1/bye")]).await;
     let info = b.get(&format!("{}/oauth2/userinfo", w.gh.url)).await.json();
     assert_eq!(info["user"], "alice@example.test");
     assert_eq!(info["groups"], serde_json::json!(["admins", "dev"]));
@@ -337,9 +343,7 @@ async fn refresh_happens_once_for_concurrent_requests_and_keeps_the_identity() {
 
 #[tokio::test]
 async fn a_failed_refresh_means_logging_in_again_never_a_stale_identity() {
-    let w = world(&[("refresh_before_secs", "1000")]).await;
-    let b = Browser::new();
-    login(&w, &b, "/").await;
+    let (w, b) = logged_in(&[("refresh_before_secs", "1000")]).await;
     w.idp.state.refresh_fails.store(true, Ordering::SeqCst);
     let r = b.get(&format!("{}/p", w.gh.url)).await;
     assert_eq!(r.status, 302);
@@ -433,9 +437,7 @@ async fn a_session_too_big_for_cookies_is_explained() {
 
 #[tokio::test]
 async fn rotated_cookie_secrets_keep_users_logged_in() {
-    let w = world(&[]).await;
-    let b = Browser::new();
-    login(&w, &b, "/").await;
+    let (w, b) = logged_in(&[]).await;
     let new_secret = gatehouse::config::secret::generate();
     let both = format!("{new_secret},{}", crate::support::COOKIE_SECRET);
     let rotated = start(config(

@@ -1,7 +1,7 @@
 //! Identity-header smuggling and friends (CONTRACTS §4), checked at the upstream: what a
 //! client sends never survives, whatever its spelling.
 
-use crate::flow::{login, world};
+use crate::flow::{logged_in, world};
 use crate::support::upstream::seen;
 use crate::support::Browser;
 use reqwest::Method;
@@ -39,9 +39,7 @@ fn spoofed_request<'a>(extra: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a str
 
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_the_upstream() {
-    let w = world(&[]).await;
-    let b = Browser::new();
-    login(&w, &b, "/").await;
+    let (w, b) = logged_in(&[]).await;
     b.jar.lock().unwrap().insert("theme".into(), "dark".into());
     let headers = spoofed_request(&[
         ("Connection", "X-Hop"),
@@ -115,9 +113,7 @@ async fn spoofed_headers_without_a_session_get_nothing() {
 
 #[tokio::test]
 async fn forwarded_headers_are_believed_from_trusted_proxies() {
-    let w = world(&[("trusted_proxies", "127.0.0.1/32")]).await;
-    let b = Browser::new();
-    login(&w, &b, "/").await;
+    let (w, b) = logged_in(&[("trusted_proxies", "127.0.0.1/32")]).await;
     let r = b
         .send(
             Method::GET,

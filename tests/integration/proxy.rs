@@ -1,7 +1,7 @@
 //! The proxy itself: WebSockets with the identity on the upgrade request and the
 //! subprotocol kept, streaming bodies, path prefixes, and 502/504 when the upstream fails.
 
-use crate::flow::{login, world};
+use crate::flow::logged_in;
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{config, start, Browser};
 use futures_util::{SinkExt, StreamExt};
@@ -83,9 +83,7 @@ pub async fn check_websocket(base: &str, cookie: &str, user: &str) {
 
 #[tokio::test]
 async fn websockets_pass_through_with_identity_and_subprotocol() {
-    let w = world(&[]).await;
-    let b = Browser::new();
-    login(&w, &b, "/").await;
+    let (w, b) = logged_in(&[]).await;
     check_websocket(&w.gh.url, &b.cookie_header(), "alice@example.test").await;
     let denied = websocket(&w.gh.url, "/ws", "").await;
     assert!(
@@ -96,9 +94,7 @@ async fn websockets_pass_through_with_identity_and_subprotocol() {
 
 #[tokio::test]
 async fn large_bodies_stream_both_ways() {
-    let w = world(&[]).await;
-    let b = Browser::new();
-    login(&w, &b, "/").await;
+    let (w, b) = logged_in(&[]).await;
     let client = reqwest::Client::new();
     let size = 48 * 1024 * 1024;
     let r = client
@@ -128,9 +124,7 @@ async fn large_bodies_stream_both_ways() {
 
 #[tokio::test]
 async fn upstream_cookies_and_status_pass_back() {
-    let w = world(&[]).await;
-    let b = Browser::new();
-    login(&w, &b, "/").await;
+    let (w, b) = logged_in(&[]).await;
     let r = b
         .send(
             Method::GET,
