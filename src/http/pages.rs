@@ -32,6 +32,16 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:.3rem .6re
     ))
 }
 
+/// `message` with its first letter in upper case (error messages start lower case so
+/// they read well inside log lines).
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// An error page: what happened, what to do, and the request id for the logs.
 pub fn error_page(
     title: &str,
@@ -53,7 +63,7 @@ pub fn error_page(
         &format!(
             "<h1>{}</h1><p>{}.</p><p>{}</p>{retry}<p class=\"muted\">Request id: <code>{}</code> (gatehouse's log has the same id)</p>",
             escape(title),
-            escape(message),
+            escape(&sentence(message)),
             escape(advice),
             escape(request_id)
         ),
