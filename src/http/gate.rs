@@ -5,7 +5,7 @@
 //! Ordering matters: forwarding metadata is read (trusted proxies only) before the strip,
 //! the strip runs before injection, and our cookies are removed last.
 
-use super::login::{begin_login, cookies_from, safe_target};
+use super::login::{begin_login, cookies_of, safe_target};
 use super::{peer_of, AppError, AppState, Ctx};
 use crate::auth::{authenticate, Decision};
 use crate::headers;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response {
     let ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
     let decision = {
-        let cookies = cookies_from(req.headers());
+        let cookies = cookies_of(req.headers());
         authenticate(&st.cfg, &st.provider, &st.sessions, &st.refresher, &cookies).await
     };
     let (session, set_cookies) = match decision {

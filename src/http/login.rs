@@ -32,7 +32,8 @@ pub fn redirect(location: &str, cookies: Vec<HeaderValue>) -> Response {
     resp
 }
 
-fn cookies_of(headers: &HeaderMap) -> RequestCookies<'_> {
+/// The request's cookies, parsed once.
+pub(super) fn cookies_of(headers: &HeaderMap) -> RequestCookies<'_> {
     RequestCookies::parse(
         headers
             .get_all(header::COOKIE)
@@ -291,9 +292,4 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, req: Request) -> Response
             resp
         }
     }
-}
-
-/// Re-exported for the gate.
-pub(super) fn cookies_from(headers: &HeaderMap) -> RequestCookies<'_> {
-    cookies_of(headers)
 }
