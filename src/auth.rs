@@ -1,20 +1,25 @@
-//! The auth step, shared by every way of acting on a request: load the session, refresh it
-//! when due, and decide. The sidecar proxies on [`Decision::Allow`]; a forward-auth
-//! endpoint would answer with the same decision, so the two can never disagree.
+//! The auth step, shared by every way of acting on a request: skip routes, then a bearer
+//! token or the session cookie (refreshed when due), then the access rules (`authz.rs`).
+//! The sidecar proxies on [`Decision::Allow`]; the forward-auth endpoint answers with the
+//! same decision, so the two can never disagree.
 //!
 //! Also builds sessions from token responses (login and refresh share that code), and
 //! coordinates refreshes: one at a time per session, with the result kept briefly so that
 //! requests still carrying the old cookie reuse it instead of spending a single-use
 //! refresh token twice (tsidp, Dex rotation).
 
+use crate::authz::{check_all, Denial, Policy};
+use crate::bearer::bearer_of;
 use crate::config::{Config, PassAuthorization};
+use crate::http::AppState;
 use crate::identity::map_claims;
 use crate::oidc::verify::{same_subject, TokenError};
 use crate::oidc::{FlowError, Loaded, Provider, TokenSet};
+use crate::routes::skip_rule;
 use crate::session::chunks::RequestCookies;
-use crate::session::{Session, SessionStore};
+use crate::session::Session;
 use crate::util::now_secs;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue, Method};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,16 +35,40 @@ pub enum LoginReason {
 
 /// The outcome of the auth step.
 pub enum Decision {
-    /// A verified identity; `set_cookies` carries a refreshed session, if any.
+    /// A verified identity that the rules allow; `set_cookies` carries a refreshed
+    /// session, if any.
     Allow {
         session: Arc<Session>,
         set_cookies: Vec<HeaderValue>,
     },
+    /// A `skip_auth_routes` route: no login, and no identity.
+    Public { rule: String },
     /// No usable session; `clear` removes stale session cookies.
     Login {
         reason: LoginReason,
         clear: Vec<HeaderValue>,
     },
+    /// Signed in, but a rule refuses this identity.
+    Deny {
+        session: Arc<Session>,
+        denial: Denial,
+        set_cookies: Vec<HeaderValue>,
+    },
+    /// An `Authorization: Bearer` token that does not verify: 401, never a redirect.
+    BadToken { reason: String },
+}
+
+/// What the auth step looks at in a request.
+pub struct AuthRequest<'a> {
+    pub cookies: &'a RequestCookies<'a>,
+    pub headers: &'a HeaderMap,
+    /// The original request's method and path (with or without query) for
+    /// `skip_auth_routes`; `None` when gatehouse does not know it (a forward-auth call
+    /// from an untrusted peer), so no route is skipped.
+    pub method: &'a Method,
+    pub path: Option<&'a str>,
+    /// Per-request rules (the forward-auth URL's query), ANDed with the configured ones.
+    pub extra: Option<&'a Policy>,
 }
 
 /// Builds a session from a token response whose ID token was verified into `claims`.
@@ -67,6 +96,7 @@ pub fn session_from_tokens(
         expires_at,
         created_at,
         values: Default::default(),
+        claims: Default::default(),
     })
 }
 
@@ -147,20 +177,75 @@ async fn refresh_once(
     Ok(session)
 }
 
-/// The auth step.
-pub async fn authenticate(
-    cfg: &Config,
-    provider: &Provider,
-    store: &SessionStore,
-    refresher: &Refresher,
-    cookies: &RequestCookies<'_>,
-) -> Decision {
-    let Some(session) = store.load(cookies).await else {
-        let clear = store.clear(cookies);
-        return Decision::Login {
-            reason: LoginReason::NoSession,
-            clear,
+/// The auth step, shared by the sidecar, `/oauth2/userinfo` and `/oauth2/auth`:
+/// skip routes -> bearer token or session -> refresh -> identity -> rules.
+pub async fn authenticate(st: &AppState, req: &AuthRequest<'_>) -> Decision {
+    let cfg = &st.cfg;
+    if let Some(path) = req.path {
+        if let Some(rule) = skip_rule(&cfg.skip_auth_routes, req.method, path) {
+            return Decision::Public {
+                rule: rule.to_string(),
+            };
+        }
+    }
+    if let (Some(verifier), Some(token)) = (&st.bearer, bearer_of(req.headers)) {
+        return match verifier.verify(cfg, &st.provider, token).await {
+            Ok(session) => with_rules(st, req, Arc::new(session), Vec::new()),
+            Err(e) => Decision::BadToken {
+                reason: e.to_string(),
+            },
         };
+    }
+    match load_session(st, req.cookies).await {
+        Ok((session, set_cookies)) => with_rules(st, req, session, set_cookies),
+        Err(login) => login,
+    }
+}
+
+/// Applies the configured and per-request rules to a verified identity.
+fn with_rules(
+    st: &AppState,
+    req: &AuthRequest<'_>,
+    session: Arc<Session>,
+    set_cookies: Vec<HeaderValue>,
+) -> Decision {
+    if st.policy.is_empty() && req.extra.is_none() {
+        return Decision::Allow {
+            session,
+            set_cookies,
+        };
+    }
+    let needs_claims = st.policy.needs_claims() || req.extra.is_some_and(|p| p.needs_claims());
+    let claims = if needs_claims {
+        session.claims()
+    } else {
+        &serde_json::Value::Null
+    };
+    match check_all(&st.policy, req.extra, &session.identity, claims) {
+        Ok(()) => Decision::Allow {
+            session,
+            set_cookies,
+        },
+        Err(denial) => Decision::Deny {
+            session,
+            denial,
+            set_cookies,
+        },
+    }
+}
+
+/// The session cookie -> a valid session, refreshed when due; `Err` is the login decision.
+async fn load_session(
+    st: &AppState,
+    cookies: &RequestCookies<'_>,
+) -> Result<(Arc<Session>, Vec<HeaderValue>), Decision> {
+    let (cfg, store) = (&st.cfg, &st.sessions);
+    let login = |reason| Decision::Login {
+        reason,
+        clear: store.clear(cookies),
+    };
+    let Some(session) = store.load(cookies).await else {
+        return Err(login(LoginReason::NoSession));
     };
     let now = now_secs();
     if now
@@ -168,49 +253,28 @@ pub async fn authenticate(
             .created_at
             .saturating_add(cfg.cookie.session_lifetime.as_secs())
     {
-        return Decision::Login {
-            reason: LoginReason::Expired,
-            clear: store.clear(cookies),
-        };
+        return Err(login(LoginReason::Expired));
     }
     if now.saturating_add(cfg.refresh_before.as_secs()) < session.expires_at {
-        return Decision::Allow {
-            session,
-            set_cookies: Vec::new(),
-        };
+        return Ok((session, Vec::new()));
     }
     if session.refresh_token.is_none() {
         if now < session.expires_at {
-            return Decision::Allow {
-                session,
-                set_cookies: Vec::new(),
-            };
+            return Ok((session, Vec::new()));
         }
-        return Decision::Login {
-            reason: LoginReason::Expired,
-            clear: store.clear(cookies),
-        };
+        return Err(login(LoginReason::Expired));
     }
-    match refresher.refresh(cfg, provider, &session).await {
+    match st.refresher.refresh(cfg, &st.provider, &session).await {
         Ok(fresh) => match store.save(&fresh, cookies).await {
-            Ok(set_cookies) => Decision::Allow {
-                session: Arc::new(fresh),
-                set_cookies,
-            },
+            Ok(set_cookies) => Ok((Arc::new(fresh), set_cookies)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not store the refreshed session; asking the user to log in again");
-                Decision::Login {
-                    reason: LoginReason::RefreshFailed,
-                    clear: store.clear(cookies),
-                }
+                Err(login(LoginReason::RefreshFailed))
             }
         },
         Err(e) => {
             tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed; the user must log in again");
-            Decision::Login {
-                reason: LoginReason::RefreshFailed,
-                clear: store.clear(cookies),
-            }
+            Err(login(LoginReason::RefreshFailed))
         }
     }
 }

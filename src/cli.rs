@@ -68,13 +68,18 @@ impl FromArgMatches for ConfigFlags {
 impl Args for ConfigFlags {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         KEYS.iter().fold(cmd, |c, k| {
-            c.arg(
-                Arg::new(k.name)
-                    .long(k.flag_name())
-                    .value_name("VALUE")
-                    .help(format!("{} [env {}]", k.help, k.env_name()))
-                    .action(ArgAction::Set),
-            )
+            let arg = Arg::new(k.name)
+                .long(k.flag_name())
+                .value_name("VALUE")
+                .help(format!("{} [env {}]", k.help, k.env_name()))
+                .action(ArgAction::Set);
+            // `--forward-auth-redirect` alone means true; `--forward-auth-redirect false` works too.
+            let arg = if k.kind == crate::config::keys::Kind::Bool {
+                arg.num_args(0..=1).default_missing_value("true")
+            } else {
+                arg
+            };
+            c.arg(arg)
         })
     }
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
@@ -125,7 +130,14 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-    tracing::info!(listen = %cfg.listen, upstream = %cfg.upstream, issuer = %cfg.issuer_url, "gatehouse serving");
+    match &cfg.upstream {
+        Some(u) => {
+            tracing::info!(listen = %cfg.listen, upstream = %u, issuer = %cfg.issuer_url, "gatehouse serving")
+        }
+        None => {
+            tracing::info!(listen = %cfg.listen, issuer = %cfg.issuer_url, "gatehouse serving in auth-only mode: /oauth2/auth for forward-auth, no upstream")
+        }
+    }
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
     crate::http::serve(state, listener, shutdown_signal())
         .await
@@ -169,9 +181,13 @@ pub fn main() -> ExitCode {
                 for w in &cfg.warnings {
                     println!("warning: {w}");
                 }
+                let upstream = cfg
+                    .upstream
+                    .as_ref()
+                    .map_or_else(|| "auth-only (no upstream)".to_string(), |u| u.to_string());
                 println!(
                     "configuration OK: {} -> {} (issuer {}, client {})",
-                    cfg.listen, cfg.upstream, cfg.issuer_url, cfg.client_id
+                    cfg.listen, upstream, cfg.issuer_url, cfg.client_id
                 );
                 Ok(())
             }

@@ -321,6 +321,28 @@ pub fn inject(headers: &mut HeaderMap, names: &HeaderNames, v: &IdentityValues) 
     put(&AUTHORIZATION, &v.bearer);
 }
 
+/// oauth2-proxy's response header names, which existing ingress configurations copy.
+const X_AUTH_REQUEST_USER: HeaderName = HeaderName::from_static("x-auth-request-user");
+const X_AUTH_REQUEST_EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
+const X_AUTH_REQUEST_GROUPS: HeaderName = HeaderName::from_static("x-auth-request-groups");
+const X_AUTH_REQUEST_PREFERRED_USERNAME: HeaderName =
+    HeaderName::from_static("x-auth-request-preferred-username");
+
+/// Writes the identity into a forward-auth answer: the `X-Auth-Request-*` family and the
+/// names gatehouse injects as a sidecar, so each ingress copies whichever it needs.
+pub fn write_auth_response(headers: &mut HeaderMap, names: &HeaderNames, v: &IdentityValues) {
+    let mut put = |name: HeaderName, value: &Option<HeaderValue>| {
+        if let Some(value) = value {
+            headers.insert(name, value.clone());
+        }
+    };
+    put(X_AUTH_REQUEST_USER, &v.user);
+    put(X_AUTH_REQUEST_EMAIL, &v.email);
+    put(X_AUTH_REQUEST_GROUPS, &v.groups);
+    put(X_AUTH_REQUEST_PREFERRED_USERNAME, &v.preferred_username);
+    inject(headers, names, v);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,14 @@
 //! gatehouse: an identity-aware reverse proxy. It logs users in with OpenID Connect and
 //! hands the upstream (Headlamp, or any web app) a verified identity in request headers.
 //!
-//! The request path: `http` (router, endpoints, errors) -> `auth` (session -> refresh ->
-//! identity -> decision) -> `headers` (sanitise, inject) -> `proxy` (stream, upgrade).
+//! The request path: `http` (router, endpoints, errors) -> `auth` (skip routes -> bearer
+//! token or session -> refresh -> identity -> `authz` rules -> decision) -> `headers`
+//! (sanitise, inject) -> `proxy` (stream, upgrade). The forward-auth endpoint runs the same
+//! `auth` step and answers with the decision instead of proxying.
 
 pub mod auth;
+pub mod authz;
+pub mod bearer;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -15,6 +19,7 @@ pub mod identity;
 pub mod oidc;
 pub mod proxy;
 pub mod redirect;
+pub mod routes;
 pub mod session;
 pub mod telemetry;
 pub mod util;

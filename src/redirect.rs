@@ -56,6 +56,54 @@ pub fn host_allowed(host: &str, allowed: &[&str]) -> bool {
     })
 }
 
+/// True when `host` with `port` (`None`: the scheme's default) is covered by an
+/// `allowed_redirect_domains` entry: `host`, `.domain` (whole labels), each optionally with
+/// `:port`. An entry without a port allows only the default port.
+pub fn redirect_domain_allowed(host: &str, port: Option<u16>, entries: &[String]) -> bool {
+    entries.iter().any(|e| {
+        let (name, want_port) = match e.rsplit_once(':') {
+            Some((n, p)) => match p.parse::<u16>() {
+                Ok(p) => (n, Some(p)),
+                Err(_) => return false,
+            },
+            None => (e.as_str(), None),
+        };
+        want_port == port && host_allowed(host, &[name])
+    })
+}
+
+/// Returns the safe target for `raw`, or `None` (the caller falls back to `/`).
+/// An absolute URL on `own_host` (where the callback lands) is reduced to its path and
+/// query; one on a host listed in `other_hosts` (`allowed_redirect_domains`) is kept whole,
+/// so the user returns to that app.
+pub fn validate_target(raw: &str, own_host: &str, other_hosts: &[String]) -> Option<String> {
+    if let Some(path) = validate_return_to(raw, &[own_host]) {
+        return Some(path);
+    }
+    if other_hosts.is_empty() || has_forbidden_chars(raw) || raw.len() > MAX_LEN {
+        return None;
+    }
+    let lower = raw.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return None;
+    }
+    let path_only = raw.split(['?', '#']).next().unwrap_or("");
+    if has_forbidden_chars(&fully_decoded(path_only)?) {
+        return None;
+    }
+    let mut url = url::Url::parse(raw).ok()?;
+    let host = url.host_str()?.to_string();
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || !redirect_domain_allowed(&host, url.port(), other_hosts)
+        || !safe_path(url.path())
+    {
+        return None;
+    }
+    url.set_fragment(None);
+    Some(url.into())
+}
+
 /// Returns the safe target for `raw`, or `None` (the caller falls back to `/`).
 /// `allowed_hosts` are the hosts an absolute URL may point at (the request's own host).
 pub fn validate_return_to(raw: &str, allowed_hosts: &[&str]) -> Option<String> {
@@ -139,6 +187,49 @@ mod tests {
             validate_return_to("https://app.example.com/x?y=1", HOSTS).as_deref(),
             Some("/x?y=1")
         );
+    }
+
+    #[test]
+    fn other_apps_are_reachable_only_when_listed_with_their_port() {
+        let allowed = vec![
+            ".example.com".to_string(),
+            "admin.example.org:8443".to_string(),
+        ];
+        let own = "auth.example.com";
+        let ok = |raw: &str| validate_target(raw, own, &allowed);
+        assert_eq!(
+            ok("https://headlamp.example.com/c/main?x=1#frag").as_deref(),
+            Some("https://headlamp.example.com/c/main?x=1")
+        );
+        assert_eq!(
+            ok("https://example.com/").as_deref(),
+            Some("https://example.com/")
+        );
+        assert_eq!(
+            ok("https://admin.example.org:8443/x").as_deref(),
+            Some("https://admin.example.org:8443/x")
+        );
+        assert_eq!(ok("https://auth.example.com/x").as_deref(), Some("/x"));
+        assert_eq!(ok("/local").as_deref(), Some("/local"));
+        for bad in [
+            "https://evilexample.com/",
+            "https://example.com.evil.com/",
+            "https://a.example.com:8443/",
+            "https://admin.example.org/",
+            "https://admin.example.org:9443/",
+            "https://user@a.example.com/",
+            "https://a.example.com@evil.com/",
+            "https://a.example.com\\@evil.com/",
+            "https://a.example.com/%09/x",
+            "https://a.example.com//evil.com",
+            "javascript://a.example.com/%0aalert(1)",
+            "ftp://a.example.com/",
+            "https:a.example.com",
+            "//a.example.com/",
+        ] {
+            assert_eq!(ok(bad), None, "accepted {bad:?}");
+        }
+        assert_eq!(validate_target("https://a.example.com/", own, &[]), None);
     }
 
     #[test]

@@ -200,6 +200,66 @@ pub const KEYS: &[Key] = &[
         Kind::Str,
         "where the IdP sends the user after logout",
     ),
+    key(
+        "forward_auth_redirect",
+        Kind::Bool,
+        "/oauth2/auth answers browsers with a 302 to the provider instead of 401 (default false)",
+    ),
+    key(
+        "cookie_domain",
+        Kind::Str,
+        "Domain attribute for gatehouse's cookies, e.g. .example.com (default: host only)",
+    ),
+    key(
+        "allowed_redirect_domains",
+        Kind::List,
+        "other hosts a post-login target may point at: app.example.com, .example.com, host:8443",
+    ),
+    key(
+        "allowed_groups",
+        Kind::List,
+        "only users in at least one of these groups may enter",
+    ),
+    key(
+        "allowed_emails",
+        Kind::List,
+        "only these email addresses may enter (with allowed_email_domains: either)",
+    ),
+    key(
+        "allowed_emails_file",
+        Kind::Str,
+        "file with one allowed email per line, re-read when it changes",
+    ),
+    key(
+        "allowed_email_domains",
+        Kind::List,
+        "only emails in these domains may enter (.example.com: subdomains too)",
+    ),
+    key(
+        "required_claims",
+        Kind::List,
+        "claim=value pairs the ID token must hold (dotted paths for nested claims)",
+    ),
+    key(
+        "skip_auth_routes",
+        Kind::List,
+        "routes that need no login: [METHOD=]PATH, * within a segment, trailing /** below",
+    ),
+    key(
+        "bearer_tokens",
+        Kind::Bool,
+        "accept Authorization: Bearer <JWT> from API clients, verified like an ID token (default false)",
+    ),
+    key(
+        "bearer_audiences",
+        Kind::List,
+        "more audiences accepted in bearer tokens from issuer_url (besides client_id)",
+    ),
+    key(
+        "bearer_issuers",
+        Kind::List,
+        "more issuer=audience pairs whose bearer tokens are accepted",
+    ),
     key("log_format", Kind::Str, "text (default) | json"),
     key(
         "log_level",

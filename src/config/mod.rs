@@ -73,11 +73,43 @@ impl HeaderNames {
     }
 }
 
+/// Who may enter (`authz.rs` turns these into a policy).
+#[derive(Debug, Clone, Default)]
+pub struct AccessRules {
+    pub groups: Vec<String>,
+    pub emails: Vec<String>,
+    pub emails_file: Option<std::path::PathBuf>,
+    pub email_domains: Vec<String>,
+    /// (dotted claim path, required value).
+    pub claims: Vec<(String, String)>,
+}
+
+impl AccessRules {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.emails.is_empty()
+            && self.emails_file.is_none()
+            && self.email_domains.is_empty()
+            && self.claims.is_empty()
+    }
+}
+
+/// Bearer tokens from API clients (`bearer_tokens = true`).
+#[derive(Debug, Clone, Default)]
+pub struct BearerSettings {
+    /// Audiences accepted from `issuer_url` besides `client_id`.
+    pub audiences: Vec<String>,
+    /// Other (issuer, audience) pairs, each discovered on its own.
+    pub issuers: Vec<(String, String)>,
+}
+
 /// Session cookie settings.
 #[derive(Debug, Clone)]
 pub struct CookieSettings {
     pub name: String,
     pub secure: bool,
+    /// `Domain` attribute, e.g. `.example.com`; `None`: host-only cookies.
+    pub domain: Option<String>,
     /// First seals, all open.
     pub keys: Vec<CookieKey>,
     pub session_lifetime: Duration,
@@ -95,7 +127,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub upstream: Url,
+    /// `None`: auth-only mode (only `/oauth2/*`, `/healthz`, `/readyz` are served).
+    pub upstream: Option<Url>,
     /// Exactly as configured: compared byte for byte with `iss`.
     pub issuer_url: String,
     pub client_id: String,
@@ -113,6 +146,14 @@ pub struct Config {
     pub upstream_timeout: Duration,
     pub upstream_connect_timeout: Duration,
     pub post_logout_redirect_url: Option<Url>,
+    /// `/oauth2/auth` answers browser navigations with a 302 to the provider.
+    pub forward_auth_redirect: bool,
+    /// Other hosts a post-login target may point at (`redirect::redirect_domain_allowed`).
+    pub allowed_redirect_domains: Vec<String>,
+    pub rules: AccessRules,
+    pub skip_auth_routes: Vec<crate::routes::SkipRoute>,
+    /// `Some` when `bearer_tokens = true`.
+    pub bearer: Option<BearerSettings>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// Warnings to log once logging is up (e.g. plain-HTTP loopback issuer).

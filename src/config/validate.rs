@@ -145,6 +145,70 @@ fn read_file(r: &mut Reader<'_>, key: &str, path: &str) -> Option<String> {
     }
 }
 
+/// A DNS name: labels of letters, digits and `-`, at least two of them.
+fn valid_domain(d: &str) -> bool {
+    let labels: Vec<&str> = d.split('.').collect();
+    !d.is_empty()
+        && d.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+        && (labels.len() >= 2 || d.eq_ignore_ascii_case("localhost"))
+}
+
+/// The access rules; a missing or unreadable emails file is a start-up problem.
+fn read_rules(r: &mut Reader<'_>) -> AccessRules {
+    let mut rules = AccessRules {
+        groups: r.list("allowed_groups", &[]),
+        emails: r.list("allowed_emails", &[]),
+        emails_file: None,
+        email_domains: r.list("allowed_email_domains", &[]),
+        claims: Vec::new(),
+    };
+    for e in &rules.emails {
+        if e.matches('@').count() != 1 || e.starts_with('@') || e.ends_with('@') {
+            let entry = r.raw.get("allowed_emails");
+            r.problem(
+                entry,
+                "allowed_emails",
+                format!("`{e}` is not an email address"),
+            );
+        }
+    }
+    for d in &rules.email_domains {
+        let bare = d.strip_prefix('.').unwrap_or(d);
+        if d.contains('@') || !valid_domain(bare) {
+            let entry = r.raw.get("allowed_email_domains");
+            r.problem(entry, "allowed_email_domains", format!("`{d}` is not a domain (write company.com, or .company.com to include subdomains)"));
+        }
+    }
+    if let Some(path) = r.str_opt("allowed_emails_file").filter(|s| !s.is_empty()) {
+        if read_file(r, "allowed_emails_file", &path).is_some() {
+            rules.emails_file = Some(path.into());
+        }
+    }
+    for c in r.list("required_claims", &[]) {
+        match c.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => rules
+                .claims
+                .push((k.trim().to_string(), v.trim().to_string())),
+            _ => {
+                let entry = r.raw.get("required_claims");
+                r.problem(
+                    entry,
+                    "required_claims",
+                    format!("`{c}` is not claim=value (e.g. realm_access.roles=admin)"),
+                );
+            }
+        }
+    }
+    rules
+}
+
 pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
     let mut r = Reader {
         raw,
@@ -163,10 +227,8 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
         SocketAddr::from(([127, 0, 0, 1], 4180))
     });
 
-    let upstream_s = r.required(
-        "upstream",
-        "it is the app behind gatehouse, e.g. http://127.0.0.1:4466",
-    );
+    // Optional: without an upstream gatehouse is an auth service only (forward-auth).
+    let upstream_s = r.str_or("upstream", "");
     let upstream = if upstream_s.is_empty() {
         None
     } else {
@@ -286,9 +348,21 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
             "cookie_name `{cookie_name}` may use only letters, digits, `_` and `-`"
         ));
     }
+    let cookie_domain = r.str_opt("cookie_domain").filter(|s| !s.is_empty());
+    if let Some(d) = &cookie_domain {
+        if !valid_domain(d.strip_prefix('.').unwrap_or(d)) {
+            let entry = raw.get("cookie_domain");
+            r.problem(
+                entry,
+                "cookie_domain",
+                format!("`{d}` is not a domain name like .example.com"),
+            );
+        }
+    }
     let cookie = CookieSettings {
         name: cookie_name,
         secure: r.bool("cookie_secure", true),
+        domain: cookie_domain,
         keys,
         session_lifetime: r.secs("session_lifetime_secs", 7 * 24 * 3600),
         login_timeout: r.secs("login_timeout_secs", 600),
@@ -393,6 +467,75 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
         Some(s) => r.url("post_logout_redirect_url", &s),
         None => None,
     };
+    let forward_auth_redirect = r.bool("forward_auth_redirect", false);
+    let allowed_redirect_domains = r.list("allowed_redirect_domains", &[]);
+    for d in &allowed_redirect_domains {
+        let (host, port) = match d.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (d.as_str(), None),
+        };
+        let host_ok = valid_domain(host.strip_prefix('.').unwrap_or(host));
+        let port_ok = port.map_or(true, |p| p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !host_ok || !port_ok {
+            let entry = raw.get("allowed_redirect_domains");
+            r.problem(
+                entry,
+                "allowed_redirect_domains",
+                format!(
+                    "`{d}` is not a host, .domain or host:port (no scheme, no path, no wildcard)"
+                ),
+            );
+        }
+    }
+    let rules = read_rules(&mut r);
+    let mut skip_auth_routes = Vec::new();
+    for spec in r.list("skip_auth_routes", &[]) {
+        match crate::routes::SkipRoute::parse(&spec) {
+            Ok(route) => skip_auth_routes.push(route),
+            Err(e) => {
+                let entry = raw.get("skip_auth_routes");
+                r.problem(entry, "skip_auth_routes", e);
+            }
+        }
+    }
+    let bearer = if r.bool("bearer_tokens", false) {
+        let audiences = r.list("bearer_audiences", &[]);
+        let mut issuers = Vec::new();
+        for pair in r.list("bearer_issuers", &[]) {
+            match pair.split_once('=') {
+                Some((iss, aud))
+                    if Url::parse(iss).is_ok_and(|u| {
+                        u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u))
+                    }) && !aud.is_empty() =>
+                {
+                    issuers.push((iss.to_string(), aud.to_string()))
+                }
+                _ => {
+                    let entry = raw.get("bearer_issuers");
+                    r.problem(
+                        entry,
+                        "bearer_issuers",
+                        format!("`{pair}` is not issuer=audience with an https issuer"),
+                    );
+                }
+            }
+        }
+        Some(BearerSettings { audiences, issuers })
+    } else {
+        for key in ["bearer_audiences", "bearer_issuers"] {
+            if raw.get(key).is_some() {
+                r.problems.push(format!("{key} is set but bearer_tokens is not true: set bearer_tokens = true to accept bearer tokens"));
+            }
+        }
+        None
+    };
+    if rules.is_empty() {
+        warnings.push("no access rules are set (allowed_groups, allowed_emails, allowed_email_domains, required_claims): every user who can sign in at the provider is allowed".into());
+    }
+    if upstream.is_none() {
+        warnings.push("no upstream is set: gatehouse runs in auth-only mode and serves only /oauth2/* (including the forward-auth endpoint /oauth2/auth), /healthz and /readyz".into());
+    }
+
     let log_format = match r.str_or("log_format", "text").as_str() {
         "json" => LogFormat::Json,
         "text" => LogFormat::Text,
@@ -434,8 +577,8 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
-    match (upstream, r.problems.is_empty()) {
-        (Some(upstream), true) => Ok(Config {
+    match r.problems.is_empty() {
+        true => Ok(Config {
             listen,
             upstream,
             issuer_url,
@@ -454,11 +597,16 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
             upstream_timeout,
             upstream_connect_timeout,
             post_logout_redirect_url,
+            forward_auth_redirect,
+            allowed_redirect_domains,
+            rules,
+            skip_auth_routes,
+            bearer,
             log_format,
             log_level,
             warnings,
         }),
-        _ => Err(ConfigError {
+        false => Err(ConfigError {
             problems: r.problems,
         }),
     }
@@ -484,7 +632,6 @@ mod tests {
         let err = Config::from_raw(&RawConfig::default()).unwrap_err();
         let all = err.problems.join("\n");
         for needle in [
-            "upstream is required",
             "issuer_url is required",
             "client_id is required",
             "gatehouse secret",
@@ -504,11 +651,66 @@ mod tests {
         let mut ok = base.to_vec();
         ok.push(("GATEHOUSE_ISSUER_URL", "http://127.0.0.1:5556/dex"));
         let cfg = Config::from_raw(&env(&ok)).unwrap();
-        assert_eq!(cfg.warnings.len(), 1);
+        assert_eq!(
+            cfg.warnings
+                .iter()
+                .filter(|w| w.contains("plain http"))
+                .count(),
+            1,
+            "{:?}",
+            cfg.warnings
+        );
         let mut bad = base.to_vec();
         bad.push(("GATEHOUSE_ISSUER_URL", "http://sso.example.com"));
         let err = Config::from_raw(&env(&bad)).unwrap_err();
         assert!(err.problems[0].contains("only on loopback"), "{err}");
+    }
+
+    #[test]
+    fn auth_only_mode_and_open_access_are_announced() {
+        let cfg = Config::from_raw(&env(&[
+            ("GATEHOUSE_ISSUER_URL", "https://sso.example.com"),
+            ("GATEHOUSE_CLIENT_ID", "c"),
+            ("GATEHOUSE_CLIENT_SECRET", "s"),
+            ("GATEHOUSE_COOKIE_SECRET", SECRET),
+        ]))
+        .unwrap();
+        assert!(cfg.upstream.is_none());
+        let all = cfg.warnings.join("\n");
+        assert!(all.contains("auth-only mode"), "{all}");
+        assert!(all.contains("every user who can sign in"), "{all}");
+    }
+
+    #[test]
+    fn forward_auth_and_rule_settings_are_checked() {
+        let err = Config::from_raw(&env(&[
+            (
+                "GATEHOUSE_ALLOWED_REDIRECT_DOMAINS",
+                "https://x.com,.example.com,a.b:99999,*.c.com",
+            ),
+            ("GATEHOUSE_COOKIE_DOMAIN", "example.com/x"),
+            ("GATEHOUSE_REQUIRED_CLAIMS", "tenant"),
+            ("GATEHOUSE_ALLOWED_EMAILS", "a@b@c"),
+            ("GATEHOUSE_ALLOWED_EMAILS_FILE", "/nonexistent/emails.txt"),
+            ("GATEHOUSE_BEARER_AUDIENCES", "kubectl"),
+            ("GATEHOUSE_FORWARD_AUTH_REDIRECT", "maybe"),
+        ]))
+        .unwrap_err();
+        let all = err.problems.join("\n");
+        for needle in [
+            "`https://x.com` is not a host",
+            "`a.b:99999` is not a host",
+            "`*.c.com` is not a host",
+            "cookie_domain (from env GATEHOUSE_COOKIE_DOMAIN)",
+            "`tenant` is not claim=value",
+            "`a@b@c` is not an email",
+            "cannot read /nonexistent/emails.txt",
+            "bearer_tokens is not true",
+            "`maybe` is not true or false",
+        ] {
+            assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+        }
+        assert!(!all.contains("`.example.com`"), "{all}");
     }
 
     #[test]

@@ -39,6 +39,14 @@ pub enum AppError {
     NotReady(String),
     #[error("you are not signed in")]
     Unauthenticated { login_url: String },
+    #[error("the bearer token was refused: {reason}")]
+    InvalidBearer { reason: String },
+    #[error("{user} is signed in but may not enter: {denial}")]
+    Denied { user: String, denial: String },
+    #[error("the forward-auth URL is misconfigured: {0}")]
+    BadAuthQuery(String),
+    #[error("gatehouse runs in auth-only mode (no upstream is configured), so it serves nothing at this path")]
+    NoUpstream,
     #[error("the upstream {upstream} is not accepting connections: {reason}")]
     UpstreamDown { upstream: String, reason: String },
     #[error("the upstream {upstream} did not answer within {secs} seconds")]
@@ -81,7 +89,12 @@ impl AppError {
             | AppError::UpstreamDown { .. } => StatusCode::BAD_GATEWAY,
             AppError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             AppError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            AppError::Unauthenticated { .. } | AppError::InvalidBearer { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            AppError::Denied { .. } => StatusCode::FORBIDDEN,
+            AppError::BadAuthQuery(_) => StatusCode::BAD_REQUEST,
+            AppError::NoUpstream => StatusCode::NOT_FOUND,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,6 +116,10 @@ impl AppError {
             AppError::SessionTooLarge { .. } => "session_too_large",
             AppError::NotReady(_) => "not_ready",
             AppError::Unauthenticated { .. } => "unauthenticated",
+            AppError::InvalidBearer { .. } => "invalid_token",
+            AppError::Denied { .. } => "denied_by_rule",
+            AppError::BadAuthQuery(_) => "bad_auth_query",
+            AppError::NoUpstream => "no_upstream",
             AppError::UpstreamDown { .. } => "upstream_unavailable",
             AppError::UpstreamTimeout { .. } => "upstream_timeout",
             AppError::Internal(_) => "internal_error",
@@ -126,6 +143,10 @@ impl AppError {
             AppError::SessionTooLarge { .. } => "An administrator should reduce the claims or scopes requested.",
             AppError::NotReady(_) => "Wait a moment and reload; if it persists, an administrator should check issuer_url and the provider's reachability.",
             AppError::Unauthenticated { .. } => "Sign in at the login URL, then retry.",
+            AppError::InvalidBearer { .. } => "Send a current token from the accepted issuer, issued for this audience, or drop the Authorization header and sign in.",
+            AppError::Denied { .. } => "If you should have access, ask an administrator to add you to an allowed group or address. If you signed in with the wrong account, sign out and sign in with another.",
+            AppError::BadAuthQuery(_) => "An administrator should fix the query of the forward-auth URL in the ingress configuration.",
+            AppError::NoUpstream => "Point your ingress's forward-auth at /oauth2/auth, or set upstream to proxy requests through gatehouse.",
             AppError::UpstreamDown { .. } | AppError::UpstreamTimeout { .. } => "The application behind gatehouse is down or slow: retry shortly, or ask an administrator to check it.",
             AppError::Internal(_) => "This is a bug in gatehouse: please report it with the request id.",
         }
@@ -136,6 +157,7 @@ impl AppError {
             400 => "Sign-in could not be completed",
             401 => "Sign-in required",
             403 => "Access denied",
+            404 => "Not found",
             502 | 504 => "Something behind gatehouse failed",
             503 => "Not ready yet",
             _ => "Unexpected error",
@@ -167,8 +189,12 @@ impl AppError {
             let retry = match self {
                 AppError::UpstreamDown { .. }
                 | AppError::UpstreamTimeout { .. }
-                | AppError::NotReady(_) => None,
-                _ => Some(login_url.unwrap_or("/oauth2/start")),
+                | AppError::NotReady(_)
+                | AppError::BadAuthQuery(_)
+                | AppError::NoUpstream => None,
+                // Signing in again would land on the same refusal: offer another account.
+                AppError::Denied { .. } => Some(("Sign out", "/oauth2/sign_out")),
+                _ => Some(("Sign in again", login_url.unwrap_or("/oauth2/start"))),
             };
             (
                 status,
@@ -182,7 +208,13 @@ impl AppError {
             )
                 .into_response()
         };
-        if status == StatusCode::UNAUTHORIZED {
+        if let AppError::InvalidBearer { .. } = self {
+            // RFC 6750 §3: the token itself is the problem.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
+            );
+        } else if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Cookie realm=\"gatehouse\", login=\"/oauth2/start\""),

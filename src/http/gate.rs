@@ -1,42 +1,53 @@
-//! Everything that is not a gatehouse endpoint: run the auth step, then either send the
-//! user to log in (browsers: 302 to the provider; API clients: 401 JSON) or sanitise the
-//! headers, inject the verified identity and proxy to the upstream.
+//! Everything that is not a gatehouse endpoint: run the auth step, then either refuse
+//! (`answer.rs`: browsers are sent to the provider, API clients get 401 JSON, a refused
+//! identity gets 403) or sanitise the headers, inject the verified identity and proxy to
+//! the upstream. A `skip_auth_routes` route is proxied with no identity at all.
 //!
 //! Ordering matters: forwarding metadata is read (trusted proxies only) before the strip,
-//! the strip runs before injection, and our cookies are removed last.
+//! the strip runs before injection (also on skipped routes), and our cookies are removed
+//! last.
 
-use super::login::{begin_login, cookies_of, safe_target};
+use super::answer::{add_cookies, refusal};
+use super::login::{cookies_of, safe_target};
 use super::{peer_of, AppError, AppState, Ctx};
-use crate::auth::{authenticate, Decision};
+use crate::auth::{authenticate, AuthRequest, Decision};
 use crate::headers;
 use axum::extract::{Request, State};
-use axum::http::header;
 use axum::response::Response;
 use std::sync::Arc;
 
 pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response {
     let ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
+    if st.cfg.upstream.is_none() {
+        return ctx.fail(AppError::NoUpstream);
+    }
     let decision = {
         let cookies = cookies_of(req.headers());
-        authenticate(&st.cfg, &st.provider, &st.sessions, &st.refresher, &cookies).await
+        let ar = AuthRequest {
+            cookies: &cookies,
+            headers: req.headers(),
+            method: req.method(),
+            path: Some(req.uri().path()),
+            extra: None,
+        };
+        authenticate(&st, &ar).await
     };
     let (session, set_cookies) = match decision {
         Decision::Allow {
             session,
             set_cookies,
-        } => (session, set_cookies),
-        Decision::Login { reason, clear } => {
-            tracing::debug!(request_id = %ctx.request_id, ?reason, path = req.uri().path(), "login required");
-            let target = safe_target(&ctx, req.uri().path_and_query().map(|p| p.as_str()));
-            if ctx.api {
-                let login_url = format!("/oauth2/start?rd={}", crate::util::query_escape(&target));
-                let mut resp = ctx.fail(AppError::Unauthenticated { login_url });
-                for c in clear {
-                    resp.headers_mut().append(header::SET_COOKIE, c);
-                }
-                return resp;
-            }
-            return begin_login(&st, &ctx, target, clear);
+        } => (Some(session), set_cookies),
+        Decision::Public { rule } => {
+            tracing::debug!(request_id = %ctx.request_id, %rule, "skip_auth_routes: no login needed");
+            (None, Vec::new())
+        }
+        refused => {
+            let target = safe_target(
+                &st.cfg,
+                &ctx,
+                req.uri().path_and_query().map(|p| p.as_str()),
+            );
+            return refusal(&st, &ctx, refused, target, true);
         }
     };
 
@@ -45,7 +56,9 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     headers::remove_hop_by_hop(h, upgrade);
     headers::strip_identity(h, &st.cfg.headers);
     ctx.forwarded.apply(h);
-    headers::inject(h, &st.cfg.headers, session.values(&st.cfg.headers));
+    if let Some(session) = &session {
+        headers::inject(h, &st.cfg.headers, session.values(&st.cfg.headers));
+    }
     headers::remove_own_cookies(h, |n| st.sessions.owns_cookie(n));
     if let Ok(v) = axum::http::HeaderValue::from_str(&ctx.request_id) {
         h.insert("x-request-id", v);
@@ -55,8 +68,6 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         Ok(resp) => resp,
         Err(e) => return ctx.fail(e),
     };
-    for c in set_cookies {
-        resp.headers_mut().append(header::SET_COOKIE, c);
-    }
+    add_cookies(&mut resp, set_cookies);
     resp
 }

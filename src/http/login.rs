@@ -7,7 +7,8 @@
 //! verified before a session exists.
 
 use super::{peer_of, AppError, AppState, Ctx};
-use crate::auth::{authenticate, session_from_tokens, Decision};
+use crate::auth::{authenticate, session_from_tokens, AuthRequest, Decision};
+use crate::config::Config;
 use crate::session::chunks::RequestCookies;
 use crate::session::LoginState;
 use crate::util::{now_secs, random_token};
@@ -76,16 +77,26 @@ pub fn begin_login(
     redirect(&url, cookies)
 }
 
-/// The validated post-login target for a raw `rd`, `/` when unsafe.
-pub fn safe_target(ctx: &Ctx, rd: Option<&str>) -> String {
-    let host = ctx
-        .forwarded
-        .host
-        .as_deref()
-        .map(|h| h.split(':').next().unwrap_or(h))
-        .unwrap_or("");
-    rd.and_then(|rd| crate::redirect::validate_return_to(rd, &[host]))
-        .unwrap_or_else(|| "/".into())
+/// The validated post-login target for a raw `rd`, `/` when unsafe. An absolute URL on
+/// the host the callback lands on becomes a path; one on an `allowed_redirect_domains`
+/// host stays absolute (one auth host serving several apps).
+pub fn safe_target(cfg: &Config, ctx: &Ctx, rd: Option<&str>) -> String {
+    let own = match &cfg.redirect_url {
+        Some(u) => u.host_str().unwrap_or(""),
+        None => ctx
+            .forwarded
+            .host
+            .as_deref()
+            .map(|h| h.split(':').next().unwrap_or(h))
+            .unwrap_or(""),
+    };
+    rd.and_then(|rd| crate::redirect::validate_target(rd, own, &cfg.allowed_redirect_domains))
+        .unwrap_or_else(|| {
+            if let Some(rd) = rd {
+                tracing::debug!(request_id = %ctx.request_id, rd = %rd.chars().take(200).collect::<String>(), "post-login target refused (not a safe path, and not an allowed_redirect_domains host); using /");
+            }
+            "/".into()
+        })
 }
 
 #[derive(Deserialize)]
@@ -101,7 +112,7 @@ pub async fn start(
     let rd = q.ok().and_then(|Query(q)| q.rd);
     let mut ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
     ctx.api = false;
-    let target = safe_target(&ctx, rd.as_deref());
+    let target = safe_target(&st.cfg, &ctx, rd.as_deref());
     begin_login(&st, &ctx, target, Vec::new())
 }
 
@@ -263,7 +274,14 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, req: Request) -> Response
     let mut ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
     ctx.api = true;
     let cookies = cookies_of(req.headers());
-    match authenticate(&st.cfg, &st.provider, &st.sessions, &st.refresher, &cookies).await {
+    let ar = AuthRequest {
+        cookies: &cookies,
+        headers: req.headers(),
+        method: req.method(),
+        path: None,
+        extra: None,
+    };
+    match authenticate(&st, &ar).await {
         Decision::Allow {
             session,
             set_cookies,
@@ -275,21 +293,11 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, req: Request) -> Response
                 "expires_at": session.expires_at,
             }))
             .into_response();
-            for c in set_cookies {
-                resp.headers_mut().append(header::SET_COOKIE, c);
-            }
+            super::answer::add_cookies(&mut resp, set_cookies);
             resp.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
-        Decision::Login { clear, .. } => {
-            let mut resp = ctx.fail(AppError::Unauthenticated {
-                login_url: "/oauth2/start".into(),
-            });
-            for c in clear {
-                resp.headers_mut().append(header::SET_COOKIE, c);
-            }
-            resp
-        }
+        other => super::answer::refusal(&st, &ctx, other, "/".into(), false),
     }
 }

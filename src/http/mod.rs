@@ -1,10 +1,13 @@
 //! The HTTP surface: application state, the router (the one place routes and layers are
 //! assembled), and serving.
 //!
-//! Routes: `/oauth2/{start,callback,sign_out,userinfo}` (login flow), `/healthz`,
-//! `/readyz`, and everything else through the auth step to the upstream (`gate.rs`).
+//! Routes: `/oauth2/{start,callback,sign_out,userinfo}` (login flow), `/oauth2/auth`
+//! (forward-auth verdict, `forward_auth.rs`), `/healthz`, `/readyz`, and everything else
+//! through the auth step to the upstream (`gate.rs`; 404 in auth-only mode).
 
+mod answer;
 mod errors;
+pub mod forward_auth;
 mod gate;
 mod login;
 pub mod pages;
@@ -13,6 +16,8 @@ mod workers;
 pub use errors::AppError;
 
 use crate::auth::Refresher;
+use crate::authz::Policy;
+use crate::bearer::BearerVerifier;
 use crate::config::Config;
 use crate::headers::Forwarded;
 use crate::oidc::Provider;
@@ -21,7 +26,7 @@ use crate::session::SessionStore;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +37,10 @@ pub struct AppState {
     pub provider: Arc<Provider>,
     pub sessions: Arc<SessionStore>,
     pub refresher: Arc<Refresher>,
+    /// The configured access rules.
+    pub policy: Arc<Policy>,
+    /// `Some` when bearer tokens are accepted.
+    pub bearer: Option<Arc<BearerVerifier>>,
     /// Per worker thread: its upstream connections live on that thread's runtime.
     pub proxy: Proxy,
 }
@@ -39,10 +48,13 @@ pub struct AppState {
 impl AppState {
     pub fn new(cfg: Config) -> Result<Arc<AppState>, AppError> {
         let cfg = Arc::new(cfg);
+        let policy = Policy::from_config(&cfg.rules).map_err(AppError::Internal)?;
         Ok(Arc::new(AppState {
             provider: Arc::new(Provider::new(&cfg)),
             sessions: Arc::new(SessionStore::new(cfg.cookie.clone())),
             refresher: Arc::new(Refresher::default()),
+            policy: Arc::new(policy),
+            bearer: BearerVerifier::new(&cfg).map(Arc::new),
             proxy: Proxy::new(&cfg),
             cfg,
         }))
@@ -55,6 +67,8 @@ impl AppState {
             provider: Arc::clone(&self.provider),
             sessions: Arc::clone(&self.sessions),
             refresher: Arc::clone(&self.refresher),
+            policy: Arc::clone(&self.policy),
+            bearer: self.bearer.clone(),
             proxy: Proxy::new(&self.cfg),
         })
     }
@@ -144,6 +158,9 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(login::sign_out).post(login::sign_out),
         )
         .route("/oauth2/userinfo", get(login::userinfo))
+        // The forward-auth verdict, any method; Envoy appends the original path.
+        .route(forward_auth::AUTH_PATH, any(forward_auth::auth))
+        .route("/oauth2/auth/{*original}", any(forward_auth::auth))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         // Everything else goes through the auth step to the upstream.
@@ -159,5 +176,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.provider.spawn_loader();
+    if let Some(b) = &state.bearer {
+        b.spawn_loaders();
+    }
     workers::run(state, listener, shutdown).await
 }

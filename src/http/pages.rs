@@ -42,19 +42,21 @@ fn sentence(message: &str) -> String {
     }
 }
 
-/// An error page: what happened, what to do, and the request id for the logs.
+/// An error page: what happened, what to do, an optional action (label, link), and the
+/// request id for the logs.
 pub fn error_page(
     title: &str,
     message: &str,
     advice: &str,
     request_id: &str,
-    retry: Option<&str>,
+    action: Option<(&str, &str)>,
 ) -> Html<String> {
-    let retry = retry
-        .map(|u| {
+    let retry = action
+        .map(|(label, u)| {
             format!(
-                "<p><a class=\"button\" href=\"{}\">Sign in again</a></p>",
-                escape(u)
+                "<p><a class=\"button\" href=\"{}\">{}</a></p>",
+                escape(u),
+                escape(label)
             )
         })
         .unwrap_or_default();

@@ -36,17 +36,25 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(connector);
-        let host = cfg.upstream.host_str().unwrap_or("127.0.0.1");
-        let authority = match cfg.upstream.port_or_known_default() {
-            Some(p) if host.contains(':') => format!("[{host}]:{p}"),
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_string(),
-        };
+        // Auth-only mode has no upstream: `http::gate` answers 404 before reaching here.
+        let authority = cfg.upstream.as_ref().and_then(|u| {
+            let host = u.host_str().unwrap_or("127.0.0.1");
+            let authority = match u.port_or_known_default() {
+                Some(p) if host.contains(':') => format!("[{host}]:{p}"),
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_string(),
+            };
+            authority.parse().ok()
+        });
         Proxy {
             client,
             scheme: Scheme::HTTP,
-            authority: authority.parse().ok(),
-            shown: cfg.upstream.as_str().trim_end_matches('/').to_string(),
+            authority,
+            shown: cfg
+                .upstream
+                .as_ref()
+                .map(|u| u.as_str().trim_end_matches('/').to_string())
+                .unwrap_or_else(|| "(none: auth-only mode)".into()),
             timeout: cfg.upstream_timeout,
         }
     }

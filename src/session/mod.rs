@@ -45,6 +45,9 @@ pub struct Session {
     /// Header values built from this session, once (not stored in the cookie).
     #[serde(skip)]
     pub values: std::sync::OnceLock<crate::headers::IdentityValues>,
+    /// The ID token's claims, decoded on first use (rules that read claims need them).
+    #[serde(skip)]
+    pub claims: std::sync::OnceLock<serde_json::Value>,
 }
 
 impl Session {
@@ -57,6 +60,16 @@ impl Session {
                 &self.id_token,
                 self.access_token.as_deref(),
             )
+        })
+    }
+}
+
+impl Session {
+    /// The ID token's claims. The token was verified before this session was sealed, and
+    /// the seal authenticates it since, so its payload is read without checking again.
+    pub fn claims(&self) -> &serde_json::Value {
+        self.claims.get_or_init(|| {
+            crate::oidc::verify::payload(&self.id_token).unwrap_or(serde_json::Value::Null)
         })
     }
 }
@@ -255,6 +268,9 @@ impl SessionStore {
         if let Some(age) = max_age {
             c = c.max_age(age);
         }
+        if let Some(d) = &self.settings.domain {
+            c = c.domain(d.clone());
+        }
         HeaderValue::from_str(&c.build().to_string()).ok()
     }
 
@@ -277,6 +293,7 @@ mod tests {
         SessionStore::new(CookieSettings {
             name: "_gh".into(),
             secure: true,
+            domain: None,
             keys: vec![CookieKey::derive(&"k".repeat(44)).unwrap()],
             session_lifetime: Duration::from_secs(3600),
             login_timeout: Duration::from_secs(600),
@@ -297,6 +314,7 @@ mod tests {
             expires_at: 10,
             created_at: 1,
             values: Default::default(),
+            claims: Default::default(),
         }
     }
 

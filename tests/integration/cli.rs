@@ -19,7 +19,7 @@ fn check_lists_every_problem_at_once() {
     let dir = std::env::temp_dir().join(format!("gatehouse-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bad.toml");
-    std::fs::write(&file, "issuer_url = \"http://sso.example.com\"\ncookie_secret = \"short\"\nheader_user = \"bad header\"\n").unwrap();
+    std::fs::write(&file, "issuer_url = \"http://sso.example.com\"\ncookie_secret = \"short\"\nheader_user = \"bad header\"\nskip_auth_routes = [\"healthz\"]\nallowed_email_domains = [\"@x\"]\n").unwrap();
     let out = gatehouse()
         .args(["check", "--config"])
         .arg(&file)
@@ -28,8 +28,9 @@ fn check_lists_every_problem_at_once() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
-        "upstream is required",
         "client_id is required",
+        "the path must start with /",
+        "`@x` is not a domain",
         "only on loopback",
         "gatehouse secret",
         "not a valid header name",

@@ -1,0 +1,495 @@
+//! Who may enter: the access rules checked after the identity is known, the same for the
+//! sidecar and the forward-auth endpoint.
+//!
+//! Rules: `allowed_emails` (list and/or a file re-read when it changes) or
+//! `allowed_email_domains` (the email must match either), `allowed_groups` (at least one in
+//! common) and `required_claims` (every one). Rule kinds are ANDed; per-request rules from
+//! the forward-auth URL's query are a second [`Policy`] ANDed with the configured one, so
+//! they narrow and can never widen.
+//!
+//! Trusts the identity (from a verified token) but not its shape: an email with more than
+//! one `@`, or one the provider marked `email_verified: false`, never passes an email rule;
+//! comparisons fold ASCII case only, so Unicode look-alikes (the Kelvin sign `K`) never
+//! fold into an allowed address.
+
+use crate::config::AccessRules;
+use crate::identity::{claim_at, Identity};
+use crate::redirect::host_allowed;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where a rule came from, for the denial message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleSource {
+    Config,
+    Query,
+}
+
+/// Why a signed-in user was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The rule's setting name, e.g. `allowed_groups`.
+    pub rule: &'static str,
+    pub source: RuleSource,
+    /// What the rule asked for and what the identity had, for the page and the log.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let from = match self.source {
+            RuleSource::Config => "gatehouse's configuration",
+            RuleSource::Query => "this route's auth URL",
+        };
+        write!(f, "the rule {} (from {from}) {}", self.rule, self.detail)
+    }
+}
+
+/// How often a changed `allowed_emails_file` is noticed, at most.
+const FILE_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// An email list kept in a file, re-read when its modification time changes.
+#[derive(Debug)]
+struct EmailFile {
+    path: PathBuf,
+    state: Mutex<FileState>,
+}
+
+#[derive(Debug)]
+struct FileState {
+    checked: Instant,
+    modified: Option<SystemTime>,
+    emails: Arc<HashSet<String>>,
+}
+
+/// Parses an email list file: one address per line, `#` comments, blank lines ignored.
+pub fn parse_email_file(text: &str) -> HashSet<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+impl EmailFile {
+    fn open(path: PathBuf) -> Result<EmailFile, String> {
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Ok(EmailFile {
+            path,
+            state: Mutex::new(FileState {
+                checked: Instant::now(),
+                modified,
+                emails: Arc::new(parse_email_file(&text)),
+            }),
+        })
+    }
+
+    /// The current list; re-reads the file when it changed. An unreadable file keeps the
+    /// last good list (and says so in the log) rather than letting everyone in or out.
+    fn current(&self) -> Arc<HashSet<String>> {
+        let Ok(mut st) = self.state.lock() else {
+            return Arc::new(HashSet::new());
+        };
+        if st.checked.elapsed() >= FILE_CHECK_EVERY {
+            st.checked = Instant::now();
+            let modified = std::fs::metadata(&self.path)
+                .and_then(|m| m.modified())
+                .ok();
+            if modified != st.modified {
+                match std::fs::read_to_string(&self.path) {
+                    Ok(text) => {
+                        st.emails = Arc::new(parse_email_file(&text));
+                        st.modified = modified;
+                        tracing::info!(file = %self.path.display(), emails = st.emails.len(), "re-read allowed_emails_file");
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %self.path.display(), error = %e, "cannot re-read allowed_emails_file; keeping the previous list")
+                    }
+                }
+            }
+        }
+        Arc::clone(&st.emails)
+    }
+}
+
+/// One set of rules. Empty rule kinds allow everyone.
+#[derive(Debug)]
+pub struct Policy {
+    source: RuleSource,
+    groups: Vec<String>,
+    emails: HashSet<String>,
+    email_file: Option<EmailFile>,
+    domains: Vec<String>,
+    claims: Vec<(String, String)>,
+}
+
+/// A claim value as text, for comparisons and messages.
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn claim_holds(claims: &Value, path: &str, want: &str) -> bool {
+    match claim_at(claims, path) {
+        Some(Value::Array(items)) => items.iter().filter_map(text_of).any(|v| v == want),
+        Some(v) => text_of(v).is_some_and(|v| v == want),
+        None => false,
+    }
+}
+
+/// The domain of an address with exactly one `@`, lower-cased (ASCII only).
+fn email_domain(email: &str) -> Option<String> {
+    let (local, domain) = email.split_once('@')?;
+    if local.is_empty() || domain.is_empty() || domain.contains('@') {
+        return None;
+    }
+    Some(domain.to_ascii_lowercase())
+}
+
+fn shown(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+impl Policy {
+    /// The configured rules; reads `allowed_emails_file` once now.
+    pub fn from_config(rules: &AccessRules) -> Result<Policy, String> {
+        let email_file = match &rules.emails_file {
+            Some(p) => Some(EmailFile::open(p.clone())?),
+            None => None,
+        };
+        Ok(Policy {
+            source: RuleSource::Config,
+            groups: rules.groups.clone(),
+            emails: rules
+                .emails
+                .iter()
+                .map(|e| e.to_ascii_lowercase())
+                .collect(),
+            email_file,
+            domains: rules
+                .email_domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            claims: rules.claims.clone(),
+        })
+    }
+
+    /// Per-request rules from the forward-auth URL's query (`allowed_groups`,
+    /// `allowed_emails`, `allowed_email_domains`, comma-separated or repeated). `None`
+    /// when the query holds none. An unknown parameter or an empty rule is an error, not
+    /// ignored: a typo must never quietly widen access.
+    pub fn from_query(query: &str) -> Result<Option<Policy>, String> {
+        let mut p = Policy {
+            source: RuleSource::Query,
+            groups: Vec::new(),
+            emails: HashSet::new(),
+            email_file: None,
+            domains: Vec::new(),
+            claims: Vec::new(),
+        };
+        let mut any = false;
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let items: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            match k.as_ref() {
+                "redirect" => continue,
+                "allowed_groups" | "allowed_emails" | "allowed_email_domains" => {}
+                other => {
+                    return Err(format!(
+                        "unknown parameter `{other}` (gatehouse knows allowed_groups, allowed_emails, allowed_email_domains and redirect)"
+                    ))
+                }
+            }
+            if items.is_empty() {
+                return Err(format!("`{k}` is empty: list at least one value"));
+            }
+            any = true;
+            let lower = items.iter().map(|s| s.to_ascii_lowercase());
+            match k.as_ref() {
+                "allowed_groups" => p.groups.extend(items),
+                "allowed_emails" => p.emails.extend(lower),
+                _ => p.domains.extend(lower),
+            }
+        }
+        Ok(any.then_some(p))
+    }
+
+    /// True when no rule is set (every signed-in user passes).
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.emails.is_empty()
+            && self.email_file.is_none()
+            && self.domains.is_empty()
+            && self.claims.is_empty()
+    }
+
+    /// Whether the policy needs the token's claims (so callers decode them only then).
+    pub fn needs_claims(&self) -> bool {
+        !self.claims.is_empty() || self.has_email_rule()
+    }
+
+    fn has_email_rule(&self) -> bool {
+        !self.emails.is_empty() || self.email_file.is_some() || !self.domains.is_empty()
+    }
+
+    fn deny(&self, rule: &'static str, detail: String) -> Result<(), Denial> {
+        Err(Denial {
+            rule,
+            source: self.source,
+            detail,
+        })
+    }
+
+    /// Checks `id` (whose verified claims are `claims`) against every rule.
+    pub fn check(&self, id: &Identity, claims: &Value) -> Result<(), Denial> {
+        if self.has_email_rule() {
+            self.check_email(id, claims)?;
+        }
+        if !self.groups.is_empty() && !id.groups.iter().any(|g| self.groups.contains(g)) {
+            return self.deny(
+                "allowed_groups",
+                format!(
+                    "requires one of the groups {}; {} is in {}",
+                    self.groups.join(", "),
+                    id.user,
+                    shown(&id.groups)
+                ),
+            );
+        }
+        for (path, want) in &self.claims {
+            if !claim_holds(claims, path, want) {
+                let found = claim_at(claims, path)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "no such claim".into());
+                return self.deny(
+                    "required_claims",
+                    format!(
+                        "requires {path}={want}; {}'s token has {path}: {found}",
+                        id.user
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn check_email(&self, id: &Identity, claims: &Value) -> Result<(), Denial> {
+        let rule = if self.domains.is_empty() {
+            "allowed_emails"
+        } else if self.emails.is_empty() && self.email_file.is_none() {
+            "allowed_email_domains"
+        } else {
+            "allowed_emails / allowed_email_domains"
+        };
+        let Some(email) = id.email.as_deref() else {
+            return self.deny(
+                rule,
+                format!("needs an email address, and {}'s token has none", id.user),
+            );
+        };
+        if claims.get("email_verified") == Some(&Value::Bool(false)) {
+            return self.deny(
+                rule,
+                format!("needs an email the provider has verified, and {email} is marked email_verified: false"),
+            );
+        }
+        let Some(domain) = email_domain(email) else {
+            return self.deny(
+                rule,
+                format!("needs a plain address with one @, and `{email}` is not one"),
+            );
+        };
+        let lower = email.to_ascii_lowercase();
+        let listed = self.emails.contains(&lower)
+            || self
+                .email_file
+                .as_ref()
+                .is_some_and(|f| f.current().contains(&lower));
+        let domains: Vec<&str> = self.domains.iter().map(String::as_str).collect();
+        if listed || host_allowed(&domain, &domains) {
+            return Ok(());
+        }
+        let what = if self.domains.is_empty() {
+            "lists the allowed addresses".to_string()
+        } else {
+            format!("allows the domains {}", self.domains.join(", "))
+        };
+        self.deny(rule, format!("{what}, and {email} is not allowed"))
+    }
+}
+
+/// The configured policy and, for forward-auth, the route's own rules: both must pass.
+pub fn check_all(
+    configured: &Policy,
+    extra: Option<&Policy>,
+    id: &Identity,
+    claims: &Value,
+) -> Result<(), Denial> {
+    configured.check(id, claims)?;
+    match extra {
+        Some(p) => p.check(id, claims),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules(groups: &[&str], emails: &[&str], domains: &[&str]) -> AccessRules {
+        AccessRules {
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            emails: emails.iter().map(|s| s.to_string()).collect(),
+            emails_file: None,
+            email_domains: domains.iter().map(|s| s.to_string()).collect(),
+            claims: Vec::new(),
+        }
+    }
+
+    fn who(email: &str, groups: &[&str]) -> Identity {
+        Identity {
+            sub: "s".into(),
+            user: email.into(),
+            email: Some(email.into()),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            preferred_username: None,
+        }
+    }
+
+    #[test]
+    fn email_domains_match_the_part_after_the_only_at() {
+        let p = Policy::from_config(&rules(&[], &[], &["company.com"])).unwrap();
+        let c = json!({});
+        assert!(p.check(&who("a@company.com", &[]), &c).is_ok());
+        assert!(p.check(&who("A@COMPANY.COM", &[]), &c).is_ok());
+        for bad in [
+            "attacker@evil.com@company.com",
+            "attacker@company.com@evil.com",
+            "a@evil.com",
+            "a@sub.company.com",
+            "a@company.com.evil.com",
+            "a@evilcompany.com",
+            "a@company.com.",
+            "a@\u{212A}ompany.com",
+            "company.com",
+            "@company.com",
+        ] {
+            assert!(p.check(&who(bad, &[]), &c).is_err(), "accepted {bad:?}");
+        }
+        let sub = Policy::from_config(&rules(&[], &[], &[".company.com"])).unwrap();
+        assert!(sub.check(&who("a@eu.company.com", &[]), &c).is_ok());
+        assert!(sub.check(&who("a@eucompany.com", &[]), &c).is_err());
+    }
+
+    #[test]
+    fn unverified_or_missing_email_never_passes_an_email_rule() {
+        let p = Policy::from_config(&rules(&[], &["a@x.org"], &[])).unwrap();
+        let denial = p
+            .check(&who("a@x.org", &[]), &json!({"email_verified": false}))
+            .unwrap_err();
+        assert!(denial.to_string().contains("email_verified"), "{denial}");
+        let mut none = who("a@x.org", &[]);
+        none.email = None;
+        assert!(p.check(&none, &json!({})).is_err());
+        assert!(p
+            .check(&who("a@x.org", &[]), &json!({"email_verified": true}))
+            .is_ok());
+    }
+
+    #[test]
+    fn groups_need_one_in_common_and_the_denial_names_both_sides() {
+        let p = Policy::from_config(&rules(&["admins", "ops"], &[], &[])).unwrap();
+        assert!(p.check(&who("a@x", &["dev", "ops"]), &json!({})).is_ok());
+        let d = p.check(&who("a@x", &["dev"]), &json!({})).unwrap_err();
+        assert_eq!(d.rule, "allowed_groups");
+        let text = d.to_string();
+        assert!(
+            text.contains("admins, ops") && text.contains("a@x is in dev"),
+            "{text}"
+        );
+        assert!(p.check(&who("a@x", &["Admins"]), &json!({})).is_err());
+    }
+
+    #[test]
+    fn required_claims_follow_dotted_paths_and_lists() {
+        let mut r = rules(&[], &[], &[]);
+        r.claims = vec![
+            ("realm_access.roles".into(), "admin".into()),
+            ("tenant".into(), "acme".into()),
+        ];
+        let p = Policy::from_config(&r).unwrap();
+        let ok = json!({"realm_access": {"roles": ["user", "admin"]}, "tenant": "acme"});
+        assert!(p.check(&who("a@x", &[]), &ok).is_ok());
+        let bad = json!({"realm_access": {"roles": ["user"]}, "tenant": "acme"});
+        let d = p.check(&who("a@x", &[]), &bad).unwrap_err();
+        assert!(d.to_string().contains("realm_access.roles=admin"), "{d}");
+        assert!(p.check(&who("a@x", &[]), &json!({})).is_err());
+    }
+
+    #[test]
+    fn query_rules_narrow_and_never_widen() {
+        let configured = Policy::from_config(&rules(&["dev"], &[], &[])).unwrap();
+        let q = Policy::from_query("allowed_groups=ops&redirect=true")
+            .unwrap()
+            .unwrap();
+        let c = json!({});
+        assert!(check_all(&configured, Some(&q), &who("a@x", &["dev", "ops"]), &c).is_ok());
+        // In the query's group but not the configured one: still refused.
+        let d = check_all(&configured, Some(&q), &who("a@x", &["ops"]), &c).unwrap_err();
+        assert_eq!(d.source, RuleSource::Config);
+        let d = check_all(&configured, Some(&q), &who("a@x", &["dev"]), &c).unwrap_err();
+        assert_eq!(d.source, RuleSource::Query);
+        assert!(Policy::from_query("redirect=true").unwrap().is_none());
+        assert!(Policy::from_query("allowed_group=ops").is_err());
+        assert!(Policy::from_query("allowed_groups=").is_err());
+        let both = Policy::from_query("allowed_emails=b@y.org&allowed_email_domains=x.org")
+            .unwrap()
+            .unwrap();
+        assert!(both.check(&who("a@x.org", &[]), &c).is_ok());
+        assert!(both.check(&who("b@y.org", &[]), &c).is_ok());
+        assert!(both.check(&who("c@y.org", &[]), &c).is_err());
+    }
+
+    #[test]
+    fn the_email_file_is_re_read_when_it_changes() {
+        let dir = std::env::temp_dir().join(format!("gh-authz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("emails.txt");
+        std::fs::write(&path, "# team\nalice@x.org\n").unwrap();
+        let mut r = rules(&[], &[], &[]);
+        r.emails_file = Some(path.clone());
+        let p = Policy::from_config(&r).unwrap();
+        let c = json!({});
+        assert!(p.check(&who("alice@x.org", &[]), &c).is_ok());
+        assert!(p.check(&who("bob@x.org", &[]), &c).is_err());
+        std::fs::write(&path, "bob@x.org\n").unwrap();
+        // Force the next check to look at the file (mtime granularity can be coarse).
+        if let Some(f) = &p.email_file {
+            let mut st = f.state.lock().unwrap();
+            st.checked = Instant::now() - FILE_CHECK_EVERY;
+            st.modified = None;
+        }
+        assert!(p.check(&who("bob@x.org", &[]), &c).is_ok());
+        assert!(p.check(&who("alice@x.org", &[]), &c).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

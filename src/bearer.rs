@@ -1,0 +1,120 @@
+//! Bearer tokens from programmatic clients (kubectl plugins, curl, CI): with
+//! `bearer_tokens = true`, `Authorization: Bearer <JWT>` is verified with the same checks
+//! as an ID token (signature with the issuer's keys, exact `iss`, `aud`, `exp`/`nbf`, `iat`,
+//! `sub`; `alg` from the allow-list, never `none` or HS*) and becomes a session for this
+//! one request. No redirects and no refresh: a bad token is a 401 (RFC 6750 §3).
+//!
+//! Trusts nothing in the token: its unverified `iss` only picks which issuer's keys to try,
+//! and the verification then checks that same issuer byte for byte.
+
+use crate::config::{Config, PassAuthorization};
+use crate::identity::map_claims;
+use crate::oidc::Provider;
+use crate::session::Session;
+use crate::util::now_secs;
+use axum::http::{header, HeaderMap};
+use std::sync::Arc;
+
+/// The issuers whose bearer tokens are accepted, with their audiences.
+pub struct BearerVerifier {
+    /// Audiences accepted from the main issuer: `client_id` and `bearer_audiences`.
+    main_audiences: Vec<String>,
+    /// Other issuers, each with its own discovery and keys.
+    others: Vec<Arc<Provider>>,
+}
+
+/// Why a bearer token was refused (safe to show: never contains the token).
+#[derive(Debug, thiserror::Error)]
+pub enum BearerError {
+    #[error("the bearer token is not a JWT")]
+    NotJwt,
+    #[error("the bearer token's issuer `{0}` is not one gatehouse accepts (issuer_url or bearer_issuers)")]
+    UnknownIssuer(String),
+    #[error("the keys of issuer `{0}` are not loaded yet")]
+    NotReady(String),
+    #[error("{0}")]
+    Invalid(#[from] crate::oidc::verify::TokenError),
+    #[error("the token holds no usable identity (no `sub`)")]
+    NoIdentity,
+}
+
+/// The token of an `Authorization: Bearer` header, if the request has one.
+pub fn bearer_of(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl BearerVerifier {
+    /// `None` unless `bearer_tokens = true`.
+    pub fn new(cfg: &Config) -> Option<BearerVerifier> {
+        let b = cfg.bearer.as_ref()?;
+        let mut main_audiences = vec![cfg.client_id.clone()];
+        main_audiences.extend(b.audiences.iter().cloned());
+        Some(BearerVerifier {
+            main_audiences,
+            others: b
+                .issuers
+                .iter()
+                .map(|(iss, aud)| Arc::new(Provider::for_bearer_issuer(cfg, iss, aud)))
+                .collect(),
+        })
+    }
+
+    /// Starts discovery for the extra issuers.
+    pub fn spawn_loaders(&self) {
+        for p in &self.others {
+            p.spawn_loader();
+        }
+    }
+
+    /// Verifies `token` and turns it into a one-request session.
+    pub async fn verify(
+        &self,
+        cfg: &Config,
+        main: &Provider,
+        token: &str,
+    ) -> Result<Session, BearerError> {
+        let unverified = crate::oidc::verify::payload(token).ok_or(BearerError::NotJwt)?;
+        let iss = unverified.get("iss").and_then(|v| v.as_str()).unwrap_or("");
+        let claims = if iss == main.client.issuer {
+            let loaded = main
+                .loaded()
+                .ok_or_else(|| BearerError::NotReady(iss.to_string()))?;
+            let auds: Vec<&str> = self.main_audiences.iter().map(String::as_str).collect();
+            main.verify_bearer(&loaded, token, &auds).await?
+        } else {
+            let other = self
+                .others
+                .iter()
+                .find(|p| p.client.issuer == iss)
+                .ok_or_else(|| BearerError::UnknownIssuer(iss.chars().take(200).collect()))?;
+            let loaded = other
+                .loaded()
+                .ok_or_else(|| BearerError::NotReady(iss.to_string()))?;
+            other
+                .verify_bearer(&loaded, token, &[other.client.client_id.as_str()])
+                .await?
+        };
+        let identity = map_claims(&claims, &cfg.claims).ok_or(BearerError::NoIdentity)?;
+        let expires_at = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
+        let access_token = (cfg.headers.authorization == PassAuthorization::AccessToken)
+            .then(|| token.to_string());
+        let session = Session {
+            id: format!("bearer:{}", identity.sub),
+            identity,
+            id_token: token.to_string(),
+            refresh_token: None,
+            access_token,
+            expires_at,
+            created_at: now_secs(),
+            values: Default::default(),
+            claims: Default::default(),
+        };
+        let _ = session.claims.set(claims);
+        Ok(session)
+    }
+}

@@ -1,0 +1,76 @@
+//! The answers every mode gives when the auth step does not let a request through, so the
+//! sidecar, `/oauth2/userinfo` and the forward-auth endpoint say the same thing:
+//!
+//! - no usable session: a 302 to the provider for a browser navigation when redirecting
+//!   is wanted, otherwise 401 with `WWW-Authenticate` and a `login_url`;
+//! - signed in but refused by a rule: 403 naming the rule and the identity, offering
+//!   sign-out (signing in again would only land on the same refusal);
+//! - a bearer token that does not verify: 401 `invalid_token`, never a redirect.
+
+use super::login::begin_login;
+use super::{AppError, AppState, Ctx};
+use crate::auth::Decision;
+use crate::config::Config;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+
+/// Appends `Set-Cookie`s to a response.
+pub fn add_cookies(resp: &mut Response, cookies: Vec<HeaderValue>) {
+    for c in cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+}
+
+/// Where to start a login that returns to `target`: on the callback's origin when
+/// `redirect_url` is set (the auth host may differ from the app's), else relative.
+pub fn login_url(cfg: &Config, target: &str) -> String {
+    let base = cfg
+        .redirect_url
+        .as_ref()
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    format!(
+        "{base}/oauth2/start?rd={}",
+        crate::util::query_escape(target)
+    )
+}
+
+/// The response for any decision but `Allow`/`Public`. `target` is the validated
+/// post-login target; `redirect` says whether browsers get a 302 to the provider.
+pub fn refusal(
+    st: &AppState,
+    ctx: &Ctx,
+    decision: Decision,
+    target: String,
+    redirect: bool,
+) -> Response {
+    match decision {
+        Decision::Login { reason, clear } => {
+            tracing::debug!(request_id = %ctx.request_id, ?reason, "login required");
+            if redirect && !ctx.api {
+                return begin_login(st, ctx, target, clear);
+            }
+            let mut resp = ctx.fail(AppError::Unauthenticated {
+                login_url: login_url(&st.cfg, &target),
+            });
+            add_cookies(&mut resp, clear);
+            resp
+        }
+        Decision::Deny {
+            session,
+            denial,
+            set_cookies,
+        } => {
+            let mut resp = ctx.fail(AppError::Denied {
+                user: session.identity.user.clone(),
+                denial: denial.to_string(),
+            });
+            add_cookies(&mut resp, set_cookies);
+            resp
+        }
+        Decision::BadToken { reason } => ctx.fail(AppError::InvalidBearer { reason }),
+        Decision::Allow { .. } | Decision::Public { .. } => ctx.fail(AppError::Internal(
+            "an allowed request reached the refusal path".into(),
+        )),
+    }
+}
