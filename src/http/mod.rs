@@ -160,6 +160,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/oauth2/userinfo", get(login::userinfo))
         // The forward-auth verdict, any method; Envoy appends the original path.
         .route(forward_auth::AUTH_PATH, any(forward_auth::auth))
+        .route("/oauth2/auth/", any(forward_auth::auth))
         .route("/oauth2/auth/{*original}", any(forward_auth::auth))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -7,6 +7,7 @@
 
 mod cli;
 mod flow;
+mod forward_auth;
 mod headers;
 mod interop;
 mod proxy;
