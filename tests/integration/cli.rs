@@ -178,3 +178,62 @@ async fn demo_logs_a_user_in_through_the_embedded_idp() {
         "groups shown by the whoami upstream"
     );
 }
+
+#[test]
+fn the_example_configuration_and_every_documented_value_in_it_are_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/gatehouse.example.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    // Uncomment every `# key = value` example, except those naming files on an admin's
+    // machine or excluding each other.
+    let skip = [
+        "client_secret_file",
+        "cookie_secret_file",
+        "allowed_emails_file",
+        "client_secret",
+        "cookie_secret",
+    ];
+    let mut seen = std::collections::HashSet::new();
+    let all: String = text
+        .lines()
+        .map(|l| {
+            let Some(rest) = l.strip_prefix("# ") else {
+                return l.to_string();
+            };
+            let key = rest.split(" = ").next().unwrap_or("");
+            let is_setting = rest.contains(" = ")
+                && !key.is_empty()
+                && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            if is_setting && !skip.contains(&key) && seen.insert(key.to_string()) {
+                rest.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = std::env::temp_dir().join(format!("gh-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let full = dir.join("all.toml");
+    std::fs::write(&full, &all).unwrap();
+    for file in [std::path::Path::new(example), full.as_path()] {
+        let out = gatehouse()
+            .args(["check", "--config"])
+            .arg(file)
+            .env("GATEHOUSE_CLIENT_SECRET", "s")
+            .env(
+                "GATEHOUSE_COOKIE_SECRET",
+                "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(seen.contains("allowed_groups") && seen.contains("forward_auth_redirect"));
+    std::fs::remove_dir_all(&dir).ok();
+}
