@@ -2,7 +2,8 @@
 //! sidecar, `/oauth2/userinfo` and the forward-auth endpoint say the same thing:
 //!
 //! - no usable session: a 302 to the provider for a browser navigation when redirecting
-//!   is wanted, otherwise 401 with `WWW-Authenticate` and a `login_url`;
+//!   is wanted, otherwise 401 with `WWW-Authenticate` and a `login_url` (for a browser
+//!   navigation also in `X-Gatehouse-Login`, for nginx's `error_page 401`);
 //! - signed in but refused by a rule: 403 naming the rule and the identity, offering
 //!   sign-out (signing in again would only land on the same refusal);
 //! - a bearer token that does not verify: 401 `invalid_token`, never a redirect.
@@ -11,8 +12,12 @@ use super::login::begin_login;
 use super::{AppError, AppState, Ctx};
 use crate::auth::Decision;
 use crate::config::Config;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::Response;
+
+/// On a 401 for a browser navigation: the URL that starts the login and returns to the
+/// page asked for (nginx: `auth_request_set $login $upstream_http_x_gatehouse_login`).
+pub const LOGIN_HEADER: HeaderName = HeaderName::from_static("x-gatehouse-login");
 
 /// Appends `Set-Cookie`s to a response.
 pub fn add_cookies(resp: &mut Response, cookies: Vec<HeaderValue>) {
@@ -50,9 +55,18 @@ pub fn refusal(
             if redirect && !ctx.api {
                 return begin_login(st, ctx, target, clear);
             }
+            let url = login_url(&st.cfg, &target);
             let mut resp = ctx.fail(AppError::Unauthenticated {
-                login_url: login_url(&st.cfg, &target),
+                login_url: url.clone(),
             });
+            // For an ingress that can only pass 401 on (nginx `auth_request`): a browser
+            // navigation carries where to sign in, so `error_page 401` can redirect it
+            // while API clients keep their 401.
+            if !ctx.api {
+                if let Ok(v) = HeaderValue::from_str(&url) {
+                    resp.headers_mut().insert(LOGIN_HEADER, v);
+                }
+            }
             add_cookies(&mut resp, clear);
             resp
         }

@@ -84,6 +84,11 @@ async fn no_session_is_401_or_a_302_to_the_provider_when_asked() {
         "a plain check answers 401 (nginx can only act on 401/403)"
     );
     assert!(header(&r, "www-authenticate").is_some());
+    assert_eq!(
+        header(&r, "x-gatehouse-login").as_deref(),
+        Some("/oauth2/start?rd=%2F"),
+        "a browser navigation learns where to sign in"
+    );
     let api = b
         .send(
             Method::GET,
@@ -93,6 +98,7 @@ async fn no_session_is_401_or_a_302_to_the_provider_when_asked() {
         .await;
     assert_eq!(api.status, 401, "API clients never get a redirect");
     assert_eq!(api.json()["error"], "unauthenticated");
+    assert!(header(&api, "x-gatehouse-login").is_none());
     let nav = b
         .get(&format!("{}/oauth2/auth?redirect=true", w.gh.url))
         .await;
