@@ -38,16 +38,35 @@ pub struct Original {
     pub url: Option<String>,
 }
 
-fn text<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
+/// Every non-empty value of the named headers, each line separately.
+fn values<'a>(h: &'a HeaderMap, names: &[&str]) -> Vec<&'a str> {
+    names
+        .iter()
+        .flat_map(|n| h.get_all(*n).iter())
+        .filter_map(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The one value every source agrees on. `Err` when two differ: a client's own copy next
+/// to the one the proxy set (nginx passes client headers into its auth subrequest), so
+/// nothing about the original request is believed.
+fn agreed(candidates: Vec<String>) -> Result<Option<String>, ()> {
+    match candidates.split_first() {
+        None => Ok(None),
+        Some((first, rest)) if rest.iter().all(|c| c == first) => Ok(Some(first.clone())),
+        Some(_) => Err(()),
+    }
 }
 
 impl Original {
     /// Reads the original request. `suffix` is Envoy's path below `/oauth2/auth` with its
     /// query (`None` for the bare endpoint); `proto`/`host` are what `Forwarded` believed.
+    /// From a trusted proxy, every header naming the path (`X-Forwarded-Uri`,
+    /// `X-Original-URI`, the path of `X-Original-URL`, each line of each) must agree, and
+    /// so must the method headers; if any two differ the original request is unknown:
+    /// no route is skipped and the post-login target falls back to `/`.
     pub fn read(
         h: &HeaderMap,
         trusted: bool,
@@ -56,33 +75,49 @@ impl Original {
         proto: &str,
         host: Option<&str>,
     ) -> Original {
-        let mut o = Original::default();
-        if trusted {
-            o.method = text(h, "x-forwarded-method")
-                .or_else(|| text(h, "x-original-method"))
-                .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
-            let full = text(h, "x-original-url").and_then(|u| url::Url::parse(u).ok());
-            o.uri = text(h, "x-forwarded-uri")
-                .or_else(|| text(h, "x-original-uri"))
-                .filter(|u| u.starts_with('/'))
-                .map(str::to_string)
-                .or_else(|| {
-                    full.as_ref().map(|u| match u.query() {
-                        Some(q) => format!("{}?{q}", u.path()),
-                        None => u.path().to_string(),
-                    })
-                });
-            o.url = match (&full, &o.uri, host) {
-                (Some(u), _, _) if matches!(u.scheme(), "http" | "https") => Some(u.to_string()),
-                (_, Some(uri), Some(host)) => Some(format!("{proto}://{host}{uri}")),
-                _ => None,
+        let mut o = Original {
+            method: Some(own_method.clone()),
+            uri: suffix,
+            url: None,
+        };
+        if !trusted {
+            return o;
+        }
+        let full: Vec<url::Url> = values(h, &["x-original-url"])
+            .into_iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .collect();
+        let mut paths: Vec<String> = values(h, &["x-forwarded-uri", "x-original-uri"])
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        paths.extend(full.iter().map(|u| match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        }));
+        let methods = values(h, &["x-forwarded-method", "x-original-method"])
+            .into_iter()
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let (Ok(uri), Ok(method)) = (agreed(paths), agreed(methods)) else {
+            tracing::info!("forward-auth: the headers describing the original request disagree (a client's copy next to the proxy's?); treating the request as unknown");
+            return Original {
+                method: Some(own_method.clone()),
+                uri: None,
+                url: None,
             };
+        };
+        if let Some(m) = method.and_then(|m| Method::from_bytes(m.as_bytes()).ok()) {
+            o.method = Some(m);
         }
-        if o.uri.is_none() {
-            o.uri = suffix;
-        }
-        if o.method.is_none() {
-            o.method = Some(own_method.clone());
+        if let Some(uri) = uri.filter(|u| u.starts_with('/')) {
+            o.url = match (full.first(), host) {
+                (Some(u), _) => Some(u.to_string()),
+                (None, Some(host)) => Some(format!("{proto}://{host}{uri}")),
+                (None, None) => None,
+            };
+            o.uri = Some(uri);
         }
         o
     }
@@ -223,6 +258,31 @@ mod tests {
         );
         assert_eq!(envoy.uri.as_deref(), Some("/a?b=1"));
         assert_eq!(envoy.method, Some(Method::POST));
+    }
+
+    #[test]
+    fn a_client_copy_next_to_the_proxys_makes_the_original_unknown() {
+        // ingress-nginx sets X-Original-URL and passes the client's X-Forwarded-Uri on.
+        let h = map(&[
+            ("x-original-url", "https://app.example.com/admin"),
+            ("x-forwarded-uri", "/public/x"),
+        ]);
+        let o = Original::read(&h, true, &Method::GET, None, "https", Some("app"));
+        assert_eq!((o.uri, o.url), (None, None));
+        let mut h = map(&[("x-forwarded-uri", "/admin")]);
+        h.append("x-forwarded-uri", HeaderValue::from_static("/public/x"));
+        let o = Original::read(&h, true, &Method::GET, None, "https", Some("app"));
+        assert_eq!(o.uri, None);
+        let h = map(&[
+            ("x-forwarded-uri", "/hook"),
+            ("x-forwarded-method", "GET"),
+            ("x-original-method", "POST"),
+        ]);
+        let o = Original::read(&h, true, &Method::GET, None, "https", Some("app"));
+        assert_eq!(o.uri, None, "disagreeing methods: nothing is believed");
+        let h = map(&[("x-forwarded-uri", "/a?b"), ("x-original-uri", "/a?b")]);
+        let o = Original::read(&h, true, &Method::GET, None, "https", Some("app"));
+        assert_eq!(o.uri.as_deref(), Some("/a?b"), "agreeing sources are fine");
     }
 
     #[test]

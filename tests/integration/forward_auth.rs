@@ -490,6 +490,19 @@ async fn forward_auth_skip_routes_use_the_trusted_original_uri_only() {
     );
     assert_eq!(ask(&trusted, "/public/..%2fadmin").await.status, 401);
     assert_eq!(ask(&trusted, "/admin?x=/public/a").await.status, 401);
+    // ingress-nginx: its X-Original-URL next to a client's own X-Forwarded-Uri.
+    let mixed = b
+        .send(
+            Method::GET,
+            &format!("{}/oauth2/auth", trusted.gh.url),
+            &[
+                ("x-original-url", "https://app.example.com/admin"),
+                ("x-forwarded-uri", "/public/logo.png"),
+                ("accept", "application/json"),
+            ],
+        )
+        .await;
+    assert_eq!(mixed.status, 401, "disagreeing sources skip nothing");
     assert_eq!(
         ask(&untrusted, "/public/logo.png").await.status,
         401,
