@@ -11,7 +11,7 @@
 
 use crate::support::idp::{CLIENT_ID, CLIENT_SECRET};
 use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind, Wiring};
-use crate::support::peers::{skip_unless_available, NodeOp};
+use crate::support::peers::{op_form_login, skip_unless_available, NodeOp};
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{config, start_on, Browser, Gatehouse, Resp};
 use reqwest::Method;
@@ -66,36 +66,10 @@ async fn stack(kind: Kind) -> Option<Stack> {
     })
 }
 
-/// Logs in through the ingress starting at `path`, posting the OP's login form like a
-/// browser would; returns the page the login finally lands on.
+/// Logs in through the ingress starting at `path`; returns the page it lands on.
 async fn login_through(s: &Stack, b: &Browser, path: &str, user: &str, groups: &str) -> Resp {
-    let (form, visited) = b.follow(&format!("{}{path}", s.ingress.url)).await;
-    assert_eq!(
-        form.status,
-        200,
-        "{}: never reached the provider's login form: {visited:?}\n{form:?}\n{}",
-        s.ingress.kind.name(),
-        s.ingress.log()
-    );
-    assert!(form.body.contains("Test OP login"), "{}", form.body);
-    let at = reqwest::Url::parse(visited.last().unwrap()).unwrap();
-    let action = format!("{}/login", at.as_str().split('?').next().unwrap());
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let posted = client
-        .post(&action)
-        .header("cookie", b.cookie_header())
-        .form(&[("login", user), ("groups", groups)])
-        .send()
-        .await
-        .unwrap();
-    assert!(posted.status().is_redirection(), "{}", posted.status());
-    let next = at
-        .join(posted.headers().get("location").unwrap().to_str().unwrap())
-        .unwrap();
-    b.follow(next.as_str()).await.0
+    let start = format!("{}{path}", s.ingress.url);
+    op_form_login(b, &start, user, groups, || s.ingress.log()).await
 }
 
 fn every_value(echo: &serde_json::Value) -> Vec<String> {

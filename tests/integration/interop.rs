@@ -4,7 +4,7 @@
 
 use crate::proxy::check_websocket;
 use crate::support::idp::{CLIENT_ID, CLIENT_SECRET};
-use crate::support::peers::{browser_login, skip_unless_available, NodeOp};
+use crate::support::peers::{browser_login, op_form_login, skip_unless_available, NodeOp};
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{config, start_on, Browser};
 use reqwest::Method;
@@ -51,33 +51,8 @@ async fn form_login(
     user: &str,
     groups: &str,
 ) -> crate::support::Resp {
-    let (form, visited) = b.follow(&format!("{}{path}", s.gh.url)).await;
-    assert_eq!(form.status, 200, "{visited:?} {form:?}");
-    assert!(form.body.contains("Test OP login"), "{}", form.body);
-    // The form posts to `/interaction/<uid>/login`, relative to the page it is on.
-    let uid_url = reqwest::Url::parse(visited.last().unwrap()).unwrap();
-    let action = format!("{}/login", uid_url.as_str().split('?').next().unwrap());
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let posted = client
-        .post(&action)
-        .header("cookie", b.cookie_header())
-        .form(&[("login", user), ("groups", groups)])
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        posted.status().is_redirection(),
-        "login form post: {}",
-        posted.status()
-    );
-    let next = uid_url
-        .join(posted.headers().get("location").unwrap().to_str().unwrap())
-        .unwrap();
-    let (resp, _) = b.follow(next.as_str()).await;
-    resp
+    let start = format!("{}{path}", s.gh.url);
+    op_form_login(b, &start, user, groups, String::new).await
 }
 
 #[tokio::test]

@@ -133,3 +133,48 @@ pub fn browser_login(
     serde_json::from_str(text.trim())
         .unwrap_or_else(|e| panic!("browser-login output {text:?}: {e}"))
 }
+
+/// Logs in at `oidc-provider` like a browser would, without one: follows `start` (an app
+/// URL behind gatehouse or an ingress) to the OP's login form, posts it, and follows the
+/// redirects back; returns the page the login lands on. `context` is printed if the form
+/// is never reached (e.g. an ingress peer's log).
+pub async fn op_form_login(
+    b: &crate::support::Browser,
+    start: &str,
+    user: &str,
+    groups: &str,
+    context: impl Fn() -> String,
+) -> crate::support::Resp {
+    let (form, visited) = b.follow(start).await;
+    assert!(
+        form.status == 200 && form.body.contains("Test OP login"),
+        "never reached the provider's login form from {start}: {visited:?}\n{form:?}\n{}",
+        context()
+    );
+    // The form posts to `/interaction/<uid>/login`, relative to the page it is on.
+    let at = reqwest::Url::parse(visited.last().expect("visited")).expect("url");
+    let action = format!("{}/login", at.as_str().split('?').next().unwrap_or(""));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let posted = client
+        .post(&action)
+        .header("cookie", b.cookie_header())
+        .form(&[("login", user), ("groups", groups)])
+        .send()
+        .await
+        .expect("post the login form");
+    assert!(
+        posted.status().is_redirection(),
+        "login form post: {}",
+        posted.status()
+    );
+    let location = posted
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("location");
+    let next = at.join(location).expect("join");
+    b.follow(next.as_str()).await.0
+}
