@@ -98,6 +98,42 @@ impl ConfigArgs {
     }
 }
 
+/// One line saying who may enter, for `check`.
+fn describe_access(cfg: &Config) -> String {
+    let r = &cfg.rules;
+    let mut parts = Vec::new();
+    let list = |name: &str, v: &[String]| format!("{name} [{}]", v.join(", "));
+    if !r.groups.is_empty() {
+        parts.push(list("allowed_groups", &r.groups));
+    }
+    if !r.emails.is_empty() {
+        parts.push(list("allowed_emails", &r.emails));
+    }
+    if let Some(f) = &r.emails_file {
+        parts.push(format!("allowed_emails_file {}", f.display()));
+    }
+    if !r.email_domains.is_empty() {
+        parts.push(list("allowed_email_domains", &r.email_domains));
+    }
+    let claims: Vec<String> = r.claims.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if !claims.is_empty() {
+        parts.push(list("required_claims", &claims));
+    }
+    let mut line = if parts.is_empty() {
+        "every user who can sign in at the provider".to_string()
+    } else {
+        parts.join("; ")
+    };
+    let skips: Vec<String> = cfg.skip_auth_routes.iter().map(|r| r.to_string()).collect();
+    if !skips.is_empty() {
+        line.push_str(&format!("; no login for {}", skips.join(", ")));
+    }
+    if cfg.bearer.is_some() {
+        line.push_str("; bearer tokens accepted");
+    }
+    line
+}
+
 fn print_problems(e: &ConfigError) {
     eprintln!("gatehouse: {e}");
     eprintln!("(configuration comes from --config FILE, GATEHOUSE_* variables and flags; see `gatehouse serve --help`)");
@@ -189,6 +225,7 @@ pub fn main() -> ExitCode {
                     "configuration OK: {} -> {} (issuer {}, client {})",
                     cfg.listen, upstream, cfg.issuer_url, cfg.client_id
                 );
+                println!("access: {}", describe_access(&cfg));
                 Ok(())
             }
             Err(e) => {

@@ -235,5 +235,21 @@ fn the_example_configuration_and_every_documented_value_in_it_are_valid() {
         );
     }
     assert!(seen.contains("allowed_groups") && seen.contains("forward_auth_redirect"));
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&full)
+        .args(["--bearer-tokens", "--client-secret", "s"])
+        .env(
+            "GATEHOUSE_COOKIE_SECRET",
+            "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("access: allowed_groups [platform-admins, developers]")
+            && said.contains("bearer tokens accepted"),
+        "check says who may enter: {said}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
