@@ -64,6 +64,14 @@ impl BearerVerifier {
         })
     }
 
+    /// Each extra issuer and whether its keys are loaded (for `/readyz`).
+    pub fn status(&self) -> Vec<(String, bool)> {
+        self.others
+            .iter()
+            .map(|p| (p.client.issuer.clone(), p.loaded().is_some()))
+            .collect()
+    }
+
     /// Starts discovery for the extra issuers.
     pub fn spawn_loaders(&self) {
         for p in &self.others {

@@ -141,9 +141,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready once the provider is loaded. Extra bearer issuers are reported but do not hold
+/// readiness back: sign-in works without them.
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let bearer: Vec<serde_json::Value> = st
+        .bearer
+        .as_ref()
+        .map(|b| b.status())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(issuer, ready)| serde_json::json!({"issuer": issuer, "ready": ready}))
+        .collect();
     match st.provider.loaded() {
-        Some(l) => Json(serde_json::json!({"ready": true, "issuer": l.meta.issuer, "keys": l.jwks.len()})).into_response(),
+        Some(l) => Json(serde_json::json!({"ready": true, "issuer": l.meta.issuer, "keys": l.jwks.len(), "bearer_issuers": bearer})).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"ready": false, "reason": "discovery and keys not loaded yet; see the log"}))).into_response(),
     }
 }

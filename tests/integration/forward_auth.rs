@@ -654,3 +654,65 @@ async fn without_bearer_tokens_the_header_is_just_the_apps_own() {
     assert_eq!(seen(&echo, "authorization"), vec!["Bearer app-token"]);
     assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
 }
+
+#[tokio::test]
+async fn bearer_tokens_from_an_extra_issuer_need_its_own_audience() {
+    let other = crate::support::idp::TestIdp::start().await;
+    let pair = format!("{}=ci-pipeline", other.issuer);
+    let w = world(&[("bearer_tokens", "true"), ("bearer_issuers", &pair)]).await;
+    // Wait until the extra issuer's keys are loaded (/readyz reports it).
+    let client = reqwest::Client::new();
+    for _ in 0..500 {
+        let r: serde_json::Value = client
+            .get(format!("{}/readyz", w.gh.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r["bearer_issuers"][0]["ready"] == json!(true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let now = gatehouse::util::now_secs() as i64;
+    let sign = |aud: &str| {
+        other.state.keys.sign(
+            &Mint::default(),
+            &json!({"iss": other.issuer, "sub": "pipeline-7", "aud": aud,
+                "exp": now + 300, "iat": now, "email": "ci@example.test"}),
+        )
+    };
+    let b = Browser::new();
+    let ask = |token: String| {
+        let url = format!("{}/oauth2/auth", w.gh.url);
+        let b = &b;
+        async move {
+            b.send(
+                Method::GET,
+                &url,
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await
+        }
+    };
+    let ok = ask(sign("ci-pipeline")).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(
+        header(&ok, "x-auth-request-user").as_deref(),
+        Some("ci@example.test")
+    );
+    // The main client's audience is not valid for the extra issuer, nor any other.
+    assert_eq!(ask(sign(CLIENT_ID)).await.status, 401);
+    assert_eq!(ask(sign("someone-else")).await.status, 401);
+    // An issuer nobody configured.
+    let stranger = crate::support::idp::TestIdp::start().await;
+    let token = stranger.state.keys.sign(
+        &Mint::default(),
+        &json!({"iss": stranger.issuer, "sub": "x", "aud": "ci-pipeline", "exp": now + 300, "iat": now}),
+    );
+    let r = ask(token).await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("not one gatehouse accepts"), "{}", r.body);
+}
