@@ -122,13 +122,21 @@ pub fn peer_of(req: &axum::extract::Request) -> Option<SocketAddr> {
 }
 
 /// API clients get 401 JSON rather than a login redirect: JSON `Accept`,
-/// `X-Requested-With`, protocol upgrades, and any method but GET/HEAD.
+/// `X-Requested-With`, protocol upgrades, a `Sec-Fetch-Mode` other than `navigate`
+/// (a browser's fetch or XHR), and any method but GET/HEAD.
 pub fn is_api_request(method: &Method, headers: &HeaderMap) -> bool {
     if method != Method::GET && method != Method::HEAD {
         return true;
     }
     if headers.contains_key("x-requested-with") || crate::headers::wants_upgrade(headers) {
         return true;
+    }
+    // Fetch metadata: browsers mark script requests (fetch, XHR) with a mode other than
+    // `navigate`; a redirect to the provider would only end in a CORS error there.
+    if let Some(mode) = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
+        if !mode.eq_ignore_ascii_case("navigate") {
+            return true;
+        }
     }
     let accept = headers
         .get(header::ACCEPT)

@@ -92,8 +92,14 @@ async fn pass_authorization_sends_the_id_token_as_bearer() {
 async fn api_clients_get_401_json_instead_of_a_redirect() {
     let w = world(&[]).await;
     let b = Browser::new();
-    let cases: [(reqwest::Method, &[(&str, &str)]); 4] = [
+    let cases: [(reqwest::Method, &[(&str, &str)]); 6] = [
         (reqwest::Method::GET, &[("accept", "application/json")]),
+        // A page script's fetch() with the default `Accept: */*`.
+        (
+            reqwest::Method::GET,
+            &[("accept", "*/*"), ("sec-fetch-mode", "cors")],
+        ),
+        (reqwest::Method::GET, &[("sec-fetch-mode", "same-origin")]),
         (
             reqwest::Method::GET,
             &[("x-requested-with", "XMLHttpRequest")],
@@ -127,6 +133,14 @@ async fn api_clients_get_401_json_instead_of_a_redirect() {
     }
     let html = b.get(&format!("{}/api/v1/pods", w.gh.url)).await;
     assert_eq!(html.status, 302, "a browser GET is redirected");
+    let nav = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/api/v1/pods", w.gh.url),
+            &[("sec-fetch-mode", "navigate"), ("accept", "*/*")],
+        )
+        .await;
+    assert_eq!(nav.status, 302, "a navigation is redirected");
 }
 
 #[tokio::test]
