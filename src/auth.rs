@@ -157,14 +157,21 @@ async fn refresh_once(
     let loaded: Arc<Loaded> = provider
         .loaded()
         .ok_or_else(|| FlowError::Unreachable("the provider is not loaded".into()))?;
-    let refresh_token = old.refresh_token.as_deref().ok_or(FlowError::NoIdToken)?;
+    let refresh_token = old
+        .refresh_token
+        .as_deref()
+        .ok_or(FlowError::NoRefreshToken)?;
     let mut tokens = provider.refresh(&loaded, refresh_token).await?;
-    let id_token = tokens.id_token.take().ok_or(FlowError::NoIdToken)?;
-    let claims = provider.verify(&loaded, &id_token, None).await?;
-    same_subject(&old.identity.sub, &claims)?;
     if tokens.refresh_token.is_none() {
         tokens.refresh_token = old.refresh_token.clone();
     }
+    let Some(id_token) = tokens.id_token.take() else {
+        return keep_identity(cfg, old, tokens);
+    };
+    let claims = provider
+        .verify(&loaded, &id_token, None, tokens.access_token.as_deref())
+        .await?;
+    same_subject(&old.identity.sub, &claims)?;
     let session = session_from_tokens(
         cfg,
         tokens,
@@ -175,6 +182,27 @@ async fn refresh_once(
     )?;
     tracing::info!(user = %session.identity.user, "refreshed the session's tokens");
     Ok(session)
+}
+
+/// OIDC Core §12.2 lets a refresh response omit the ID token: the session keeps its
+/// identity and ID token, and lives as long as the new access token (`expires_in`). Without
+/// `expires_in` either, there is nothing to extend the session by, and the user signs in.
+fn keep_identity(cfg: &Config, old: &Session, tokens: TokenSet) -> Result<Session, FlowError> {
+    let secs = tokens
+        .expires_in
+        .filter(|s| *s > 0)
+        .ok_or(FlowError::Invalid(
+            "the refresh response has neither an ID token nor expires_in".into(),
+        ))?;
+    let mut s = old.clone();
+    s.refresh_token = tokens.refresh_token;
+    if cfg.headers.authorization == PassAuthorization::AccessToken {
+        s.access_token = tokens.access_token;
+    }
+    s.expires_at = now_secs().saturating_add(secs.unsigned_abs());
+    s.values = Default::default();
+    tracing::info!(user = %s.identity.user, "refreshed the session's tokens; the provider sent no new ID token, so the one from sign-in is kept (OIDC Core 12.2)");
+    Ok(s)
 }
 
 /// The auth step, shared by the sidecar, `/oauth2/userinfo` and `/oauth2/auth`:

@@ -181,6 +181,11 @@ pub const KEYS: &[Key] = &[
     ),
     key("allowed_algs", Kind::List, "accepted ID token algorithms"),
     key(
+        "trusted_audiences",
+        Kind::List,
+        "audiences besides client_id an ID token may carry (default none: such tokens are refused)",
+    ),
+    key(
         "refresh_before_secs",
         Kind::Secs,
         "refresh the ID token this long before expiry (default 60)",

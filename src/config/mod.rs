@@ -142,6 +142,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub clock_skew: Duration,
     pub allowed_algs: Vec<Algorithm>,
+    /// Audiences besides `client_id` an ID token may carry (OIDC Core §3.1.3.7 step 3).
+    pub trusted_audiences: Vec<String>,
     pub refresh_before: Duration,
     pub upstream_timeout: Duration,
     pub upstream_connect_timeout: Duration,

@@ -460,6 +460,8 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    let trusted_audiences = r.list("trusted_audiences", &[]);
+
     let post_logout_redirect_url = match r
         .str_opt("post_logout_redirect_url")
         .filter(|s| !s.is_empty())
@@ -593,6 +595,7 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
             trusted_proxies,
             clock_skew,
             allowed_algs,
+            trusted_audiences,
             refresh_before,
             upstream_timeout,
             upstream_connect_timeout,

@@ -223,7 +223,12 @@ async fn finish(
         .ok_or(crate::oidc::FlowError::NoIdToken)?;
     let claims = st
         .provider
-        .verify(loaded, &id_token, Some(&login.nonce))
+        .verify(
+            loaded,
+            &id_token,
+            Some(&login.nonce),
+            tokens.access_token.as_deref(),
+        )
         .await
         .map_err(crate::oidc::FlowError::Token)?;
     Ok(session_from_tokens(

@@ -33,6 +33,8 @@ pub enum DiscoveryError {
         found: String,
         hint: &'static str,
     },
+    #[error("{0}")]
+    Redirected(String),
     #[error("the provider does not support PKCE with S256 (code_challenge_methods_supported = {0:?}); gatehouse always uses it")]
     NoPkce(Vec<String>),
 }
@@ -56,6 +58,9 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
             url: url.clone(),
             reason: crate::oidc::describe(&e),
         })?;
+    if let Some(reason) = crate::oidc::redirected(&url, &resp) {
+        return Err(DiscoveryError::Redirected(reason));
+    }
     let status = resp.status();
     if !status.is_success() {
         return Err(DiscoveryError::Status {

@@ -156,6 +156,9 @@ impl JwksCache {
             .send()
             .await
             .map_err(|e| KeyError::Fetch(super::describe(&e)))?;
+        if let Some(reason) = super::redirected(&self.uri, &resp) {
+            return Err(KeyError::Fetch(reason));
+        }
         if !resp.status().is_success() {
             return Err(KeyError::Fetch(format!(
                 "{} answered HTTP {}",

@@ -19,6 +19,24 @@ use std::time::Duration;
 pub use token::{FlowError, TokenSet};
 use verify::{Expected, TokenError};
 
+/// For a 3xx answer from a provider endpoint: "`url` redirects to `location`" (redirects
+/// are never followed: a provider endpoint has no business sending gatehouse elsewhere).
+pub fn redirected(url: &str, resp: &reqwest::Response) -> Option<String> {
+    if !resp.status().is_redirection() {
+        return None;
+    }
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("(no Location)");
+    Some(format!(
+        "{url} answered HTTP {} redirecting to {}; gatehouse does not follow redirects from the provider: configure the final URL",
+        resp.status().as_u16(),
+        location.chars().take(200).collect::<String>()
+    ))
+}
+
 /// A short description of an HTTP client error for operators (never contains secrets).
 pub fn describe(e: &reqwest::Error) -> String {
     let mut msg = if e.is_timeout() {
@@ -63,6 +81,8 @@ pub struct Client {
     pub scopes: String,
     pub algs: Vec<Algorithm>,
     pub skew: u64,
+    /// Audiences besides `client_id` an ID token may carry.
+    pub trusted_audiences: Vec<String>,
 }
 
 /// The configured OpenID Provider.
@@ -76,6 +96,8 @@ pub struct Provider {
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+        // SSRF guard: a provider endpoint that redirects is reported, never followed.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(15))
         .build()
@@ -93,6 +115,7 @@ impl Provider {
                 scopes: cfg.scopes.join(" "),
                 algs: cfg.allowed_algs.clone(),
                 skew: cfg.clock_skew.as_secs(),
+                trusted_audiences: cfg.trusted_audiences.clone(),
             },
             http: http_client(),
             loaded: RwLock::new(None),
@@ -130,6 +153,10 @@ impl Provider {
             .find(|a| auds.contains(a))
             .copied()
             .unwrap_or(self.client.client_id.as_str());
+        // Every audience gatehouse accepts from this issuer is trusted next to the one
+        // checked; bearer tokens may be access tokens.
+        let mut trusted: Vec<String> = audiences.iter().map(|a| a.to_string()).collect();
+        trusted.extend(self.client.trusted_audiences.iter().cloned());
         let want = Expected {
             issuer: &self.client.issuer,
             client_id: audience,
@@ -137,6 +164,9 @@ impl Provider {
             now: crate::util::now_secs(),
             skew: self.client.skew,
             algs: &self.client.algs,
+            trusted_audiences: &trusted,
+            access_token: None,
+            id_token: false,
         };
         verify::verify(token, &want, &l.jwks).await
     }
@@ -233,12 +263,14 @@ impl Provider {
         token::request(&self.http, &l.meta.token_endpoint, &self.client, &form).await
     }
 
-    /// Verifies an ID token against this provider.
+    /// Verifies an ID token against this provider; `access_token` is the one issued with
+    /// it, for the `at_hash` check.
     pub async fn verify(
         &self,
         l: &Loaded,
         id_token: &str,
         nonce: Option<&str>,
+        access_token: Option<&str>,
     ) -> Result<serde_json::Value, TokenError> {
         let want = Expected {
             issuer: &self.client.issuer,
@@ -247,6 +279,9 @@ impl Provider {
             now: crate::util::now_secs(),
             skew: self.client.skew,
             algs: &self.client.algs,
+            trusted_audiences: &self.client.trusted_audiences,
+            access_token,
+            id_token: true,
         };
         verify::verify(id_token, &want, &l.jwks).await
     }

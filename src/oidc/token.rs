@@ -17,8 +17,20 @@ pub struct TokenSet {
     pub id_token: Option<String>,
     #[serde(default)]
     pub refresh_token: Option<String>,
-    #[serde(default)]
+    /// Seconds; some providers send it as a string (`"3600"`).
+    #[serde(default, deserialize_with = "lenient_secs")]
     pub expires_in: Option<i64>,
+}
+
+/// `expires_in` as a number or a numeric string; anything else is treated as absent
+/// rather than failing a token response whose code is already spent.
+fn lenient_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(match v {
+        Some(serde_json::Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 impl fmt::Debug for TokenSet {
@@ -43,8 +55,10 @@ pub enum FlowError {
     Unreachable(String),
     #[error("the provider's token endpoint returned something that is not a token response: {0}")]
     Invalid(String),
-    #[error("the provider returned no ID token (is `openid` among the scopes?)")]
+    #[error("the provider's token response to the sign-in holds no ID token (is `openid` among the scopes?)")]
     NoIdToken,
+    #[error("the session holds no refresh token")]
+    NoRefreshToken,
     #[error(transparent)]
     Token(TokenError),
 }
@@ -94,6 +108,9 @@ pub async fn request(
         .send()
         .await
         .map_err(|e| FlowError::Unreachable(describe(&e)))?;
+    if let Some(reason) = super::redirected(endpoint, &resp) {
+        return Err(FlowError::Unreachable(reason));
+    }
     let status = resp.status();
     let body = resp
         .bytes()
@@ -126,6 +143,19 @@ mod tests {
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
+    }
+
+    #[test]
+    fn expires_in_may_be_a_string() {
+        for (body, want) in [
+            (r#"{"id_token":"x","expires_in":3600}"#, Some(3600)),
+            (r#"{"id_token":"x","expires_in":"3600"}"#, Some(3600)),
+            (r#"{"id_token":"x","expires_in":"soon"}"#, None),
+            (r#"{"id_token":"x"}"#, None),
+        ] {
+            let t: TokenSet = serde_json::from_str(body).unwrap();
+            assert_eq!(t.expires_in, want, "{body}");
+        }
     }
 
     #[test]

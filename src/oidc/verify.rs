@@ -19,6 +19,14 @@ pub struct Expected<'a> {
     pub now: u64,
     pub skew: u64,
     pub algs: &'a [Algorithm],
+    /// Audiences besides `client_id` that may appear in `aud` (OIDC Core §3.1.3.7 step 3).
+    pub trusted_audiences: &'a [String],
+    /// The access token issued with this ID token, to check `at_hash` (§3.1.3.8) when the
+    /// token carries one.
+    pub access_token: Option<&'a str>,
+    /// Verifying an ID token: a JWT typed as an access token (`typ: at+jwt`, RFC 9068) is
+    /// refused. Bearer tokens from API clients may be access tokens.
+    pub id_token: bool,
 }
 
 /// Why a token was refused. Messages are safe to show: they never contain the token.
@@ -44,6 +52,12 @@ pub enum TokenError {
     },
     #[error("the token was issued for another client (aud {found}); gatehouse's client_id is `{expected}`")]
     Audience { expected: String, found: String },
+    #[error("the token's aud also names `{0}`, which gatehouse does not trust; list it in trusted_audiences if that is intended (OIDC Core 3.1.3.7)")]
+    UntrustedAudience(String),
+    #[error("the JWT is an access token (typ `{0}`), not an ID token")]
+    AccessTokenAsIdToken(String),
+    #[error("the ID token's at_hash does not match the access token issued with it")]
+    AtHash,
     #[error(
         "the token has several audiences and its authorized party (azp) `{0}` is not this client"
     )]
@@ -58,8 +72,8 @@ pub enum TokenError {
     Changed(&'static str),
 }
 
-/// The JOSE header's `alg` and `kid`, read without trusting anything.
-fn header(token: &str) -> Result<(String, Option<String>), TokenError> {
+/// The JOSE header's `alg`, `kid` and `typ`, read without trusting anything.
+fn header(token: &str) -> Result<(String, Option<String>, Option<String>), TokenError> {
     let mut parts = token.split('.');
     let (Some(h), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -76,7 +90,8 @@ fn header(token: &str) -> Result<(String, Option<String>), TokenError> {
         .ok_or(TokenError::Malformed)?
         .to_string();
     let kid = v.get("kid").and_then(Value::as_str).map(str::to_string);
-    Ok((alg, kid))
+    let typ = v.get("typ").and_then(Value::as_str).map(str::to_string);
+    Ok((alg, kid, typ))
 }
 
 /// The payload of a JWS compact token, decoded WITHOUT verifying anything: only for
@@ -130,6 +145,12 @@ pub fn check_claims(claims: &Value, want: &Expected<'_>) -> Result<(), TokenErro
             found: auds.join(", "),
         });
     }
+    if let Some(other) = auds
+        .iter()
+        .find(|a| **a != want.client_id && !want.trusted_audiences.iter().any(|t| t == *a))
+    {
+        return Err(TokenError::UntrustedAudience((*other).to_string()));
+    }
     if auds.len() > 1 {
         if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
             if azp != want.client_id {
@@ -162,9 +183,15 @@ pub async fn verify(
     want: &Expected<'_>,
     jwks: &JwksCache,
 ) -> Result<Value, TokenError> {
-    let (alg_name, kid) = header(token)?;
+    let (alg_name, kid, typ) = header(token)?;
     if alg_name.eq_ignore_ascii_case("none") {
         return Err(TokenError::AlgNone);
+    }
+    if let Some(typ) = typ.filter(|_| want.id_token) {
+        let t = typ.to_ascii_lowercase();
+        if t.strip_prefix("application/").unwrap_or(&t) == "at+jwt" {
+            return Err(TokenError::AccessTokenAsIdToken(typ));
+        }
     }
     let alg: Algorithm = alg_name
         .parse()
@@ -187,7 +214,29 @@ pub async fn verify(
             _ => TokenError::Malformed,
         })?;
     check_claims(&data.claims, want)?;
+    if let (Some(at), Some(claimed)) = (
+        want.access_token,
+        data.claims.get("at_hash").and_then(Value::as_str),
+    ) {
+        if at_hash(alg, at).as_deref() != Some(claimed) {
+            return Err(TokenError::AtHash);
+        }
+    }
     Ok(data.claims)
+}
+
+/// OIDC Core §3.1.3.6: base64url of the left half of the access token's hash, with the
+/// hash of the JWS algorithm (SHA-512 for EdDSA with Ed25519).
+pub fn at_hash(alg: Algorithm, access_token: &str) -> Option<String> {
+    use ring::digest::{digest, SHA256, SHA384, SHA512};
+    let hash = match alg {
+        Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256 | Algorithm::HS256 => &SHA256,
+        Algorithm::RS384 | Algorithm::PS384 | Algorithm::ES384 | Algorithm::HS384 => &SHA384,
+        Algorithm::RS512 | Algorithm::PS512 | Algorithm::HS512 | Algorithm::EdDSA => &SHA512,
+    };
+    let d = digest(hash, access_token.as_bytes());
+    let bytes = d.as_ref();
+    Some(URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2]))
 }
 
 /// OIDC Core §12.2: a refreshed ID token must keep `iss`, `sub` and `aud`.
@@ -211,6 +260,9 @@ mod tests {
             now: 1000,
             skew: 30,
             algs: &[Algorithm::RS256],
+            trusted_audiences: &[],
+            access_token: None,
+            id_token: true,
         }
     }
 
@@ -275,8 +327,20 @@ mod tests {
         let multi = with(with(good(), "aud", json!(["app", "x"])), "azp", json!("x"));
         assert_eq!(
             check_claims(&multi, &want(None)),
-            Err(TokenError::AuthorizedParty("x".into()))
+            Err(TokenError::UntrustedAudience("x".into()))
         );
+        let trusted = ["x".to_string()];
+        let trusting = Expected {
+            trusted_audiences: &trusted,
+            ..want(None)
+        };
+        assert_eq!(
+            check_claims(&multi, &trusting),
+            Err(TokenError::AuthorizedParty("x".into())),
+            "a trusted extra audience still needs azp to be this client"
+        );
+        let azp_ok = with(multi.clone(), "azp", json!("app"));
+        assert_eq!(check_claims(&azp_ok, &trusting), Ok(()));
     }
 
     #[test]
@@ -285,5 +349,18 @@ mod tests {
         assert_eq!(header("!!.b.c"), Err(TokenError::Malformed));
         let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
         assert_eq!(header(&format!("{h}.e30.")).unwrap().0, "none");
+    }
+
+    #[test]
+    fn at_hash_matches_the_spec_example() {
+        // OIDC Core §A.3 (RS256): access token and its at_hash.
+        assert_eq!(
+            at_hash(
+                Algorithm::RS256,
+                "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"
+            )
+            .as_deref(),
+            Some("77QmUPtjPfzWtF2AnpK9RQ")
+        );
     }
 }

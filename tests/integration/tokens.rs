@@ -74,16 +74,93 @@ async fn token_for_another_client() {
 }
 
 #[tokio::test]
-async fn several_audiences_with_a_foreign_azp() {
-    with_tweak(
-        |c| {
+async fn several_audiences_need_trusted_audiences_and_our_azp() {
+    let two = |azp: &'static str| {
+        move |c: &mut Value| {
             c["aud"] = json!([crate::support::idp::CLIENT_ID, "other"]);
-            c["azp"] = json!("other");
-        },
-        502,
-        "authorized party",
-    )
-    .await;
+            c["azp"] = json!(azp);
+        }
+    };
+    // OIDC Core 3.1.3.7 step 3: an audience nobody listed is refused, and named.
+    with_tweak(two(crate::support::idp::CLIENT_ID), 502, "`other`").await;
+    let w = world(&[("trusted_audiences", "other")]).await;
+    w.idp.tweak(two("other"));
+    refused(&w, 502, "authorized party").await;
+    w.idp.tweak(two(crate::support::idp::CLIENT_ID));
+    let (resp, _) = attempt(&w).await;
+    assert_eq!(
+        resp.status, 200,
+        "trusted extra audience with our azp: {resp:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_access_token_is_never_an_id_token() {
+    for typ in ["at+jwt", "application/at+JWT"] {
+        with_mint(
+            Mint {
+                typ: Some(typ.into()),
+                ..Mint::default()
+            },
+            502,
+            "is an access token",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn at_hash_is_checked_when_present() {
+    let w = world(&[]).await;
+    w.idp.set_mint(Mint {
+        at_hash: true,
+        ..Mint::default()
+    });
+    let (resp, _) = attempt(&w).await;
+    assert_eq!(resp.status, 200, "the right at_hash passes: {resp:?}");
+    w.idp.set_mint(Mint {
+        at_hash: true,
+        tweak: std::sync::Arc::new(|c| c["at_hash"] = json!("AAAAAAAAAAAAAAAAAAAAAA")),
+        ..Mint::default()
+    });
+    refused(&w, 502, "at_hash").await;
+}
+
+#[tokio::test]
+async fn string_expires_in_and_refreshes_without_an_id_token_keep_the_session() {
+    let w = world(&[("refresh_before_secs", "100000")]).await;
+    w.idp.set_mint(Mint {
+        body_tweak: std::sync::Arc::new(|b, refresh| {
+            b["expires_in"] = json!("300");
+            if refresh {
+                b.as_object_mut().unwrap().remove("id_token");
+            }
+        }),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    let first = login(&w, &b, "/").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let token = seen(&first.json(), "x-forwarded-id-token")[0].clone();
+    // refresh_before exceeds the lifetime: this request refreshes, and the response
+    // holds no ID token (OIDC Core 12.2).
+    let again = b.get(&format!("{}/again", w.gh.url)).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    let echo = again.json();
+    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
+    assert_eq!(
+        seen(&echo, "x-forwarded-id-token"),
+        vec![token],
+        "the sign-in ID token is kept"
+    );
+    assert!(w.idp.refreshes() >= 1);
+    assert!(
+        again
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("_gatehouse=")),
+        "the refreshed session is stored"
+    );
 }
 
 #[tokio::test]

@@ -44,6 +44,9 @@ pub enum Signer {
     Hs256WithPublicKey,
 }
 
+/// Changes a token response body; the flag says whether it answers a refresh.
+pub type BodyTweak = Arc<dyn Fn(&mut Value, bool) + Send + Sync>;
+
 /// What the next tokens look like.
 #[derive(Clone)]
 pub struct Mint {
@@ -53,6 +56,12 @@ pub struct Mint {
     pub ttl: i64,
     pub tweak: Arc<dyn Fn(&mut Value) + Send + Sync>,
     pub refresh_token: bool,
+    /// `typ` in the JWS header (default `JWT`).
+    pub typ: Option<String>,
+    /// Put the right `at_hash` for the access token in the ID token.
+    pub at_hash: bool,
+    /// Changes the token response body; the flag says whether it answers a refresh.
+    pub body_tweak: BodyTweak,
 }
 
 impl Default for Mint {
@@ -63,6 +72,9 @@ impl Default for Mint {
             ttl: 300,
             tweak: Arc::new(|_| {}),
             refresh_token: true,
+            typ: None,
+            at_hash: false,
+            body_tweak: Arc::new(|_, _| {}),
         }
     }
 }
@@ -145,6 +157,9 @@ impl Keys {
         };
         let mut header = Header::new(alg);
         header.kid = kid;
+        if let Some(typ) = &mint.typ {
+            header.typ = Some(typ.clone());
+        }
         jsonwebtoken::encode(&header, claims, key).unwrap()
     }
 }
@@ -317,12 +332,20 @@ pub fn mint_response(st: &IdpState, nonce: Option<&str>) -> Value {
     if let Some(n) = nonce {
         claims["nonce"] = json!(n);
     }
+    let access_token = format!("at-{}", gatehouse::util::random_token(8));
+    if mint.at_hash {
+        claims["at_hash"] = json!(gatehouse::oidc::verify::at_hash(
+            jsonwebtoken::Algorithm::RS256,
+            &access_token
+        ));
+    }
     (mint.tweak)(&mut claims);
-    let mut body = json!({"access_token": format!("at-{}", gatehouse::util::random_token(8)), "token_type": "Bearer", "expires_in": mint.ttl,
+    let mut body = json!({"access_token": access_token, "token_type": "Bearer", "expires_in": mint.ttl,
         "id_token": st.keys.sign(&mint, &claims)});
     if mint.refresh_token {
         body["refresh_token"] = json!(format!("rt-{}", gatehouse::util::random_token(8)));
     }
+    (mint.body_tweak)(&mut body, nonce.is_none());
     body
 }
 
