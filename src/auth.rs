@@ -80,8 +80,10 @@ pub fn session_from_tokens(
     id: String,
     created_at: u64,
 ) -> Result<Session, FlowError> {
-    let identity =
-        map_claims(claims, &cfg.claims).ok_or(FlowError::Token(TokenError::Missing("sub")))?;
+    let identity = map_claims(claims, &cfg.claims).map_err(|e| match e {
+        crate::identity::IdentityError::NoSubject => FlowError::Token(TokenError::Missing("sub")),
+        other => FlowError::Identity(other),
+    })?;
     let expires_at = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
     let access_token = match cfg.headers.authorization {
         PassAuthorization::AccessToken => tokens.access_token,

@@ -34,8 +34,8 @@ pub enum BearerError {
     NotReady(String),
     #[error("{0}")]
     Invalid(#[from] crate::oidc::verify::TokenError),
-    #[error("the token holds no usable identity (no `sub`)")]
-    NoIdentity,
+    #[error("the token holds no usable identity: {0}")]
+    NoIdentity(crate::identity::IdentityError),
 }
 
 /// The token of an `Authorization: Bearer` header, if the request has one.
@@ -107,7 +107,7 @@ impl BearerVerifier {
                 .verify_bearer(&loaded, token, &[other.client.client_id.as_str()])
                 .await?
         };
-        let identity = map_claims(&claims, &cfg.claims).ok_or(BearerError::NoIdentity)?;
+        let identity = map_claims(&claims, &cfg.claims).map_err(BearerError::NoIdentity)?;
         let expires_at = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
         let access_token = (cfg.headers.authorization == PassAuthorization::AccessToken)
             .then(|| token.to_string());

@@ -98,6 +98,22 @@ impl ConfigArgs {
     }
 }
 
+/// The provider preset and what it chose, for `check`.
+fn print_preset(cfg: &Config) {
+    println!("provider: {}", cfg.provider);
+    for (k, v) in &cfg.preset_defaults {
+        println!("  preset default: {k} = {v}");
+    }
+    if let Some(p) = crate::config::presets::PRESETS
+        .iter()
+        .find(|p| p.name == cfg.provider)
+    {
+        for note in p.notes {
+            println!("  note: {note}");
+        }
+    }
+}
+
 /// One line saying who may enter, for `check`.
 fn describe_access(cfg: &Config) -> String {
     let r = &cfg.rules;
@@ -226,6 +242,7 @@ pub fn main() -> ExitCode {
                     cfg.listen, upstream, cfg.issuer_url, cfg.client_id
                 );
                 println!("access: {}", describe_access(&cfg));
+                print_preset(&cfg);
                 Ok(())
             }
             Err(e) => {

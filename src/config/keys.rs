@@ -58,6 +58,16 @@ pub const KEYS: &[Key] = &[
         "the upstream URL, e.g. http://127.0.0.1:4466",
     ),
     key(
+        "provider",
+        Kind::Str,
+        "oidc (default) | tsidp | vault | authentik | entra | keycloak | dex | google: defaults and checks for that provider",
+    ),
+    key(
+        "tenant_id",
+        Kind::Str,
+        "Entra ID tenant (directory) id; with provider = entra it builds issuer_url",
+    ),
+    key(
         "issuer_url",
         Kind::Str,
         "OIDC issuer, compared byte for byte with the token's iss",
@@ -126,8 +136,23 @@ pub const KEYS: &[Key] = &[
     ),
     key(
         "groups_claim",
+        Kind::List,
+        "claim paths for groups, merged: groups, realm_access.roles, resource_access.{client_id}.roles",
+    ),
+    key(
+        "groups_trim_leading_slash",
+        Kind::Bool,
+        "turn group paths like /admins into admins (Keycloak group mapper with full paths)",
+    ),
+    key(
+        "extra_auth_params",
+        Kind::List,
+        "extra key=value parameters for the authorization request, e.g. access_type=offline",
+    ),
+    key(
+        "hosted_domain",
         Kind::Str,
-        "claim path for groups, e.g. groups or realm_access.roles",
+        "Google Workspace domain: sent as hd and required in the token's hd claim",
     ),
     key(
         "preferred_username_claim",

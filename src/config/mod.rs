@@ -3,6 +3,7 @@
 //! every problem, in words a user understands.
 
 pub mod keys;
+pub mod presets;
 pub mod secret;
 pub mod sources;
 mod validate;
@@ -38,8 +39,10 @@ pub enum PassAuthorization {
 pub struct ClaimMapping {
     pub user: String,
     pub email: String,
-    /// A dotted path, e.g. `realm_access.roles`.
-    pub groups: String,
+    /// Dotted paths (`realm_access.roles`), merged in order, duplicates dropped.
+    pub groups: Vec<String>,
+    /// `/admins` -> `admins`.
+    pub groups_trim_slash: bool,
     pub preferred_username: String,
 }
 
@@ -126,6 +129,10 @@ pub enum LogFormat {
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The provider preset (`oidc` when none was chosen).
+    pub provider: &'static str,
+    /// The defaults the preset laid under the configuration (for `check`).
+    pub preset_defaults: Vec<(&'static str, String)>,
     pub listen: SocketAddr,
     /// `None`: auth-only mode (only `/oauth2/*`, `/healthz`, `/readyz` are served).
     pub upstream: Option<Url>,
@@ -136,6 +143,8 @@ pub struct Config {
     pub client_auth: ClientAuth,
     pub redirect_url: Option<Url>,
     pub scopes: Vec<String>,
+    /// Extra authorization request parameters (`access_type=offline`, `hd=...`).
+    pub extra_auth_params: Vec<(String, String)>,
     pub cookie: CookieSettings,
     pub claims: ClaimMapping,
     pub headers: HeaderNames,

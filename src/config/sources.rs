@@ -24,6 +24,8 @@ pub enum Origin {
     File(String),
     Env(String),
     Flag(String),
+    /// A provider preset's default (`provider = "..."`).
+    Preset(String),
 }
 
 impl fmt::Display for Origin {
@@ -32,6 +34,7 @@ impl fmt::Display for Origin {
             Origin::File(p) => write!(f, "{p}"),
             Origin::Env(n) => write!(f, "env {n}"),
             Origin::Flag(n) => write!(f, "flag --{n}"),
+            Origin::Preset(n) => write!(f, "the {n} preset"),
         }
     }
 }
@@ -152,6 +155,11 @@ impl RawConfig {
                 origin: Origin::Flag(name.replace('_', "-")),
             },
         );
+    }
+
+    /// Sets one entry with its origin.
+    pub fn insert(&mut self, name: &'static str, entry: Entry) {
+        self.entries.insert(name, entry);
     }
 
     pub fn get(&self, name: &str) -> Option<&Entry> {

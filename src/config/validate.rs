@@ -209,10 +209,18 @@ fn read_rules(r: &mut Reader<'_>) -> AccessRules {
     rules
 }
 
-pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
+pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
+    // A provider preset lays its defaults under the user's values (presets.rs).
+    let (preset, preset_problem) = match super::presets::select(user_raw) {
+        Ok(p) => (p, None),
+        Err(e) => (&super::presets::PRESETS[0], Some(e)),
+    };
+    let preset_defaults = preset.defaults_for(user_raw);
+    let layered = preset.apply(user_raw);
+    let raw = &layered;
     let mut r = Reader {
         raw,
-        problems: Vec::new(),
+        problems: preset_problem.into_iter().collect(),
     };
     let mut warnings = Vec::new();
 
@@ -315,6 +323,34 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
             "scopes must include `openid`: without it the provider returns no ID token".into(),
         );
     }
+    let preset_problems = preset.check(raw, &scopes, &issuer_url);
+    r.problems.extend(preset_problems);
+    let mut extra_auth_params = Vec::new();
+    for pair in r.list("extra_auth_params", &[]) {
+        const OURS: [&str; 8] = [
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "scope",
+            "state",
+            "nonce",
+            "code_challenge",
+            "code_challenge_method",
+        ];
+        match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !OURS.contains(&k) => {
+                extra_auth_params.push((k.to_string(), v.to_string()))
+            }
+            _ => {
+                let entry = raw.get("extra_auth_params");
+                r.problem(
+                    entry,
+                    "extra_auth_params",
+                    format!("`{pair}` is not key=value, or sets a parameter gatehouse sets itself"),
+                );
+            }
+        }
+    }
 
     // Cookie secrets: every problem at once, and how to fix it.
     let mut secrets = r.list("cookie_secret", &[]);
@@ -368,10 +404,16 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
         login_timeout: r.secs("login_timeout_secs", 600),
     };
 
+    let client_id_for_paths = client_id.clone();
     let claims = ClaimMapping {
         user: r.str_or("user_claim", "email"),
         email: r.str_or("email_claim", "email"),
-        groups: r.str_or("groups_claim", "groups"),
+        groups: r
+            .list("groups_claim", &["groups"])
+            .into_iter()
+            .map(|p| p.replace("{client_id}", &client_id_for_paths))
+            .collect(),
+        groups_trim_slash: r.bool("groups_trim_leading_slash", false),
         preferred_username: r.str_or("preferred_username_claim", "preferred_username"),
     };
 
@@ -489,7 +531,12 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
             );
         }
     }
-    let rules = read_rules(&mut r);
+    let mut rules = read_rules(&mut r);
+    if let Some(hd) = r.str_opt("hosted_domain").filter(|s| !s.is_empty()) {
+        // Google: show only that domain's accounts, and require it in the token.
+        extra_auth_params.push(("hd".into(), hd.clone()));
+        rules.claims.push(("hd".into(), hd));
+    }
     let mut skip_auth_routes = Vec::new();
     for spec in r.list("skip_auth_routes", &[]) {
         match crate::routes::SkipRoute::parse(&spec) {
@@ -581,6 +628,8 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
 
     match r.problems.is_empty() {
         true => Ok(Config {
+            provider: preset.name,
+            preset_defaults,
             listen,
             upstream,
             issuer_url,
@@ -589,6 +638,7 @@ pub(super) fn build(raw: &RawConfig) -> Result<Config, ConfigError> {
             client_auth,
             redirect_url,
             scopes,
+            extra_auth_params,
             cookie,
             claims,
             headers,

@@ -4,6 +4,7 @@
 //! bugs 500 (which nothing here should produce).
 
 use super::pages;
+use crate::identity::IdentityError;
 use crate::oidc::discovery::DiscoveryError;
 use crate::oidc::verify::TokenError;
 use crate::oidc::FlowError;
@@ -112,6 +113,8 @@ impl AppError {
             AppError::Flow(FlowError::Token(TokenError::Issuer { .. })) => "issuer_mismatch",
             AppError::Flow(FlowError::Token(TokenError::Audience { .. })) => "audience_mismatch",
             AppError::Flow(FlowError::Token(_)) => "invalid_id_token",
+            AppError::Flow(FlowError::Identity(IdentityError::GroupsOverage)) => "groups_overage",
+            AppError::Flow(FlowError::Identity(_)) => "invalid_id_token",
             AppError::Flow(_) => "token_endpoint_error",
             AppError::SessionTooLarge { .. } => "session_too_large",
             AppError::NotReady(_) => "not_ready",
@@ -137,6 +140,8 @@ impl AppError {
             AppError::Flow(FlowError::Token(TokenError::Issuer { .. })) => "Set issuer_url to exactly the issuer the provider puts in its tokens (byte for byte, including any trailing slash).",
             AppError::Flow(FlowError::Token(TokenError::Audience { .. })) => "Set client_id to the client the provider issues tokens for, or fix the client's audience at the provider.",
             AppError::Flow(FlowError::Token(TokenError::Nonce)) => "Start the sign-in again.",
+            AppError::Flow(FlowError::Identity(IdentityError::GroupsOverage)) => "An administrator should make the provider send fewer groups: in Entra ID, set the app registration's groupMembershipClaims to ApplicationGroup and assign the groups that matter to the application (or use app roles).",
+            AppError::Flow(FlowError::Token(TokenError::AlgNotAllowed(alg))) if alg.starts_with("HS") => "The provider signs ID tokens with a shared secret (HS*), which neither gatehouse nor the Kubernetes API server can verify. In Authentik, choose a signing key (certificate) for the application's provider; elsewhere, configure an RS256 or ES256 signing key.",
             AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_grant" => "The sign-in code expired or was already used: start the sign-in again.",
             AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_client" => "The provider rejected gatehouse's client credentials: check client_id, client_secret and client_auth_method.",
             AppError::Flow(_) => "This is a problem between gatehouse and the identity provider: an administrator should check gatehouse's log for this request id.",

@@ -83,6 +83,8 @@ pub struct Client {
     pub skew: u64,
     /// Audiences besides `client_id` an ID token may carry.
     pub trusted_audiences: Vec<String>,
+    /// Extra authorization request parameters (provider presets, `hosted_domain`).
+    pub extra_auth_params: Vec<(String, String)>,
 }
 
 /// The configured OpenID Provider.
@@ -116,6 +118,7 @@ impl Provider {
                 algs: cfg.allowed_algs.clone(),
                 skew: cfg.clock_skew.as_secs(),
                 trusted_audiences: cfg.trusted_audiences.clone(),
+                extra_auth_params: cfg.extra_auth_params.clone(),
             },
             http: http_client(),
             loaded: RwLock::new(None),
@@ -234,6 +237,12 @@ impl Provider {
             .append_pair("nonce", nonce)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
+        if !self.client.extra_auth_params.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &self.client.extra_auth_params {
+                q.append_pair(k, v);
+            }
+        }
         url.into()
     }
 

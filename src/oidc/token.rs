@@ -61,6 +61,8 @@ pub enum FlowError {
     NoRefreshToken,
     #[error(transparent)]
     Token(TokenError),
+    #[error(transparent)]
+    Identity(crate::identity::IdentityError),
 }
 
 #[derive(Deserialize)]

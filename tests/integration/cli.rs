@@ -253,3 +253,98 @@ fn the_example_configuration_and_every_documented_value_in_it_are_valid() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn check_prints_what_a_provider_preset_chose_and_refuses_its_pitfalls() {
+    let base = |c: &mut Command| {
+        c.env("GATEHOUSE_CLIENT_ID", "headlamp")
+            .env("GATEHOUSE_CLIENT_SECRET", "s")
+            .env(
+                "GATEHOUSE_COOKIE_SECRET",
+                "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+            );
+    };
+    let mut c = gatehouse();
+    base(&mut c);
+    let out = c
+        .args(["check", "--provider", "entra", "--tenant-id", "t-123"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    for needle in [
+        "provider: entra",
+        "preset default: issuer_url = https://login.microsoftonline.com/t-123/v2.0",
+        "preset default: user_claim = preferred_username",
+        "overage",
+    ] {
+        assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
+    }
+    // Overridable: the user's scopes win over the preset's.
+    let mut c = gatehouse();
+    base(&mut c);
+    let out = c
+        .args([
+            "check",
+            "--provider",
+            "dex",
+            "--issuer-url",
+            "https://dex.example.com",
+        ])
+        .args(["--scopes", "openid email"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!said.contains("preset default: scopes"), "{said}");
+    for (args, needle) in [
+        (
+            vec![
+                "--provider",
+                "tsidp",
+                "--issuer-url",
+                "https://idp.tail1.ts.net",
+                "--scopes",
+                "openid groups",
+            ],
+            "invalid_scope",
+        ),
+        (
+            vec![
+                "--provider",
+                "vault",
+                "--issuer-url",
+                "https://vault.example.com/v1/identity/oidc",
+            ],
+            "invalid child issuer",
+        ),
+        (
+            vec![
+                "--provider",
+                "authentik",
+                "--issuer-url",
+                "https://ak.example.com/application/o/headlamp",
+            ],
+            "WITH the trailing slash",
+        ),
+        (vec!["--provider", "entra"], "tenant_id is required"),
+        (
+            vec![
+                "--provider",
+                "okta",
+                "--issuer-url",
+                "https://x.example.com",
+            ],
+            "is not one of oidc, tsidp",
+        ),
+    ] {
+        let mut c = gatehouse();
+        base(&mut c);
+        let out = c.arg("check").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: missing {needle:?} in:\n{err}"
+        );
+    }
+}

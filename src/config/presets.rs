@@ -1,0 +1,317 @@
+//! Provider presets (`provider = "tsidp" | "vault" | ...`): what each provider our users
+//! run needs, as data. A preset is (1) defaults laid *under* the user's configuration, so
+//! every one stays overridable, and (2) checks that turn a provider's known failure into a
+//! start-up problem that says how to fix it (CONTRACTS.md §3). `gatehouse check` prints
+//! the defaults a preset chose.
+
+use super::sources::{Entry, Origin, RawConfig, RawValue};
+
+/// One provider's defaults and checks.
+pub struct Preset {
+    pub name: &'static str,
+    /// `(key, value)` defaults; `{tenant_id}` and `{client_id}` are filled in.
+    defaults: &'static [(&'static str, &'static str)],
+    /// What a user should know, printed by `check`.
+    pub notes: &'static [&'static str],
+}
+
+/// Every preset, `oidc` (no defaults) first.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "oidc",
+        defaults: &[],
+        notes: &[],
+    },
+    Preset {
+        name: "tsidp",
+        defaults: &[("scopes", "openid email profile")],
+        notes: &[
+            "tsidp accepts only the scopes openid, email and profile, and sends no groups",
+            "tokens live 5 minutes and are renewed refresh_before_secs ahead; each single-use refresh token is spent once, whatever the concurrency",
+            "tsidp has no end-session endpoint: sign-out ends the gatehouse session only",
+        ],
+    },
+    Preset {
+        name: "vault",
+        defaults: &[("scopes", "openid")],
+        notes: &[
+            "Vault issues no refresh tokens: the session lasts until the ID token expires, then the next navigation signs in again",
+            "claims such as email and groups come from the provider's scope templates: add those scopes to `scopes`",
+            "keys may be EdDSA, which the Kubernetes API server cannot verify: use an RS256 key for the provider if Headlamp forwards the token",
+        ],
+    },
+    Preset {
+        name: "authentik",
+        defaults: &[
+            ("scopes", "openid email profile offline_access"),
+            ("user_claim", "preferred_username"),
+        ],
+        notes: &[
+            "the issuer is https://<host>/application/o/<slug>/ with its trailing slash",
+            "offline_access is requested so that refresh works",
+            "recent Authentik marks emails email_verified: false; the user is mapped from preferred_username. To have Authentik vouch for emails, set email_verified in the email scope mapping",
+            "an application without a signing key signs with HS256, which gatehouse and the Kubernetes API server refuse: choose a signing key for it",
+        ],
+    },
+    Preset {
+        name: "entra",
+        defaults: &[
+            ("issuer_url", "https://login.microsoftonline.com/{tenant_id}/v2.0"),
+            ("scopes", "openid email profile offline_access"),
+            ("user_claim", "preferred_username"),
+        ],
+        notes: &[
+            "PKCE is used although Entra's discovery does not advertise it",
+            "above 200 groups Entra sends no groups claim (overage): gatehouse refuses the login and says so; assign groups to the application or use app roles",
+            "user_claim may be oid, preferred_username (default) or upn; Entra's email claim is not verified",
+        ],
+    },
+    Preset {
+        name: "keycloak",
+        defaults: &[
+            ("groups_claim", "groups,realm_access.roles,resource_access.{client_id}.roles"),
+        ],
+        notes: &[
+            "the issuer is https://<host>/realms/<realm> (or /auth/realms/<realm> before Keycloak 17)",
+            "groups merge the groups claim (a group mapper) with realm roles and this client's roles; groups_trim_leading_slash turns /admins into admins",
+            "sign-out goes to Keycloak's end-session endpoint with id_token_hint",
+        ],
+    },
+    Preset {
+        name: "dex",
+        defaults: &[("scopes", "openid email profile groups offline_access")],
+        notes: &[
+            "groups and offline_access are requested: Dex sends groups and refresh tokens only for those scopes, and rotates refresh tokens",
+        ],
+    },
+    Preset {
+        name: "google",
+        defaults: &[
+            ("issuer_url", "https://accounts.google.com"),
+            ("extra_auth_params", "access_type=offline,prompt=consent"),
+        ],
+        notes: &[
+            "Google sends no groups; hosted_domain limits sign-in to a Workspace domain (the hd claim is checked)",
+            "access_type=offline and prompt=consent are sent so that Google issues a refresh token",
+        ],
+    },
+];
+
+/// The preset a configuration names (`oidc` when unset); `Err` lists the valid names.
+pub fn select(raw: &RawConfig) -> Result<&'static Preset, String> {
+    let name = match raw.get("provider").map(|e| &e.value) {
+        Some(RawValue::Str(s)) => s.trim().to_ascii_lowercase(),
+        _ => "oidc".into(),
+    };
+    let name = if name.is_empty() { "oidc".into() } else { name };
+    PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
+        let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+        format!("provider: `{name}` is not one of {}", names.join(", "))
+    })
+}
+
+fn raw_str(raw: &RawConfig, key: &str) -> Option<String> {
+    match raw.get(key).map(|e| &e.value) {
+        Some(RawValue::Str(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    }
+}
+
+impl Preset {
+    /// The defaults this preset lays under `raw` (those the user did not set), with
+    /// placeholders filled in. A default that needs a missing placeholder is left out.
+    pub fn defaults_for(&self, raw: &RawConfig) -> Vec<(&'static str, String)> {
+        self.defaults
+            .iter()
+            .filter(|(k, _)| raw.get(k).is_none())
+            .filter_map(|(k, v)| {
+                let mut v = v.to_string();
+                for (ph, key) in [("{tenant_id}", "tenant_id"), ("{client_id}", "client_id")] {
+                    if v.contains(ph) {
+                        v = v.replace(ph, &raw_str(raw, key)?);
+                    }
+                }
+                Some((*k, v))
+            })
+            .collect()
+    }
+
+    /// `raw` with this preset's defaults underneath.
+    pub fn apply(&self, raw: &RawConfig) -> RawConfig {
+        let mut base = RawConfig::default();
+        for (k, v) in self.defaults_for(raw) {
+            base.insert(
+                k,
+                Entry {
+                    value: RawValue::Str(v),
+                    origin: Origin::Preset(self.name.to_string()),
+                },
+            );
+        }
+        base.overlay(raw.clone())
+    }
+
+    /// Start-up problems for this provider's known pitfalls.
+    pub fn check(&self, raw: &RawConfig, scopes: &[String], issuer: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.name == "entra"
+            && raw.get("issuer_url").is_none()
+            && raw_str(raw, "tenant_id").is_none()
+        {
+            problems.push("tenant_id is required with provider = \"entra\" (the Directory (tenant) ID of the app registration), or set issuer_url".into());
+        }
+        if let Some(p) = self.scope_problem(scopes) {
+            problems.push(p);
+        }
+        if let Some(p) = self.issuer_problem(issuer).filter(|_| !issuer.is_empty()) {
+            problems.push(p);
+        }
+        problems
+    }
+
+    fn scope_problem(&self, scopes: &[String]) -> Option<String> {
+        let extra: Vec<&str> = scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !matches!(*s, "openid" | "email" | "profile"))
+            .collect();
+        (self.name == "tsidp" && !extra.is_empty()).then(|| {
+            format!(
+                "scopes: tsidp accepts only openid, email and profile and refuses any other scope with invalid_scope; remove {}",
+                extra.join(", ")
+            )
+        })
+    }
+
+    fn issuer_problem(&self, issuer: &str) -> Option<String> {
+        let path = url::Url::parse(issuer)
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        let vault_name = path
+            .strip_prefix("/v1/identity/oidc/provider/")
+            .unwrap_or("");
+        match self.name {
+            "vault" if vault_name.is_empty() || vault_name.contains('/') => Some(format!(
+                "issuer_url: a Vault issuer ends in /v1/identity/oidc/provider/<name> (e.g. https://vault.example.com/v1/identity/oidc/provider/default); `{issuer}` does not, and Vault would answer `invalid child issuer \"provider\"` or 404"
+            )),
+            "authentik" if !(issuer.contains("/application/o/") && issuer.ends_with('/')) => Some(format!(
+                "issuer_url: an Authentik issuer is https://<host>/application/o/<slug>/ WITH the trailing slash (tokens carry it byte for byte); `{issuer}` is not"
+            )),
+            "entra" if !(issuer.starts_with("https://login.microsoftonline.com/") && issuer.ends_with("/v2.0")) => Some(format!(
+                "issuer_url: the Entra ID v2 issuer is https://login.microsoftonline.com/<tenant>/v2.0; `{issuer}` is not (the v1 issuer https://sts.windows.net/<tenant>/ issues tokens gatehouse cannot use for sign-in)"
+            )),
+            "keycloak" if !issuer.contains("/realms/") => Some(format!(
+                "issuer_url: a Keycloak issuer is https://<host>/realms/<realm> (or /auth/realms/<realm> before Keycloak 17); `{issuer}` is not"
+            )),
+            "google" if issuer != "https://accounts.google.com" => Some(format!(
+                "issuer_url: Google's issuer is https://accounts.google.com; `{issuer}` is not"
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&'static str, &str)]) -> RawConfig {
+        let mut r = RawConfig::default();
+        for (k, v) in pairs {
+            r.set(k, v);
+        }
+        r
+    }
+
+    #[test]
+    fn defaults_fill_only_what_the_user_left_unset() {
+        let r = raw(&[
+            ("provider", "entra"),
+            ("tenant_id", "t-1"),
+            ("scopes", "openid"),
+        ]);
+        let p = select(&r).unwrap();
+        let d = p.defaults_for(&r);
+        assert!(d.contains(&(
+            "issuer_url",
+            "https://login.microsoftonline.com/t-1/v2.0".to_string()
+        )));
+        assert!(d.iter().all(|(k, _)| *k != "scopes"), "{d:?}");
+        let applied = p.apply(&r);
+        assert_eq!(
+            applied.get("issuer_url").unwrap().origin,
+            Origin::Preset("entra".into())
+        );
+        assert!(select(&raw(&[("provider", "okta")])).is_err());
+        assert_eq!(select(&raw(&[])).unwrap().name, "oidc");
+    }
+
+    #[test]
+    fn known_pitfalls_are_start_up_problems() {
+        let tsidp = select(&raw(&[("provider", "tsidp")])).unwrap();
+        let scopes = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        assert!(tsidp
+            .check(
+                &RawConfig::default(),
+                &scopes("openid email profile"),
+                "https://idp.tail.ts.net"
+            )
+            .is_empty());
+        let p = tsidp.check(
+            &RawConfig::default(),
+            &scopes("openid groups offline_access"),
+            "x",
+        );
+        assert!(p[0].contains("remove groups, offline_access"), "{p:?}");
+        let vault = select(&raw(&[("provider", "vault")])).unwrap();
+        for (issuer, ok) in [
+            (
+                "https://vault.example.com/v1/identity/oidc/provider/default",
+                true,
+            ),
+            ("https://vault.example.com/v1/identity/oidc", false),
+            (
+                "https://vault.example.com/v1/identity/oidc/provider/",
+                false,
+            ),
+            (
+                "https://vault.example.com/v1/identity/oidc/provider/a/b",
+                false,
+            ),
+        ] {
+            let p = vault.check(&RawConfig::default(), &scopes("openid"), issuer);
+            assert_eq!(p.is_empty(), ok, "{issuer}: {p:?}");
+            if !ok {
+                assert!(p[0].contains("invalid child issuer"), "{p:?}");
+            }
+        }
+        let ak = select(&raw(&[("provider", "authentik")])).unwrap();
+        assert!(ak
+            .check(
+                &RawConfig::default(),
+                &[],
+                "https://ak.example.com/application/o/headlamp/"
+            )
+            .is_empty());
+        assert!(!ak
+            .check(
+                &RawConfig::default(),
+                &[],
+                "https://ak.example.com/application/o/headlamp"
+            )
+            .is_empty());
+        let entra = select(&raw(&[("provider", "entra")])).unwrap();
+        let p = entra.check(&raw(&[("provider", "entra")]), &[], "");
+        assert!(p[0].contains("tenant_id is required"), "{p:?}");
+        assert!(!entra
+            .check(&RawConfig::default(), &[], "https://sts.windows.net/t/")
+            .is_empty());
+        let kc = select(&raw(&[("provider", "keycloak")])).unwrap();
+        assert!(kc
+            .check(&RawConfig::default(), &[], "https://kc/auth/realms/main")
+            .is_empty());
+        assert!(!kc
+            .check(&RawConfig::default(), &[], "https://kc/main")
+            .is_empty());
+    }
+}
