@@ -10,7 +10,7 @@
 
 use crate::authz::{check_all, Denial, Policy};
 use crate::bearer::bearer_of;
-use crate::config::{Config, PassAuthorization};
+use crate::config::{Config, PassAuthorization, UserinfoMode};
 use crate::http::AppState;
 use crate::identity::map_claims;
 use crate::oidc::verify::{same_subject, TokenError};
@@ -174,6 +174,14 @@ async fn refresh_once(
         .verify(&loaded, &id_token, None, tokens.access_token.as_deref())
         .await?;
     same_subject(&old.identity.sub, &claims)?;
+    let claims = complete_claims(
+        cfg,
+        provider,
+        &loaded,
+        claims,
+        tokens.access_token.as_deref(),
+    )
+    .await?;
     let session = session_from_tokens(
         cfg,
         tokens,
@@ -184,6 +192,56 @@ async fn refresh_once(
     )?;
     tracing::info!(user = %session.identity.user, "refreshed the session's tokens");
     Ok(session)
+}
+
+/// True when the ID token lacks a claim the identity mapping reads.
+fn lacks_mapped_claims(claims: &serde_json::Value, m: &crate::config::ClaimMapping) -> bool {
+    let has = |p: &str| crate::identity::claim_at(claims, p).is_some();
+    !has(&m.user) || !has(&m.email) || !m.groups.iter().any(|g| has(g))
+}
+
+/// Merges userinfo claims (OIDC Core §5.3) into verified ID token claims, when
+/// `userinfo` asks for it: the userinfo `sub` must equal the ID token's, and ID token
+/// claims win over userinfo ones. With `userinfo = auto` a failing endpoint is logged
+/// and the ID token's claims are used alone; with `true` it fails the sign-in.
+pub async fn complete_claims(
+    cfg: &Config,
+    provider: &Provider,
+    loaded: &Loaded,
+    mut claims: serde_json::Value,
+    access_token: Option<&str>,
+) -> Result<serde_json::Value, FlowError> {
+    let wanted = match cfg.userinfo {
+        UserinfoMode::Never => false,
+        UserinfoMode::Always => true,
+        UserinfoMode::Auto => lacks_mapped_claims(&claims, &cfg.claims),
+    };
+    let (true, Some(at)) = (wanted, access_token) else {
+        return Ok(claims);
+    };
+    let info = match provider.userinfo(loaded, at).await {
+        None => return Ok(claims),
+        Some(Ok(info)) => info,
+        Some(Err(e)) if cfg.userinfo == UserinfoMode::Auto => {
+            tracing::warn!(error = %e, "userinfo failed; using the ID token's claims alone");
+            return Ok(claims);
+        }
+        Some(Err(e)) => return Err(e),
+    };
+    let id_sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
+    let info_sub = info.get("sub").and_then(|v| v.as_str()).unwrap_or("");
+    if id_sub != info_sub {
+        return Err(FlowError::UserinfoSubject {
+            id_token: id_sub.chars().take(100).collect(),
+            userinfo: info_sub.chars().take(100).collect(),
+        });
+    }
+    if let (Some(target), serde_json::Value::Object(extra)) = (claims.as_object_mut(), info) {
+        for (k, v) in extra {
+            target.entry(k).or_insert(v);
+        }
+    }
+    Ok(claims)
 }
 
 /// OIDC Core §12.2 lets a refresh response omit the ID token: the session keeps its

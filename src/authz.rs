@@ -305,7 +305,9 @@ impl Policy {
                 format!("needs an email address, and {}'s token has none", id.user),
             );
         };
-        if claims.get("email_verified") == Some(&Value::Bool(false)) {
+        let unverified = id.email_verified == Some(false)
+            || crate::identity::claim_bool(claims, "email_verified") == Some(false);
+        if unverified {
             return self.deny(
                 rule,
                 format!("needs an email the provider has verified, and {email} is marked email_verified: false"),
@@ -371,7 +373,7 @@ mod tests {
             user: email.into(),
             email: Some(email.into()),
             groups: groups.iter().map(|s| s.to_string()).collect(),
-            preferred_username: None,
+            ..Identity::default()
         }
     }
 

@@ -455,7 +455,7 @@ mod tests {
             user: "alice".into(),
             email: Some("a@x".into()),
             groups: vec!["a".into(), "b".into()],
-            preferred_username: None,
+            ..Identity::default()
         };
         let mut n = names();
         n.authorization = PassAuthorization::IdToken;

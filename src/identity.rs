@@ -17,6 +17,19 @@ pub struct Identity {
     pub groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_username: Option<String>,
+    /// The provider's `email_verified` (from the ID token or userinfo), when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+}
+
+/// A boolean claim, also when a provider sends it as the string "true" or "false".
+pub fn claim_bool(claims: &Value, name: &str) -> Option<bool> {
+    match claims.get(name)? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
 }
 
 /// Follows a dotted path (`realm_access.roles`) into the claims.
@@ -106,6 +119,7 @@ pub fn map_claims(claims: &Value, rules: &ClaimMapping) -> Result<Identity, Iden
         email,
         groups,
         preferred_username,
+        email_verified: claim_bool(claims, "email_verified"),
     })
 }
 

@@ -206,6 +206,11 @@ pub const KEYS: &[Key] = &[
     ),
     key("allowed_algs", Kind::List, "accepted ID token algorithms"),
     key(
+        "userinfo",
+        Kind::Str,
+        "auto (default: when the ID token lacks a mapped claim) | true | false: merge claims from the userinfo endpoint",
+    ),
+    key(
         "trusted_audiences",
         Kind::List,
         "audiences besides client_id an ID token may carry (default none: such tokens are refused)",

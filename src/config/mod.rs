@@ -34,6 +34,15 @@ pub enum PassAuthorization {
     AccessToken,
 }
 
+/// When claims are fetched from the userinfo endpoint (OIDC Core §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserinfoMode {
+    /// Only when the ID token lacks a claim the mapping reads (user, email, groups).
+    Auto,
+    Always,
+    Never,
+}
+
 /// Which claims feed the identity.
 #[derive(Debug, Clone)]
 pub struct ClaimMapping {
@@ -153,6 +162,7 @@ pub struct Config {
     pub allowed_algs: Vec<Algorithm>,
     /// Audiences besides `client_id` an ID token may carry (OIDC Core §3.1.3.7 step 3).
     pub trusted_audiences: Vec<String>,
+    pub userinfo: UserinfoMode,
     pub refresh_before: Duration,
     pub upstream_timeout: Duration,
     pub upstream_connect_timeout: Duration,

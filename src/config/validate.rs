@@ -503,6 +503,21 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     }
 
     let trusted_audiences = r.list("trusted_audiences", &[]);
+    let userinfo = match r.str_or("userinfo", "auto").to_ascii_lowercase().as_str() {
+        "auto" | "" => UserinfoMode::Auto,
+        "true" | "always" | "yes" | "on" | "1" => UserinfoMode::Always,
+        "false" | "never" | "no" | "off" | "0" => UserinfoMode::Never,
+        other => {
+            let other = other.to_string();
+            let entry = raw.get("userinfo");
+            r.problem(
+                entry,
+                "userinfo",
+                format!("`{other}` is not auto, true or false"),
+            );
+            UserinfoMode::Auto
+        }
+    };
 
     let post_logout_redirect_url = match r
         .str_opt("post_logout_redirect_url")
@@ -646,6 +661,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             clock_skew,
             allowed_algs,
             trusted_audiences,
+            userinfo,
             refresh_before,
             upstream_timeout,
             upstream_connect_timeout,

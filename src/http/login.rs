@@ -231,6 +231,14 @@ async fn finish(
         )
         .await
         .map_err(crate::oidc::FlowError::Token)?;
+    let claims = crate::auth::complete_claims(
+        &st.cfg,
+        &st.provider,
+        loaded,
+        claims,
+        tokens.access_token.as_deref(),
+    )
+    .await?;
     Ok(session_from_tokens(
         &st.cfg,
         tokens,

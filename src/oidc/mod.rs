@@ -272,6 +272,53 @@ impl Provider {
         token::request(&self.http, &l.meta.token_endpoint, &self.client, &form).await
     }
 
+    /// Claims from the userinfo endpoint (OIDC Core §5.3), read as plain JSON with the
+    /// access token. `None` when the provider lists no userinfo endpoint.
+    pub async fn userinfo(
+        &self,
+        l: &Loaded,
+        access_token: &str,
+    ) -> Option<Result<serde_json::Value, FlowError>> {
+        let url = l.meta.userinfo_endpoint.as_deref()?;
+        Some(self.fetch_userinfo(url, access_token).await)
+    }
+
+    async fn fetch_userinfo(
+        &self,
+        url: &str,
+        access_token: &str,
+    ) -> Result<serde_json::Value, FlowError> {
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| FlowError::Userinfo(describe(&e)))?;
+        if let Some(reason) = redirected(url, &resp) {
+            return Err(FlowError::Userinfo(reason));
+        }
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(FlowError::Userinfo(format!(
+                "{url} answered HTTP {}",
+                status.as_u16()
+            )));
+        }
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| FlowError::Userinfo(format!("{url} did not answer JSON: {e}")))?;
+        if v.is_object() {
+            Ok(v)
+        } else {
+            Err(FlowError::Userinfo(format!(
+                "{url} did not answer a JSON object"
+            )))
+        }
+    }
+
     /// Verifies an ID token against this provider; `access_token` is the one issued with
     /// it, for the `at_hash` check.
     pub async fn verify(

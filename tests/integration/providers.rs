@@ -116,3 +116,69 @@ async fn hosted_domain_is_requested_and_required() {
     let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
     assert_eq!(page.status, 200);
 }
+
+/// A spec-conforming provider may keep scope claims out of the ID token: with
+/// `userinfo = auto` (the default) they are fetched and merged, after checking `sub`.
+#[tokio::test]
+async fn claims_only_at_userinfo_still_reach_the_upstream() {
+    let w = world(&[]).await;
+    w.idp.tweak(|c| {
+        let o = c.as_object_mut().unwrap();
+        for k in ["email", "groups", "preferred_username"] {
+            o.remove(k);
+        }
+    });
+    *w.idp.state.userinfo.lock().unwrap() = Some(json!({
+        "sub": "alice", "email": "alice@example.test", "email_verified": true,
+        "groups": ["ops"], "preferred_username": "alice", "iss": "https://evil.example"
+    }));
+    let echo = login(&w, &Browser::new(), "/").await.json();
+    assert_eq!(seen(&echo, "x-forwarded-email"), vec!["alice@example.test"]);
+    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
+    assert_eq!(seen(&echo, "x-forwarded-group"), vec!["ops"]);
+    let calls = w.idp.state.userinfo_calls.lock().unwrap().clone();
+    assert!(
+        calls.len() == 1 && calls[0].starts_with("Bearer at-"),
+        "one userinfo call with the access token: {calls:?}"
+    );
+
+    // Another subject at userinfo: the sign-in is refused, and says why.
+    *w.idp.state.userinfo.lock().unwrap() = Some(json!({"sub": "mallory", "email": "m@x"}));
+    let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
+    assert_eq!(page.status, 502, "{page:?}");
+    assert!(page.body.contains("`mallory`"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn an_unverified_email_from_userinfo_passes_no_email_rule() {
+    let w = world(&[("allowed_email_domains", "example.test")]).await;
+    w.idp.tweak(|c| {
+        c.as_object_mut().unwrap().remove("email");
+    });
+    // A string boolean, as some providers send it.
+    *w.idp.state.userinfo.lock().unwrap() = Some(json!({
+        "sub": "alice", "email": "alice@example.test", "email_verified": "false"
+    }));
+    let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
+    assert_eq!(page.status, 403, "{page:?}");
+    assert!(page.body.contains("email_verified"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn userinfo_false_never_calls_it_and_auto_skips_complete_tokens() {
+    let w = world(&[]).await;
+    *w.idp.state.userinfo.lock().unwrap() = Some(json!({"sub": "alice"}));
+    login(&w, &Browser::new(), "/").await;
+    assert!(
+        w.idp.state.userinfo_calls.lock().unwrap().is_empty(),
+        "the ID token has every mapped claim: no userinfo call"
+    );
+    let w = world(&[("userinfo", "false")]).await;
+    w.idp.tweak(|c| {
+        c.as_object_mut().unwrap().remove("email");
+    });
+    *w.idp.state.userinfo.lock().unwrap() = Some(json!({"sub": "alice", "email": "a@x"}));
+    let echo = login(&w, &Browser::new(), "/").await.json();
+    assert!(w.idp.state.userinfo_calls.lock().unwrap().is_empty());
+    assert!(seen(&echo, "x-forwarded-email").is_empty());
+}

@@ -182,6 +182,9 @@ pub struct IdpState {
     pending: Mutex<HashMap<String, Pending>>,
     /// `sub` of the identity logged in at the next `/authorize`.
     pub next_sub: Mutex<String>,
+    /// What `/userinfo` answers (404 when `None`), and the bearer tokens it was sent.
+    pub userinfo: Mutex<Option<Value>>,
+    pub userinfo_calls: Mutex<Vec<String>>,
     /// Every `redirect_uri` sent to the token endpoint.
     pub token_redirect_uris: Mutex<Vec<String>>,
 }
@@ -215,6 +218,8 @@ impl TestIdp {
             deny: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             next_sub: Mutex::new("alice".into()),
+            userinfo: Mutex::new(None),
+            userinfo_calls: Mutex::new(Vec::new()),
             token_redirect_uris: Mutex::new(Vec::new()),
         });
         let app = Router::new()
@@ -222,6 +227,7 @@ impl TestIdp {
             .route("/jwks", get(jwks_doc))
             .route("/authorize", get(authorize))
             .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
             .route("/logout", get(|| async { "logged out at the IdP" }))
             .with_state(Arc::clone(&state));
         let task = tokio::spawn(async move {
@@ -256,6 +262,19 @@ impl TestIdp {
     }
 }
 
+async fn userinfo(State(st): State<Arc<IdpState>>, headers: HeaderMap) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    st.userinfo_calls.lock().unwrap().push(auth);
+    match st.userinfo.lock().unwrap().clone() {
+        Some(v) => Json(v).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 async fn discovery(State(st): State<Arc<IdpState>>) -> Json<Value> {
     let i = st.issuer.lock().unwrap().clone();
     let base = i.trim_end_matches('/');
@@ -265,6 +284,7 @@ async fn discovery(State(st): State<Arc<IdpState>>) -> Json<Value> {
         "token_endpoint": format!("{base}/token"),
         "jwks_uri": format!("{base}/jwks"),
         "end_session_endpoint": format!("{base}/logout"),
+        "userinfo_endpoint": format!("{base}/userinfo"),
         "code_challenge_methods_supported": ["S256"],
     }))
 }
