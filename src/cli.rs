@@ -24,8 +24,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy.
     Serve(ConfigArgs),
-    /// Validate a configuration and list every problem.
-    Check(ConfigArgs),
+    /// Validate a configuration and list every problem; with --online, also ask the
+    /// provider (issuer, keys, algorithms, scopes, clock) and print the API server settings.
+    Check {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Contact the provider and report what `serve` would meet.
+        #[arg(long)]
+        online: bool,
+    },
     /// DEVELOPMENT ONLY: a dev identity provider, a demo upstream and gatehouse, on loopback.
     Demo(crate::demo::DemoArgs),
     /// Print a fresh random cookie secret.
@@ -228,7 +235,7 @@ pub fn main() -> ExitCode {
             println!("{}", crate::config::secret::generate());
             Ok(())
         }
-        Command::Check(args) => match args.load() {
+        Command::Check { args, online } => match args.load() {
             Ok(cfg) => {
                 for w in &cfg.warnings {
                     println!("warning: {w}");
@@ -243,6 +250,21 @@ pub fn main() -> ExitCode {
                 );
                 println!("access: {}", describe_access(&cfg));
                 print_preset(&cfg);
+                if online {
+                    let findings = runtime.block_on(crate::online::check(&cfg));
+                    for f in &findings {
+                        println!("{f}");
+                    }
+                    print!("{}", crate::online::apiserver_settings(&cfg));
+                    let errors = findings
+                        .iter()
+                        .filter(|f| matches!(f, crate::online::Finding::Error(_)))
+                        .count();
+                    if errors > 0 {
+                        eprintln!("gatehouse: {errors} problem(s) with the provider (see the error: lines)");
+                        return ExitCode::from(1);
+                    }
+                }
                 Ok(())
             }
             Err(e) => {

@@ -182,3 +182,59 @@ async fn userinfo_false_never_calls_it_and_auto_skips_complete_tokens() {
     assert!(w.idp.state.userinfo_calls.lock().unwrap().is_empty());
     assert!(seen(&echo, "x-forwarded-email").is_empty());
 }
+
+/// `gatehouse check --online` against a live provider: what is right, what is wrong with
+/// the fix, and the API server settings to apply.
+#[tokio::test]
+async fn check_online_reports_the_provider_and_prints_apiserver_settings() {
+    let idp = crate::support::idp::TestIdp::start().await;
+    let run = |issuer: String, extra: Vec<&'static str>| {
+        tokio::task::spawn_blocking(move || {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+            for (k, _) in std::env::vars() {
+                if k.starts_with("GATEHOUSE_") {
+                    c.env_remove(k);
+                }
+            }
+            c.args(["check", "--online", "--issuer-url", &issuer])
+                .args(["--client-id", "headlamp", "--client-secret", "s"])
+                .args(["--cookie-secret", crate::support::COOKIE_SECRET])
+                .args(["--groups-claim", "realm_access.roles"])
+                .args(extra)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(idp.issuer.clone(), vec![]).await.unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "ok: discovery at",
+        "matches byte for byte",
+        "usable signing key(s)",
+        "clock within",
+        &format!("--oidc-issuer-url={}", idp.issuer),
+        "--oidc-client-id=headlamp",
+        "kind: AuthenticationConfiguration",
+        "expression: 'claims.realm_access.roles'",
+    ] {
+        assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
+    }
+    // A trailing slash the provider does not have: named, exit 1.
+    let out = run(format!("{}/", idp.issuer), vec![]).await.unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("error:") && said.contains("only a trailing slash differs"),
+        "{said}"
+    );
+    // Nothing listening: unreachable, exit 1.
+    let out = run("http://127.0.0.1:9".into(), vec![]).await.unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(said.contains("error: cannot reach"), "{said}");
+}
