@@ -206,6 +206,11 @@ pub const KEYS: &[Key] = &[
     ),
     key("allowed_algs", Kind::List, "accepted ID token algorithms"),
     key(
+        "provider_ca_file",
+        Kind::List,
+        "PEM file(s) of CA certificates to trust for the provider, besides the public roots",
+    ),
+    key(
         "userinfo",
         Kind::Str,
         "auto (default: when the ID token lacks a mapped claim) | true | false: merge claims from the userinfo endpoint",

@@ -163,6 +163,8 @@ pub struct Config {
     /// Audiences besides `client_id` an ID token may carry (OIDC Core §3.1.3.7 step 3).
     pub trusted_audiences: Vec<String>,
     pub userinfo: UserinfoMode,
+    /// Extra trusted roots for every call to the provider (`provider_ca_file`).
+    pub provider_ca: Vec<reqwest::Certificate>,
     pub refresh_before: Duration,
     pub upstream_timeout: Duration,
     pub upstream_connect_timeout: Duration,

@@ -503,6 +503,25 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     }
 
     let trusted_audiences = r.list("trusted_audiences", &[]);
+    let mut provider_ca = Vec::new();
+    for path in r.list("provider_ca_file", &[]) {
+        let entry = raw.get("provider_ca_file");
+        match std::fs::read(&path) {
+            Err(e) => r.problem(
+                entry,
+                "provider_ca_file",
+                format!("cannot read {path}: {e}"),
+            ),
+            Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certs) if !certs.is_empty() => provider_ca.extend(certs),
+                _ => r.problem(
+                    entry,
+                    "provider_ca_file",
+                    format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+                ),
+            },
+        }
+    }
     let userinfo = match r.str_or("userinfo", "auto").to_ascii_lowercase().as_str() {
         "auto" | "" => UserinfoMode::Auto,
         "true" | "always" | "yes" | "on" | "1" => UserinfoMode::Always,
@@ -662,6 +681,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             allowed_algs,
             trusted_audiences,
             userinfo,
+            provider_ca,
             refresh_before,
             upstream_timeout,
             upstream_connect_timeout,
@@ -752,6 +772,9 @@ mod tests {
 
     #[test]
     fn forward_auth_and_rule_settings_are_checked() {
+        let not_pem = std::env::temp_dir().join(format!("gh-not-pem-{}", std::process::id()));
+        std::fs::write(&not_pem, "no certificate here\n").unwrap();
+        let not_pem_s = not_pem.display().to_string();
         let err = Config::from_raw(&env(&[
             (
                 "GATEHOUSE_ALLOWED_REDIRECT_DOMAINS",
@@ -763,6 +786,7 @@ mod tests {
             ("GATEHOUSE_ALLOWED_EMAILS_FILE", "/nonexistent/emails.txt"),
             ("GATEHOUSE_BEARER_AUDIENCES", "kubectl"),
             ("GATEHOUSE_FORWARD_AUTH_REDIRECT", "maybe"),
+            ("GATEHOUSE_PROVIDER_CA_FILE", &not_pem_s),
         ]))
         .unwrap_err();
         let all = err.problems.join("\n");
@@ -776,6 +800,7 @@ mod tests {
             "cannot read /nonexistent/emails.txt",
             "bearer_tokens is not true",
             "`maybe` is not true or false",
+            "holds no PEM certificate",
         ] {
             assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
         }

@@ -46,11 +46,18 @@ pub fn describe(e: &reqwest::Error) -> String {
     } else {
         e.to_string()
     };
+    if let Some(host) = e.url().and_then(|u| u.host_str()) {
+        msg = format!("{host}: {msg}");
+    }
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         src = s.source();
+    }
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("unknownissuer") || lower.contains("tls") {
+        msg.push_str(" (if the provider's certificate comes from a private CA, put that CA in provider_ca_file)");
     }
     msg
 }
@@ -94,9 +101,14 @@ pub struct Provider {
     loaded: RwLock<Option<Arc<Loaded>>>,
 }
 
-/// Builds the HTTP client used to talk to the provider.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// Builds the HTTP client used to talk to the provider: the public Web PKI roots plus
+/// `provider_ca_file`'s, never anything that turns verification off.
+pub fn http_client_with(extra_roots: &[reqwest::Certificate]) -> reqwest::Client {
+    let mut b = reqwest::Client::builder();
+    for c in extra_roots {
+        b = b.add_root_certificate(c.clone());
+    }
+    b.user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
         // SSRF guard: a provider endpoint that redirects is reported, never followed.
         .redirect(reqwest::redirect::Policy::none())
@@ -104,6 +116,11 @@ pub fn http_client() -> reqwest::Client {
         .timeout(Duration::from_secs(15))
         .build()
         .unwrap_or_default()
+}
+
+/// The provider HTTP client with the public Web PKI roots only.
+pub fn http_client() -> reqwest::Client {
+    http_client_with(&[])
 }
 
 impl Provider {
@@ -120,7 +137,7 @@ impl Provider {
                 trusted_audiences: cfg.trusted_audiences.clone(),
                 extra_auth_params: cfg.extra_auth_params.clone(),
             },
-            http: http_client(),
+            http: http_client_with(&cfg.provider_ca),
             loaded: RwLock::new(None),
         }
     }

@@ -189,6 +189,7 @@ fn the_example_configuration_and_every_documented_value_in_it_are_valid() {
         "client_secret_file",
         "cookie_secret_file",
         "allowed_emails_file",
+        "provider_ca_file",
         "client_secret",
         "cookie_secret",
     ];
