@@ -4,6 +4,15 @@
 //!
 //! [`Provider`] is loaded in the background at start-up and retried until it works;
 //! `/readyz` reports ready once discovery and keys are in.
+//!
+//! Why this client is our own and not the `openidconnect` crate (measured against a real
+//! provider): that crate converts every standard claim to a strict type before checking
+//! anything, so a provider sending `email_verified: "true"` fails the code exchange after
+//! the code is spent; it has no clock skew, `nbf`, `azp` or key-refetch handling; it turns
+//! token-endpoint failures into "failed to parse server response"; and it adds about 80
+//! crates. Here claims stay JSON until the checks that need them (`verify.rs`,
+//! `identity.rs`), string booleans and numbers are tolerated where providers send them,
+//! and each provider quirk has a test (`tests/integration/{tokens,providers}.rs`).
 
 pub mod discovery;
 pub mod jwks;
