@@ -79,15 +79,22 @@ pub fn session_from_tokens(
     claims: &serde_json::Value,
     id: String,
     created_at: u64,
+    access_exp: Option<u64>,
 ) -> Result<Session, FlowError> {
     let identity = map_claims(claims, &cfg.claims).map_err(|e| match e {
         crate::identity::IdentityError::NoSubject => FlowError::Token(TokenError::Missing("sub")),
         other => FlowError::Identity(other),
     })?;
-    let expires_at = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
-    let access_token = match cfg.headers.authorization {
-        PassAuthorization::AccessToken => tokens.access_token,
-        _ => None,
+    // A forwarded access token that expires first bounds the session: the upstream must
+    // never be handed an expired token.
+    let id_exp = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
+    let expires_at = access_exp.map_or(id_exp, |a| a.min(id_exp));
+    let keep_access =
+        cfg.headers.authorization == PassAuthorization::AccessToken || cfg.access_token.is_some();
+    let access_token = if keep_access {
+        tokens.access_token
+    } else {
+        None
     };
     Ok(Session {
         id,
@@ -168,6 +175,9 @@ async fn refresh_once(
         tokens.refresh_token = old.refresh_token.clone();
     }
     let Some(id_token) = tokens.id_token.take() else {
+        provider
+            .check_access_token(tokens.access_token.as_deref())
+            .await?;
         return keep_identity(cfg, old, tokens);
     };
     let claims = provider
@@ -182,6 +192,9 @@ async fn refresh_once(
         tokens.access_token.as_deref(),
     )
     .await?;
+    let access_exp = provider
+        .check_access_token(tokens.access_token.as_deref())
+        .await?;
     let session = session_from_tokens(
         cfg,
         tokens,
@@ -189,6 +202,7 @@ async fn refresh_once(
         &claims,
         old.id.clone(),
         old.created_at,
+        access_exp,
     )?;
     tracing::info!(user = %session.identity.user, "refreshed the session's tokens");
     Ok(session)
@@ -256,7 +270,7 @@ fn keep_identity(cfg: &Config, old: &Session, tokens: TokenSet) -> Result<Sessio
         ))?;
     let mut s = old.clone();
     s.refresh_token = tokens.refresh_token;
-    if cfg.headers.authorization == PassAuthorization::AccessToken {
+    if cfg.headers.authorization == PassAuthorization::AccessToken || cfg.access_token.is_some() {
         s.access_token = tokens.access_token;
     }
     s.expires_at = now_secs().saturating_add(secs.unsigned_abs());

@@ -296,7 +296,11 @@ impl IdentityValues {
             groups: (!id.groups.is_empty())
                 .then(|| value(&id.groups.join(",")))
                 .flatten(),
-            id_token: value(id_token),
+            id_token: if names.token_is_access_token {
+                access_token.and_then(value)
+            } else {
+                value(id_token)
+            },
             bearer: bearer.and_then(|t| value(&format!("Bearer {t}"))),
         }
     }
@@ -359,6 +363,7 @@ mod tests {
             preferred_username: HeaderName::from_static("x-forwarded-preferred-username"),
             id_token: Some(HeaderName::from_static("x-forwarded-id-token")),
             authorization: PassAuthorization::None,
+            token_is_access_token: false,
             strip: vec![HeaderName::from_static("x-custom-identity")],
             folded: Default::default(),
         }

@@ -211,6 +211,16 @@ pub const KEYS: &[Key] = &[
         "PEM file(s) of CA certificates to trust for the provider, besides the public roots",
     ),
     key(
+        "access_token_audience",
+        Kind::Str,
+        "verify the access token for this audience and forward it instead of the ID token (AKS: 6dae42f8-4368-4678-94ff-3960e28e3630)",
+    ),
+    key(
+        "access_token_issuer",
+        Kind::Str,
+        "issuer of the forwarded access token (default issuer_url; AKS: https://sts.windows.net/<tenant>/)",
+    ),
+    key(
         "userinfo",
         Kind::Str,
         "auto (default: when the ID token lacks a mapped claim) | true | false: merge claims from the userinfo endpoint",

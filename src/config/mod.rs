@@ -43,6 +43,13 @@ pub enum UserinfoMode {
     Never,
 }
 
+/// The access token forwarded in place of the ID token, and what it must be.
+#[derive(Debug, Clone)]
+pub struct AccessTokenForward {
+    pub issuer: String,
+    pub audience: String,
+}
+
 /// Which claims feed the identity.
 #[derive(Debug, Clone)]
 pub struct ClaimMapping {
@@ -64,6 +71,8 @@ pub struct HeaderNames {
     pub preferred_username: HeaderName,
     pub id_token: Option<HeaderName>,
     pub authorization: PassAuthorization,
+    /// The token header carries the (verified) access token instead of the ID token.
+    pub token_is_access_token: bool,
     /// Extra client headers to remove.
     pub strip: Vec<HeaderName>,
     /// Every configured name, `_` folded to `-`: computed once, used on every request.
@@ -163,6 +172,9 @@ pub struct Config {
     /// Audiences besides `client_id` an ID token may carry (OIDC Core §3.1.3.7 step 3).
     pub trusted_audiences: Vec<String>,
     pub userinfo: UserinfoMode,
+    /// `access_token_audience`: the access token is verified and forwarded instead of
+    /// the ID token (the AKS case).
+    pub access_token: Option<AccessTokenForward>,
     /// Extra trusted roots for every call to the provider (`provider_ca_file`).
     pub provider_ca: Vec<reqwest::Certificate>,
     pub refresh_before: Duration,

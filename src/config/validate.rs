@@ -429,7 +429,13 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         &["X-Forwarded-Group", "X-Forwarded-Groups"],
     );
     let strip = r.list("strip_headers", &[]);
-    let authorization = match r.str_or("pass_authorization", "none").as_str() {
+    let access_audience = r.str_opt("access_token_audience").filter(|s| !s.is_empty());
+    let pass_default = if access_audience.is_some() {
+        "access_token"
+    } else {
+        "none"
+    };
+    let authorization = match r.str_or("pass_authorization", pass_default).as_str() {
         "none" | "" => PassAuthorization::None,
         "id_token" => PassAuthorization::IdToken,
         "access_token" => PassAuthorization::AccessToken,
@@ -463,6 +469,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             r.header("header_id_token", &h_id)
         },
         authorization,
+        token_is_access_token: access_audience.is_some(),
         strip: strip
             .iter()
             .filter_map(|h| r.header("strip_headers", h))
@@ -503,6 +510,26 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     }
 
     let trusted_audiences = r.list("trusted_audiences", &[]);
+    let access_token = access_audience.map(|audience| {
+        let issuer = r
+            .str_opt("access_token_issuer")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| issuer_url.clone());
+        let ok = Url::parse(&issuer)
+            .is_ok_and(|u| u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)));
+        if !ok {
+            let entry = raw.get("access_token_issuer");
+            r.problem(
+                entry,
+                "access_token_issuer",
+                format!("`{issuer}` is not an https URL"),
+            );
+        }
+        AccessTokenForward { issuer, audience }
+    });
+    if access_token.is_none() && raw.get("access_token_issuer").is_some() {
+        r.problems.push("access_token_issuer is set but access_token_audience is not: set both to forward a verified access token".into());
+    }
     let mut provider_ca = Vec::new();
     for path in r.list("provider_ca_file", &[]) {
         let entry = raw.get("provider_ca_file");
@@ -681,6 +708,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             allowed_algs,
             trusted_audiences,
             userinfo,
+            access_token,
             provider_ca,
             refresh_before,
             upstream_timeout,

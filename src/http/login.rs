@@ -239,6 +239,10 @@ async fn finish(
         tokens.access_token.as_deref(),
     )
     .await?;
+    let access_exp = st
+        .provider
+        .check_access_token(tokens.access_token.as_deref())
+        .await?;
     Ok(session_from_tokens(
         &st.cfg,
         tokens,
@@ -246,6 +250,7 @@ async fn finish(
         &claims,
         random_token(12),
         now_secs(),
+        access_exp,
     )?)
 }
 

@@ -160,6 +160,9 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         .into_iter()
         .map(|(issuer, ready)| serde_json::json!({"issuer": issuer, "ready": ready}))
         .collect();
+    if let Some(issuer) = st.provider.access_token_issuer_pending() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"ready": false, "reason": format!("the keys of the access token issuer {issuer} are not loaded yet; see the log")}))).into_response();
+    }
     match st.provider.loaded() {
         Some(l) => Json(serde_json::json!({"ready": true, "issuer": l.meta.issuer, "keys": l.jwks.len(), "bearer_issuers": bearer})).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"ready": false, "reason": "discovery and keys not loaded yet; see the log"}))).into_response(),

@@ -108,6 +108,9 @@ pub struct Provider {
     pub client: Client,
     http: reqwest::Client,
     loaded: RwLock<Option<Arc<Loaded>>>,
+    /// Verifies the access token forwarded instead of the ID token
+    /// (`access_token_audience`), with that issuer's own discovery and keys.
+    access_token_verifier: Option<Arc<Provider>>,
 }
 
 /// Builds the HTTP client used to talk to the provider: the public Web PKI roots plus
@@ -148,13 +151,65 @@ impl Provider {
             },
             http: http_client_with(&cfg.provider_ca),
             loaded: RwLock::new(None),
+            access_token_verifier: cfg.access_token.as_ref().map(|a| {
+                let mut p = Provider::plain(cfg);
+                p.client.issuer = a.issuer.clone();
+                p.client.client_id = a.audience.clone();
+                p.client.secret = None;
+                Arc::new(p)
+            }),
         }
+    }
+
+    /// A provider for `cfg` without an access-token verifier of its own.
+    fn plain(cfg: &Config) -> Provider {
+        let mut p = Provider::new(&Config {
+            access_token: None,
+            ..cfg.clone()
+        });
+        p.access_token_verifier = None;
+        p
+    }
+
+    /// The forwarded access token's issuer, when it is configured but its keys are not
+    /// loaded yet (sign-in cannot complete until they are).
+    pub fn access_token_issuer_pending(&self) -> Option<&str> {
+        self.access_token_verifier
+            .as_ref()
+            .filter(|v| v.loaded().is_none())
+            .map(|v| v.client.issuer.as_str())
+    }
+
+    /// With `access_token_audience`: verifies the access token that will be forwarded
+    /// (signature, issuer, that audience, expiry) and returns its expiry. `Ok(None)` when
+    /// no access token is forwarded.
+    pub async fn check_access_token(
+        &self,
+        access_token: Option<&str>,
+    ) -> Result<Option<u64>, FlowError> {
+        let Some(v) = &self.access_token_verifier else {
+            return Ok(None);
+        };
+        let at = access_token.ok_or_else(|| {
+            FlowError::Invalid("the token response holds no access token to forward".into())
+        })?;
+        let loaded = v.loaded().ok_or_else(|| {
+            FlowError::Unreachable(format!(
+                "the keys of the access token's issuer {} are not loaded yet",
+                v.client.issuer
+            ))
+        })?;
+        let claims = v
+            .verify_bearer(&loaded, at, &[v.client.client_id.as_str()])
+            .await
+            .map_err(FlowError::AccessToken)?;
+        Ok(claims.get("exp").and_then(|e| e.as_u64()))
     }
 
     /// Another issuer whose tokens are verified for `audience` (bearer tokens only: no
     /// client secret, never used for a login).
     pub fn for_bearer_issuer(cfg: &Config, issuer: &str, audience: &str) -> Provider {
-        let mut p = Provider::new(cfg);
+        let mut p = Provider::plain(cfg);
         p.client.issuer = issuer.to_string();
         p.client.client_id = audience.to_string();
         p.client.secret = None;
@@ -219,8 +274,12 @@ impl Provider {
         Ok(loaded)
     }
 
-    /// Loads in the background, retrying with backoff until it works.
+    /// Loads in the background, retrying with backoff until it works (and the access
+    /// token's issuer, when one is forwarded).
     pub fn spawn_loader(self: &Arc<Self>) {
+        if let Some(v) = &self.access_token_verifier {
+            v.spawn_loader();
+        }
         let me = Arc::clone(self);
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(250);

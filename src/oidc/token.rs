@@ -63,6 +63,8 @@ pub enum FlowError {
     Token(TokenError),
     #[error(transparent)]
     Identity(crate::identity::IdentityError),
+    #[error("the access token to forward was refused: {0}")]
+    AccessToken(TokenError),
     #[error("the provider's userinfo endpoint failed: {0}")]
     Userinfo(String),
     #[error("the userinfo endpoint answered for subject `{userinfo}` but the ID token is for `{id_token}`; the sign-in is refused (OIDC Core 5.3.2)")]

@@ -238,3 +238,51 @@ async fn check_online_reports_the_provider_and_prints_apiserver_settings() {
     assert_eq!(out.status.code(), Some(1));
     assert!(said.contains("error: cannot reach"), "{said}");
 }
+
+/// The AKS case: an access token for the AKS server application, issued by the v1
+/// issuer, is verified and forwarded in place of the ID token.
+#[tokio::test]
+async fn a_verified_access_token_is_forwarded_instead_of_the_id_token() {
+    const AKS: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+    let v1 = crate::support::idp::TestIdp::start().await;
+    let now = gatehouse::util::now_secs() as i64;
+    let access = |aud: &str| {
+        v1.state.keys.sign(
+            &Mint::default(),
+            &json!({"iss": v1.issuer, "sub": "alice", "aud": aud, "exp": now + 600,
+                "iat": now, "appid": "headlamp"}),
+        )
+    };
+    let good = access(AKS);
+    let w = world(&[
+        ("access_token_audience", AKS),
+        ("access_token_issuer", &v1.issuer),
+    ])
+    .await;
+    let forwarded = good.clone();
+    w.idp.set_mint(Mint {
+        body_tweak: std::sync::Arc::new(move |b, _| b["access_token"] = json!(forwarded)),
+        ..Mint::default()
+    });
+    let echo = login(&w, &Browser::new(), "/").await.json();
+    assert_eq!(seen(&echo, "x-forwarded-id-token"), vec![good.clone()]);
+    assert_eq!(seen(&echo, "authorization"), vec![format!("Bearer {good}")]);
+    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
+
+    for (bad, why) in [
+        (access("https://graph.microsoft.com"), "graph.microsoft.com"),
+        ("opaque".to_string(), "not a well-formed JWT"),
+    ] {
+        w.idp.set_mint(Mint {
+            body_tweak: std::sync::Arc::new(move |b, _| b["access_token"] = json!(bad)),
+            ..Mint::default()
+        });
+        let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
+        assert_eq!(page.status, 502, "{page:?}");
+        assert!(
+            page.body.contains("access token to forward was refused") && page.body.contains(why),
+            "{}",
+            page.body
+        );
+    }
+}
