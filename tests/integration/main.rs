@@ -11,6 +11,7 @@ mod forward_auth;
 mod headers;
 mod ingress;
 mod interop;
+mod presets;
 mod providers;
 mod proxy;
 mod support;

@@ -13,9 +13,17 @@
 //               [--redirect-uri URI ...] [--post-logout-redirect-uri URI ...]
 //               [--port N] [--id-token-ttl SECONDS] [--access-token-ttl SECONDS]
 //               [--verbose] [--exit-on-stdin-close]
+//               provider quirks (see README.md):
+//               [--issuer-path PATH] [--tls-cert FILE --tls-key FILE]
+//               [--signing-alg RS256|PS256|ES256|EdDSA] [--no-refresh-token]
+//               [--single-use-refresh] [--claims-in-userinfo-only]
+//               [--userinfo-sub SUB] [--aud-string] [--extra-aud AUD ...]
+//               [--no-end-session]
 
 import http from 'node:http';
+import https from 'node:https';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
 // oidc-provider prints notices with console.info; keep stdout reserved for
@@ -49,6 +57,18 @@ try {
       'access-token-ttl': { type: 'string', default: '300' },
       verbose: { type: 'boolean', default: false },
       'exit-on-stdin-close': { type: 'boolean', default: false },
+      // Provider quirks; none of them changes anything unless given.
+      'issuer-path': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'signing-alg': { type: 'string', default: 'RS256' },
+      'no-refresh-token': { type: 'boolean', default: false },
+      'single-use-refresh': { type: 'boolean', default: false },
+      'claims-in-userinfo-only': { type: 'boolean', default: false },
+      'userinfo-sub': { type: 'string' },
+      'aud-string': { type: 'boolean', default: false },
+      'extra-aud': { type: 'string', multiple: true },
+      'no-end-session': { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -68,6 +88,48 @@ const postLogoutRedirectUris = opts['post-logout-redirect-uri'] ?? [];
 const idTokenTtl = parseSeconds('id-token-ttl', opts['id-token-ttl']);
 const accessTokenTtl = parseSeconds('access-token-ttl', opts['access-token-ttl']);
 const verbose = opts.verbose;
+
+// --issuer-path: every endpoint lives under it. `mountPrefix` is the path
+// without a trailing slash (what gets stripped from request paths); the
+// issuer keeps the path exactly as given, trailing slash included.
+const issuerPath = opts['issuer-path'] ?? '';
+if (issuerPath !== '') {
+  if (!issuerPath.startsWith('/') || issuerPath.startsWith('//')) fail(`--issuer-path must start with a single /, got ${JSON.stringify(issuerPath)}`);
+  if (/[?#\s%]/.test(issuerPath) || issuerPath.includes('//') || issuerPath.split('/').some((seg) => seg === '.' || seg === '..')) {
+    fail(`--issuer-path must be a plain path (no query, fragment, spaces, escapes, empty or dot segments), got ${JSON.stringify(issuerPath)}`);
+  }
+}
+const mountPrefix = issuerPath.endsWith('/') ? issuerPath.slice(0, -1) : issuerPath;
+
+// --tls-cert / --tls-key: serve HTTPS instead of HTTP.
+if (!!opts['tls-cert'] !== !!opts['tls-key']) fail('--tls-cert and --tls-key go together');
+let tlsOptions = null;
+if (opts['tls-cert']) {
+  try {
+    tlsOptions = { cert: fs.readFileSync(opts['tls-cert']), key: fs.readFileSync(opts['tls-key']) };
+  } catch (err) {
+    fail(`cannot read the TLS certificate or key: ${err.message}`);
+  }
+}
+
+// --signing-alg: the one key in the JWKS, and the client's ID token alg.
+const SIGNING_ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
+const signingAlg = opts['signing-alg'];
+if (!SIGNING_ALGS.includes(signingAlg)) fail(`--signing-alg must be one of ${SIGNING_ALGS.join(', ')}, got ${JSON.stringify(signingAlg)}`);
+
+const noRefreshToken = opts['no-refresh-token'];
+if (noRefreshToken && opts['single-use-refresh']) fail('--no-refresh-token and --single-use-refresh contradict each other');
+const claimsInUserinfoOnly = opts['claims-in-userinfo-only'];
+const userinfoSub = opts['userinfo-sub'];
+if (userinfoSub !== undefined && userinfoSub === '') fail('--userinfo-sub must not be empty');
+const extraAudiences = opts['extra-aud'] ?? [];
+if (extraAudiences.some((a) => a === '')) fail('--extra-aud must not be empty');
+if (extraAudiences.includes(opts['client-id'])) fail('--extra-aud must differ from --client-id');
+if (opts['aud-string'] && extraAudiences.length > 0) fail('--aud-string and --extra-aud contradict each other');
+const endSession = !opts['no-end-session'];
+if (!endSession && postLogoutRedirectUris.length > 0 && verbose) {
+  process.stderr.write('op.mjs: --no-end-session: ignoring --post-logout-redirect-uri\n');
+}
 
 const { default: Provider } = await import('oidc-provider');
 
@@ -119,10 +181,24 @@ ${body}
 // ---------------------------------------------------------------------------
 // Signing keys and cookie keys, new for every run.
 
-function freshSigningJwk() {
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwk = privateKey.export({ format: 'jwk' });
-  return { ...jwk, kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
+function freshSigningJwk(alg) {
+  let pair;
+  switch (alg) {
+    case 'RS256':
+    case 'PS256':
+      pair = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+      break;
+    case 'ES256':
+      pair = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      break;
+    case 'EdDSA':
+      pair = crypto.generateKeyPairSync('ed25519');
+      break;
+    default:
+      throw new Error(`no key type for ${alg}`);
+  }
+  const jwk = pair.privateKey.export({ format: 'jwk' });
+  return { ...jwk, kid: crypto.randomUUID(), alg, use: 'sig' };
 }
 
 // ---------------------------------------------------------------------------
@@ -132,11 +208,12 @@ function freshSigningJwk() {
 let providerHandler = null;
 let interactionHandler = null;
 
-const server = http.createServer((req, res) => {
+const server = (tlsOptions ? https : http).createServer(tlsOptions ?? {}, (req, res) => {
+  const fullUrl = req.url;
   if (verbose) {
     const started = Date.now();
     res.on('finish', () => {
-      process.stderr.write(`op.mjs: ${req.method} ${req.url} -> ${res.statusCode} (${Date.now() - started} ms)\n`);
+      process.stderr.write(`op.mjs: ${req.method} ${fullUrl} -> ${res.statusCode} (${Date.now() - started} ms)\n`);
     });
   }
   if (!providerHandler) {
@@ -144,7 +221,20 @@ const server = http.createServer((req, res) => {
     res.end('starting\n');
     return;
   }
-  const path = (req.url ?? '/').split('?')[0];
+  let path = (req.url ?? '/').split('?')[0];
+  if (mountPrefix) {
+    // Everything lives under the issuer path; strip it the way a mounting
+    // router would. oidc-provider builds endpoint URLs from ctx.mountPath
+    // (set below, next to the provider).
+    if (path !== mountPrefix && !path.startsWith(`${mountPrefix}/`)) {
+      res.statusCode = 404;
+      res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+      res.end(`not found: everything is under ${issuerPath}\n`);
+      return;
+    }
+    req.url = req.url.slice(mountPrefix.length) || '/';
+    path = path.slice(mountPrefix.length) || '/';
+  }
   if (path.startsWith('/interaction/')) {
     interactionHandler(req, res, path).catch((err) => {
       // oidc-provider errors (e.g. SessionNotFound for an unknown or expired
@@ -174,7 +264,7 @@ await new Promise((resolve, reject) => {
 });
 
 const actualPort = server.address().port;
-const issuer = `http://127.0.0.1:${actualPort}`;
+const issuer = `${tlsOptions ? 'https' : 'http'}://127.0.0.1:${actualPort}${issuerPath}`;
 
 const configuration = {
   clients: [
@@ -182,13 +272,14 @@ const configuration = {
       client_id: opts['client-id'],
       client_secret: opts['client-secret'],
       token_endpoint_auth_method: 'client_secret_basic',
-      grant_types: ['authorization_code', 'refresh_token'],
+      grant_types: noRefreshToken ? ['authorization_code'] : ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       redirect_uris: redirectUris,
-      post_logout_redirect_uris: postLogoutRedirectUris,
+      ...(endSession ? { post_logout_redirect_uris: postLogoutRedirectUris } : {}),
+      id_token_signed_response_alg: signingAlg,
     },
   ],
-  jwks: { keys: [freshSigningJwk()] },
+  jwks: { keys: [freshSigningJwk(signingAlg)] },
   cookies: {
     keys: [crypto.randomBytes(32).toString('base64url')],
     // Cookies are scoped by host, not port: the proxy under test also lives
@@ -211,11 +302,16 @@ const configuration = {
     groups: ['groups'],
   },
   // Put the scope-derived claims into the ID token itself, not only userinfo.
-  conformIdTokenClaims: false,
+  // With --claims-in-userinfo-only (oidc-provider's own default), the ID token
+  // of the code flow keeps only the protocol claims and the scope-derived
+  // ones are served by userinfo alone.
+  conformIdTokenClaims: claimsInUserinfoOnly,
   findAccount: async (_ctx, sub) => accountFor(sub),
   // Hand out a refresh token with every code exchange, no offline_access or
-  // prompt=consent needed, and rotate it on each use.
-  issueRefreshToken: async () => true,
+  // prompt=consent needed, and rotate it on each use (a used one is refused
+  // with invalid_grant, and oidc-provider then revokes the whole grant).
+  // --no-refresh-token: never.
+  issueRefreshToken: async () => !noRefreshToken,
   rotateRefreshToken: true,
   ttl: {
     AccessToken: accessTokenTtl,
@@ -227,14 +323,14 @@ const configuration = {
     Grant: 24 * 60 * 60,
   },
   interactions: {
-    url: async (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    url: async (_ctx, interaction) => `${mountPrefix}/interaction/${interaction.uid}`,
   },
   features: {
     devInteractions: { enabled: false },
     revocation: { enabled: true },
     introspection: { enabled: true },
     rpInitiatedLogout: {
-      enabled: true,
+      enabled: endSession,
       // `form` is the library's hidden form (id "op.logoutForm", posting the
       // xsrf token to /session/end/confirm). Put a real submit button inside
       // it so that submitting the form signs the user out.
@@ -262,6 +358,68 @@ const configuration = {
 };
 
 const provider = new Provider(issuer, configuration);
+
+// --issuer-path: requests reach the provider with the path stripped; tell it
+// where it is mounted so that discovery and redirects name the full URLs.
+if (mountPrefix) {
+  provider.use(async (ctx, next) => {
+    ctx.mountPath = mountPrefix;
+    await next();
+  });
+}
+
+// --no-refresh-token: the refresh_token grant is always registered in
+// oidc-provider, so take it out of discovery's grant_types_supported (as a
+// provider without refresh tokens would list it); the client is not allowed
+// that grant either (unauthorized_client).
+if (noRefreshToken) {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'discovery' && ctx.status === 200 && Array.isArray(ctx.body?.grant_types_supported)) {
+      ctx.body = { ...ctx.body, grant_types_supported: ctx.body.grant_types_supported.filter((g) => g !== 'refresh_token') };
+    }
+  });
+}
+
+// --userinfo-sub: answer userinfo with another subject than the ID token's.
+if (userinfoSub !== undefined) {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'userinfo' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
+      ctx.body = { ...ctx.body, sub: userinfoSub };
+    }
+  });
+}
+
+// --extra-aud: oidc-provider 9 has no setting or hook for the ID token's
+// audience (extraTokenClaims only reaches access tokens, and the audiences
+// helper of older versions is gone); IdToken#issue always signs with
+// aud = client_id. So wrap it: for ID tokens, hand it a view of the client
+// whose clientId is [client_id, ...extra], and add azp = client_id as OIDC
+// Core 2 asks for when there are several audiences.
+if (extraAudiences.length > 0) {
+  const originalIssue = provider.IdToken.prototype.issue;
+  provider.IdToken.prototype.issue = async function issueWithExtraAudiences(options = {}) {
+    if (options.use !== 'idtoken' || !this.client) return originalIssue.call(this, options);
+    const client = this.client;
+    this.set('azp', client.clientId);
+    this.client = Object.create(client, { clientId: { value: [client.clientId, ...extraAudiences], enumerable: true } });
+    try {
+      return await originalIssue.call(this, options);
+    } finally {
+      this.client = client;
+    }
+  };
+  // end_session looks the client up by the id_token_hint's aud, which it
+  // expects to be a string; let an array resolve to its first entry (the
+  // client_id). An end-session request that also carries client_id is still
+  // refused by oidc-provider ("client_id does not match the provided
+  // id_token_hint"), because it compares client_id with the whole aud.
+  const originalFind = provider.Client.find;
+  provider.Client.find = function findWithAudienceArray(id, ...rest) {
+    return originalFind.call(this, Array.isArray(id) ? id[0] : id, ...rest);
+  };
+}
 
 for (const event of ['server_error', 'authorization.error', 'grant.error', 'end_session.error', 'userinfo.error', 'jwks.error', 'discovery.error']) {
   provider.on(event, (_ctx, err) => {
@@ -319,7 +477,7 @@ interactionHandler = async (req, res, path) => {
 <p>Client: <code id="client-id">${escapeHtml(details.params.client_id)}</code>,
 scope: <code id="scope">${escapeHtml(details.params.scope)}</code>,
 prompt: <code id="prompt">${escapeHtml(details.prompt.name)}</code></p>
-<form method="post" action="/interaction/${escapeHtml(uid)}/login">
+<form method="post" action="${escapeHtml(mountPrefix)}/interaction/${escapeHtml(uid)}/login">
   <label>Login <input name="login" value="${escapeHtml(suggestedLogin)}" autocomplete="off"></label>
   <label>Groups (comma-separated) <input name="groups" value="" autocomplete="off"></label>
   <button type="submit" id="submit">Sign in</button>

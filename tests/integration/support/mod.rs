@@ -147,7 +147,20 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Browser {
-        let client = reqwest::Client::builder()
+        Browser::with(reqwest::Client::builder())
+    }
+
+    /// A browser that also trusts the CA certificates in `pem`.
+    pub fn trusting(pem: &[u8]) -> Browser {
+        let mut b = reqwest::Client::builder();
+        for c in reqwest::Certificate::from_pem_bundle(pem).unwrap() {
+            b = b.add_root_certificate(c);
+        }
+        Browser::with(b)
+    }
+
+    fn with(builder: reqwest::ClientBuilder) -> Browser {
+        let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
@@ -216,6 +229,28 @@ impl Browser {
             .send()
             .await
             .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+        self.keep(&resp);
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        Resp {
+            status,
+            headers,
+            body,
+            url: url.to_string(),
+        }
+    }
+
+    /// POSTs a form with the jar's cookies; no redirect followed.
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Resp {
+        let resp = self
+            .client
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url} failed: {e}"));
         self.keep(&resp);
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
