@@ -226,6 +226,16 @@ pub const KEYS: &[Key] = &[
         "auto (default: when the ID token lacks a mapped claim) | true | false: merge claims from the userinfo endpoint",
     ),
     key(
+        "max_age",
+        Kind::Secs,
+        "ask the provider to re-authenticate users whose sign-in is older, and check auth_time (default none)",
+    ),
+    key(
+        "acr_values",
+        Kind::List,
+        "authentication context classes to request; the token's acr must be one of them",
+    ),
+    key(
         "trusted_audiences",
         Kind::List,
         "audiences besides client_id an ID token may carry (default none: such tokens are refused)",

@@ -172,6 +172,10 @@ pub struct Config {
     /// Audiences besides `client_id` an ID token may carry (OIDC Core §3.1.3.7 step 3).
     pub trusted_audiences: Vec<String>,
     pub userinfo: UserinfoMode,
+    /// `max_age` requested, and `auth_time` checked against it.
+    pub max_age: Option<Duration>,
+    /// `acr_values` requested, and `acr` checked against them.
+    pub acr_values: Vec<String>,
     /// `access_token_audience`: the access token is verified and forwarded instead of
     /// the ID token (the AKS case).
     pub access_token: Option<AccessTokenForward>,

@@ -327,7 +327,9 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     r.problems.extend(preset_problems);
     let mut extra_auth_params = Vec::new();
     for pair in r.list("extra_auth_params", &[]) {
-        const OURS: [&str; 8] = [
+        const OURS: [&str; 10] = [
+            "max_age",
+            "acr_values",
             "response_type",
             "client_id",
             "redirect_uri",
@@ -530,6 +532,8 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     if access_token.is_none() && raw.get("access_token_issuer").is_some() {
         r.problems.push("access_token_issuer is set but access_token_audience is not: set both to forward a verified access token".into());
     }
+    let max_age = raw.get("max_age").is_some().then(|| r.secs("max_age", 0));
+    let acr_values = r.list("acr_values", &[]);
     let mut provider_ca = Vec::new();
     for path in r.list("provider_ca_file", &[]) {
         let entry = raw.get("provider_ca_file");
@@ -708,6 +712,8 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             allowed_algs,
             trusted_audiences,
             userinfo,
+            max_age,
+            acr_values,
             access_token,
             provider_ca,
             refresh_before,

@@ -82,6 +82,7 @@ impl AppError {
             | AppError::MissingParam(_)
             | AppError::IssuerParam { .. } => StatusCode::BAD_REQUEST,
             AppError::Flow(FlowError::Token(TokenError::Nonce)) => StatusCode::BAD_REQUEST,
+            AppError::Flow(FlowError::Token(TokenError::Acr { .. })) => StatusCode::FORBIDDEN,
             AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_grant" => {
                 StatusCode::BAD_REQUEST
             }
@@ -140,6 +141,7 @@ impl AppError {
             AppError::Flow(FlowError::Token(TokenError::Issuer { .. })) => "Set issuer_url to exactly the issuer the provider puts in its tokens (byte for byte, including any trailing slash).",
             AppError::Flow(FlowError::Token(TokenError::Audience { .. })) => "Set client_id to the client the provider issues tokens for, or fix the client's audience at the provider.",
             AppError::Flow(FlowError::Token(TokenError::Nonce)) => "Start the sign-in again.",
+            AppError::Flow(FlowError::Token(TokenError::Acr { .. })) => "Sign in again with the required method (for example with a second factor); an administrator can check acr_values against what the provider offers.",
             AppError::Flow(FlowError::Identity(IdentityError::GroupsOverage)) => "An administrator should make the provider send fewer groups: in Entra ID, set the app registration's groupMembershipClaims to ApplicationGroup and assign the groups that matter to the application (or use app roles).",
             AppError::Flow(FlowError::Token(TokenError::AlgNotAllowed(alg))) if alg.starts_with("HS") => "The provider signs ID tokens with a shared secret (HS*), which neither gatehouse nor the Kubernetes API server can verify. In Authentik, choose a signing key (certificate) for the application's provider; elsewhere, configure an RS256 or ES256 signing key.",
             AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_grant" => "The sign-in code expired or was already used: start the sign-in again.",

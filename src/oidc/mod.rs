@@ -101,6 +101,9 @@ pub struct Client {
     pub trusted_audiences: Vec<String>,
     /// Extra authorization request parameters (provider presets, `hosted_domain`).
     pub extra_auth_params: Vec<(String, String)>,
+    /// Requested and checked: `max_age` (seconds) and `acr_values`.
+    pub max_age: Option<u64>,
+    pub acr_values: Vec<String>,
 }
 
 /// The configured OpenID Provider.
@@ -148,6 +151,8 @@ impl Provider {
                 skew: cfg.clock_skew.as_secs(),
                 trusted_audiences: cfg.trusted_audiences.clone(),
                 extra_auth_params: cfg.extra_auth_params.clone(),
+                max_age: cfg.max_age.map(|d| d.as_secs()),
+                acr_values: cfg.acr_values.clone(),
             },
             http: http_client_with(&cfg.provider_ca),
             loaded: RwLock::new(None),
@@ -251,6 +256,8 @@ impl Provider {
             trusted_audiences: &trusted,
             access_token: None,
             id_token: false,
+            max_age: None,
+            acr_values: &[],
         };
         verify::verify(token, &want, &l.jwks).await
     }
@@ -322,6 +329,14 @@ impl Provider {
             .append_pair("nonce", nonce)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
+        if let Some(max_age) = self.client.max_age {
+            url.query_pairs_mut()
+                .append_pair("max_age", &max_age.to_string());
+        }
+        if !self.client.acr_values.is_empty() {
+            url.query_pairs_mut()
+                .append_pair("acr_values", &self.client.acr_values.join(" "));
+        }
         if !self.client.extra_auth_params.is_empty() {
             let mut q = url.query_pairs_mut();
             for (k, v) in &self.client.extra_auth_params {
@@ -423,6 +438,8 @@ impl Provider {
             trusted_audiences: &self.client.trusted_audiences,
             access_token,
             id_token: true,
+            max_age: self.client.max_age,
+            acr_values: &self.client.acr_values,
         };
         verify::verify(id_token, &want, &l.jwks).await
     }

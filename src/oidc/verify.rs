@@ -27,6 +27,10 @@ pub struct Expected<'a> {
     /// Verifying an ID token: a JWT typed as an access token (`typ: at+jwt`, RFC 9068) is
     /// refused. Bearer tokens from API clients may be access tokens.
     pub id_token: bool,
+    /// `max_age` was requested: `auth_time` must be present and recent enough (§3.1.2.1).
+    pub max_age: Option<u64>,
+    /// `acr_values` were requested: the token's `acr` must be one of them.
+    pub acr_values: &'a [String],
 }
 
 /// Why a token was refused. Messages are safe to show: they never contain the token.
@@ -58,6 +62,14 @@ pub enum TokenError {
     AccessTokenAsIdToken(String),
     #[error("the ID token's at_hash does not match the access token issued with it")]
     AtHash,
+    #[error(
+        "the user authenticated {0} seconds ago, longer ago than max_age allows; sign in again"
+    )]
+    AuthTooOld(u64),
+    #[error(
+        "the token's authentication context (acr) is `{found}`, not one of the required {wanted}"
+    )]
+    Acr { found: String, wanted: String },
     #[error(
         "the token has several audiences and its authorized party (azp) `{0}` is not this client"
     )]
@@ -174,6 +186,22 @@ pub fn check_claims(claims: &Value, want: &Expected<'_>) -> Result<(), TokenErro
             return Err(TokenError::Nonce);
         }
     }
+    if let Some(max_age) = want.max_age {
+        let auth_time = num(claims, "auth_time")?;
+        let age = want.now.saturating_sub(auth_time);
+        if age > max_age.saturating_add(want.skew) {
+            return Err(TokenError::AuthTooOld(age));
+        }
+    }
+    if !want.acr_values.is_empty() {
+        let acr = claims.get("acr").and_then(Value::as_str).unwrap_or("");
+        if !want.acr_values.iter().any(|a| a == acr) {
+            return Err(TokenError::Acr {
+                found: acr.chars().take(100).collect(),
+                wanted: want.acr_values.join(", "),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -263,6 +291,8 @@ mod tests {
             trusted_audiences: &[],
             access_token: None,
             id_token: true,
+            max_age: None,
+            acr_values: &[],
         }
     }
 
@@ -341,6 +371,30 @@ mod tests {
         );
         let azp_ok = with(multi.clone(), "azp", json!("app"));
         assert_eq!(check_claims(&azp_ok, &trusting), Ok(()));
+    }
+
+    #[test]
+    fn max_age_and_acr_are_checked_when_asked_for() {
+        let acr = ["phr".to_string()];
+        let strict = Expected {
+            max_age: Some(300),
+            acr_values: &acr,
+            ..want(None)
+        };
+        let fresh = with(with(good(), "auth_time", json!(900)), "acr", json!("phr"));
+        assert_eq!(check_claims(&fresh, &strict), Ok(()));
+        assert_eq!(
+            check_claims(&with(fresh.clone(), "auth_time", json!(100)), &strict),
+            Err(TokenError::AuthTooOld(900))
+        );
+        assert_eq!(
+            check_claims(&without(fresh.clone(), "auth_time"), &strict),
+            Err(TokenError::Missing("auth_time"))
+        );
+        assert!(matches!(
+            check_claims(&with(fresh, "acr", json!("0")), &strict),
+            Err(TokenError::Acr { .. })
+        ));
     }
 
     #[test]

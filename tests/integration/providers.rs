@@ -286,3 +286,44 @@ async fn a_verified_access_token_is_forwarded_instead_of_the_id_token() {
         );
     }
 }
+
+/// `max_age` and `acr_values` are requested, and the token must honour them.
+#[tokio::test]
+async fn max_age_and_acr_values_are_requested_and_checked() {
+    let w = world(&[("max_age", "300"), ("acr_values", "mfa")]).await;
+    let first = Browser::new().get(&format!("{}/", w.gh.url)).await;
+    let authorize = first.location().unwrap();
+    assert!(
+        authorize.contains("max_age=300") && authorize.contains("acr_values=mfa"),
+        "{authorize}"
+    );
+    let now = gatehouse::util::now_secs() as i64;
+    w.idp.tweak(|c| c["acr"] = json!("mfa"));
+    let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
+    assert_eq!(page.status, 502, "no auth_time although max_age was asked");
+    assert!(page.body.contains("auth_time"), "{}", page.body);
+    w.idp.tweak(move |c| {
+        c["acr"] = json!("pwd");
+        c["auth_time"] = json!(now);
+    });
+    let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
+    assert_eq!(page.status, 403, "a weaker authentication than required");
+    assert!(page.body.contains("`pwd`"), "{}", page.body);
+    w.idp.tweak(move |c| {
+        c["acr"] = json!("mfa");
+        c["auth_time"] = json!(now - 3600);
+    });
+    let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
+    assert_eq!(page.status, 502);
+    assert!(
+        page.body.contains("longer ago than max_age"),
+        "{}",
+        page.body
+    );
+    w.idp.tweak(move |c| {
+        c["acr"] = json!("mfa");
+        c["auth_time"] = json!(now);
+    });
+    let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
+    assert_eq!(page.status, 200);
+}
