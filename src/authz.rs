@@ -310,7 +310,7 @@ impl Policy {
         if unverified {
             return self.deny(
                 rule,
-                format!("needs an email the provider has verified, and {email} is marked email_verified: false"),
+                format!("needs an email the provider has verified, and {email} is marked email_verified: false (the provider must vouch for its emails: in Authentik, return email_verified: true from the email scope mapping for sources you trust)"),
             );
         }
         let Some(domain) = email_domain(email) else {

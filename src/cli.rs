@@ -186,6 +186,14 @@ async fn serve(cfg: Config) -> Result<(), String> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
+    if let Some(p) = crate::config::presets::PRESETS
+        .iter()
+        .find(|p| p.name == cfg.provider && !p.notes.is_empty())
+    {
+        for note in p.notes {
+            tracing::info!(provider = p.name, "{note}");
+        }
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
