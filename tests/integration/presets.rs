@@ -16,8 +16,16 @@ struct Stack {
     gh: Gatehouse,
 }
 
-/// oidc-provider with `quirks`, an echo upstream, and gatehouse with `extra` settings.
+/// oidc-provider with `quirks`, an echo upstream, and gatehouse with `extra` settings
+/// (scopes `openid email profile groups` unless `extra` sets them).
 async fn stack(quirks: &[&str], extra: &[(&'static str, &str)]) -> Option<Stack> {
+    let mut all = vec![("scopes", "openid email profile groups")];
+    all.extend_from_slice(extra);
+    stack_exactly(quirks, &all).await
+}
+
+/// Like [`stack`], with exactly `extra` (so a preset's scopes apply).
+async fn stack_exactly(quirks: &[&str], extra: &[(&'static str, &str)]) -> Option<Stack> {
     if skip_unless_available(false) {
         return None;
     }
@@ -31,9 +39,7 @@ async fn stack(quirks: &[&str], extra: &[(&'static str, &str)]) -> Option<Stack>
     .await
     .unwrap();
     let up = Upstream::start().await;
-    let mut all = vec![("scopes", "openid email profile groups")];
-    all.extend_from_slice(extra);
-    let gh = start_on(listener, config(&up.url, &op.issuer, &all)).await;
+    let gh = start_on(listener, config(&up.url, &op.issuer, extra)).await;
     Some(Stack { op, _up: up, gh })
 }
 
@@ -302,4 +308,38 @@ async fn a_provider_behind_a_private_ca_needs_provider_ca_file() {
         "{said}"
     );
     std::fs::remove_dir_all(ca.parent().unwrap()).ok();
+}
+
+#[tokio::test]
+async fn entra_and_dex_presets_sign_in_with_their_defaults() {
+    // A loopback stand-in for Entra: the preset's user claim is preferred_username.
+    let Some(s) = stack(
+        &[],
+        &[
+            ("provider", "entra"),
+            ("scopes", "openid email profile groups offline_access"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let echo = login(&s, &Browser::new(), "erin").await.json();
+    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["erin"]);
+    // Dex: groups and offline_access are requested, so groups arrive and refresh works.
+    let dex = [("provider", "dex"), ("refresh_before_secs", "100000")];
+    let Some(s) = stack_exactly(&[], &dex).await else {
+        return;
+    };
+    let b = Browser::new();
+    let echo = login(&s, &b, "dan").await.json();
+    assert_eq!(seen(&echo, "x-forwarded-group"), vec!["admins,dev"]);
+    let again = b.get(&format!("{}/again", s.gh.url)).await;
+    assert!(
+        again
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("_gatehouse=")),
+        "offline_access gave a refresh token, and it was used"
+    );
 }
