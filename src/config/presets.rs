@@ -194,12 +194,17 @@ impl Preset {
         let path = url::Url::parse(issuer)
             .map(|u| u.path().to_string())
             .unwrap_or_default();
+        // `/v1/identity/oidc/provider/<name>`, or with a Vault Enterprise namespace
+        // `/v1/<ns>/identity/oidc/provider/<name>`.
         let vault_name = path
-            .strip_prefix("/v1/identity/oidc/provider/")
+            .strip_prefix("/v1/")
+            .and_then(|rest| rest.split_once("identity/oidc/provider/"))
+            .filter(|(ns, _)| ns.is_empty() || ns.ends_with('/'))
+            .map(|(_, name)| name)
             .unwrap_or("");
         match self.name {
             "vault" if vault_name.is_empty() || vault_name.contains('/') => Some(format!(
-                "issuer_url: a Vault issuer ends in /v1/identity/oidc/provider/<name> (e.g. https://vault.example.com/v1/identity/oidc/provider/default); `{issuer}` does not, and Vault would answer `invalid child issuer \"provider\"` or 404"
+                "issuer_url: a Vault issuer ends in /v1/identity/oidc/provider/<name> (e.g. https://vault.example.com/v1/identity/oidc/provider/default; with a namespace /v1/<ns>/identity/oidc/provider/<name>); `{issuer}` does not, and Vault would answer `invalid child issuer \"provider\"` or 404"
             )),
             "authentik" if !(issuer.contains("/application/o/") && issuer.ends_with('/')) => Some(format!(
                 "issuer_url: an Authentik issuer is https://<host>/application/o/<slug>/ WITH the trailing slash (tokens carry it byte for byte); `{issuer}` is not"
@@ -275,6 +280,14 @@ mod tests {
             (
                 "https://vault.example.com/v1/identity/oidc/provider/default",
                 true,
+            ),
+            (
+                "https://vault.example.com/v1/team-a/identity/oidc/provider/default",
+                true,
+            ),
+            (
+                "https://vault.example.com/v1/team-aidentity/oidc/provider/default",
+                false,
             ),
             ("https://vault.example.com/v1/identity/oidc", false),
             (

@@ -349,3 +349,33 @@ fn check_prints_what_a_provider_preset_chose_and_refuses_its_pitfalls() {
         );
     }
 }
+
+#[test]
+fn every_provider_example_passes_check() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/providers");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path().join("gatehouse.toml");
+        if !file.exists() {
+            continue;
+        }
+        let out = gatehouse()
+            .args(["check", "--config"])
+            .arg(&file)
+            .env("GATEHOUSE_CLIENT_SECRET", "s")
+            .env(
+                "GATEHOUSE_COOKIE_SECRET",
+                "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked.push(file);
+    }
+    assert!(checked.len() >= 8, "{checked:?}");
+}
