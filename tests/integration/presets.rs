@@ -204,8 +204,34 @@ async fn a_userinfo_subject_that_differs_refuses_the_sign_in() {
     assert!(page.body.contains("`mallory`"), "{}", page.body);
 }
 
+/// `gatehouse check --online` for `issuer`, with `extra` flags; (exit code, stdout).
+async fn check_online(issuer: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let issuer = issuer.to_string();
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("GATEHOUSE_") {
+                c.env_remove(k);
+            }
+        }
+        c.args(["check", "--online", "--issuer-url", &issuer])
+            .args(["--client-id", CLIENT_ID, "--client-secret", "s"])
+            .args(["--cookie-secret", crate::support::COOKIE_SECRET])
+            .args(&extra)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[tokio::test]
-async fn es256_and_eddsa_keys_verify() {
+async fn es256_and_eddsa_keys_verify_and_eddsa_is_flagged_for_the_api_server() {
     for alg in ["ES256", "EdDSA"] {
         let Some(s) = stack(&["--signing-alg", alg], &[]).await else {
             return;
@@ -216,7 +242,54 @@ async fn es256_and_eddsa_keys_verify() {
             vec!["eve@example.test"],
             "{alg}"
         );
+        let (code, said) = check_online(&s.op.issuer, &[]).await;
+        assert_eq!(code, Some(0), "{said}");
+        let flagged = said.contains("warning: the provider signs ID tokens with EdDSA only");
+        assert_eq!(flagged, alg == "EdDSA", "{alg}: {said}");
     }
+}
+
+#[tokio::test]
+async fn check_online_names_scopes_and_refresh_tokens_the_provider_will_not_give() {
+    let Some(s) = stack(&["--no-refresh-token"], &[]).await else {
+        return;
+    };
+    let (code, said) = check_online(&s.op.issuer, &["--scopes", "openid made-up-scope"]).await;
+    assert_eq!(code, Some(0), "warnings only: {said}");
+    assert!(
+        said.contains("does not list the scope(s) made-up-scope"),
+        "{said}"
+    );
+    assert!(
+        said.contains("does not list the refresh_token grant"),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn google_preset_asks_for_offline_access_and_checks_the_hosted_domain() {
+    let Some(s) = stack(&[], &[("provider", "google")]).await else {
+        return;
+    };
+    let first = Browser::new().get(&format!("{}/app", s.gh.url)).await;
+    let authorize = first.location().unwrap();
+    assert!(
+        authorize.contains("access_type=offline") && authorize.contains("prompt=consent"),
+        "{authorize}"
+    );
+    assert_eq!(login(&s, &Browser::new(), "gus").await.status, 200);
+    // oidc-provider sends no hd claim: a Workspace-only configuration refuses it.
+    let Some(s) = stack(
+        &[],
+        &[("provider", "google"), ("hosted_domain", "example.com")],
+    )
+    .await
+    else {
+        return;
+    };
+    let page = login(&s, &Browser::new(), "gus").await;
+    assert_eq!(page.status, 403, "{page:?}");
+    assert!(page.body.contains("hd=example.com"), "{}", page.body);
 }
 
 #[tokio::test]
@@ -285,24 +358,8 @@ async fn a_provider_behind_a_private_ca_needs_provider_ca_file() {
     assert_eq!(seen(&echo, "x-forwarded-user"), vec!["cara@example.test"]);
 
     // Without the CA: the check names the host and the setting; nothing is turned off.
-    let issuer = s.op.issuer.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("GATEHOUSE_") {
-                c.env_remove(k);
-            }
-        }
-        c.args(["check", "--online", "--issuer-url", &issuer])
-            .args(["--client-id", CLIENT_ID, "--client-secret", "s"])
-            .args(["--cookie-secret", crate::support::COOKIE_SECRET])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{said}");
+    let (code, said) = check_online(&s.op.issuer, &[]).await;
+    assert_eq!(code, Some(1), "{said}");
     assert!(
         said.contains("127.0.0.1") && said.contains("provider_ca_file"),
         "{said}"
