@@ -4,6 +4,20 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+/// `gatehouse check --config FILE` with the two secrets in the environment.
+fn check_file(file: &std::path::Path) -> std::process::Output {
+    gatehouse()
+        .args(["check", "--config"])
+        .arg(file)
+        .env("GATEHOUSE_CLIENT_SECRET", "s")
+        .env(
+            "GATEHOUSE_COOKIE_SECRET",
+            "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+        )
+        .output()
+        .unwrap()
+}
+
 fn gatehouse() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     for (k, _) in std::env::vars() {
@@ -217,16 +231,7 @@ fn the_example_configuration_and_every_documented_value_in_it_are_valid() {
     let full = dir.join("all.toml");
     std::fs::write(&full, &all).unwrap();
     for file in [std::path::Path::new(example), full.as_path()] {
-        let out = gatehouse()
-            .args(["check", "--config"])
-            .arg(file)
-            .env("GATEHOUSE_CLIENT_SECRET", "s")
-            .env(
-                "GATEHOUSE_COOKIE_SECRET",
-                "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
-            )
-            .output()
-            .unwrap();
+        let out = check_file(file);
         assert!(
             out.status.success(),
             "{}: {}{}",
@@ -359,16 +364,7 @@ fn every_provider_example_passes_check() {
         if !file.exists() {
             continue;
         }
-        let out = gatehouse()
-            .args(["check", "--config"])
-            .arg(&file)
-            .env("GATEHOUSE_CLIENT_SECRET", "s")
-            .env(
-                "GATEHOUSE_COOKIE_SECRET",
-                "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
-            )
-            .output()
-            .unwrap();
+        let out = check_file(&file);
         assert!(
             out.status.success(),
             "{}: {}",

@@ -8,7 +8,7 @@
 use crate::support::idp::{CLIENT_ID, CLIENT_SECRET};
 use crate::support::peers::{op_form_login, skip_unless_available, NodeOp};
 use crate::support::upstream::{seen, Upstream};
-use crate::support::{config, start_on, Browser, Gatehouse, Resp};
+use crate::support::{check_online, config, start_on, Browser, Gatehouse, Resp};
 
 struct Stack {
     op: NodeOp,
@@ -202,32 +202,6 @@ async fn a_userinfo_subject_that_differs_refuses_the_sign_in() {
     let page = login(&s, &Browser::new(), "uma").await;
     assert_eq!(page.status, 502, "{page:?}");
     assert!(page.body.contains("`mallory`"), "{}", page.body);
-}
-
-/// `gatehouse check --online` for `issuer`, with `extra` flags; (exit code, stdout).
-async fn check_online(issuer: &str, extra: &[&str]) -> (Option<i32>, String) {
-    let issuer = issuer.to_string();
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("GATEHOUSE_") {
-                c.env_remove(k);
-            }
-        }
-        c.args(["check", "--online", "--issuer-url", &issuer])
-            .args(["--client-id", CLIENT_ID, "--client-secret", "s"])
-            .args(["--cookie-secret", crate::support::COOKIE_SECRET])
-            .args(&extra)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[tokio::test]

@@ -188,54 +188,31 @@ async fn userinfo_false_never_calls_it_and_auto_skips_complete_tokens() {
 #[tokio::test]
 async fn check_online_reports_the_provider_and_prints_apiserver_settings() {
     let idp = crate::support::idp::TestIdp::start().await;
-    let run = |issuer: String, extra: Vec<&'static str>| {
-        tokio::task::spawn_blocking(move || {
-            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-            for (k, _) in std::env::vars() {
-                if k.starts_with("GATEHOUSE_") {
-                    c.env_remove(k);
-                }
-            }
-            c.args(["check", "--online", "--issuer-url", &issuer])
-                .args(["--client-id", "headlamp", "--client-secret", "s"])
-                .args(["--cookie-secret", crate::support::COOKIE_SECRET])
-                .args(["--groups-claim", "realm_access.roles"])
-                .args(extra)
-                .output()
-                .unwrap()
-        })
-    };
-    let out = run(idp.issuer.clone(), vec![]).await.unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let groups = ["--groups-claim", "realm_access.roles"];
+    let (code, said) = crate::support::check_online(&idp.issuer, &groups).await;
+    assert_eq!(code, Some(0), "{said}");
     for needle in [
         "ok: discovery at",
         "matches byte for byte",
         "usable signing key(s)",
         "clock within",
         &format!("--oidc-issuer-url={}", idp.issuer),
-        "--oidc-client-id=headlamp",
+        &format!("--oidc-client-id={}", crate::support::idp::CLIENT_ID),
         "kind: AuthenticationConfiguration",
         "expression: 'claims.realm_access.roles'",
     ] {
         assert!(said.contains(needle), "missing {needle:?} in:\n{said}");
     }
     // A trailing slash the provider does not have: named, exit 1.
-    let out = run(format!("{}/", idp.issuer), vec![]).await.unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{said}");
+    let (code, said) = crate::support::check_online(&format!("{}/", idp.issuer), &[]).await;
+    assert_eq!(code, Some(1), "{said}");
     assert!(
         said.contains("error:") && said.contains("only a trailing slash differs"),
         "{said}"
     );
     // Nothing listening: unreachable, exit 1.
-    let out = run("http://127.0.0.1:9".into(), vec![]).await.unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1));
+    let (code, said) = crate::support::check_online("http://127.0.0.1:9", &[]).await;
+    assert_eq!(code, Some(1));
     assert!(said.contains("error: cannot reach"), "{said}");
 }
 

@@ -229,6 +229,11 @@ impl Browser {
             .send()
             .await
             .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+        self.read(resp, url).await
+    }
+
+    /// Keeps the response's cookies and reads it whole.
+    async fn read(&self, resp: reqwest::Response, url: &str) -> Resp {
         self.keep(&resp);
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -251,16 +256,7 @@ impl Browser {
             .send()
             .await
             .unwrap_or_else(|e| panic!("POST {url} failed: {e}"));
-        self.keep(&resp);
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap_or_default();
-        Resp {
-            status,
-            headers,
-            body,
-            url: url.to_string(),
-        }
+        self.read(resp, url).await
     }
 
     pub async fn get(&self, url: &str) -> Resp {
@@ -289,4 +285,30 @@ impl Browser {
         }
         (resp, visited)
     }
+}
+
+/// `gatehouse check --online` for `issuer`, with `extra` flags; (exit code, stdout).
+pub async fn check_online(issuer: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let issuer = issuer.to_string();
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("GATEHOUSE_") {
+                c.env_remove(k);
+            }
+        }
+        c.args(["check", "--online", "--issuer-url", &issuer])
+            .args(["--client-id", idp::CLIENT_ID, "--client-secret", "s"])
+            .args(["--cookie-secret", COOKIE_SECRET])
+            .args(&extra)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
