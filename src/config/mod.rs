@@ -2,8 +2,11 @@
 //! then checked all at once (`validate.rs`): start-up refuses a bad configuration and lists
 //! every problem, in words a user understands.
 
+mod access;
 pub mod keys;
 pub mod presets;
+mod provider_settings;
+mod reader;
 pub mod secret;
 pub mod sources;
 mod validate;

@@ -166,7 +166,7 @@ impl Preset {
         // A plain-http loopback issuer is a local stand-in (development, tests): its
         // form is not the real provider's, so only the real thing is checked.
         let stand_in = url::Url::parse(issuer)
-            .is_ok_and(|u| u.scheme() == "http" && super::validate::is_loopback(&u));
+            .is_ok_and(|u| u.scheme() == "http" && super::reader::is_loopback(&u));
         if let Some(p) = self
             .issuer_problem(issuer)
             .filter(|_| !issuer.is_empty() && !stand_in)

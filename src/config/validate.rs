@@ -1,213 +1,13 @@
 //! Turns a layered [`RawConfig`] into a typed [`Config`], collecting every problem before
 //! returning so a user fixes them all in one pass.
 
+use super::access::read_access;
+use super::provider_settings::read_provider;
+use super::reader::{is_loopback, read_file, valid_domain, Reader};
 use super::secret::CookieKey;
-use super::sources::{Entry, RawConfig, RawValue};
+use super::sources::RawConfig;
 use super::*;
 use std::net::IpAddr;
-
-/// Reads typed values out of the raw layers and remembers what went wrong.
-struct Reader<'a> {
-    raw: &'a RawConfig,
-    problems: Vec<String>,
-}
-
-impl Reader<'_> {
-    fn problem(&mut self, entry: Option<&Entry>, key: &str, msg: impl std::fmt::Display) {
-        match entry {
-            Some(e) => self
-                .problems
-                .push(format!("{key} (from {}): {msg}", e.origin)),
-            None => self.problems.push(format!("{key}: {msg}")),
-        }
-    }
-
-    fn str_opt(&mut self, key: &str) -> Option<String> {
-        match self.raw.get(key).map(|e| &e.value) {
-            Some(RawValue::Str(s)) => Some(s.trim().to_string()),
-            Some(RawValue::List(l)) => Some(l.join(",")),
-            Some(RawValue::Bool(b)) => Some(b.to_string()),
-            Some(RawValue::Int(i)) => Some(i.to_string()),
-            None => None,
-        }
-    }
-
-    fn str_or(&mut self, key: &str, default: &str) -> String {
-        self.str_opt(key).unwrap_or_else(|| default.to_string())
-    }
-
-    fn required(&mut self, key: &str, hint: &str) -> String {
-        match self.str_opt(key).filter(|s| !s.is_empty()) {
-            Some(s) => s,
-            None => {
-                let env = format!("GATEHOUSE_{}", key.to_ascii_uppercase());
-                let flag = key.replace('_', "-");
-                self.problems.push(format!(
-                    "{key} is required (set `{key}` in the file, {env}, or --{flag}); {hint}"
-                ));
-                String::new()
-            }
-        }
-    }
-
-    fn list(&mut self, key: &str, default: &[&str]) -> Vec<String> {
-        match self.raw.get(key).map(|e| &e.value) {
-            Some(RawValue::List(l)) => l
-                .iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            Some(RawValue::Str(s)) => s
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            _ => default.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    fn bool(&mut self, key: &str, default: bool) -> bool {
-        let entry = self.raw.get(key);
-        match entry.map(|e| &e.value) {
-            None => default,
-            Some(RawValue::Bool(b)) => *b,
-            Some(RawValue::Str(s)) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                other => {
-                    let other = other.to_string();
-                    self.problem(entry, key, format!("`{other}` is not true or false"));
-                    default
-                }
-            },
-            Some(_) => default,
-        }
-    }
-
-    fn secs(&mut self, key: &str, default: u64) -> Duration {
-        let entry = self.raw.get(key);
-        let n = match entry.map(|e| &e.value) {
-            None => return Duration::from_secs(default),
-            Some(RawValue::Int(i)) => u64::try_from(*i).ok(),
-            Some(RawValue::Str(s)) => s.trim().trim_end_matches('s').parse::<u64>().ok(),
-            Some(_) => None,
-        };
-        match n {
-            Some(n) => Duration::from_secs(n),
-            None => {
-                self.problem(entry, key, "should be a whole number of seconds");
-                Duration::from_secs(default)
-            }
-        }
-    }
-
-    fn header(&mut self, key: &str, value: &str) -> Option<HeaderName> {
-        match HeaderName::from_bytes(value.as_bytes()) {
-            Ok(h) => Some(h),
-            Err(_) => {
-                let entry = self.raw.get(key);
-                self.problem(entry, key, format!("`{value}` is not a valid header name"));
-                None
-            }
-        }
-    }
-
-    fn url(&mut self, key: &str, value: &str) -> Option<Url> {
-        match Url::parse(value) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-            _ => {
-                let entry = self.raw.get(key);
-                self.problem(entry, key, format!("`{value}` is not an http(s) URL"));
-                None
-            }
-        }
-    }
-}
-
-/// True when the URL's host is a loopback address or `localhost`.
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-fn read_file(r: &mut Reader<'_>, key: &str, path: &str) -> Option<String> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            let entry = r.raw.get(key);
-            r.problem(entry, key, format!("cannot read {path}: {e}"));
-            None
-        }
-    }
-}
-
-/// A DNS name: labels of letters, digits and `-`, at least two of them.
-fn valid_domain(d: &str) -> bool {
-    let labels: Vec<&str> = d.split('.').collect();
-    !d.is_empty()
-        && d.len() <= 253
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
-        && (labels.len() >= 2 || d.eq_ignore_ascii_case("localhost"))
-}
-
-/// The access rules; a missing or unreadable emails file is a start-up problem.
-fn read_rules(r: &mut Reader<'_>) -> AccessRules {
-    let mut rules = AccessRules {
-        groups: r.list("allowed_groups", &[]),
-        emails: r.list("allowed_emails", &[]),
-        emails_file: None,
-        email_domains: r.list("allowed_email_domains", &[]),
-        claims: Vec::new(),
-    };
-    for e in &rules.emails {
-        if e.matches('@').count() != 1 || e.starts_with('@') || e.ends_with('@') {
-            let entry = r.raw.get("allowed_emails");
-            r.problem(
-                entry,
-                "allowed_emails",
-                format!("`{e}` is not an email address"),
-            );
-        }
-    }
-    for d in &rules.email_domains {
-        let bare = d.strip_prefix('.').unwrap_or(d);
-        if d.contains('@') || !valid_domain(bare) {
-            let entry = r.raw.get("allowed_email_domains");
-            r.problem(entry, "allowed_email_domains", format!("`{d}` is not a domain (write company.com, or .company.com to include subdomains)"));
-        }
-    }
-    if let Some(path) = r.str_opt("allowed_emails_file").filter(|s| !s.is_empty()) {
-        if read_file(r, "allowed_emails_file", &path).is_some() {
-            rules.emails_file = Some(path.into());
-        }
-    }
-    for c in r.list("required_claims", &[]) {
-        match c.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => rules
-                .claims
-                .push((k.trim().to_string(), v.trim().to_string())),
-            _ => {
-                let entry = r.raw.get("required_claims");
-                r.problem(
-                    entry,
-                    "required_claims",
-                    format!("`{c}` is not claim=value (e.g. realm_access.roles=admin)"),
-                );
-            }
-        }
-    }
-    rules
-}
 
 pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     // A provider preset lays its defaults under the user's values (presets.rs).
@@ -325,34 +125,6 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     }
     let preset_problems = preset.check(raw, &scopes, &issuer_url);
     r.problems.extend(preset_problems);
-    let mut extra_auth_params = Vec::new();
-    for pair in r.list("extra_auth_params", &[]) {
-        const OURS: [&str; 10] = [
-            "max_age",
-            "acr_values",
-            "response_type",
-            "client_id",
-            "redirect_uri",
-            "scope",
-            "state",
-            "nonce",
-            "code_challenge",
-            "code_challenge_method",
-        ];
-        match pair.split_once('=') {
-            Some((k, v)) if !k.is_empty() && !OURS.contains(&k) => {
-                extra_auth_params.push((k.to_string(), v.to_string()))
-            }
-            _ => {
-                let entry = raw.get("extra_auth_params");
-                r.problem(
-                    entry,
-                    "extra_auth_params",
-                    format!("`{pair}` is not key=value, or sets a parameter gatehouse sets itself"),
-                );
-            }
-        }
-    }
 
     // Cookie secrets: every problem at once, and how to fix it.
     let mut secrets = r.list("cookie_secret", &[]);
@@ -432,6 +204,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     );
     let strip = r.list("strip_headers", &[]);
     let access_audience = r.str_opt("access_token_audience").filter(|s| !s.is_empty());
+    let mut provider = read_provider(&mut r, &issuer_url, access_audience.clone());
     let pass_default = if access_audience.is_some() {
         "access_token"
     } else {
@@ -511,64 +284,6 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
-    let trusted_audiences = r.list("trusted_audiences", &[]);
-    let access_token = access_audience.map(|audience| {
-        let issuer = r
-            .str_opt("access_token_issuer")
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| issuer_url.clone());
-        let ok = Url::parse(&issuer)
-            .is_ok_and(|u| u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)));
-        if !ok {
-            let entry = raw.get("access_token_issuer");
-            r.problem(
-                entry,
-                "access_token_issuer",
-                format!("`{issuer}` is not an https URL"),
-            );
-        }
-        AccessTokenForward { issuer, audience }
-    });
-    if access_token.is_none() && raw.get("access_token_issuer").is_some() {
-        r.problems.push("access_token_issuer is set but access_token_audience is not: set both to forward a verified access token".into());
-    }
-    let max_age = raw.get("max_age").is_some().then(|| r.secs("max_age", 0));
-    let acr_values = r.list("acr_values", &[]);
-    let mut provider_ca = Vec::new();
-    for path in r.list("provider_ca_file", &[]) {
-        let entry = raw.get("provider_ca_file");
-        match std::fs::read(&path) {
-            Err(e) => r.problem(
-                entry,
-                "provider_ca_file",
-                format!("cannot read {path}: {e}"),
-            ),
-            Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
-                Ok(certs) if !certs.is_empty() => provider_ca.extend(certs),
-                _ => r.problem(
-                    entry,
-                    "provider_ca_file",
-                    format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
-                ),
-            },
-        }
-    }
-    let userinfo = match r.str_or("userinfo", "auto").to_ascii_lowercase().as_str() {
-        "auto" | "" => UserinfoMode::Auto,
-        "true" | "always" | "yes" | "on" | "1" => UserinfoMode::Always,
-        "false" | "never" | "no" | "off" | "0" => UserinfoMode::Never,
-        other => {
-            let other = other.to_string();
-            let entry = raw.get("userinfo");
-            r.problem(
-                entry,
-                "userinfo",
-                format!("`{other}` is not auto, true or false"),
-            );
-            UserinfoMode::Auto
-        }
-    };
-
     let post_logout_redirect_url = match r
         .str_opt("post_logout_redirect_url")
         .filter(|s| !s.is_empty())
@@ -576,73 +291,13 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         Some(s) => r.url("post_logout_redirect_url", &s),
         None => None,
     };
-    let forward_auth_redirect = r.bool("forward_auth_redirect", false);
-    let allowed_redirect_domains = r.list("allowed_redirect_domains", &[]);
-    for d in &allowed_redirect_domains {
-        let (host, port) = match d.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (d.as_str(), None),
-        };
-        let host_ok = valid_domain(host.strip_prefix('.').unwrap_or(host));
-        let port_ok = port.map_or(true, |p| p.parse::<u16>().is_ok_and(|p| p > 0));
-        if !host_ok || !port_ok {
-            let entry = raw.get("allowed_redirect_domains");
-            r.problem(
-                entry,
-                "allowed_redirect_domains",
-                format!(
-                    "`{d}` is not a host, .domain or host:port (no scheme, no path, no wildcard)"
-                ),
-            );
-        }
-    }
-    let mut rules = read_rules(&mut r);
+    let access = read_access(&mut r);
+    let mut rules = access.rules;
     if let Some(hd) = r.str_opt("hosted_domain").filter(|s| !s.is_empty()) {
         // Google: show only that domain's accounts, and require it in the token.
-        extra_auth_params.push(("hd".into(), hd.clone()));
+        provider.extra_auth_params.push(("hd".into(), hd.clone()));
         rules.claims.push(("hd".into(), hd));
     }
-    let mut skip_auth_routes = Vec::new();
-    for spec in r.list("skip_auth_routes", &[]) {
-        match crate::routes::SkipRoute::parse(&spec) {
-            Ok(route) => skip_auth_routes.push(route),
-            Err(e) => {
-                let entry = raw.get("skip_auth_routes");
-                r.problem(entry, "skip_auth_routes", e);
-            }
-        }
-    }
-    let bearer = if r.bool("bearer_tokens", false) {
-        let audiences = r.list("bearer_audiences", &[]);
-        let mut issuers = Vec::new();
-        for pair in r.list("bearer_issuers", &[]) {
-            match pair.split_once('=') {
-                Some((iss, aud))
-                    if Url::parse(iss).is_ok_and(|u| {
-                        u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u))
-                    }) && !aud.is_empty() =>
-                {
-                    issuers.push((iss.to_string(), aud.to_string()))
-                }
-                _ => {
-                    let entry = raw.get("bearer_issuers");
-                    r.problem(
-                        entry,
-                        "bearer_issuers",
-                        format!("`{pair}` is not issuer=audience with an https issuer"),
-                    );
-                }
-            }
-        }
-        Some(BearerSettings { audiences, issuers })
-    } else {
-        for key in ["bearer_audiences", "bearer_issuers"] {
-            if raw.get(key).is_some() {
-                r.problems.push(format!("{key} is set but bearer_tokens is not true: set bearer_tokens = true to accept bearer tokens"));
-            }
-        }
-        None
-    };
     if rules.is_empty() {
         warnings.push("no access rules are set (allowed_groups, allowed_emails, allowed_email_domains, required_claims): every user who can sign in at the provider is allowed".into());
     }
@@ -703,28 +358,28 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             client_auth,
             redirect_url,
             scopes,
-            extra_auth_params,
+            extra_auth_params: provider.extra_auth_params,
             cookie,
             claims,
             headers,
             trusted_proxies,
             clock_skew,
             allowed_algs,
-            trusted_audiences,
-            userinfo,
-            max_age,
-            acr_values,
-            access_token,
-            provider_ca,
+            trusted_audiences: provider.trusted_audiences,
+            userinfo: provider.userinfo,
+            max_age: provider.max_age,
+            acr_values: provider.acr_values,
+            access_token: provider.access_token,
+            provider_ca: provider.provider_ca,
             refresh_before,
             upstream_timeout,
             upstream_connect_timeout,
             post_logout_redirect_url,
-            forward_auth_redirect,
-            allowed_redirect_domains,
+            forward_auth_redirect: access.forward_auth_redirect,
+            allowed_redirect_domains: access.allowed_redirect_domains,
             rules,
-            skip_auth_routes,
-            bearer,
+            skip_auth_routes: access.skip_auth_routes,
+            bearer: access.bearer,
             log_format,
             log_level,
             warnings,
