@@ -29,6 +29,22 @@ const SPOOFS: &[(&str, &str)] = &[
     ("X-Forwarded-For", "6.6.6.6"),
     ("X-Forwarded-Proto", "https"),
     ("X-Forwarded-Host", "evil.example"),
+    ("Forwarded", "for=6.6.6.6;proto=https;host=evil.example"),
+    ("X-Real-IP", "6.6.6.6"),
+    ("X-Client-IP", "6.6.6.6"),
+    ("True-Client-IP", "6.6.6.6"),
+    ("CF-Connecting-IP", "6.6.6.6"),
+    ("X-Cluster-Client-IP", "6.6.6.6"),
+    ("X-Forwarded-Port", "443"),
+    ("X-Forwarded-Server", "evil"),
+    ("X-Forwarded-Prefix", "/admin"),
+    ("X-Original-URL", "/admin"),
+    ("X-Rewrite-URL", "/admin"),
+    ("Impersonate-User", "system:admin"),
+    ("Impersonate-Group", "system:masters"),
+    ("Impersonate-Uid", "0"),
+    ("Impersonate-Extra-Scopes", "all"),
+    ("impersonate_user", "system:admin"),
 ];
 
 fn spoofed_request<'a>(extra: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
@@ -77,6 +93,20 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
         "x-forwarded-uri",
         "x-original-uri",
         "x-hop",
+        "x-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-cluster-client-ip",
+        "x-forwarded-port",
+        "x-forwarded-server",
+        "x-forwarded-prefix",
+        "x-original-url",
+        "x-rewrite-url",
+        "impersonate-user",
+        "impersonate-group",
+        "impersonate-uid",
+        "impersonate-extra-scopes",
+        "impersonate_user",
     ] {
         assert!(
             seen(&echo, gone).is_empty(),
@@ -90,6 +120,15 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
     );
     assert_eq!(seen(&echo, "x-forwarded-proto"), vec!["http"]);
     assert_eq!(seen(&echo, "x-forwarded-host")[0], w.gh.addr.to_string());
+    assert_eq!(
+        seen(&echo, "x-real-ip"),
+        vec!["127.0.0.1"],
+        "ours, not the client's"
+    );
+    assert_eq!(
+        seen(&echo, "forwarded"),
+        vec![format!("for=127.0.0.1;proto=http;host=\"{}\"", w.gh.addr)]
+    );
     let cookies = seen(&echo, "cookie").join("; ");
     assert!(
         cookies.contains("theme=dark") && !cookies.contains("_gatehouse"),
@@ -121,6 +160,8 @@ async fn forwarded_headers_are_believed_from_trusted_proxies() {
             &[
                 ("X-Forwarded-For", "6.6.6.6"),
                 ("X-Forwarded-Proto", "https"),
+                ("X-Real-IP", "7.7.7.7"),
+                ("Impersonate-User", "system:admin"),
                 ("accept", "application/json"),
             ],
         )
@@ -129,6 +170,15 @@ async fn forwarded_headers_are_believed_from_trusted_proxies() {
     assert_eq!(seen(&echo, "x-forwarded-for"), vec!["6.6.6.6, 127.0.0.1"]);
     assert_eq!(seen(&echo, "x-forwarded-proto"), vec!["https"]);
     assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
+    assert_eq!(
+        seen(&echo, "x-real-ip"),
+        vec!["6.6.6.6"],
+        "the first address of the trusted chain, set by gatehouse"
+    );
+    assert!(
+        seen(&echo, "impersonate-user").is_empty(),
+        "impersonation never passes, even from a trusted proxy"
+    );
 }
 
 #[tokio::test]

@@ -6,15 +6,17 @@
 //!    `_` for `-`, duplicates), including ones gatehouse does not inject but upstreams read;
 //! 3. [`remove_own_cookies`]: gatehouse's session and login cookies;
 //!
-//! then [`Forwarded`] sets `X-Forwarded-For/-Proto/-Host` (client values believed only
-//! from trusted proxies) and [`inject`] writes the verified identity.
+//! then [`Forwarded`] (`forwarded.rs`) sets the forwarding metadata (client values
+//! believed only from trusted proxies) and [`inject`] writes the verified identity.
+
+mod forwarded;
+
+pub use forwarded::Forwarded;
 
 use crate::config::{HeaderNames, PassAuthorization};
 use crate::identity::Identity;
-use axum::http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
+use axum::http::header::{AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use ipnet::IpNet;
-use std::net::{IpAddr, SocketAddr};
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, plus the de-facto `Keep-Alive`/`Proxy-Connection`).
 /// `HeaderName`s, not strings: no name parsing per request.
@@ -29,10 +31,6 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     axum::http::header::PROXY_AUTHENTICATE,
     axum::http::header::PROXY_AUTHORIZATION,
 ];
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Exact names (normalised) that are identity headers whoever reads them.
 const IDENTITY_NAMES: &[&str] = &[
@@ -51,10 +49,27 @@ const IDENTITY_NAMES: &[&str] = &[
     "x-id-token",
     "x-access-token",
     "x-real-user",
+    // Forwarding metadata upstreams trust, in every spelling but X-Forwarded-* and
+    // X-Original-* (prefixes below): gatehouse sets its own.
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-rewrite-url",
 ];
 
 /// Prefixes (normalised) that mark identity or forwarding metadata from clients.
-const IDENTITY_PREFIXES: &[&str] = &["x-forwarded-", "x-auth-request-", "x-original-"];
+/// `impersonate-`: Kubernetes impersonation (`Impersonate-User`, `-Group`, `-Uid`,
+/// `-Extra-*`) must never come from a browser, since Headlamp relays to the API server.
+const IDENTITY_PREFIXES: &[&str] = &[
+    "x-forwarded-",
+    "x-auth-request-",
+    "x-original-",
+    "impersonate-",
+];
 
 /// Lower-case, with `_` folded to `-`: how WSGI, PHP and some Node/Go stacks see names.
 pub fn normalise(name: &str) -> String {
@@ -174,89 +189,6 @@ pub fn remove_own_cookies(headers: &mut HeaderMap, owns: impl Fn(&str) -> bool) 
     headers.remove(COOKIE);
     if let Some(v) = rebuilt.and_then(|c| HeaderValue::from_str(&c).ok()) {
         headers.insert(COOKIE, v);
-    }
-}
-
-/// The client's address, scheme and host as gatehouse believes them.
-#[derive(Debug, Clone)]
-pub struct Forwarded {
-    /// X-Forwarded-For to send: the trusted chain plus the peer.
-    pub for_chain: String,
-    pub proto: String,
-    pub host: Option<String>,
-    /// The peer is a configured trusted proxy.
-    pub trusted: bool,
-}
-
-impl Forwarded {
-    /// Reads forwarding metadata, believing it only when `peer` is a trusted proxy.
-    pub fn read(headers: &HeaderMap, peer: SocketAddr, trusted_proxies: &[IpNet]) -> Forwarded {
-        let ip: IpAddr = match peer.ip() {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
-        let trusted = trusted_proxies.iter().any(|n| n.contains(&ip));
-        let first = |name: &HeaderName| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
-        };
-        let host_header = headers
-            .get(HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if !trusted {
-            return Forwarded {
-                for_chain: ip.to_string(),
-                proto: "http".into(),
-                host: host_header,
-                trusted,
-            };
-        }
-        let chain = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let for_chain = if chain.is_empty() {
-            ip.to_string()
-        } else {
-            format!("{chain}, {ip}")
-        };
-        let proto = first(&X_FORWARDED_PROTO)
-            .filter(|p| p == "http" || p == "https")
-            .unwrap_or_else(|| "http".into());
-        let host = first(&X_FORWARDED_HOST)
-            .filter(|h| !h.is_empty())
-            .or(host_header);
-        Forwarded {
-            for_chain,
-            proto,
-            host,
-            trusted,
-        }
-    }
-
-    /// Writes `X-Forwarded-For/-Proto/-Host` (after `strip_identity` removed client copies).
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        if let Ok(v) = HeaderValue::from_str(&self.for_chain) {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&self.proto) {
-            headers.insert(X_FORWARDED_PROTO, v);
-        }
-        if let Some(v) = self
-            .host
-            .as_deref()
-            .and_then(|h| HeaderValue::from_str(h).ok())
-        {
-            headers.insert(X_FORWARDED_HOST, v);
-        }
     }
 }
 
@@ -416,30 +348,6 @@ mod tests {
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
-    }
-
-    #[test]
-    fn forwarded_headers_believed_only_from_trusted_proxies() {
-        let h = map(&[
-            ("X-Forwarded-For", "1.2.3.4"),
-            ("X-Forwarded-Proto", "https"),
-            ("X-Forwarded-Host", "evil"),
-            ("Host", "app"),
-        ]);
-        let peer: SocketAddr = "10.0.0.5:999".parse().unwrap();
-        let untrusted = Forwarded::read(&h, peer, &[]);
-        assert_eq!(
-            (
-                untrusted.for_chain.as_str(),
-                untrusted.proto.as_str(),
-                untrusted.host.as_deref()
-            ),
-            ("10.0.0.5", "http", Some("app"))
-        );
-        let trusted = Forwarded::read(&h, peer, &["10.0.0.0/8".parse().unwrap()]);
-        assert_eq!(trusted.for_chain, "1.2.3.4, 10.0.0.5");
-        assert_eq!(trusted.proto, "https");
-        assert_eq!(trusted.host.as_deref(), Some("evil"));
     }
 
     #[test]

@@ -1,0 +1,201 @@
+//! Forwarding metadata at the trust boundary: what gatehouse believes about the client's
+//! address, scheme and host (client values only from `trusted_proxies`), and the headers
+//! it sets for the upstream in their place: `X-Forwarded-For/-Proto/-Host`, `X-Real-IP`
+//! and RFC 7239 `Forwarded`. Every client copy of these, and of the other spellings
+//! upstreams trust (`X-Client-IP`, `True-Client-IP`, ...), was removed before by
+//! `strip_identity`.
+
+use axum::http::header::HOST;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// The client's address, scheme and host as gatehouse believes them.
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    /// X-Forwarded-For to send: the trusted chain plus the peer.
+    pub for_chain: String,
+    /// The client as gatehouse believes it: the first address of a trusted chain, or the
+    /// peer (`X-Real-IP`, and `for=` in `Forwarded`).
+    pub client: IpAddr,
+    pub proto: String,
+    pub host: Option<String>,
+    /// The peer is a configured trusted proxy.
+    pub trusted: bool,
+}
+
+impl Forwarded {
+    /// Reads forwarding metadata, believing it only when `peer` is a trusted proxy.
+    pub fn read(headers: &HeaderMap, peer: SocketAddr, trusted_proxies: &[IpNet]) -> Forwarded {
+        let ip: IpAddr = match peer.ip() {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        let trusted = trusted_proxies.iter().any(|n| n.contains(&ip));
+        let first = |name: &HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+        };
+        let host_header = headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if !trusted {
+            return Forwarded {
+                client: ip,
+                for_chain: ip.to_string(),
+                proto: "http".into(),
+                host: host_header,
+                trusted,
+            };
+        }
+        let chain = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let client = chain
+            .split(',')
+            .next()
+            .and_then(|c| c.trim().parse::<IpAddr>().ok())
+            .unwrap_or(ip);
+        let for_chain = if chain.is_empty() {
+            ip.to_string()
+        } else {
+            format!("{chain}, {ip}")
+        };
+        let proto = first(&X_FORWARDED_PROTO)
+            .filter(|p| p == "http" || p == "https")
+            .unwrap_or_else(|| "http".into());
+        let host = first(&X_FORWARDED_HOST)
+            .filter(|h| !h.is_empty())
+            .or(host_header);
+        Forwarded {
+            client,
+            for_chain,
+            proto,
+            host,
+            trusted,
+        }
+    }
+
+    /// RFC 7239 `Forwarded` for the client, scheme and host.
+    fn forwarded_value(&self) -> String {
+        let for_ = match self.client {
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+            v4 => v4.to_string(),
+        };
+        let mut v = format!("for={for_};proto={}", self.proto);
+        if let Some(h) = &self.host {
+            v.push_str(";host=\"");
+            v.extend(h.chars().filter(|c| *c != '"' && *c != '\\'));
+            v.push('"');
+        }
+        v
+    }
+
+    /// Writes `X-Forwarded-For/-Proto/-Host`, `X-Real-IP` and `Forwarded` (after
+    /// `strip_identity` removed every client copy).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(&self.client.to_string()) {
+            headers.insert(X_REAL_IP, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.forwarded_value()) {
+            headers.insert(FORWARDED, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.for_chain) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.proto) {
+            headers.insert(X_FORWARDED_PROTO, v);
+        }
+        if let Some(v) = self
+            .host
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok())
+        {
+            headers.insert(X_FORWARDED_HOST, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_headers_believed_only_from_trusted_proxies() {
+        let h = map(&[
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil"),
+            ("Host", "app"),
+        ]);
+        let peer: SocketAddr = "10.0.0.5:999".parse().unwrap();
+        let untrusted = Forwarded::read(&h, peer, &[]);
+        assert_eq!(
+            (
+                untrusted.for_chain.as_str(),
+                untrusted.proto.as_str(),
+                untrusted.host.as_deref()
+            ),
+            ("10.0.0.5", "http", Some("app"))
+        );
+        let trusted = Forwarded::read(&h, peer, &["10.0.0.0/8".parse().unwrap()]);
+        assert_eq!(trusted.for_chain, "1.2.3.4, 10.0.0.5");
+        assert_eq!(trusted.proto, "https");
+        assert_eq!(trusted.host.as_deref(), Some("evil"));
+    }
+
+    #[test]
+    fn the_believed_client_goes_into_x_real_ip_and_forwarded() {
+        let h = map(&[
+            ("X-Forwarded-For", "203.0.113.7, 10.0.0.9"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "app.example.com"),
+        ]);
+        let peer: SocketAddr = "10.0.0.5:999".parse().unwrap();
+        let trusted = Forwarded::read(&h, peer, &["10.0.0.0/8".parse().unwrap()]);
+        let mut out = HeaderMap::new();
+        trusted.apply(&mut out);
+        assert_eq!(out.get("x-real-ip").unwrap(), "203.0.113.7");
+        assert_eq!(
+            out.get("forwarded").unwrap(),
+            "for=203.0.113.7;proto=https;host=\"app.example.com\""
+        );
+        let v6: SocketAddr = "[2001:db8::1]:80".parse().unwrap();
+        let untrusted = Forwarded::read(&h, v6, &[]);
+        let mut out = HeaderMap::new();
+        untrusted.apply(&mut out);
+        assert_eq!(out.get("x-real-ip").unwrap(), "2001:db8::1");
+        assert!(out
+            .get("forwarded")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("for=\"[2001:db8::1]\";proto=http"));
+    }
+}
