@@ -195,6 +195,16 @@ pub const KEYS: &[Key] = &[
         "more request headers to remove from clients",
     ),
     key(
+        "allowed_upgrades",
+        Kind::List,
+        "protocols a client may switch to through gatehouse (default websocket; never h2c unless listed)",
+    ),
+    key(
+        "strip_client_authorization",
+        Kind::Bool,
+        "remove the client's own Authorization header even with pass_authorization = none (default false)",
+    ),
+    key(
         "trusted_proxies",
         Kind::List,
         "CIDRs whose X-Forwarded-* headers are believed (default none)",

@@ -76,6 +76,8 @@ pub struct HeaderNames {
     pub authorization: PassAuthorization,
     /// The token header carries the (verified) access token instead of the ID token.
     pub token_is_access_token: bool,
+    /// Remove the client's `Authorization` even when none is injected.
+    pub strip_client_authorization: bool,
     /// Extra client headers to remove.
     pub strip: Vec<HeaderName>,
     /// Every configured name, `_` folded to `-`: computed once, used on every request.
@@ -170,6 +172,8 @@ pub struct Config {
     pub claims: ClaimMapping,
     pub headers: HeaderNames,
     pub trusted_proxies: Vec<IpNet>,
+    /// `Upgrade` protocols tunnelled (lower case); anything else is refused.
+    pub allowed_upgrades: Vec<String>,
     pub clock_skew: Duration,
     pub allowed_algs: Vec<Algorithm>,
     /// Audiences besides `client_id` an ID token may carry (OIDC Core §3.1.3.7 step 3).

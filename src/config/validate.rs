@@ -245,6 +245,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         },
         authorization,
         token_is_access_token: access_audience.is_some(),
+        strip_client_authorization: r.bool("strip_client_authorization", false),
         strip: strip
             .iter()
             .filter_map(|h| r.header("strip_headers", h))
@@ -363,6 +364,11 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             claims,
             headers,
             trusted_proxies,
+            allowed_upgrades: r
+                .list("allowed_upgrades", &["websocket"])
+                .into_iter()
+                .map(|p| p.to_ascii_lowercase())
+                .collect(),
             clock_skew,
             allowed_algs,
             trusted_audiences: provider.trusted_audiences,

@@ -139,10 +139,32 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
+/// True when every protocol in `Upgrade` (`websocket`, `h2c`, `foo/1.0`) is allowed.
+/// `h2c` would let a client talk HTTP/2 to the upstream past every check, so only
+/// configured protocols (default: WebSocket) are tunnelled.
+pub fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let mut protocols = headers
+        .get_all(UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| {
+            p.trim()
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        })
+        .filter(|p| !p.is_empty())
+        .peekable();
+    protocols.peek().is_some() && protocols.all(|p| allowed.contains(&p))
+}
+
 /// Removes every client header that could pass for identity; returns how many went.
 pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> usize {
     let configured = names.folded();
-    let strip_authorization = names.authorization != PassAuthorization::None;
+    let strip_authorization =
+        names.authorization != PassAuthorization::None || names.strip_client_authorization;
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|k| {
@@ -257,6 +279,49 @@ pub fn inject(headers: &mut HeaderMap, names: &HeaderNames, v: &IdentityValues) 
     put(&AUTHORIZATION, &v.bearer);
 }
 
+/// Keeps shared caches in front of gatehouse from handing one user's page or session to
+/// another: a response that carries a gatehouse `Set-Cookie` gets `Cache-Control:
+/// no-store`; an authenticated response gets `Vary: Cookie` and is never left `public`
+/// (`public` becomes `private`).
+pub fn shield_from_shared_caches(h: &mut HeaderMap, authenticated: bool, sets_cookie: bool) {
+    use axum::http::header::{CACHE_CONTROL, VARY};
+    if sets_cookie {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    } else if authenticated {
+        let rewritten: Vec<String> = h
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                if d.eq_ignore_ascii_case("public") {
+                    "private".to_string()
+                } else {
+                    d.to_string()
+                }
+            })
+            .collect();
+        if !rewritten.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&rewritten.join(", ")) {
+                h.insert(CACHE_CONTROL, v);
+            }
+        }
+    }
+    if authenticated || sets_cookie {
+        let varies = h
+            .get_all(VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("cookie"));
+        if !varies {
+            h.append(VARY, HeaderValue::from_static("Cookie"));
+        }
+    }
+}
+
 /// oauth2-proxy's response header names, which existing ingress configurations copy.
 const X_AUTH_REQUEST_USER: HeaderName = HeaderName::from_static("x-auth-request-user");
 const X_AUTH_REQUEST_EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
@@ -296,6 +361,7 @@ mod tests {
             id_token: Some(HeaderName::from_static("x-forwarded-id-token")),
             authorization: PassAuthorization::None,
             token_is_access_token: false,
+            strip_client_authorization: false,
             strip: vec![HeaderName::from_static("x-custom-identity")],
             folded: Default::default(),
         }
@@ -348,6 +414,43 @@ mod tests {
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn only_listed_upgrade_protocols_are_allowed() {
+        let ws = vec!["websocket".to_string()];
+        for (upgrade, ok) in [
+            ("websocket", true),
+            ("WebSocket", true),
+            ("websocket/13", true),
+            ("h2c", false),
+            ("websocket, h2c", false),
+            ("", false),
+        ] {
+            let h = map(&[("Upgrade", upgrade)]);
+            assert_eq!(upgrade_allowed(&h, &ws), ok, "{upgrade:?}");
+        }
+    }
+
+    #[test]
+    fn shared_caches_are_shielded() {
+        let mut h = map(&[("Cache-Control", "public, max-age=60"), ("Vary", "Accept")]);
+        shield_from_shared_caches(&mut h, true, false);
+        assert_eq!(h.get("cache-control").unwrap(), "private, max-age=60");
+        assert_eq!(h.get_all("vary").iter().count(), 2);
+        let mut h = map(&[("Vary", "*")]);
+        shield_from_shared_caches(&mut h, true, false);
+        assert_eq!(h.get_all("vary").iter().count(), 1);
+        let mut h = map(&[("Cache-Control", "public")]);
+        shield_from_shared_caches(&mut h, false, true);
+        assert_eq!(h.get("cache-control").unwrap(), "no-store");
+        let mut h = map(&[("Cache-Control", "public")]);
+        shield_from_shared_caches(&mut h, false, false);
+        assert_eq!(
+            h.get("cache-control").unwrap(),
+            "public",
+            "skip routes: the app decides"
+        );
     }
 
     #[test]

@@ -51,7 +51,13 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         }
     };
 
-    let upgrade = headers::wants_upgrade(req.headers());
+    let asked = headers::wants_upgrade(req.headers());
+    let upgrade = asked && headers::upgrade_allowed(req.headers(), &st.cfg.allowed_upgrades);
+    if asked && !upgrade {
+        // Forwarded as a plain request: the hop-by-hop removal drops `Upgrade`.
+        tracing::info!(request_id = %ctx.request_id, "refused a protocol upgrade not in allowed_upgrades");
+    }
+    let authenticated = session.is_some();
     let h = req.headers_mut();
     headers::remove_hop_by_hop(h, upgrade);
     headers::strip_identity(h, &st.cfg.headers);
@@ -68,6 +74,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         Ok(resp) => resp,
         Err(e) => return ctx.fail(e),
     };
+    headers::shield_from_shared_caches(resp.headers_mut(), authenticated, !set_cookies.is_empty());
     add_cookies(&mut resp, set_cookies);
     resp
 }

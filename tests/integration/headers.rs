@@ -230,3 +230,83 @@ async fn forged_cookie_chunks_are_bounded_and_harmless() {
         "{cleared} Set-Cookie headers for forged chunks"
     );
 }
+
+#[tokio::test]
+async fn only_websocket_upgrades_are_tunnelled() {
+    let (w, b) = logged_in(&[]).await;
+    // h2c would let the client talk HTTP/2 to the upstream past every check: the request
+    // is forwarded as a plain one, and nothing switches protocols.
+    let r = b
+        .send(
+            Method::GET,
+            &format!("{}/h2c", w.gh.url),
+            &[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "no 101: {r:?}");
+    let echo = r.json();
+    assert!(
+        seen(&echo, "upgrade").is_empty() && seen(&echo, "http2-settings").is_empty(),
+        "{echo}"
+    );
+    // A WebSocket still switches (proxy.rs covers the whole exchange).
+    let cookie = b.cookie_header();
+    crate::proxy::check_websocket(&w.gh.url, &cookie, "alice@example.test").await;
+}
+
+#[tokio::test]
+async fn shared_caches_never_get_a_users_page_or_session() {
+    let (w, b) = logged_in(&[]).await;
+    let r = b
+        .send(
+            Method::GET,
+            &format!("{}/cacheable", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let cc = r.headers.get("cache-control").unwrap().to_str().unwrap();
+    assert_eq!(cc, "private, max-age=60", "never left public");
+    let vary: Vec<&str> = r
+        .headers
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        vary.iter().any(|v| v.eq_ignore_ascii_case("cookie")),
+        "{vary:?}"
+    );
+    // A response that refreshes the session is never stored by a cache.
+    let (w, b) = logged_in(&[("refresh_before_secs", "100000")]).await;
+    let r = b
+        .send(
+            Method::GET,
+            &format!("{}/cacheable", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert!(r.set_cookies().iter().any(|c| c.starts_with("_gatehouse=")));
+    assert_eq!(r.headers.get("cache-control").unwrap(), "no-store");
+}
+
+#[tokio::test]
+async fn strip_client_authorization_removes_the_apps_own_token() {
+    let (w, b) = logged_in(&[("strip_client_authorization", "true")]).await;
+    let echo = b
+        .send(
+            Method::GET,
+            &format!("{}/x", w.gh.url),
+            &[
+                ("authorization", "Bearer mine"),
+                ("accept", "application/json"),
+            ],
+        )
+        .await
+        .json();
+    assert!(seen(&echo, "authorization").is_empty());
+}

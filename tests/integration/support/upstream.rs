@@ -116,11 +116,15 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
         }
     }
     let out = json!({"method": method, "path": path, "headers": headers, "body_bytes": body_bytes});
-    Ok(Response::builder()
+    let mut resp = Response::builder()
         .header("content-type", "application/json")
-        .header("set-cookie", "upstream_cookie=1; Path=/")
-        .body(full(out.to_string()))
-        .unwrap())
+        .header("set-cookie", "upstream_cookie=1; Path=/");
+    if path.starts_with("/cacheable") {
+        resp = resp
+            .header("cache-control", "public, max-age=60")
+            .header("vary", "Accept-Encoding");
+    }
+    Ok(resp.body(full(out.to_string())).unwrap())
 }
 
 impl Upstream {
