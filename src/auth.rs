@@ -133,11 +133,14 @@ impl Refresher {
         )
     }
 
-    /// Refreshes `old`; concurrent callers for the same session share one result.
+    /// Refreshes `old`; concurrent callers for the same session share one result. The
+    /// refresh runs in a task of its own, so it completes (and its result is kept) even
+    /// if the request that started it goes away: a client that disconnects mid-refresh
+    /// cannot make the next request spend the same refresh token again.
     pub async fn refresh(
         &self,
-        cfg: &Config,
-        provider: &Provider,
+        cfg: &Arc<Config>,
+        provider: &Arc<Provider>,
         old: &Session,
     ) -> Result<Session, String> {
         // Keyed by the refresh token itself (digested): a rotated token means a new refresh.
@@ -148,13 +151,18 @@ impl Refresher {
             .map(|b| format!("{b:02x}"))
             .collect();
         let slot = self.slot(format!("{}:{tag}", old.id));
-        slot.get_or_init(|| async {
-            refresh_once(cfg, provider, old)
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .clone()
+        let (cfg, provider, old) = (Arc::clone(cfg), Arc::clone(provider), old.clone());
+        let task = tokio::spawn(async move {
+            slot.get_or_init(|| async {
+                refresh_once(&cfg, &provider, &old)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .clone()
+        });
+        task.await
+            .unwrap_or_else(|e| Err(format!("the refresh task failed: {e}")))
     }
 }
 

@@ -4,6 +4,7 @@ use crate::support::idp::{Mint, TestIdp};
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{config, start, start_unready, Browser, Gatehouse};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 pub struct World {
     pub idp: TestIdp,
@@ -507,5 +508,48 @@ async fn not_ready_until_the_provider_answers() {
         r.body.contains("still contacting the identity provider"),
         "{}",
         r.body
+    );
+}
+
+/// A client that gives up mid-refresh does not cancel the refresh: the next request with
+/// the same old cookie reuses its result instead of spending the refresh token again.
+#[tokio::test]
+async fn a_refresh_survives_the_client_that_started_it() {
+    let (w, b) = logged_in(&[("refresh_before_secs", "100000")]).await;
+    w.idp
+        .state
+        .refresh_delay_ms
+        .store(400, std::sync::atomic::Ordering::SeqCst);
+    let before = w.idp.refreshes();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .get(format!("{}/x", w.gh.url))
+        .header("cookie", b.cookie_header())
+        .header("accept", "application/json")
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client disconnected mid-refresh");
+    // The same old cookie again, after the refresh finished on its own.
+    for _ in 0..100 {
+        if w.idp.refreshes() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/y", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        w.idp.refreshes(),
+        before + 1,
+        "the refresh token was spent once, by the refresh the first client started"
     );
 }

@@ -178,6 +178,8 @@ pub struct IdpState {
     pub jwks_fetches: AtomicUsize,
     pub refreshes: AtomicUsize,
     pub refresh_fails: AtomicBool,
+    /// Milliseconds the token endpoint waits before answering a refresh.
+    pub refresh_delay_ms: std::sync::atomic::AtomicU64,
     pub deny: Mutex<Option<String>>,
     pending: Mutex<HashMap<String, Pending>>,
     /// `sub` of the identity logged in at the next `/authorize`.
@@ -215,6 +217,7 @@ impl TestIdp {
             jwks_fetches: AtomicUsize::new(0),
             refreshes: AtomicUsize::new(0),
             refresh_fails: AtomicBool::new(false),
+            refresh_delay_ms: std::sync::atomic::AtomicU64::new(0),
             deny: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             next_sub: Mutex::new("alice".into()),
@@ -407,6 +410,10 @@ async fn token(
         }
         Some("refresh_token") => {
             st.refreshes.fetch_add(1, Ordering::SeqCst);
+            let delay = st.refresh_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             if st.refresh_fails.load(Ordering::SeqCst) {
                 return oauth_error("invalid_grant");
             }
