@@ -46,6 +46,8 @@ pub enum AppError {
     Denied { user: String, denial: String },
     #[error("the forward-auth URL is misconfigured: {0}")]
     BadAuthQuery(String),
+    #[error("another site asked to sign you out; gatehouse only signs out from its own pages")]
+    CrossSiteSignOut,
     #[error("gatehouse runs in auth-only mode (no upstream is configured), so it serves nothing at this path")]
     NoUpstream,
     #[error("the upstream {upstream} is not accepting connections: {reason}")]
@@ -94,7 +96,7 @@ impl AppError {
             AppError::Unauthenticated { .. } | AppError::InvalidBearer { .. } => {
                 StatusCode::UNAUTHORIZED
             }
-            AppError::Denied { .. } => StatusCode::FORBIDDEN,
+            AppError::Denied { .. } | AppError::CrossSiteSignOut => StatusCode::FORBIDDEN,
             AppError::BadAuthQuery(_) => StatusCode::BAD_REQUEST,
             AppError::NoUpstream => StatusCode::NOT_FOUND,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -122,6 +124,7 @@ impl AppError {
             AppError::Unauthenticated { .. } => "unauthenticated",
             AppError::InvalidBearer { .. } => "invalid_token",
             AppError::Denied { .. } => "denied_by_rule",
+            AppError::CrossSiteSignOut => "cross_site_sign_out",
             AppError::BadAuthQuery(_) => "bad_auth_query",
             AppError::NoUpstream => "no_upstream",
             AppError::UpstreamDown { .. } => "upstream_unavailable",
@@ -152,6 +155,7 @@ impl AppError {
             AppError::Unauthenticated { .. } => "Sign in at the login URL, then retry.",
             AppError::InvalidBearer { .. } => "Send a current token from the accepted issuer, issued for this audience, or drop the Authorization header and sign in.",
             AppError::Denied { .. } => "If you should have access, ask an administrator to add you to an allowed group or address. If you signed in with the wrong account, sign out and sign in with another.",
+            AppError::CrossSiteSignOut => "To sign out, use the sign-out page of this site (/oauth2/sign_out).",
             AppError::BadAuthQuery(_) => "An administrator should fix the query of the forward-auth URL in the ingress configuration.",
             AppError::NoUpstream => "Point your ingress's forward-auth at /oauth2/auth, or set upstream to proxy requests through gatehouse.",
             AppError::UpstreamDown { .. } | AppError::UpstreamTimeout { .. } => "The application behind gatehouse is down or slow: retry shortly, or ask an administrator to check it.",
@@ -200,7 +204,9 @@ impl AppError {
                 | AppError::BadAuthQuery(_)
                 | AppError::NoUpstream => None,
                 // Signing in again would land on the same refusal: offer another account.
-                AppError::Denied { .. } => Some(("Sign out", "/oauth2/sign_out")),
+                AppError::Denied { .. } | AppError::CrossSiteSignOut => {
+                    Some(("Sign out", "/oauth2/sign_out"))
+                }
                 _ => Some(("Sign in again", login_url.unwrap_or("/oauth2/start"))),
             };
             (

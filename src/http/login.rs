@@ -254,20 +254,67 @@ async fn finish(
     )?)
 }
 
+/// `GET /oauth2/sign_out`: a confirmation page whose button posts. A link or an image on
+/// another site can therefore never sign a user out.
+pub async fn sign_out_page() -> Response {
+    let mut resp = super::pages::sign_out_confirm().into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// True unless the browser says the request came from another site: `Sec-Fetch-Site`
+/// other than `same-origin`/`none`, or an `Origin` whose host is not this one. Clients
+/// that send neither (curl, old browsers) are not sites, so they pass.
+fn same_origin(ctx: &Ctx, headers: &HeaderMap) -> bool {
+    let text = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match text("origin") {
+        None => true,
+        Some(origin) => {
+            let host = url::Url::parse(origin).ok().map(|u| match u.port() {
+                Some(p) => format!("{}:{p}", u.host_str().unwrap_or("")),
+                None => u.host_str().unwrap_or("").to_string(),
+            });
+            host.is_some() && host.as_deref() == ctx.forwarded.host.as_deref()
+        }
+    }
+}
+
+/// `POST /oauth2/sign_out`: same-origin only; clears the session, revokes its refresh
+/// token at the provider (RFC 7009) when the provider has a revocation endpoint, and
+/// continues to RP-initiated logout when it has an end-session endpoint.
 pub async fn sign_out(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
+    if !same_origin(&ctx, req.headers()) {
+        return ctx.fail(AppError::CrossSiteSignOut);
+    }
     let cookies = cookies_of(req.headers());
     let session = st.sessions.load(&cookies).await;
     let clear = st.sessions.clear(&cookies);
+    let loaded = st.provider.loaded();
     if let Some(s) = &session {
         tracing::info!(request_id = %ctx.request_id, user = %s.identity.user, "user signed out");
+        if let (Some(l), Some(rt)) = (&loaded, &s.refresh_token) {
+            match st.provider.revoke(l, rt).await {
+                Some(Err(e)) => {
+                    tracing::warn!(request_id = %ctx.request_id, error = %e, "could not revoke the refresh token at the provider")
+                }
+                Some(Ok(())) => {
+                    tracing::debug!(request_id = %ctx.request_id, "revoked the refresh token")
+                }
+                None => {}
+            }
+        }
     }
     let post_logout = st
         .cfg
         .post_logout_redirect_url
         .as_ref()
         .map(|u| u.to_string());
-    let end = st.provider.loaded().and_then(|l| {
+    let end = loaded.and_then(|l| {
         st.provider.end_session_url(
             &l,
             session.as_ref().map(|s| s.id_token.as_str()),

@@ -176,7 +176,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/oauth2/callback", get(login::callback))
         .route(
             "/oauth2/sign_out",
-            get(login::sign_out).post(login::sign_out),
+            get(login::sign_out_page).post(login::sign_out),
         )
         .route("/oauth2/userinfo", get(login::userinfo))
         // The forward-auth verdict, any method; Envoy appends the original path.

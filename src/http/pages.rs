@@ -72,6 +72,15 @@ pub fn error_page(
     )
 }
 
+/// `GET /oauth2/sign_out`: the button posts, so only this site can sign a user out.
+pub fn sign_out_confirm() -> Html<String> {
+    shell(
+        "Sign out",
+        "<h1>Sign out?</h1><p>This ends your gatehouse session (and, where the identity provider supports it, your session there).</p>\
+<form method=\"post\" action=\"/oauth2/sign_out\"><button class=\"button\" type=\"submit\">Sign out</button></form>",
+    )
+}
+
 /// Shown after sign-out when the provider has no end-session endpoint.
 pub fn signed_out() -> Html<String> {
     shell(

@@ -15,6 +15,8 @@ pub struct Metadata {
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
     #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
 }
 
@@ -110,6 +112,7 @@ mod tests {
             jwks_uri: "j".into(),
             userinfo_endpoint: None,
             end_session_endpoint: None,
+            revocation_endpoint: None,
             code_challenge_methods_supported: None,
         }
     }

@@ -444,6 +444,13 @@ impl Provider {
         verify::verify(id_token, &want, &l.jwks).await
     }
 
+    /// Revokes a refresh token at the provider's revocation endpoint, if it has one
+    /// (RFC 7009). `None` when it does not.
+    pub async fn revoke(&self, l: &Loaded, refresh_token: &str) -> Option<Result<(), String>> {
+        let endpoint = l.meta.revocation_endpoint.as_deref()?;
+        Some(token::revoke(&self.http, endpoint, &self.client, refresh_token).await)
+    }
+
     /// RP-initiated logout URL (OpenID Connect RP-Initiated Logout 1.0 §2), if supported.
     pub fn end_session_url(
         &self,

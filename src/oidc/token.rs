@@ -89,6 +89,44 @@ fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// Revokes a refresh token (RFC 7009 §2.1) with the client's authentication. The
+/// provider answers 200 whether or not it knew the token.
+pub async fn revoke(
+    http: &reqwest::Client,
+    endpoint: &str,
+    client: &Client,
+    refresh_token: &str,
+) -> Result<(), String> {
+    let mut fields: Vec<(&str, &str)> = vec![
+        ("token", refresh_token),
+        ("token_type_hint", "refresh_token"),
+    ];
+    let mut req = http.post(endpoint);
+    let secret = client.secret.as_ref().map(|s| s.expose()).unwrap_or("");
+    match client.auth {
+        ClientAuth::Basic => {
+            req = req.basic_auth(form_encode(&client.client_id), Some(form_encode(secret)));
+        }
+        ClientAuth::Post => {
+            fields.push(("client_id", &client.client_id));
+            fields.push(("client_secret", secret));
+        }
+        ClientAuth::None => fields.push(("client_id", &client.client_id)),
+    }
+    let resp = req.form(&fields).send().await.map_err(|e| describe(&e))?;
+    if let Some(reason) = super::redirected(endpoint, &resp) {
+        return Err(reason);
+    }
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{endpoint} answered HTTP {}",
+            resp.status().as_u16()
+        ))
+    }
+}
+
 /// POSTs a grant to the token endpoint.
 pub async fn request(
     http: &reqwest::Client,

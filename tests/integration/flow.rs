@@ -293,8 +293,38 @@ async fn userinfo_and_sign_out_with_rp_initiated_logout() {
     let info = b.get(&format!("{}/oauth2/userinfo", w.gh.url)).await.json();
     assert_eq!(info["user"], "alice@example.test");
     assert_eq!(info["groups"], serde_json::json!(["admins", "dev"]));
-    let out = b.get(&format!("{}/oauth2/sign_out", w.gh.url)).await;
+    // GET only asks; the button posts.
+    let page = b.get(&format!("{}/oauth2/sign_out", w.gh.url)).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains("<form method=\"post\" action=\"/oauth2/sign_out\">"),
+        "{}",
+        page.body
+    );
+    assert!(b.cookie("_gatehouse").is_some(), "a GET signs nobody out");
+    // Another site cannot post it.
+    let sign_out = format!("{}/oauth2/sign_out", w.gh.url);
+    for cross in [
+        [("origin", "https://evil.example")],
+        [("sec-fetch-site", "cross-site")],
+        [("sec-fetch-site", "same-site")],
+    ] {
+        let r = b.send(reqwest::Method::POST, &sign_out, &cross).await;
+        assert_eq!(r.status, 403, "{cross:?}");
+        assert!(r.body.contains("another site"), "{}", r.body);
+    }
+    assert!(b.cookie("_gatehouse").is_some(), "still signed in");
+    let origin = w.gh.url.clone();
+    let out = b
+        .send(reqwest::Method::POST, &sign_out, &[("origin", &origin)])
+        .await;
     assert_eq!(out.status, 302);
+    assert_eq!(
+        w.idp.state.revoked.lock().unwrap().len(),
+        1,
+        "the refresh token was revoked at the provider (RFC 7009)"
+    );
     let loc = out.location().unwrap();
     assert!(
         loc.starts_with(&format!("{}/logout?", w.idp.issuer)),

@@ -112,7 +112,13 @@ async fn real_provider_login_refresh_websocket_spoofing_and_logout() {
     check_websocket(&s.gh.url, &b.cookie_header(), "alice@example.test").await;
 
     // Sign out: RP-initiated logout at the real provider.
-    let out = b.get(&format!("{}/oauth2/sign_out", s.gh.url)).await;
+    let out = b
+        .send(
+            Method::POST,
+            &format!("{}/oauth2/sign_out", s.gh.url),
+            &[("sec-fetch-site", "same-origin")],
+        )
+        .await;
     assert_eq!(out.status, 302);
     let loc = out.location().unwrap();
     assert!(

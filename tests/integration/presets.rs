@@ -165,7 +165,13 @@ async fn tsidp_single_use_refresh_tokens_are_spent_once_and_sign_out_is_local() 
             "oidc-provider revokes the whole grant if a refresh token is used twice"
         );
     }
-    let out = b.get(&format!("{}/oauth2/sign_out", s.gh.url)).await;
+    let out = b
+        .send(
+            reqwest::Method::POST,
+            &format!("{}/oauth2/sign_out", s.gh.url),
+            &[("origin", s.gh.url.as_str())],
+        )
+        .await;
     assert_eq!(
         out.status, 200,
         "no end-session endpoint: a local sign-out page"

@@ -187,6 +187,8 @@ pub struct IdpState {
     /// What `/userinfo` answers (404 when `None`), and the bearer tokens it was sent.
     pub userinfo: Mutex<Option<Value>>,
     pub userinfo_calls: Mutex<Vec<String>>,
+    /// Every token sent to the revocation endpoint (RFC 7009).
+    pub revoked: Mutex<Vec<String>>,
     /// Every `redirect_uri` sent to the token endpoint.
     pub token_redirect_uris: Mutex<Vec<String>>,
 }
@@ -223,6 +225,7 @@ impl TestIdp {
             next_sub: Mutex::new("alice".into()),
             userinfo: Mutex::new(None),
             userinfo_calls: Mutex::new(Vec::new()),
+            revoked: Mutex::new(Vec::new()),
             token_redirect_uris: Mutex::new(Vec::new()),
         });
         let app = Router::new()
@@ -231,6 +234,7 @@ impl TestIdp {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/userinfo", get(userinfo))
+            .route("/revoke", post(revoke))
             .route("/logout", get(|| async { "logged out at the IdP" }))
             .with_state(Arc::clone(&state));
         let task = tokio::spawn(async move {
@@ -278,6 +282,31 @@ async fn userinfo(State(st): State<Arc<IdpState>>, headers: HeaderMap) -> Respon
     }
 }
 
+async fn revoke(
+    State(st): State<Arc<IdpState>>,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> StatusCode {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .map(str::to_string);
+    if basic.as_deref()
+        != Some(
+            STANDARD
+                .encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+                .as_str(),
+        )
+    {
+        return StatusCode::UNAUTHORIZED;
+    }
+    if let Some(t) = f.get("token") {
+        st.revoked.lock().unwrap().push(t.clone());
+    }
+    StatusCode::OK
+}
+
 async fn discovery(State(st): State<Arc<IdpState>>) -> Json<Value> {
     let i = st.issuer.lock().unwrap().clone();
     let base = i.trim_end_matches('/');
@@ -288,6 +317,7 @@ async fn discovery(State(st): State<Arc<IdpState>>) -> Json<Value> {
         "jwks_uri": format!("{base}/jwks"),
         "end_session_endpoint": format!("{base}/logout"),
         "userinfo_endpoint": format!("{base}/userinfo"),
+        "revocation_endpoint": format!("{base}/revoke"),
         "code_challenge_methods_supported": ["S256"],
     }))
 }
