@@ -55,6 +55,11 @@ impl CookieKey {
                 material.len()
             ));
         }
+        if let Some(why) = weak(&material) {
+            return Err(format!(
+                "a cookie secret must be random, and this one {why}. Generate one with `gatehouse secret` (or `openssl rand -base64 32`)"
+            ));
+        }
         let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"gatehouse cookie key");
         let prk = salt.extract(&material);
         let mut out = [0u8; 32];
@@ -63,6 +68,25 @@ impl CookieKey {
             .map_err(|_| "could not derive the cookie key".to_string())?;
         Ok(CookieKey(out))
     }
+}
+
+/// Why decoded secret material is not random enough: too few distinct bytes (a repeated
+/// character), or a short pattern repeated (a repeated word). 32 random bytes have about
+/// 30 distinct values and no period.
+fn weak(material: &[u8]) -> Option<String> {
+    let distinct = material
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if distinct < 16 {
+        return Some(format!(
+            "decodes to only {distinct} distinct byte values (a repeated character or word?)"
+        ));
+    }
+    let n = material.len();
+    (1..=n / 2)
+        .find(|&p| (p..n).all(|i| material[i] == material[i - p]))
+        .map(|p| format!("repeats a {p}-byte pattern"))
 }
 
 /// A fresh random secret, base64url without padding (what `gatehouse secret` prints).
@@ -85,6 +109,28 @@ mod tests {
         assert!(e.contains("gatehouse secret"), "{e}");
         assert!(CookieKey::derive("REPLACE-with-output-of-gatehouse-secret").is_err());
         assert!(CookieKey::derive("this is a long passphrase, not base64 at all!!").is_err());
+    }
+
+    #[test]
+    fn long_but_not_random_secrets_are_refused() {
+        use base64::Engine;
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        for (bad, why) in [
+            ("A".repeat(44), "distinct"),
+            (b64(&[7u8; 32]), "distinct"),
+            (b64(b"secretsecretsecretsecretsecretsecret"), "distinct"),
+            (
+                b64(b"0123456789abcdefghijklmnopqrstuv0123456789abcdefghijklmnopqrstuv"),
+                "pattern",
+            ),
+            ("c2VjcmV0".repeat(6), "distinct"),
+        ] {
+            let e = CookieKey::derive(&bad).unwrap_err();
+            assert!(
+                e.contains(why) && e.contains("gatehouse secret"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -409,7 +409,7 @@ mod tests {
         RawConfig::from_env(&map)
     }
 
-    const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
+    const SECRET: &str = "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk";
 
     #[test]
     fn an_empty_configuration_lists_every_missing_piece() {

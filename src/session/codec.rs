@@ -100,8 +100,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A distinct, random-looking key per name.
     fn key(s: &str) -> CookieKey {
-        CookieKey::derive(&s.repeat(44)).unwrap()
+        use base64::Engine;
+        let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+        CookieKey::derive(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref()))
+            .unwrap()
     }
 
     #[test]

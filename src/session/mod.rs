@@ -294,7 +294,7 @@ mod tests {
             name: "_gh".into(),
             secure: true,
             domain: None,
-            keys: vec![CookieKey::derive(&"k".repeat(44)).unwrap()],
+            keys: vec![CookieKey::derive(&crate::config::secret::generate()).unwrap()],
             session_lifetime: Duration::from_secs(3600),
             login_timeout: Duration::from_secs(600),
         })
