@@ -146,15 +146,6 @@ pub async fn callback(
         }
         resp
     };
-    if let Some(error) = q.error {
-        let description = q
-            .error_description
-            .map(|d| d.chars().filter(|c| !c.is_control()).take(300).collect());
-        return with_clear(ctx.fail(AppError::ProviderDenied {
-            error: error.chars().take(64).collect(),
-            description,
-        }));
-    }
     let minutes = st.cfg.cookie.login_timeout.as_secs().div_ceil(60);
     if q.state.is_none() {
         return ctx.fail(AppError::MissingParam("state"));
@@ -169,6 +160,17 @@ pub async fn callback(
         };
         return ctx.fail(err);
     };
+    // The provider's error is shown only once the state matched this browser's login:
+    // otherwise anyone could put words on gatehouse's page with a crafted link.
+    if let Some(error) = q.error {
+        let clean = |s: String, n: usize| -> String {
+            s.chars().filter(|c| !c.is_control()).take(n).collect()
+        };
+        return with_clear(ctx.fail(AppError::ProviderDenied {
+            error: clean(error, 64),
+            description: q.error_description.map(|d| clean(d, 300)),
+        }));
+    }
     if now_secs().saturating_sub(login.created_at) > st.cfg.cookie.login_timeout.as_secs() {
         return with_clear(ctx.fail(AppError::LoginExpired { minutes }));
     }

@@ -583,3 +583,26 @@ async fn a_refresh_survives_the_client_that_started_it() {
         "the refresh token was spent once, by the refresh the first client started"
     );
 }
+
+/// A crafted callback link cannot put the "provider's" words on gatehouse's page: the
+/// error is shown only once the state matches this browser's login.
+#[tokio::test]
+async fn provider_errors_are_shown_only_for_this_browsers_login() {
+    let w = world(&[]).await;
+    let b = Browser::new();
+    let crafted = format!(
+        "{}/oauth2/callback?state=forged&error=access_denied&error_description=Call+0800-SCAM+now",
+        w.gh.url
+    );
+    let r = b.get(&crafted).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(!r.body.contains("SCAM"), "{}", r.body);
+    let no_state = b
+        .get(&format!(
+            "{}/oauth2/callback?error=access_denied&error_description=SCAM",
+            w.gh.url
+        ))
+        .await;
+    assert_eq!(no_state.status, 400);
+    assert!(!no_state.body.contains("SCAM"));
+}
