@@ -300,10 +300,15 @@ impl Policy {
             "allowed_emails / allowed_email_domains"
         };
         let Some(email) = id.email.as_deref() else {
-            return self.deny(
-                rule,
-                format!("needs an email address, and {}'s token has none", id.user),
-            );
+            let detail = if id.email_verified == Some(false) {
+                format!("needs an email the provider has verified, and {}'s email is marked email_verified: false (the provider must vouch for its emails: in Authentik, return email_verified: true from the email scope mapping for sources you trust)", id.user)
+            } else {
+                format!(
+                    "needs a verified email address, and {}'s token has none",
+                    id.user
+                )
+            };
+            return self.deny(rule, detail);
         };
         let unverified = id.email_verified == Some(false)
             || crate::identity::claim_bool(claims, "email_verified") == Some(false);

@@ -49,10 +49,16 @@ fn as_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Header values may not contain control characters; such group names are dropped and
-/// commas would split one group into two, so they are dropped too.
-fn usable_in_header(s: &str) -> bool {
-    !s.is_empty() && !s.contains(',') && !s.chars().any(|c| c.is_control())
+/// Why a claim value cannot be an identity header: refused, never trimmed or dropped,
+/// so what the upstream sees is exactly what the provider vouched for.
+fn unusable(v: &str) -> Option<&'static str> {
+    if v.trim() != v {
+        Some("it has leading or trailing whitespace")
+    } else if v.chars().any(|c| c.is_control()) {
+        Some("it contains control characters")
+    } else {
+        None
+    }
 }
 
 /// Why verified claims make no identity.
@@ -63,13 +69,19 @@ pub enum IdentityError {
     /// Entra ID with more than 200 groups: `_claim_names.groups` points elsewhere.
     #[error("the provider left the groups out of the token because the user is in too many of them (groups overage: `_claim_names` names `groups` instead of listing them), so gatehouse cannot tell which groups the user is in")]
     GroupsOverage,
+    #[error("the token (and userinfo) has no `{0}` claim, which user_claim names; gatehouse does not fall back to `sub`, since an email and a subject id must never share one namespace. Set user_claim to a claim the provider sends")]
+    MissingUserClaim(String),
+    #[error("the `{claim}` claim cannot be passed on: {why}")]
+    Unusable { claim: String, why: &'static str },
+    #[error("the user would be the email {email}, which the provider has not verified (email_verified {state}); map the user from another claim (user_claim, e.g. preferred_username or sub) or have the provider verify emails")]
+    UnverifiedEmailAsUser { email: String, state: &'static str },
 }
 
 /// One group path's values: a list, or one string that is one group (never split).
 fn groups_at(claims: &Value, path: &str) -> Vec<String> {
     match claim_at(claims, path) {
         Some(Value::Array(items)) => items.iter().filter_map(as_text).collect(),
-        Some(Value::String(s)) => s.split(',').map(|g| g.trim().to_string()).collect(),
+        Some(Value::String(s)) => vec![s.clone()],
         _ => Vec::new(),
     }
 }
@@ -86,7 +98,23 @@ fn groups_overage(claims: &Value, rules: &ClaimMapping) -> bool {
         .any(|p| names.get(p).is_some() && claim_at(claims, p).is_none())
 }
 
-/// Maps verified claims to an identity.
+/// A text claim, refused when its value cannot be passed on as it is.
+fn text_claim(claims: &Value, path: &str) -> Result<Option<String>, IdentityError> {
+    let Some(v) = claim_at(claims, path).and_then(as_text) else {
+        return Ok(None);
+    };
+    match unusable(&v) {
+        Some(why) => Err(IdentityError::Unusable {
+            claim: path.to_string(),
+            why,
+        }),
+        None => Ok(Some(v)),
+    }
+}
+
+/// Maps verified claims to an identity. An email the provider has not vouched for
+/// (`email_verified` false; or absent, unless `require_email_verified` is off for a
+/// provider that never sends the claim) is never passed on, and cannot be the user.
 pub fn map_claims(claims: &Value, rules: &ClaimMapping) -> Result<Identity, IdentityError> {
     let sub = claims
         .get("sub")
@@ -95,11 +123,23 @@ pub fn map_claims(claims: &Value, rules: &ClaimMapping) -> Result<Identity, Iden
     if groups_overage(claims, rules) {
         return Err(IdentityError::GroupsOverage);
     }
-    let clean = |s: Option<String>| s.filter(|s| !s.chars().any(|c| c.is_control()));
-    let user =
-        clean(claim_at(claims, &rules.user).and_then(as_text)).unwrap_or_else(|| sub.clone());
-    let email = clean(claim_at(claims, &rules.email).and_then(as_text));
-    let preferred_username = clean(claim_at(claims, &rules.preferred_username).and_then(as_text));
+    let email_verified = claim_bool(claims, "email_verified");
+    let vouched = email_verified.unwrap_or(!rules.require_email_verified);
+    let raw_email = text_claim(claims, &rules.email)?;
+    let email = raw_email.clone().filter(|_| vouched);
+    let user = text_claim(claims, &rules.user)?
+        .ok_or_else(|| IdentityError::MissingUserClaim(rules.user.clone()))?;
+    if !vouched && rules.user == rules.email {
+        return Err(IdentityError::UnverifiedEmailAsUser {
+            email: user,
+            state: if email_verified == Some(false) {
+                "is false"
+            } else {
+                "is missing"
+            },
+        });
+    }
+    let preferred_username = text_claim(claims, &rules.preferred_username)?;
     let mut groups: Vec<String> = Vec::new();
     for path in &rules.groups {
         for g in groups_at(claims, path) {
@@ -108,7 +148,14 @@ pub fn map_claims(claims: &Value, rules: &ClaimMapping) -> Result<Identity, Iden
             } else {
                 g
             };
-            if usable_in_header(&g) && !groups.contains(&g) {
+            let why = unusable(&g).or(g.contains(',').then_some("a group name contains a comma, which would split it in two in the comma-joined group headers")).or(g.is_empty().then_some("a group name is empty"));
+            if let Some(why) = why {
+                return Err(IdentityError::Unusable {
+                    claim: path.clone(),
+                    why,
+                });
+            }
+            if !groups.contains(&g) {
                 groups.push(g);
             }
         }
@@ -119,7 +166,7 @@ pub fn map_claims(claims: &Value, rules: &ClaimMapping) -> Result<Identity, Iden
         email,
         groups,
         preferred_username,
-        email_verified: claim_bool(claims, "email_verified"),
+        email_verified,
     })
 }
 
@@ -135,35 +182,79 @@ mod tests {
             groups: groups.split(',').map(str::to_string).collect(),
             groups_trim_slash: false,
             preferred_username: "preferred_username".into(),
+            require_email_verified: true,
         }
     }
 
     #[test]
     fn keycloak_realm_roles_by_path() {
-        let c = json!({"sub": "1", "email": "a@x", "realm_access": {"roles": ["admin", "dev"]}});
+        let c = json!({"sub": "1", "email": "a@x", "email_verified": true, "realm_access": {"roles": ["admin", "dev"]}});
         let id = map_claims(&c, &rules("email", "realm_access.roles")).unwrap();
         assert_eq!(id.user, "a@x");
         assert_eq!(id.groups, vec!["admin", "dev"]);
     }
 
     #[test]
-    fn user_falls_back_to_sub_and_string_groups_split() {
-        let c = json!({"sub": "42", "groups": "a, b"});
-        let id = map_claims(&c, &rules("email", "groups")).unwrap();
+    fn no_fallback_to_sub_and_a_string_groups_claim_is_one_group() {
+        let c = json!({"sub": "42", "groups": "a b"});
+        assert_eq!(
+            map_claims(&c, &rules("email", "groups")),
+            Err(IdentityError::MissingUserClaim("email".into()))
+        );
+        let id = map_claims(&c, &rules("sub", "groups")).unwrap();
         assert_eq!(id.user, "42");
-        assert_eq!(id.groups, vec!["a", "b"]);
+        assert_eq!(id.groups, vec!["a b"], "one group, never split");
     }
 
     #[test]
-    fn no_sub_no_identity_and_header_breaking_values_are_dropped() {
+    fn unverified_emails_are_never_passed_on() {
+        let r = rules("preferred_username", "groups");
+        for c in [
+            json!({"sub": "1", "email": "a@x", "email_verified": false, "preferred_username": "a"}),
+            json!({"sub": "1", "email": "a@x", "email_verified": "false", "preferred_username": "a"}),
+            json!({"sub": "1", "email": "a@x", "preferred_username": "a"}),
+        ] {
+            let id = map_claims(&c, &r).unwrap();
+            assert_eq!(id.email, None, "{c}");
+        }
+        // The email as the user: refused, naming why.
+        let c = json!({"sub": "1", "email": "a@x", "email_verified": false});
+        assert!(matches!(
+            map_claims(&c, &rules("email", "groups")),
+            Err(IdentityError::UnverifiedEmailAsUser { .. })
+        ));
+        // A provider that never sends the claim (tsidp, Vault) can be trusted by setting.
+        let mut relaxed = rules("email", "groups");
+        relaxed.require_email_verified = false;
+        let c = json!({"sub": "1", "email": "a@x"});
         assert_eq!(
-            map_claims(&json!({"email": "x"}), &rules("email", "groups")),
+            map_claims(&c, &relaxed).unwrap().email.as_deref(),
+            Some("a@x")
+        );
+        let c = json!({"sub": "1", "email": "a@x", "email_verified": false});
+        assert!(map_claims(&c, &relaxed).is_err(), "false is never trusted");
+    }
+
+    #[test]
+    fn values_that_cannot_be_passed_on_as_they_are_are_refused() {
+        let r = rules("preferred_username", "groups");
+        for c in [
+            json!({"sub": "1", "preferred_username": "evil\r\nX-Forwarded-User: root"}),
+            json!({"sub": "1", "preferred_username": " padded"}),
+            json!({"sub": "1", "preferred_username": "a", "groups": ["ok", "a,b"]}),
+            json!({"sub": "1", "preferred_username": "a", "groups": ["ok", " admins"]}),
+            json!({"sub": "1", "preferred_username": "a", "groups": ["bad\n"]}),
+            json!({"sub": "1", "preferred_username": "a", "email": "a@x\u{7}", "email_verified": true}),
+        ] {
+            assert!(
+                matches!(map_claims(&c, &r), Err(IdentityError::Unusable { .. })),
+                "{c}"
+            );
+        }
+        assert_eq!(
+            map_claims(&json!({"email": "x"}), &r),
             Err(IdentityError::NoSubject)
         );
-        let c = json!({"sub": "1", "email": "evil\r\nX-Forwarded-User: root", "groups": ["ok", "a,b", "bad\n"]});
-        let id = map_claims(&c, &rules("preferred_username", "groups")).unwrap();
-        assert_eq!(id.email, None);
-        assert_eq!(id.groups, vec!["ok"]);
     }
 }
 
@@ -187,6 +278,7 @@ mod provider_tests {
             ],
             groups_trim_slash: false,
             preferred_username: "preferred_username".into(),
+            require_email_verified: true,
         };
         let id = map_claims(&c, &r).unwrap();
         assert_eq!(
@@ -211,6 +303,7 @@ mod provider_tests {
             groups: vec!["groups".into()],
             groups_trim_slash: false,
             preferred_username: "preferred_username".into(),
+            require_email_verified: true,
         };
         assert_eq!(map_claims(&c, &r), Err(IdentityError::GroupsOverage));
         let ok = json!({"sub": "1", "groups": ["g1"], "_claim_names": {"other": "s"}});

@@ -127,7 +127,7 @@ pub const KEYS: &[Key] = &[
     key(
         "user_claim",
         Kind::Str,
-        "claim for the user header (default email, falls back to sub)",
+        "claim for the user header (default email; a token without it is refused, never mapped to sub)",
     ),
     key(
         "email_claim",
@@ -138,6 +138,11 @@ pub const KEYS: &[Key] = &[
         "groups_claim",
         Kind::List,
         "claim paths for groups, merged: groups, realm_access.roles, resource_access.{client_id}.roles",
+    ),
+    key(
+        "require_email_verified",
+        Kind::Bool,
+        "pass an email on only when the provider says email_verified: true (default true; tsidp and vault presets: false)",
     ),
     key(
         "groups_trim_leading_slash",

@@ -62,6 +62,9 @@ pub struct ClaimMapping {
     pub groups: Vec<String>,
     /// `/admins` -> `admins`.
     pub groups_trim_slash: bool,
+    /// An email is passed on only with `email_verified: true` (off: also when the claim
+    /// is absent, for providers that never send it; `false` is never trusted).
+    pub require_email_verified: bool,
     pub preferred_username: String,
 }
 

@@ -24,8 +24,12 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "tsidp",
-        defaults: &[("scopes", "openid email profile")],
+        defaults: &[
+            ("scopes", "openid email profile"),
+            ("require_email_verified", "false"),
+        ],
         notes: &[
+            "tsidp sends no email_verified claim: its emails are trusted as they are (require_email_verified = false)",
             "tsidp accepts only the scopes openid, email and profile, and sends no groups",
             "tokens live 5 minutes and are renewed refresh_before_secs ahead; each single-use refresh token is spent once, whatever the concurrency",
             "tsidp has no end-session endpoint: sign-out ends the gatehouse session only",
@@ -33,8 +37,9 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "vault",
-        defaults: &[("scopes", "openid")],
+        defaults: &[("scopes", "openid"), ("require_email_verified", "false")],
         notes: &[
+            "Vault sends no email_verified claim: emails from its scope templates are trusted as they are (require_email_verified = false)",
             "Vault issues no refresh tokens: the session lasts until the ID token expires, then the next navigation signs in again",
             "claims such as email and groups come from the provider's scope templates: add those scopes to `scopes`",
             "keys may be EdDSA, which the Kubernetes API server cannot verify: use an RS256 key for the provider if Headlamp forwards the token",

@@ -188,6 +188,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             .map(|p| p.replace("{client_id}", &client_id_for_paths))
             .collect(),
         groups_trim_slash: r.bool("groups_trim_leading_slash", false),
+        require_email_verified: r.bool("require_email_verified", true),
         preferred_username: r.str_or("preferred_username_claim", "preferred_username"),
     };
 

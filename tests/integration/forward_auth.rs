@@ -370,7 +370,11 @@ async fn email_domain_rules_hold_against_crafted_addresses() {
         ("attacker@evilcompany.com", true, false),
         ("alice@company.com", false, false),
     ] {
-        let w = world(&[("allowed_email_domains", "company.com")]).await;
+        let w = world(&[
+            ("allowed_email_domains", "company.com"),
+            ("user_claim", "preferred_username"),
+        ])
+        .await;
         w.idp.tweak(move |c| {
             c["email"] = json!(email);
             c["email_verified"] = json!(verified);
@@ -526,7 +530,8 @@ async fn forward_auth_skip_routes_use_the_trusted_original_uri_only() {
 fn bearer(w: &World, mint: &Mint, tweak: serde_json::Value) -> String {
     let now = gatehouse::util::now_secs() as i64;
     let mut claims = json!({"iss": w.idp.issuer, "sub": "ci-bot", "aud": CLIENT_ID,
-        "exp": now + 300, "iat": now, "email": "ci@example.test", "groups": ["ci"]});
+        "exp": now + 300, "iat": now, "email": "ci@example.test", "email_verified": true,
+        "groups": ["ci"]});
     for (k, v) in tweak.as_object().unwrap() {
         claims[k] = v.clone();
     }
@@ -680,7 +685,7 @@ async fn bearer_tokens_from_an_extra_issuer_need_its_own_audience() {
     let sign = |aud: &str| {
         other.state.keys.sign(
             &Mint::default(),
-            &json!({"iss": other.issuer, "sub": "pipeline-7", "aud": aud,
+            &json!({"iss": other.issuer, "sub": "pipeline-7", "aud": aud, "email_verified": true,
                 "exp": now + 300, "iat": now, "email": "ci@example.test"}),
         )
     };

@@ -151,9 +151,15 @@ async fn claims_only_at_userinfo_still_reach_the_upstream() {
 
 #[tokio::test]
 async fn an_unverified_email_from_userinfo_passes_no_email_rule() {
-    let w = world(&[("allowed_email_domains", "example.test")]).await;
+    let w = world(&[
+        ("allowed_email_domains", "example.test"),
+        ("user_claim", "preferred_username"),
+    ])
+    .await;
     w.idp.tweak(|c| {
-        c.as_object_mut().unwrap().remove("email");
+        let o = c.as_object_mut().unwrap();
+        o.remove("email");
+        o.remove("email_verified");
     });
     // A string boolean, as some providers send it.
     *w.idp.state.userinfo.lock().unwrap() = Some(json!({
@@ -173,14 +179,21 @@ async fn userinfo_false_never_calls_it_and_auto_skips_complete_tokens() {
         w.idp.state.userinfo_calls.lock().unwrap().is_empty(),
         "the ID token has every mapped claim: no userinfo call"
     );
+    // Without userinfo the user claim (email) is missing: the sign-in is refused and
+    // says which claim, instead of falling back to `sub`.
     let w = world(&[("userinfo", "false")]).await;
     w.idp.tweak(|c| {
         c.as_object_mut().unwrap().remove("email");
     });
     *w.idp.state.userinfo.lock().unwrap() = Some(json!({"sub": "alice", "email": "a@x"}));
-    let echo = login(&w, &Browser::new(), "/").await.json();
+    let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
     assert!(w.idp.state.userinfo_calls.lock().unwrap().is_empty());
-    assert!(seen(&echo, "x-forwarded-email").is_empty());
+    assert_eq!(page.status, 502, "{page:?}");
+    assert!(
+        page.body.contains("no `email` claim") && page.body.contains("does not fall back"),
+        "{}",
+        page.body
+    );
 }
 
 /// `gatehouse check --online` against a live provider: what is right, what is wrong with

@@ -380,6 +380,7 @@ pub fn mint_response(st: &IdpState, nonce: Option<&str>) -> Value {
     let mut claims = json!({
         "iss": st.issuer.lock().unwrap().clone(), "sub": sub, "aud": CLIENT_ID,
         "exp": now + mint.ttl, "iat": now, "email": format!("{sub}@example.test"),
+        "email_verified": true,
         "preferred_username": sub, "groups": ["admins", "dev"],
     });
     if let Some(n) = nonce {

@@ -89,42 +89,48 @@ impl NodeOp {
         id_token_ttl: u64,
         quirks: &[String],
     ) -> NodeOp {
-        let mut child = Command::new("node")
-            .arg(interop_dir().join("op.mjs"))
-            .args([
-                "--port",
-                "0",
-                "--client-id",
-                client_id,
-                "--client-secret",
-                secret,
-                "--redirect-uri",
-                redirect_uri,
-            ])
-            .args([
-                "--post-logout-redirect-uri",
-                post_logout,
-                "--id-token-ttl",
-                &id_token_ttl.to_string(),
-            ])
-            .args(quirks)
-            .arg("--exit-on-stdin-close")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start node op.mjs");
-        let stdout = child.stdout.take().expect("op stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read op ready line");
-        let v: serde_json::Value = serde_json::from_str(line.trim())
-            .unwrap_or_else(|e| panic!("op.mjs ready line {line:?}: {e}"));
-        NodeOp {
-            issuer: v["issuer"].as_str().expect("issuer").to_string(),
-            child,
+        // A node process that never gets ready (seen once under load: no ready line for
+        // minutes) is killed and started again, rather than hanging the whole run.
+        for attempt in 1..=3 {
+            let mut child = Command::new("node")
+                .arg(interop_dir().join("op.mjs"))
+                .args(["--port", "0", "--client-id", client_id])
+                .args(["--client-secret", secret, "--redirect-uri", redirect_uri])
+                .args(["--post-logout-redirect-uri", post_logout])
+                .args(["--id-token-ttl", &id_token_ttl.to_string()])
+                .args(quirks)
+                .arg("--exit-on-stdin-close")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start node op.mjs");
+            let stdout = child.stdout.take().expect("op stdout");
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let _ = BufReader::new(stdout).read_line(&mut line);
+                let _ = tx.send(line);
+            });
+            match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(line) => {
+                    let v: serde_json::Value = serde_json::from_str(line.trim())
+                        .unwrap_or_else(|e| panic!("op.mjs ready line {line:?}: {e}"));
+                    return NodeOp {
+                        issuer: v["issuer"].as_str().expect("issuer").to_string(),
+                        child,
+                    };
+                }
+                Err(_) => {
+                    eprintln!(
+                        "op.mjs gave no ready line within 30 s (attempt {attempt}); restarting it"
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
         }
+        panic!("op.mjs never became ready (3 attempts of 30 s)");
     }
 }
 
