@@ -46,6 +46,8 @@ pub enum AppError {
     Denied { user: String, denial: String },
     #[error("the forward-auth URL is misconfigured: {0}")]
     BadAuthQuery(String),
+    #[error("the request was refused because {0}, which lets two HTTP parsers disagree about where it ends (request smuggling)")]
+    AmbiguousFraming(&'static str),
     #[error("another site asked to sign you out; gatehouse only signs out from its own pages")]
     CrossSiteSignOut,
     #[error("gatehouse runs in auth-only mode (no upstream is configured), so it serves nothing at this path")]
@@ -97,7 +99,7 @@ impl AppError {
                 StatusCode::UNAUTHORIZED
             }
             AppError::Denied { .. } | AppError::CrossSiteSignOut => StatusCode::FORBIDDEN,
-            AppError::BadAuthQuery(_) => StatusCode::BAD_REQUEST,
+            AppError::BadAuthQuery(_) | AppError::AmbiguousFraming(_) => StatusCode::BAD_REQUEST,
             AppError::NoUpstream => StatusCode::NOT_FOUND,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +128,7 @@ impl AppError {
             AppError::Denied { .. } => "denied_by_rule",
             AppError::CrossSiteSignOut => "cross_site_sign_out",
             AppError::BadAuthQuery(_) => "bad_auth_query",
+            AppError::AmbiguousFraming(_) => "ambiguous_framing",
             AppError::NoUpstream => "no_upstream",
             AppError::UpstreamDown { .. } => "upstream_unavailable",
             AppError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -155,6 +158,7 @@ impl AppError {
             AppError::Unauthenticated { .. } => "Sign in at the login URL, then retry.",
             AppError::InvalidBearer { .. } => "Send a current token from the accepted issuer, issued for this audience, or drop the Authorization header and sign in.",
             AppError::Denied { .. } => "If you should have access, ask an administrator to add you to an allowed group or address. If you signed in with the wrong account, sign out and sign in with another.",
+            AppError::AmbiguousFraming(_) => "Send the request with one Content-Length or chunked Transfer-Encoding, and one Host header.",
             AppError::CrossSiteSignOut => "To sign out, use the sign-out page of this site (/oauth2/sign_out).",
             AppError::BadAuthQuery(_) => "An administrator should fix the query of the forward-auth URL in the ingress configuration.",
             AppError::NoUpstream => "Point your ingress's forward-auth at /oauth2/auth, or set upstream to proxy requests through gatehouse.",
@@ -202,6 +206,7 @@ impl AppError {
                 | AppError::UpstreamTimeout { .. }
                 | AppError::NotReady(_)
                 | AppError::BadAuthQuery(_)
+                | AppError::AmbiguousFraming(_)
                 | AppError::NoUpstream => None,
                 // Signing in again would land on the same refusal: offer another account.
                 AppError::Denied { .. } | AppError::CrossSiteSignOut => {

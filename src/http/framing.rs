@@ -1,0 +1,38 @@
+//! Refuses requests whose framing two HTTP parsers could read differently (request
+//! smuggling, RFC 9112 §6.3): both `Content-Length` and `Transfer-Encoding`, several
+//! `Content-Length` values, or more than one `Host`. Such a request gets 400 and never
+//! reaches a handler, let alone the upstream. (Obsolete line folding and a space before
+//! the colon are refused by the HTTP parser itself; the tests hold both.)
+
+use super::AppError;
+use axum::extract::Request;
+use axum::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// What makes the framing ambiguous, if anything.
+pub fn ambiguity(h: &HeaderMap) -> Option<&'static str> {
+    if h.contains_key(TRANSFER_ENCODING) && h.contains_key(CONTENT_LENGTH) {
+        return Some("it has both Content-Length and Transfer-Encoding");
+    }
+    if h.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
+        return Some("it has more than one Content-Length");
+    }
+    if h.get_all(HOST).iter().nth(1).is_some() {
+        return Some("it has more than one Host");
+    }
+    None
+}
+
+/// The layer: passes unambiguous requests on, answers the rest with 400.
+pub async fn guard(req: Request, next: Next) -> Response {
+    match ambiguity(req.headers()) {
+        None => next.run(req).await,
+        Some(why) => {
+            let id = crate::util::request_id();
+            let api = super::is_api_request(req.method(), req.headers());
+            AppError::AmbiguousFraming(why).respond(&id, api)
+        }
+    }
+}
