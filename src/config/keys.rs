@@ -14,6 +14,8 @@ pub enum Kind {
     Bool,
     /// A whole number of seconds.
     Secs,
+    /// A whole number (bytes, connections).
+    Count,
 }
 
 /// One configuration key.
@@ -259,6 +261,26 @@ pub const KEYS: &[Key] = &[
         "refresh_before_secs",
         Kind::Secs,
         "refresh the ID token this long before expiry (default 60)",
+    ),
+    key(
+        "header_read_timeout_secs",
+        Kind::Secs,
+        "a client must send a request's headers within this time (default 10; slow-loris guard)",
+    ),
+    key(
+        "max_header_bytes",
+        Kind::Count,
+        "largest request header block accepted, in bytes (default 65536, at least 8192)",
+    ),
+    key(
+        "max_connections",
+        Kind::Count,
+        "most client connections open at once; the excess gets a quick 503 (default 4096)",
+    ),
+    key(
+        "shutdown_grace_secs",
+        Kind::Secs,
+        "on SIGTERM, how long in-flight requests may take before the process exits (default 10)",
     ),
     key(
         "upstream_timeout_secs",

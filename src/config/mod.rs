@@ -145,6 +145,15 @@ pub struct CookieSettings {
     pub login_timeout: Duration,
 }
 
+/// How much a client may hold of the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
 /// Log output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -193,6 +202,8 @@ pub struct Config {
     pub provider_ca: Vec<reqwest::Certificate>,
     pub refresh_before: Duration,
     pub upstream_timeout: Duration,
+    /// Client-side limits of the listener (`http/workers.rs`).
+    pub limits: ServerLimits,
     pub upstream_connect_timeout: Duration,
     pub post_logout_redirect_url: Option<Url>,
     /// `/oauth2/auth` answers browser navigations with a 302 to the provider.

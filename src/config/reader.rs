@@ -107,6 +107,21 @@ impl Reader<'_> {
         }
     }
 
+    /// A whole number (bytes, connections).
+    pub(super) fn count(&mut self, key: &str, default: u64) -> u64 {
+        let entry = self.raw.get(key);
+        let n = match entry.map(|e| &e.value) {
+            None => return default,
+            Some(RawValue::Int(i)) => u64::try_from(*i).ok(),
+            Some(RawValue::Str(s)) => s.trim().parse::<u64>().ok(),
+            Some(_) => None,
+        };
+        n.unwrap_or_else(|| {
+            self.problem(entry, key, "should be a whole number");
+            default
+        })
+    }
+
     pub(super) fn header(&mut self, key: &str, value: &str) -> Option<HeaderName> {
         match HeaderName::from_bytes(value.as_bytes()) {
             Ok(h) => Some(h),

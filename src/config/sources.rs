@@ -176,7 +176,7 @@ fn toml_value(kind: Kind, value: &toml::Value) -> Option<RawValue> {
             .collect::<Option<Vec<_>>>()
             .map(RawValue::List),
         (Kind::Bool, toml::Value::Boolean(b)) => Some(RawValue::Bool(*b)),
-        (Kind::Secs, toml::Value::Integer(i)) => Some(RawValue::Int(*i)),
+        (Kind::Secs | Kind::Count, toml::Value::Integer(i)) => Some(RawValue::Int(*i)),
         _ => None,
     }
 }
@@ -187,6 +187,7 @@ fn kind_words(kind: Kind) -> &'static str {
         Kind::List => "a string or an array of strings",
         Kind::Bool => "true or false",
         Kind::Secs => "a whole number of seconds",
+        Kind::Count => "a whole number",
     }
 }
 

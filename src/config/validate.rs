@@ -329,6 +329,20 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     let clock_skew = r.secs("clock_skew_secs", 30);
     let refresh_before = r.secs("refresh_before_secs", 60);
     let upstream_timeout = r.secs("upstream_timeout_secs", 30);
+    let max_header_bytes = r.count("max_header_bytes", 65_536);
+    if max_header_bytes < 8192 {
+        r.problems.push(format!(
+            "max_header_bytes: {max_header_bytes} is below 8192, too small for a session cookie"
+        ));
+    }
+    let limits = ServerLimits {
+        header_read_timeout: r
+            .secs("header_read_timeout_secs", 10)
+            .max(Duration::from_secs(1)),
+        max_header_bytes: usize::try_from(max_header_bytes.max(8192)).unwrap_or(65_536),
+        max_connections: usize::try_from(r.count("max_connections", 4096).max(1)).unwrap_or(4096),
+        shutdown_grace: r.secs("shutdown_grace_secs", 10),
+    };
     let upstream_connect_timeout = r.secs("upstream_connect_timeout_secs", 5);
     if clock_skew > Duration::from_secs(300) {
         r.problems.push(
@@ -380,6 +394,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             provider_ca: provider.provider_ca,
             refresh_before,
             upstream_timeout,
+            limits,
             upstream_connect_timeout,
             post_logout_redirect_url,
             forward_auth_redirect: access.forward_auth_redirect,

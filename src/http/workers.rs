@@ -6,12 +6,18 @@
 //! with most connections in bench/run.sh, and throughput swung by a third between runs).
 
 use super::{app, AppState};
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use crate::config::ServerLimits;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tower::ServiceExt;
 
 /// The client's address, as recorded for each connection.
 #[derive(Clone, Copy, Debug)]
@@ -19,37 +25,83 @@ pub struct Peer(pub SocketAddr);
 
 type Handed = (std::net::TcpStream, SocketAddr);
 
-/// A worker's end of the hand-off: the connections the acceptor gave it.
-struct Handoff {
-    rx: mpsc::UnboundedReceiver<Handed>,
-    local: SocketAddr,
+/// Counts open client connections across workers; the guard gives its slot back.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
-impl Listener for Handoff {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
+/// Past `max_connections`: a quick, complete 503 instead of a slot.
+async fn refuse(mut stream: TcpStream) {
+    const BODY: &str = "gatehouse is at its connection limit (max_connections); retry shortly\n";
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        BODY.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(BODY.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            let Some((stream, peer)) = self.rx.recv().await else {
-                // The acceptor is gone: shutting down; graceful shutdown ends the worker.
-                return std::future::pending().await;
-            };
-            match TcpStream::from_std(stream) {
-                Ok(s) => return (s, peer),
-                Err(e) => tracing::warn!(error = %e, "could not adopt a connection"),
-            }
+/// Serves the connections handed to one worker: HTTP/1.1 with upgrades, a header-read
+/// timeout (slow-loris guard), a bounded header size, and a shared connection cap. On
+/// `stop`, each connection finishes its in-flight request and closes, within the grace.
+async fn serve_worker(
+    state: Arc<AppState>,
+    mut rx: mpsc::UnboundedReceiver<Handed>,
+    mut stopped: watch::Receiver<()>,
+    open: Arc<AtomicUsize>,
+    limits: ServerLimits,
+) {
+    let router = app(state);
+    loop {
+        let (stream, peer) = tokio::select! {
+            handed = rx.recv() => match handed {
+                Some(h) => h,
+                None => break,
+            },
+            _ = stopped.changed() => break,
+        };
+        let Ok(stream) = TcpStream::from_std(stream) else {
+            continue;
+        };
+        if open.fetch_add(1, Ordering::Relaxed) >= limits.max_connections {
+            open.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(%peer, max = limits.max_connections, "connection refused: max_connections reached");
+            tokio::spawn(refuse(stream));
+            continue;
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
-    }
-}
-
-impl Connected<IncomingStream<'_, Handoff>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, Handoff>) -> Peer {
-        Peer(*stream.remote_addr())
+        let slot = Slot(Arc::clone(&open));
+        let router = router.clone();
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(Peer(peer)));
+            router.clone().oneshot(req.map(Body::new))
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes)
+            .keep_alive(true);
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        let mut stop = stopped.clone();
+        let grace = limits.shutdown_grace;
+        tokio::spawn(async move {
+            let _slot = slot;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(grace, conn).await;
+                }
+            }
+        });
     }
 }
 
@@ -72,30 +124,36 @@ pub(super) async fn run(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let local = listener.local_addr()?;
     // Dropping `stop` (shutdown, or this future being cancelled) stops every worker.
-    let (stop, stopped) = tokio::sync::watch::channel(());
+    let (stop, stopped) = watch::channel(());
+    let open = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
     let mut threads = Vec::new();
     for i in 0..worker_count() {
         let (tx, rx) = mpsc::unbounded_channel::<Handed>();
         senders.push(tx);
         let state = state.for_worker();
-        let mut stopped = stopped.clone();
+        let stopped = stopped.clone();
+        let open = Arc::clone(&open);
+        let open_after = Arc::clone(&open);
+        let limits = state.cfg.limits;
         let thread = std::thread::Builder::new()
             .name(format!("gatehouse-worker-{i}"))
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(async move {
-                    let app = app(state).into_make_service_with_connect_info::<Peer>();
-                    axum::serve(Handoff { rx, local }, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.changed().await;
-                        })
-                        .await
-                })
+                rt.block_on(serve_worker(state, rx, stopped, open, limits));
+                // Let in-flight connections finish (each bounded by the grace period).
+                rt.block_on(async {
+                    let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
+                    while open_after.load(Ordering::Relaxed) > 0
+                        && tokio::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                });
+                Ok::<(), std::io::Error>(())
             })?;
         threads.push(thread);
     }

@@ -11,6 +11,7 @@ mod forward_auth;
 mod headers;
 mod ingress;
 mod interop;
+mod limits;
 mod presets;
 mod providers;
 mod proxy;
