@@ -91,36 +91,53 @@ impl Forwarded {
         }
     }
 
-    /// RFC 7239 `Forwarded` for the client, scheme and host.
-    fn forwarded_value(&self) -> String {
-        let for_ = match self.client {
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
-            v4 => v4.to_string(),
-        };
-        let mut v = format!("for={for_};proto={}", self.proto);
-        if let Some(h) = &self.host {
-            v.push_str(";host=\"");
-            v.extend(h.chars().filter(|c| *c != '"' && *c != '\\'));
-            v.push('"');
+    /// RFC 7239 `Forwarded: for=<client>;proto=<scheme>` (the host travels in
+    /// `X-Forwarded-Host`). Built by hand: this runs for every proxied request.
+    fn forwarded_value(&self, client: &str) -> String {
+        let mut v = String::with_capacity(client.len() + self.proto.len() + 16);
+        v.push_str("for=");
+        if self.client.is_ipv6() {
+            v.push_str("\"[");
+            v.push_str(client);
+            v.push_str("]\"");
+        } else {
+            v.push_str(client);
         }
+        v.push_str(";proto=");
+        v.push_str(&self.proto);
         v
     }
 
     /// Writes `X-Forwarded-For/-Proto/-Host`, `X-Real-IP` and `Forwarded` (after
     /// `strip_identity` removed every client copy).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        if let Ok(v) = HeaderValue::from_str(&self.client.to_string()) {
+        let Ok(chain) = HeaderValue::from_str(&self.for_chain) else {
+            return;
+        };
+        // From an untrusted peer the chain is the client alone: one value for both.
+        let client = if self.trusted {
+            self.client.to_string()
+        } else {
+            self.for_chain.clone()
+        };
+        let real_ip = if self.trusted {
+            HeaderValue::from_str(&client).ok()
+        } else {
+            Some(chain.clone())
+        };
+        if let Some(v) = real_ip {
             headers.insert(X_REAL_IP, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&self.forwarded_value()) {
+        if let Ok(v) = HeaderValue::from_str(&self.forwarded_value(&client)) {
             headers.insert(FORWARDED, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&self.for_chain) {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&self.proto) {
-            headers.insert(X_FORWARDED_PROTO, v);
-        }
+        headers.insert(X_FORWARDED_FOR, chain);
+        let proto = if self.proto == "https" {
+            HeaderValue::from_static("https")
+        } else {
+            HeaderValue::from_static("http")
+        };
+        headers.insert(X_FORWARDED_PROTO, proto);
         if let Some(v) = self
             .host
             .as_deref()
@@ -182,10 +199,7 @@ mod tests {
         let mut out = HeaderMap::new();
         trusted.apply(&mut out);
         assert_eq!(out.get("x-real-ip").unwrap(), "203.0.113.7");
-        assert_eq!(
-            out.get("forwarded").unwrap(),
-            "for=203.0.113.7;proto=https;host=\"app.example.com\""
-        );
+        assert_eq!(out.get("forwarded").unwrap(), "for=203.0.113.7;proto=https");
         let v6: SocketAddr = "[2001:db8::1]:80".parse().unwrap();
         let untrusted = Forwarded::read(&h, v6, &[]);
         let mut out = HeaderMap::new();

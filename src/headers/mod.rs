@@ -285,9 +285,16 @@ pub fn inject(headers: &mut HeaderMap, names: &HeaderNames, v: &IdentityValues) 
 /// (`public` becomes `private`).
 pub fn shield_from_shared_caches(h: &mut HeaderMap, authenticated: bool, sets_cookie: bool) {
     use axum::http::header::{CACHE_CONTROL, VARY};
+    let public = || {
+        h.get_all(CACHE_CONTROL).iter().any(|v| {
+            v.as_bytes()
+                .windows(6)
+                .any(|w| w.eq_ignore_ascii_case(b"public"))
+        })
+    };
     if sets_cookie {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    } else if authenticated {
+    } else if authenticated && public() {
         let rewritten: Vec<String> = h
             .get_all(CACHE_CONTROL)
             .iter()

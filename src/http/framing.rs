@@ -5,10 +5,8 @@
 //! the colon are refused by the HTTP parser itself; the tests hold both.)
 
 use super::AppError;
-use axum::extract::Request;
 use axum::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
 use axum::response::Response;
 
 /// What makes the framing ambiguous, if anything.
@@ -25,14 +23,11 @@ pub fn ambiguity(h: &HeaderMap) -> Option<&'static str> {
     None
 }
 
-/// The layer: passes unambiguous requests on, answers the rest with 400.
-pub async fn guard(req: Request, next: Next) -> Response {
-    match ambiguity(req.headers()) {
-        None => next.run(req).await,
-        Some(why) => {
-            let id = crate::util::request_id();
-            let api = super::is_api_request(req.method(), req.headers());
-            AppError::AmbiguousFraming(why).respond(&id, api)
-        }
-    }
+/// The 400 for an ambiguous request, if it is one. Called for every request before the
+/// router (`workers.rs`): a plain function, no middleware layer on the hot path.
+pub fn refusal<B>(req: &axum::http::Request<B>) -> Option<Response> {
+    let why = ambiguity(req.headers())?;
+    let id = crate::util::request_id();
+    let api = super::is_api_request(req.method(), req.headers());
+    Some(AppError::AmbiguousFraming(why).respond(&id, api))
 }

@@ -8,7 +8,7 @@
 mod answer;
 mod errors;
 pub mod forward_auth;
-mod framing;
+pub(crate) mod framing;
 mod gate;
 mod login;
 pub mod pages;
@@ -188,8 +188,6 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         // Everything else goes through the auth step to the upstream.
         .fallback(gate::gate)
-        // Outermost: a request whose framing is ambiguous reaches no handler at all.
-        .layer(axum::middleware::from_fn(framing::guard))
         .with_state(state)
 }
 

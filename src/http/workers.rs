@@ -77,8 +77,15 @@ async fn serve_worker(
         let slot = Slot(Arc::clone(&open));
         let router = router.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let refused = super::framing::refusal(&req);
             req.extensions_mut().insert(ConnectInfo(Peer(peer)));
-            router.clone().oneshot(req.map(Body::new))
+            let routed = router.clone().oneshot(req.map(Body::new));
+            async move {
+                match refused {
+                    Some(resp) => Ok(resp),
+                    None => routed.await,
+                }
+            }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder

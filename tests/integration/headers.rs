@@ -125,10 +125,7 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
         vec!["127.0.0.1"],
         "ours, not the client's"
     );
-    assert_eq!(
-        seen(&echo, "forwarded"),
-        vec![format!("for=127.0.0.1;proto=http;host=\"{}\"", w.gh.addr)]
-    );
+    assert_eq!(seen(&echo, "forwarded"), vec!["for=127.0.0.1;proto=http"]);
     let cookies = seen(&echo, "cookie").join("; ");
     assert!(
         cookies.contains("theme=dark") && !cookies.contains("_gatehouse"),
