@@ -139,6 +139,8 @@ pub struct CookieSettings {
     pub secure: bool,
     /// `Domain` attribute, e.g. `.example.com`; `None`: host-only cookies.
     pub domain: Option<String>,
+    /// `Path` of login-state cookies: the callback's path.
+    pub login_path: String,
     /// First seals, all open.
     pub keys: Vec<CookieKey>,
     pub session_lifetime: Duration,

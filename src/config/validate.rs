@@ -173,6 +173,11 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         name: cookie_name,
         secure: r.bool("cookie_secure", true),
         domain: cookie_domain,
+        login_path: redirect_url
+            .as_ref()
+            .map(|u| u.path().to_string())
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or_else(|| "/oauth2/callback".into()),
         keys,
         session_lifetime: r.secs("session_lifetime_secs", 7 * 24 * 3600),
         login_timeout: r.secs("login_timeout_secs", 600),

@@ -114,6 +114,12 @@ pub enum SessionError {
 pub struct SessionStore {
     codec: CookieCodec,
     settings: CookieSettings,
+    /// The session cookie's name: `__Host-<cookie_name>` when cookies are Secure and
+    /// host-only (the browser then refuses it from a subdomain or over http), else as set.
+    session_name: String,
+    /// Login-state cookies' name stem: `__Secure-<cookie_name>` when Secure. They are
+    /// scoped to the callback path, so `__Host-` (which demands `Path=/`) cannot apply.
+    login_name: String,
     /// Distinguishes stores (and so keys) in the per-thread cache of opened sessions.
     id: u64,
 }
@@ -124,19 +130,27 @@ pub const HEADER_LIMIT_WARNING: usize = 7 * 1024;
 impl SessionStore {
     pub fn new(settings: CookieSettings) -> SessionStore {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let prefix = match (settings.secure, &settings.domain) {
+            (true, None) => "__Host-",
+            (true, Some(_)) => "__Secure-",
+            (false, _) => "",
+        };
+        let login_prefix = if settings.secure { "__Secure-" } else { "" };
         SessionStore {
             codec: CookieCodec::new(&settings.keys),
+            session_name: format!("{prefix}{}", settings.name),
+            login_name: format!("{login_prefix}{}", settings.name),
             settings,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
     pub fn cookie_name(&self) -> &str {
-        &self.settings.name
+        &self.session_name
     }
 
     fn login_purpose(&self) -> String {
-        format!("{}_login", self.settings.name)
+        format!("{}_login", self.login_name)
     }
 
     fn login_cookie_name(&self, state: &str) -> String {
@@ -145,16 +159,16 @@ impl SessionStore {
             .filter(char::is_ascii_alphanumeric)
             .take(12)
             .collect();
-        format!("{}_login_{tag}", self.settings.name)
+        format!("{}_login_{tag}", self.login_name)
     }
 
     /// Reads the session, if the request carries one that opens. Bad input is `None`.
     pub async fn load(&self, cookies: &RequestCookies<'_>) -> Option<Arc<Session>> {
-        let sealed = chunks::join(cookies, &self.settings.name)?;
+        let sealed = chunks::join(cookies, &self.session_name)?;
         if let Some(hit) = cache::get(self.id, &sealed) {
             return Some(hit);
         }
-        let plain = self.codec.open(&self.settings.name, &sealed)?;
+        let plain = self.codec.open(&self.session_name, &sealed)?;
         let session = Arc::new(serde_json::from_slice::<Session>(&plain).ok()?);
         cache::put(self.id, &sealed, &session);
         Some(session)
@@ -169,7 +183,7 @@ impl SessionStore {
         let plain = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
         let sealed = self
             .codec
-            .seal(&self.settings.name, &plain)
+            .seal(&self.session_name, &plain)
             .map_err(|_| SessionError::Seal)?;
         if sealed.len() > HEADER_LIMIT_WARNING {
             tracing::warn!(
@@ -178,7 +192,7 @@ impl SessionStore {
             );
         }
         let max = chunks::CHUNK_LEN * chunks::MAX_CHUNKS;
-        let parts = chunks::split(&self.settings.name, &sealed).ok_or(SessionError::TooLarge {
+        let parts = chunks::split(&self.session_name, &sealed).ok_or(SessionError::TooLarge {
             bytes: sealed.len(),
             max,
         })?;
@@ -190,7 +204,7 @@ impl SessionStore {
             .filter_map(|(n, v)| self.cookie(n.clone(), v.clone(), Some(max_age)))
             .collect();
         for old in cookies.names() {
-            if chunks::is_session_cookie(&self.settings.name, old)
+            if chunks::is_session_cookie(&self.session_name, old)
                 && !parts.iter().any(|(n, _)| n == old)
             {
                 out.extend(self.removal(old));
@@ -203,7 +217,7 @@ impl SessionStore {
     pub fn clear(&self, cookies: &RequestCookies<'_>) -> Vec<HeaderValue> {
         cookies
             .names()
-            .filter(|n| chunks::is_session_cookie(&self.settings.name, n))
+            .filter(|n| chunks::is_session_cookie(&self.session_name, n))
             .filter_map(|n| self.removal(n))
             .collect()
     }
@@ -218,7 +232,7 @@ impl SessionStore {
         let max_age = cookie::time::Duration::seconds(
             i64::try_from(self.settings.login_timeout.as_secs()).unwrap_or(600),
         );
-        self.cookie(self.login_cookie_name(&login.state), sealed, Some(max_age))
+        self.login_cookie(self.login_cookie_name(&login.state), sealed, max_age)
             .ok_or(SessionError::Seal)
     }
 
@@ -238,20 +252,46 @@ impl SessionStore {
             .open(&self.login_purpose(), sealed)
             .and_then(|p| serde_json::from_slice::<LoginState>(&p).ok())
             .filter(|l| l.state == state);
-        (login, self.removal(&name))
+        let removal = self.login_cookie(name, String::new(), cookie::time::Duration::ZERO);
+        (login, removal)
     }
 
     /// True when the request carries any login-in-progress cookie (to tell "cookies are
     /// blocked" from "the login was started elsewhere" in error pages).
     pub fn has_login_cookie(&self, cookies: &RequestCookies<'_>) -> bool {
-        let prefix = format!("{}_login_", self.settings.name);
+        let prefix = format!("{}_login_", self.login_name);
         cookies.names().any(|n| n.starts_with(&prefix))
     }
 
-    /// True for any cookie gatehouse owns (removed before requests go upstream).
+    /// True for any cookie gatehouse owns (removed before requests go upstream), with or
+    /// without a `__Host-`/`__Secure-` prefix.
     pub fn owns_cookie(&self, name: &str) -> bool {
-        name.strip_prefix(self.settings.name.as_str())
+        let bare = name
+            .strip_prefix("__Host-")
+            .or_else(|| name.strip_prefix("__Secure-"))
+            .unwrap_or(name);
+        bare.strip_prefix(self.settings.name.as_str())
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+    }
+
+    /// A login-state cookie: scoped to the callback path (never sent on app requests, so
+    /// logins in progress cannot grow every request's cookie header), and small.
+    fn login_cookie(
+        &self,
+        name: String,
+        value: String,
+        max_age: cookie::time::Duration,
+    ) -> Option<HeaderValue> {
+        let mut c = Cookie::build((name, value))
+            .path(self.settings.login_path.clone())
+            .http_only(true)
+            .secure(self.settings.secure)
+            .same_site(SameSite::Lax)
+            .max_age(max_age);
+        if let Some(d) = &self.settings.domain {
+            c = c.domain(d.clone());
+        }
+        HeaderValue::from_str(&c.build().to_string()).ok()
     }
 
     fn cookie(
@@ -294,6 +334,7 @@ mod tests {
             name: "_gh".into(),
             secure: true,
             domain: None,
+            login_path: "/oauth2/callback".into(),
             keys: vec![CookieKey::derive(&crate::config::secret::generate()).unwrap()],
             session_lifetime: Duration::from_secs(3600),
             login_timeout: Duration::from_secs(600),

@@ -606,3 +606,55 @@ async fn provider_errors_are_shown_only_for_this_browsers_login() {
     assert_eq!(no_state.status, 400);
     assert!(!no_state.body.contains("SCAM"));
 }
+
+/// Secure host-only cookies carry the `__Host-` prefix (browsers then refuse them from a
+/// subdomain or plain http); login-state cookies are scoped to the callback path.
+#[tokio::test]
+async fn secure_cookies_are_host_prefixed_and_login_state_stays_on_the_callback_path() {
+    let w = world(&[("cookie_secure", "true")]).await;
+    let b = Browser::new();
+    let first = b.get(&format!("{}/app", w.gh.url)).await;
+    let login = first
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.contains("_login_"))
+        .unwrap();
+    assert!(login.starts_with("__Secure-_gatehouse_login_"), "{login}");
+    assert!(
+        login.contains("Path=/oauth2/callback") && login.contains("Secure"),
+        "{login}"
+    );
+    let at_idp = b.get(&first.location().unwrap()).await;
+    let callback = b.get(&at_idp.location().unwrap()).await;
+    let cookies = callback.set_cookies();
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-_gatehouse="))
+        .unwrap_or_else(|| panic!("{cookies:?}"));
+    assert!(
+        session.contains("Path=/") && session.contains("Secure") && !session.contains("Domain"),
+        "{session}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Secure-_gatehouse_login_")
+                && c.contains("Path=/oauth2/callback")
+                && c.contains("Max-Age=0")),
+        "the login cookie is cleared on its own path: {cookies:?}"
+    );
+    // The prefixed session works, and never reaches the upstream.
+    let echo = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/app", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await
+        .json();
+    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
+    assert!(
+        !seen(&echo, "cookie").join(";").contains("gatehouse"),
+        "{echo}"
+    );
+}
