@@ -187,6 +187,8 @@ pub(super) async fn run(
             },
         }
     }
+    // New connections are refused from now on; in-flight ones drain (`serve_worker`).
+    drop(listener);
     drop(senders);
     drop(stop);
     tokio::task::spawn_blocking(move || {

@@ -98,3 +98,72 @@ async fn past_the_connection_cap_the_excess_gets_a_quick_503() {
     }
     assert!(ok, "slots come back when connections close");
 }
+
+/// SIGTERM drains: the request in flight finishes, new connections are refused, and the
+/// process exits within the grace period.
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
+    let idp = crate::support::idp::TestIdp::start().await;
+    let up = crate::support::upstream::Upstream::start().await;
+    let port = crate::support::ingress::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", &up.url, "--issuer-url", &idp.issuer])
+        .args(["--client-id", crate::support::idp::CLIENT_ID])
+        .args(["--client-secret", crate::support::idp::CLIENT_SECRET])
+        .args(["--cookie-secret", crate::support::COOKIE_SECRET])
+        .args(["--cookie-secure", "false", "--skip-auth-routes", "/slow"])
+        .args(["--shutdown-grace-secs", "10"])
+        .env("GATEHOUSE_WORKERS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    crate::support::wait_until_ok(&format!("{url}/readyz")).await;
+    // The upstream's /slow answers after 5 s.
+    let before = crate::support::upstream::SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst);
+    let slow = tokio::spawn(reqwest::get(format!("{url}/slow")));
+    // Wait until the slow request is in flight: the upstream has it.
+    use std::sync::atomic::Ordering;
+    let mut in_flight = false;
+    for _ in 0..250 {
+        if crate::support::upstream::SLOW_STARTED.load(Ordering::SeqCst) > before {
+            in_flight = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(in_flight, "the slow request never reached the upstream");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    // New connections are refused once the signal is handled.
+    let mut refused = false;
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the listener is closed on SIGTERM");
+    let answered = slow.await.unwrap().expect("the in-flight request finished");
+    assert_eq!(answered.status(), 200);
+    let exited = tokio::task::spawn_blocking(move || {
+        for _ in 0..200 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    })
+    .await
+    .unwrap();
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "exited cleanly: {exited:?}"
+    );
+}

@@ -49,6 +49,10 @@ fn full(s: String) -> Body {
     Full::new(Bytes::from(s)).boxed()
 }
 
+/// How many `/slow` requests have reached an upstream in this process (nextest runs
+/// each test in a process of its own).
+pub static SLOW_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let headers = headers_json(&req);
     let path = req.uri().to_string();
@@ -91,6 +95,7 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
         return Ok(resp.body(full(String::new())).unwrap());
     }
     if req.uri().path() == "/slow" {
+        SLOW_STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     }
     if req.uri().path() == "/big" {
