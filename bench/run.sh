@@ -359,12 +359,11 @@ $NGINX_PROXY_TO_WHOAMI
     launch_nginx nginx "$dir" "$NGINX_PORT"
 }
 
-# (d) nginx auth_request to gatehouse's /oauth2/auth (keepalive), then proxy_pass to (a)
-# with the identity headers of gatehouse's answer. Everything under $TMP/nginx-fa.
-start_nginx_fa() {
-    local dir
-    dir="$(nginx_dir nginx-fa)"
-    nginx_conf "$dir" "$NGINX_FA_PORT" 1 "        location / {
+# fa_locations UPSTREAM: the two locations (d) and (e) share, byte for byte: auth_request
+# to UPSTREAM's /oauth2/auth, the identity copied from its answer, proxy_pass to (a).
+fa_locations() {
+    cat <<CONF
+        location / {
             auth_request /_auth;
             auth_request_set \$fa_user \$upstream_http_x_forwarded_user;
             auth_request_set \$fa_email \$upstream_http_x_forwarded_email;
@@ -378,13 +377,22 @@ $NGINX_IDENTITY_TO_WHOAMI
 
         location = /_auth {
             internal;
-            proxy_pass http://gatehouse/oauth2/auth;
+            proxy_pass http://$1/oauth2/auth;
             proxy_pass_request_body off;
             proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_set_header Content-Length \"\";
+            proxy_set_header Connection "";
+            proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI \$request_uri;
-        }"
+        }
+CONF
+}
+
+# (d) nginx auth_request to gatehouse's /oauth2/auth (keepalive), then proxy_pass to (a)
+# with the identity headers of gatehouse's answer. Everything under $TMP/nginx-fa.
+start_nginx_fa() {
+    local dir
+    dir="$(nginx_dir nginx-fa)"
+    nginx_conf "$dir" "$NGINX_FA_PORT" 1 "$(fa_locations gatehouse)"
     launch_nginx nginx-fa "$dir" "$NGINX_FA_PORT"
 }
 
@@ -414,27 +422,7 @@ start_nginx_ceiling() {
                 add_header $h $(nginx_string "${IDENTITY[$h]}") always;"
         fi
     done
-    nginx_conf "$dir" "$NGINX_CEILING_PORT" 0 "        location / {
-            auth_request /_auth;
-            auth_request_set \$fa_user \$upstream_http_x_forwarded_user;
-            auth_request_set \$fa_email \$upstream_http_x_forwarded_email;
-            auth_request_set \$fa_group \$upstream_http_x_forwarded_group;
-            auth_request_set \$fa_groups \$upstream_http_x_forwarded_groups;
-            auth_request_set \$fa_preferred_username \$upstream_http_x_forwarded_preferred_username;
-            auth_request_set \$fa_id_token \$upstream_http_x_forwarded_id_token;
-$NGINX_PROXY_TO_WHOAMI
-$NGINX_IDENTITY_TO_WHOAMI
-        }
-
-        location = /_auth {
-            internal;
-            proxy_pass http://authstub/oauth2/auth;
-            proxy_pass_request_body off;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_set_header Content-Length \"\";
-            proxy_set_header X-Original-URI \$request_uri;
-        }" "
+    nginx_conf "$dir" "$NGINX_CEILING_PORT" 0 "$(fa_locations authstub)" "
     upstream authstub {
         server $HOST:$AUTH_STUB_PORT;
         keepalive $keepalive;
