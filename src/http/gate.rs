@@ -58,6 +58,13 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         tracing::info!(request_id = %ctx.request_id, "refused a protocol upgrade not in allowed_upgrades");
     }
     let authenticated = session.is_some();
+    // An upgraded connection (WebSocket) closes when the session behind it ends.
+    let ends_at = session.as_ref().map(|s| {
+        s.expires_at.min(
+            s.created_at
+                .saturating_add(st.cfg.cookie.session_lifetime.as_secs()),
+        )
+    });
     let h = req.headers_mut();
     headers::remove_hop_by_hop(h, upgrade);
     headers::strip_identity(h, &st.cfg.headers);
@@ -70,7 +77,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         h.insert("x-request-id", v);
     }
 
-    let mut resp = match st.proxy.forward(req, upgrade).await {
+    let mut resp = match st.proxy.forward(req, upgrade, ends_at).await {
         Ok(resp) => resp,
         Err(e) => return ctx.fail(e),
     };

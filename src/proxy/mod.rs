@@ -73,7 +73,13 @@ impl Proxy {
     }
 
     /// Sends `req` upstream and returns its response, streaming.
-    pub async fn forward(&self, mut req: Request, upgrade: bool) -> Result<Response, AppError> {
+    /// `upgrade_ends_at`: when an upgraded connection must close (its session's end).
+    pub async fn forward(
+        &self,
+        mut req: Request,
+        upgrade: bool,
+        upgrade_ends_at: Option<u64>,
+    ) -> Result<Response, AppError> {
         *req.uri_mut() = self.target(req.uri())?;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
@@ -100,7 +106,7 @@ impl Proxy {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_side) = client_upgrade {
                 let upstream_side = hyper::upgrade::on(&mut resp);
-                upgrade::splice(client_side, upstream_side);
+                upgrade::splice(client_side, upstream_side, upgrade_ends_at);
                 return Ok(resp.map(|_| Body::empty()));
             }
         }

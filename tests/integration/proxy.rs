@@ -186,3 +186,29 @@ async fn a_down_upstream_is_a_502_page_and_a_slow_one_504() {
     assert_eq!(r.status, 504, "{r:?}");
     assert_eq!(r.json()["error"], "upstream_timeout");
 }
+
+/// A WebSocket never outlives its session: when the session behind the upgrade expires,
+/// gatehouse closes it (code 4001) and the client reconnects through the auth step.
+#[tokio::test]
+async fn a_websocket_is_closed_when_its_session_expires() {
+    let w = crate::flow::world(&[("refresh_before_secs", "0")]).await;
+    w.idp.set_mint(crate::support::idp::Mint {
+        ttl: 2,
+        ..crate::support::idp::Mint::default()
+    });
+    let b = Browser::new();
+    crate::flow::login(&w, &b, "/").await;
+    let (_, _, mut ws) = websocket(&w.gh.url, "/ws", &b.cookie_header())
+        .await
+        .expect("websocket through gatehouse");
+    ws.send(Message::text("still here")).await.unwrap();
+    assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+    // Nothing else is sent: the next frame is gatehouse's close, at the session's end.
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await
+        .expect("closed within the session's lifetime");
+    match next {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4001),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
