@@ -140,6 +140,16 @@ pub fn http_client() -> reqwest::Client {
 
 impl Provider {
     pub fn new(cfg: &Config) -> Provider {
+        let mut p = Provider::plain(cfg);
+        p.access_token_verifier = cfg
+            .access_token
+            .as_ref()
+            .map(|a| Arc::new(Provider::for_bearer_issuer(cfg, &a.issuer, &a.audience)));
+        p
+    }
+
+    /// The configured provider, without an access-token verifier of its own.
+    fn plain(cfg: &Config) -> Provider {
         Provider {
             client: Client {
                 issuer: cfg.issuer_url.clone(),
@@ -156,24 +166,8 @@ impl Provider {
             },
             http: http_client_with(&cfg.provider_ca),
             loaded: RwLock::new(None),
-            access_token_verifier: cfg.access_token.as_ref().map(|a| {
-                let mut p = Provider::plain(cfg);
-                p.client.issuer = a.issuer.clone();
-                p.client.client_id = a.audience.clone();
-                p.client.secret = None;
-                Arc::new(p)
-            }),
+            access_token_verifier: None,
         }
-    }
-
-    /// A provider for `cfg` without an access-token verifier of its own.
-    fn plain(cfg: &Config) -> Provider {
-        let mut p = Provider::new(&Config {
-            access_token: None,
-            ..cfg.clone()
-        });
-        p.access_token_verifier = None;
-        p
     }
 
     /// The forwarded access token's issuer, when it is configured but its keys are not
@@ -211,8 +205,9 @@ impl Provider {
         Ok(claims.get("exp").and_then(|e| e.as_u64()))
     }
 
-    /// Another issuer whose tokens are verified for `audience` (bearer tokens only: no
-    /// client secret, never used for a login).
+    /// Another issuer whose tokens are verified for `audience`: bearer tokens from
+    /// `bearer_issuers`, and the access token forwarded with `access_token_audience`. No
+    /// client secret; never used for a login.
     pub fn for_bearer_issuer(cfg: &Config, issuer: &str, audience: &str) -> Provider {
         let mut p = Provider::plain(cfg);
         p.client.issuer = issuer.to_string();

@@ -89,6 +89,29 @@ fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// A POST to a provider endpoint with the client's authentication (OIDC Core §9): Basic
+/// credentials, or `client_id` (and `client_secret`) added to `fields`.
+fn authenticated_post<'a>(
+    http: &reqwest::Client,
+    endpoint: &str,
+    client: &'a Client,
+    fields: &mut Vec<(&'a str, &'a str)>,
+) -> reqwest::RequestBuilder {
+    let req = http.post(endpoint);
+    let secret = client.secret.as_ref().map(|s| s.expose()).unwrap_or("");
+    match client.auth {
+        ClientAuth::Basic => {
+            return req.basic_auth(form_encode(&client.client_id), Some(form_encode(secret)));
+        }
+        ClientAuth::Post => {
+            fields.push(("client_id", &client.client_id));
+            fields.push(("client_secret", secret));
+        }
+        ClientAuth::None => fields.push(("client_id", &client.client_id)),
+    }
+    req
+}
+
 /// Revokes a refresh token (RFC 7009 §2.1) with the client's authentication. The
 /// provider answers 200 whether or not it knew the token.
 pub async fn revoke(
@@ -101,18 +124,7 @@ pub async fn revoke(
         ("token", refresh_token),
         ("token_type_hint", "refresh_token"),
     ];
-    let mut req = http.post(endpoint);
-    let secret = client.secret.as_ref().map(|s| s.expose()).unwrap_or("");
-    match client.auth {
-        ClientAuth::Basic => {
-            req = req.basic_auth(form_encode(&client.client_id), Some(form_encode(secret)));
-        }
-        ClientAuth::Post => {
-            fields.push(("client_id", &client.client_id));
-            fields.push(("client_secret", secret));
-        }
-        ClientAuth::None => fields.push(("client_id", &client.client_id)),
-    }
+    let req = authenticated_post(http, endpoint, client, &mut fields);
     let resp = req.form(&fields).send().await.map_err(|e| describe(&e))?;
     if let Some(reason) = super::redirected(endpoint, &resp) {
         return Err(reason);
@@ -135,20 +147,8 @@ pub async fn request(
     form: &[(&str, &str)],
 ) -> Result<TokenSet, FlowError> {
     let mut fields: Vec<(&str, &str)> = form.to_vec();
-    let mut req = http.post(endpoint).header("accept", "application/json");
-    let secret = client.secret.as_ref().map(|s| s.expose()).unwrap_or("");
-    match client.auth {
-        ClientAuth::Basic => {
-            let user = form_encode(&client.client_id);
-            let pass = form_encode(secret);
-            req = req.basic_auth(user, Some(pass));
-        }
-        ClientAuth::Post => {
-            fields.push(("client_id", &client.client_id));
-            fields.push(("client_secret", secret));
-        }
-        ClientAuth::None => fields.push(("client_id", &client.client_id)),
-    }
+    let req = authenticated_post(http, endpoint, client, &mut fields)
+        .header("accept", "application/json");
     let resp = req
         .form(&fields)
         .send()

@@ -9,7 +9,6 @@
 //! per-route query rule where the ingress can carry one); an unauthenticated API call gets
 //! 401.
 
-use crate::support::idp::{CLIENT_ID, CLIENT_SECRET};
 use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind, Wiring};
 use crate::support::peers::{op_form_login, skip_unless_available, NodeOp};
 use crate::support::upstream::{seen, Upstream};
@@ -29,12 +28,7 @@ async fn stack(kind: Kind) -> Option<Stack> {
     }
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let (cb, bye) = (format!("{base}/oauth2/callback"), format!("{base}/bye"));
-    let op = tokio::task::spawn_blocking(move || {
-        NodeOp::start(CLIENT_ID, CLIENT_SECRET, &cb, &bye, 300)
-    })
-    .await
-    .unwrap();
+    let op = NodeOp::for_gatehouse_at(&base, &[]).await;
     let up = Upstream::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gh_addr = listener.local_addr().unwrap();

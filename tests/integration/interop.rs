@@ -3,7 +3,6 @@
 //! without them; a CI run fails instead.
 
 use crate::proxy::check_websocket;
-use crate::support::idp::{CLIENT_ID, CLIENT_SECRET};
 use crate::support::peers::{browser_login, op_form_login, skip_unless_available, NodeOp};
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{config, start_on, Browser};
@@ -19,12 +18,7 @@ struct Setup {
 async fn setup(extra: &[(&'static str, &str)]) -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let (cb, bye) = (format!("{base}/oauth2/callback"), format!("{base}/bye"));
-    let op = tokio::task::spawn_blocking(move || {
-        NodeOp::start(CLIENT_ID, CLIENT_SECRET, &cb, &bye, 300)
-    })
-    .await
-    .unwrap();
+    let op = NodeOp::for_gatehouse_at(&base, &[]).await;
     let up = Upstream::start().await;
     let mut all = vec![
         ("scopes", "openid email profile groups"),

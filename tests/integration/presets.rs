@@ -5,7 +5,6 @@
 //! audiences, and a private CA. What the in-process IdP fakes instead (HS256, Entra
 //! overage, string booleans) is in `providers.rs`.
 
-use crate::support::idp::{CLIENT_ID, CLIENT_SECRET};
 use crate::support::peers::{op_form_login, skip_unless_available, NodeOp};
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{check_online, config, start_on, Browser, Gatehouse, Resp};
@@ -31,13 +30,7 @@ async fn stack_exactly(quirks: &[&str], extra: &[(&'static str, &str)]) -> Optio
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let (cb, bye) = (format!("{base}/oauth2/callback"), format!("{base}/bye"));
-    let quirks: Vec<String> = quirks.iter().map(|s| s.to_string()).collect();
-    let op = tokio::task::spawn_blocking(move || {
-        NodeOp::start_with(CLIENT_ID, CLIENT_SECRET, &cb, &bye, 300, &quirks)
-    })
-    .await
-    .unwrap();
+    let op = NodeOp::for_gatehouse_at(&base, quirks).await;
     let up = Upstream::start().await;
     let gh = start_on(listener, config(&up.url, &op.issuer, extra)).await;
     Some(Stack { op, _up: up, gh })

@@ -79,6 +79,19 @@ impl NodeOp {
         )
     }
 
+    /// Starts the OP for the test client with gatehouse at `base` (callback
+    /// `<base>/oauth2/callback`, post-logout `<base>/bye`), off the async runtime.
+    pub async fn for_gatehouse_at(base: &str, quirks: &[&str]) -> NodeOp {
+        let (cb, bye) = (format!("{base}/oauth2/callback"), format!("{base}/bye"));
+        let quirks: Vec<String> = quirks.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let (id, secret) = (super::idp::CLIENT_ID, super::idp::CLIENT_SECRET);
+            NodeOp::start_with(id, secret, &cb, &bye, 300, &quirks)
+        })
+        .await
+        .expect("start op.mjs")
+    }
+
     /// Like [`NodeOp::start`], with op.mjs's provider-quirk options (`--issuer-path`,
     /// `--no-refresh-token`, `--claims-in-userinfo-only`, ...; see tests/interop/README.md).
     pub fn start_with(
