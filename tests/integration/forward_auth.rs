@@ -411,6 +411,11 @@ async fn required_claims_and_email_lists_apply_to_the_sidecar() {
     w.idp.tweak(|c| c["tenant"] = json!({"id": "acme"}));
     let ok = Browser::new().follow(&format!("{}/", w.gh.url)).await.0;
     assert_eq!(ok.status, 200, "{}", ok.body);
+    // bob has the claim too, but is not in the file.
+    *w.idp.state.next_sub.lock().unwrap() = "bob".into();
+    let bob = Browser::new().follow(&format!("{}/", w.gh.url)).await.0;
+    assert_eq!(bob.status, 403, "{}", bob.body);
+    assert!(bob.body.contains("allowed_emails"), "{}", bob.body);
     std::fs::remove_dir_all(&dir).ok();
 }
 

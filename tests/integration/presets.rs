@@ -84,7 +84,7 @@ async fn authentik_issuer_keeps_its_trailing_slash() {
 }
 
 #[tokio::test]
-async fn vault_without_refresh_tokens_signs_in_again_silently() {
+async fn vault_without_refresh_tokens_serves_until_the_id_token_ends() {
     let Some(s) = stack(
         &[
             "--issuer-path",
@@ -94,6 +94,8 @@ async fn vault_without_refresh_tokens_signs_in_again_silently() {
         &[
             ("provider", "vault"),
             ("scopes", "openid email profile groups"),
+            // Every request is "due": a session holding a refresh token would refresh.
+            ("refresh_before_secs", "100000"),
         ],
     )
     .await
