@@ -12,6 +12,7 @@ pub(crate) mod framing;
 mod gate;
 mod login;
 pub mod pages;
+pub mod wire;
 mod workers;
 
 pub use errors::AppError;

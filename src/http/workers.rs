@@ -76,8 +76,11 @@ async fn serve_worker(
         }
         let slot = Slot(Arc::clone(&open));
         let router = router.clone();
+        let (stream, wire) = super::wire::Watched::new(stream, limits.max_header_bytes);
+        let heads = std::cell::Cell::new(0u64);
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            let refused = super::framing::refusal(&req);
+            let index = heads.replace(heads.get() + 1);
+            let refused = super::framing::refusal(&req, wire.is_ambiguous(index));
             req.extensions_mut().insert(ConnectInfo(Peer(peer)));
             let routed = router.clone().oneshot(req.map(Body::new));
             async move {
