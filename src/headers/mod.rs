@@ -139,6 +139,12 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
+/// True when the upgrade asked for is WebSocket (and nothing else).
+pub fn is_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(UPGRADE).iter();
+    matches!((values.next(), values.next()), (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"))
+}
+
 /// True when every protocol in `Upgrade` (`websocket`, `h2c`, `foo/1.0`) is allowed.
 /// `h2c` would let a client talk HTTP/2 to the upstream past every check, so only
 /// configured protocols (default: WebSocket) are tunnelled.

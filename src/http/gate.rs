@@ -59,11 +59,18 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     }
     let authenticated = session.is_some();
     // An upgraded connection (WebSocket) closes when the session behind it ends.
-    let ends_at = session.as_ref().map(|s| {
-        s.expires_at.min(
-            s.created_at
-                .saturating_add(st.cfg.cookie.session_lifetime.as_secs()),
-        )
+    let tether = upgrade.then(|| {
+        let tether = crate::proxy::Tether {
+            session: session.as_ref().map(|s| s.id.clone()),
+            ends_at: session.as_ref().map(|s| {
+                s.expires_at.min(
+                    s.created_at
+                        .saturating_add(st.cfg.cookie.session_lifetime.as_secs()),
+                )
+            }),
+            websocket: headers::is_websocket(req.headers()),
+        };
+        (Arc::clone(&st.tunnels), tether)
     });
     let h = req.headers_mut();
     headers::remove_hop_by_hop(h, upgrade);
@@ -77,7 +84,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         h.insert("x-request-id", v);
     }
 
-    let mut resp = match st.proxy.forward(req, upgrade, ends_at).await {
+    let mut resp = match st.proxy.forward(req, tether).await {
         Ok(resp) => resp,
         Err(e) => return ctx.fail(e),
     };

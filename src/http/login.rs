@@ -298,7 +298,8 @@ pub async fn sign_out(State(st): State<Arc<AppState>>, req: Request) -> Response
     let clear = st.sessions.clear(&cookies);
     let loaded = st.provider.loaded();
     if let Some(s) = &session {
-        tracing::info!(request_id = %ctx.request_id, user = %s.identity.user, "user signed out");
+        let closed = st.tunnels.end_session(&s.id);
+        tracing::info!(request_id = %ctx.request_id, user = %s.identity.user, websockets_closed = closed, "user signed out");
         if let (Some(l), Some(rt)) = (&loaded, &s.refresh_token) {
             match st.provider.revoke(l, rt).await {
                 Some(Err(e)) => {

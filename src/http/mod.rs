@@ -23,6 +23,7 @@ use crate::bearer::BearerVerifier;
 use crate::config::Config;
 use crate::headers::Forwarded;
 use crate::oidc::Provider;
+use crate::proxy::tunnels::Tunnels;
 use crate::proxy::Proxy;
 use crate::session::SessionStore;
 use axum::extract::{ConnectInfo, State};
@@ -45,6 +46,8 @@ pub struct AppState {
     pub bearer: Option<Arc<BearerVerifier>>,
     /// Per worker thread: its upstream connections live on that thread's runtime.
     pub proxy: Proxy,
+    /// Open upgraded connections (all workers), closed on sign-out and shutdown.
+    pub tunnels: Arc<Tunnels>,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
             policy: Arc::new(policy),
             bearer: BearerVerifier::new(&cfg).map(Arc::new),
             proxy: Proxy::new(&cfg),
+            tunnels: Arc::default(),
             cfg,
         }))
     }
@@ -72,6 +76,7 @@ impl AppState {
             policy: Arc::clone(&self.policy),
             bearer: self.bearer.clone(),
             proxy: Proxy::new(&self.cfg),
+            tunnels: Arc::clone(&self.tunnels),
         })
     }
 }

@@ -56,6 +56,7 @@ async fn serve_worker(
     open: Arc<AtomicUsize>,
     limits: ServerLimits,
 ) {
+    let tunnels = Arc::clone(&state.tunnels);
     let router = app(state);
     loop {
         let (stream, peer) = tokio::select! {
@@ -113,6 +114,8 @@ async fn serve_worker(
             }
         });
     }
+    // Stopping. WebSockets never finish by themselves: close them now, with a frame.
+    tunnels.close_all();
 }
 
 /// How many workers: one per CPU (`GATEHOUSE_WORKERS` overrides).
@@ -146,6 +149,7 @@ pub(super) async fn run(
         let stopped = stopped.clone();
         let open = Arc::clone(&open);
         let open_after = Arc::clone(&open);
+        let tunnels = Arc::clone(&state.tunnels);
         let limits = state.cfg.limits;
         let thread = std::thread::Builder::new()
             .name(format!("gatehouse-worker-{i}"))
@@ -154,10 +158,11 @@ pub(super) async fn run(
                     .enable_all()
                     .build()?;
                 rt.block_on(serve_worker(state, rx, stopped, open, limits));
-                // Let in-flight connections finish (each bounded by the grace period).
+                // Let in-flight connections finish (each bounded by the grace period) and
+                // upgraded ones send their close frames.
                 rt.block_on(async {
                     let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
-                    while open_after.load(Ordering::Relaxed) > 0
+                    while (open_after.load(Ordering::Relaxed) > 0 || tunnels.count() > 0)
                         && tokio::time::Instant::now() < deadline
                     {
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -4,7 +4,10 @@
 //!
 //! Trusts its input: `http::gate` already sanitised the headers.
 
+pub mod tunnels;
 mod upgrade;
+
+pub use upgrade::Tether;
 
 use crate::config::Config;
 use crate::http::AppError;
@@ -16,7 +19,9 @@ use axum::response::Response;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
 use std::time::Duration;
+use tunnels::Tunnels;
 
 /// Forwards requests to the one upstream.
 pub struct Proxy {
@@ -73,15 +78,15 @@ impl Proxy {
     }
 
     /// Sends `req` upstream and returns its response, streaming.
-    /// `upgrade_ends_at`: when an upgraded connection must close (its session's end).
+    /// `tether`: for an upgrade, what ties the connection to its session (`tunnels` keeps
+    /// every open one, for sign-out and shutdown).
     pub async fn forward(
         &self,
         mut req: Request,
-        upgrade: bool,
-        upgrade_ends_at: Option<u64>,
+        tether: Option<(Arc<Tunnels>, Tether)>,
     ) -> Result<Response, AppError> {
         *req.uri_mut() = self.target(req.uri())?;
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = tether.map(|t| (hyper::upgrade::on(&mut req), t));
         let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
         let mut resp = match sent {
             Err(_) => {
@@ -104,9 +109,9 @@ impl Proxy {
             Ok(Ok(resp)) => resp,
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_side) = client_upgrade {
+            if let Some((client_side, (tunnels, tether))) = client_upgrade {
                 let upstream_side = hyper::upgrade::on(&mut resp);
-                upgrade::splice(client_side, upstream_side, upgrade_ends_at);
+                upgrade::splice(client_side, upstream_side, tunnels, tether);
                 return Ok(resp.map(|_| Body::empty()));
             }
         }

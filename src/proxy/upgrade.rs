@@ -3,19 +3,32 @@
 //! normal path, so it carried the injected identity headers and the client's
 //! `Sec-WebSocket-Protocol` (e.g. Headlamp's `base64.binary.k8s.io`).
 
+use super::tunnels::{Tunnels, Why};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
-/// A WebSocket close frame from the server side (RFC 6455 §5.5.1): code 4001, no reason.
-/// Sent when the session behind the connection ends.
+/// WebSocket close frames from the server side (RFC 6455 §5.5.1), no reason text:
+/// code 4001 when the session behind the connection ends, 1001 (going away) on shutdown.
 const CLOSE_SESSION_ENDED: [u8; 4] = [0x88, 0x02, 0x0F, 0xA1];
+const CLOSE_GOING_AWAY: [u8; 4] = [0x88, 0x02, 0x03, 0xE9];
 
-/// Joins the client's and the upstream's upgraded connections in a background task. At
-/// `ends_at` (Unix seconds: when the session behind the upgrade expires) the connection
-/// is closed, with a WebSocket close frame to the client, so an upgrade never outlives
-/// its session; the client reconnects through the auth step.
-pub fn splice(client: OnUpgrade, upstream: OnUpgrade, ends_at: Option<u64>) {
+/// What ties an upgraded connection to the session that opened it.
+pub struct Tether {
+    /// The session's id (sign-out closes its connections), if a session opened it.
+    pub session: Option<String>,
+    /// When the session expires (Unix seconds).
+    pub ends_at: Option<u64>,
+    /// The protocol is WebSocket, so a close frame can say why it ends.
+    pub websocket: bool,
+}
+
+/// Joins the client's and the upstream's upgraded connections in a background task,
+/// registered in `tunnels`. The connection is closed, with a WebSocket close frame to the
+/// client, at `ends_at`, when the session signs out on this replica, or on shutdown, so
+/// an upgrade never outlives its session; the client reconnects through the auth step.
+pub fn splice(client: OnUpgrade, upstream: OnUpgrade, tunnels: Arc<Tunnels>, tether: Tether) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
@@ -24,25 +37,43 @@ pub fn splice(client: OnUpgrade, upstream: OnUpgrade, ends_at: Option<u64>) {
                 return;
             }
         };
+        let registration = tunnels.register(tether.session);
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
-        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-        let left = ends_at
-            .map(|t| std::time::Duration::from_secs(t.saturating_sub(crate::util::now_secs())));
-        let ended = match left {
-            Some(left) => match tokio::time::timeout(left, copy).await {
-                Ok(done) => done.map(|_| ()),
-                Err(_) => {
-                    tracing::info!("closing an upgraded connection: its session expired");
-                    let _ = client.write_all(&CLOSE_SESSION_ENDED).await;
-                    let _ = client.shutdown().await;
-                    Ok(())
+        let expiry = async {
+            match tether.ends_at {
+                Some(t) => {
+                    let left = t.saturating_sub(crate::util::now_secs());
+                    tokio::time::sleep(std::time::Duration::from_secs(left)).await;
+                    Why::SessionEnded
                 }
-            },
-            None => copy.await.map(|_| ()),
+                None => std::future::pending().await,
+            }
         };
-        if let Err(e) = ended {
-            tracing::debug!(error = %e, "upgraded connection ended with an error");
+        let why = tokio::select! {
+            done = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                if let Err(e) = done {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                }
+                return;
+            }
+            why = expiry => why,
+            why = registration.asked() => why,
+        };
+        match why {
+            Why::SessionEnded => {
+                tracing::info!("closing an upgraded connection: its session ended")
+            }
+            Why::ShuttingDown => tracing::debug!("closing an upgraded connection: shutting down"),
         }
+        if tether.websocket {
+            let frame = match why {
+                Why::SessionEnded => &CLOSE_SESSION_ENDED,
+                Why::ShuttingDown => &CLOSE_GOING_AWAY,
+            };
+            let _ = client.write_all(frame).await;
+        }
+        let _ = client.shutdown().await;
+        let _ = upstream.shutdown().await;
     });
 }

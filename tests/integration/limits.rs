@@ -99,8 +99,9 @@ async fn past_the_connection_cap_the_excess_gets_a_quick_503() {
     assert!(ok, "slots come back when connections close");
 }
 
-/// SIGTERM drains: the request in flight finishes, new connections are refused, and the
-/// process exits within the grace period.
+/// SIGTERM drains: the request in flight finishes, new connections are refused, an open
+/// WebSocket gets a close frame (1001, going away), and the process exits within the
+/// grace period.
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
     let idp = crate::support::idp::TestIdp::start().await;
@@ -112,7 +113,12 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
         .args(["--client-id", crate::support::idp::CLIENT_ID])
         .args(["--client-secret", crate::support::idp::CLIENT_SECRET])
         .args(["--cookie-secret", crate::support::COOKIE_SECRET])
-        .args(["--cookie-secure", "false", "--skip-auth-routes", "/slow"])
+        .args([
+            "--cookie-secure",
+            "false",
+            "--skip-auth-routes",
+            "/slow,/ws",
+        ])
         .args(["--shutdown-grace-secs", "10"])
         .env("GATEHOUSE_WORKERS", "2")
         .stdout(std::process::Stdio::null())
@@ -121,6 +127,9 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     crate::support::wait_until_ok(&format!("{url}/readyz")).await;
+    let (_, _, mut ws) = crate::proxy::websocket(&url, "/ws", "")
+        .await
+        .expect("a websocket on a public route");
     // The upstream's /slow answers after 5 s.
     let before = crate::support::upstream::SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst);
     let slow = tokio::spawn(reqwest::get(format!("{url}/slow")));
@@ -148,6 +157,12 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused, "the listener is closed on SIGTERM");
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a close frame at once, got {other:?}"),
+    }
     let answered = slow.await.unwrap().expect("the in-flight request finished");
     assert_eq!(answered.status(), 200);
     let exited = tokio::task::spawn_blocking(move || {

@@ -212,3 +212,38 @@ async fn a_websocket_is_closed_when_its_session_expires() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 }
+
+/// Signing out closes the WebSockets that session opened on this replica (code 4001), at
+/// once; another user's WebSocket stays open.
+#[tokio::test]
+async fn signing_out_closes_that_sessions_websockets_only() {
+    let (w, alice) = logged_in(&[]).await;
+    let bob = Browser::new();
+    crate::flow::login(&w, &bob, "/").await;
+    let (_, _, mut theirs) = websocket(&w.gh.url, "/ws", &alice.cookie_header())
+        .await
+        .expect("alice's websocket");
+    let (_, _, mut other) = websocket(&w.gh.url, "/ws", &bob.cookie_header())
+        .await
+        .expect("the other session's websocket");
+    let out = alice
+        .send(
+            Method::POST,
+            &format!("{}/oauth2/sign_out", w.gh.url),
+            &[("origin", w.gh.url.as_str())],
+        )
+        .await;
+    assert!(out.status == 302 || out.status == 200, "{out:?}");
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), theirs.next())
+        .await
+        .expect("closed at sign-out, not at expiry");
+    match next {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4001),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    other.send(Message::text("still here")).await.unwrap();
+    match other.next().await {
+        Some(Ok(Message::Text(t))) => assert!(t.as_str().contains("still here"), "{t}"),
+        got => panic!("the other session's websocket was closed too: {got:?}"),
+    }
+}

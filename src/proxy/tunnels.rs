@@ -1,0 +1,146 @@
+//! The open upgraded connections (WebSockets) of one gatehouse, with the session each was
+//! opened by, so that signing out closes the ones that session opened on this replica,
+//! and shutting down closes every one with a close frame instead of dropping it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Why gatehouse ends an upgraded connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Its session expired or was signed out: WebSocket close code 4001.
+    SessionEnded,
+    /// gatehouse is shutting down: close code 1001 (going away).
+    ShuttingDown,
+}
+
+/// One connection's stop signal.
+#[derive(Default)]
+struct Stop {
+    notify: Notify,
+    /// 0: not asked; 1 + `Why as u8` once asked.
+    why: AtomicU8,
+}
+
+impl Stop {
+    fn ask(&self, why: Why) {
+        let code = match why {
+            Why::SessionEnded => 1,
+            Why::ShuttingDown => 2,
+        };
+        // The first reason wins.
+        let _ = self
+            .why
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.notify.notify_one();
+    }
+}
+
+/// Every open upgraded connection, shared by all workers.
+#[derive(Default)]
+pub struct Tunnels {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, (Option<String>, Arc<Stop>)>>,
+}
+
+impl Tunnels {
+    /// Records a new upgraded connection, opened by the session `session` (its id), if any.
+    pub fn register(self: &Arc<Self>, session: Option<String>) -> Registration {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        let stop = Arc::new(Stop::default());
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(key, (session, Arc::clone(&stop)));
+        }
+        Registration {
+            tunnels: Arc::clone(self),
+            key,
+            stop,
+        }
+    }
+
+    /// Asks every connection opened by session `id` to close; returns how many.
+    pub fn end_session(&self, id: &str) -> usize {
+        self.ask(|session| session == Some(id), Why::SessionEnded)
+    }
+
+    /// Asks every connection to close (shutdown); returns how many.
+    pub fn close_all(&self) -> usize {
+        self.ask(|_| true, Why::ShuttingDown)
+    }
+
+    /// How many upgraded connections are open.
+    pub fn count(&self) -> usize {
+        self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
+
+    fn ask(&self, matches: impl Fn(Option<&str>) -> bool, why: Why) -> usize {
+        let Ok(open) = self.open.lock() else {
+            return 0;
+        };
+        let mut asked = 0;
+        for (session, stop) in open.values() {
+            if matches(session.as_deref()) {
+                stop.ask(why);
+                asked += 1;
+            }
+        }
+        asked
+    }
+}
+
+/// An open connection's place in [`Tunnels`]; leaving it (drop) removes the connection.
+pub struct Registration {
+    tunnels: Arc<Tunnels>,
+    key: u64,
+    stop: Arc<Stop>,
+}
+
+impl Registration {
+    /// Resolves when gatehouse asks this connection to close, with the reason.
+    pub async fn asked(&self) -> Why {
+        loop {
+            match self.stop.why.load(Ordering::Acquire) {
+                1 => return Why::SessionEnded,
+                2 => return Why::ShuttingDown,
+                _ => self.stop.notify.notified().await,
+            }
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.tunnels.open.lock() {
+            open.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sign_out_closes_only_that_sessions_connections() {
+        let t = Arc::new(Tunnels::default());
+        let a1 = t.register(Some("a".into()));
+        let a2 = t.register(Some("a".into()));
+        let b = t.register(Some("b".into()));
+        let bearer = t.register(None);
+        assert_eq!(t.count(), 4);
+        assert_eq!(t.end_session("a"), 2);
+        assert_eq!(a1.asked().await, Why::SessionEnded);
+        assert_eq!(a2.asked().await, Why::SessionEnded);
+        let not_yet = tokio::time::timeout(std::time::Duration::from_millis(20), b.asked()).await;
+        assert!(not_yet.is_err(), "b was not signed out");
+        assert_eq!(t.close_all(), 4);
+        assert_eq!(b.asked().await, Why::ShuttingDown);
+        assert_eq!(bearer.asked().await, Why::ShuttingDown);
+        // The first reason stays.
+        assert_eq!(a1.asked().await, Why::SessionEnded);
+        drop((a1, a2, b, bearer));
+        assert_eq!(t.count(), 0);
+    }
+}
