@@ -38,11 +38,14 @@ impl Stop {
     }
 }
 
+/// An open connection: the id of the session that opened it, and its stop signal.
+type Open = (Option<String>, Arc<Stop>);
+
 /// Every open upgraded connection, shared by all workers.
 #[derive(Default)]
 pub struct Tunnels {
     next: AtomicU64,
-    open: Mutex<HashMap<u64, (Option<String>, Arc<Stop>)>>,
+    open: Mutex<HashMap<u64, Open>>,
 }
 
 impl Tunnels {
