@@ -111,8 +111,25 @@ pub fn session_from_tokens(
 
 /// How long a refresh result is kept for late requests with the old cookie.
 const KEEP_RESULT: Duration = Duration::from_secs(60);
+/// How long a failure the provider may recover from (down, 5xx) is kept before the next
+/// request tries again.
+const KEEP_TRANSIENT: Duration = Duration::from_secs(2);
 
-type Shared = Arc<OnceCell<Result<Session, String>>>;
+/// Why a refresh failed; `transient`: the provider was down or failed on its side, so it
+/// has not said no (the session may be used until it expires).
+#[derive(Debug, Clone)]
+pub struct RefreshFailure {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl std::fmt::Display for RefreshFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+type Shared = Arc<OnceCell<Result<Session, RefreshFailure>>>;
 
 /// One refresh at a time per session.
 #[derive(Default)]
@@ -125,7 +142,10 @@ impl Refresher {
         let Ok(mut map) = self.inflight.lock() else {
             return Arc::new(OnceCell::new());
         };
-        map.retain(|_, (at, _)| at.elapsed() < KEEP_RESULT);
+        map.retain(|_, (at, done)| match done.get() {
+            Some(Err(e)) if e.transient => at.elapsed() < KEEP_TRANSIENT,
+            _ => at.elapsed() < KEEP_RESULT,
+        });
         Arc::clone(
             &map.entry(key)
                 .or_insert_with(|| (Instant::now(), Arc::new(OnceCell::new())))
@@ -142,7 +162,7 @@ impl Refresher {
         cfg: &Arc<Config>,
         provider: &Arc<Provider>,
         old: &Session,
-    ) -> Result<Session, String> {
+    ) -> Result<Session, RefreshFailure> {
         // Keyed by the refresh token itself (digested): a rotated token means a new refresh.
         let rt = old.refresh_token.as_deref().unwrap_or("");
         let digest = ring::digest::digest(&ring::digest::SHA256, rt.as_bytes());
@@ -156,13 +176,20 @@ impl Refresher {
             slot.get_or_init(|| async {
                 refresh_once(&cfg, &provider, &old)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| RefreshFailure {
+                        message: e.to_string(),
+                        transient: e.is_transient(),
+                    })
             })
             .await
             .clone()
         });
-        task.await
-            .unwrap_or_else(|e| Err(format!("the refresh task failed: {e}")))
+        task.await.unwrap_or_else(|e| {
+            Err(RefreshFailure {
+                message: format!("the refresh task failed: {e}"),
+                transient: false,
+            })
+        })
     }
 }
 
@@ -368,7 +395,9 @@ async fn load_session(
     if now.saturating_add(cfg.refresh_before.as_secs()) < session.expires_at {
         return Ok((session, Vec::new()));
     }
-    if session.refresh_token.is_none() {
+    if session.refresh_token.is_none() || st.provider.down_recently() {
+        // Nothing to refresh with, or the provider just failed: the tokens serve until
+        // they expire (a later request tries the refresh again).
         if now < session.expires_at {
             return Ok((session, Vec::new()));
         }
@@ -382,6 +411,12 @@ async fn load_session(
                 Err(login(LoginReason::RefreshFailed))
             }
         },
+        // The provider is down: its tokens are still good until they expire, so the user
+        // keeps working; a later request tries the refresh again.
+        Err(e) if e.transient && now < session.expires_at => {
+            tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed (provider unavailable); the session is used until it expires");
+            Ok((session, Vec::new()))
+        }
         Err(e) => {
             tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed; the user must log in again");
             Err(login(LoginReason::RefreshFailed))

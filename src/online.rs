@@ -47,7 +47,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 /// Runs every check; the findings in order.
 pub async fn check(cfg: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
-    let http = crate::oidc::http_client_with(&cfg.provider_ca);
+    let http = crate::oidc::http_client_with(&cfg.provider_ca, cfg.provider_timeouts);
     let url = discovery_url(&cfg.issuer_url);
     let resp = match http.get(&url).send().await {
         Ok(r) => r,

@@ -293,6 +293,16 @@ pub const KEYS: &[Key] = &[
         "time allowed to connect to the upstream (default 5)",
     ),
     key(
+        "provider_timeout_secs",
+        Kind::Secs,
+        "time allowed for each call to the identity provider, start to finish (default 10)",
+    ),
+    key(
+        "provider_connect_timeout_secs",
+        Kind::Secs,
+        "time allowed to connect to the identity provider (default 5)",
+    ),
+    key(
         "post_logout_redirect_url",
         Kind::Str,
         "where the IdP sends the user after logout",

@@ -156,6 +156,23 @@ pub struct ServerLimits {
     pub shutdown_grace: Duration,
 }
 
+/// Time limits on calls to the identity provider.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderTimeouts {
+    pub connect: Duration,
+    /// The whole call, from connecting to the last byte of the answer.
+    pub total: Duration,
+}
+
+impl Default for ProviderTimeouts {
+    fn default() -> Self {
+        ProviderTimeouts {
+            connect: Duration::from_secs(5),
+            total: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -207,6 +224,8 @@ pub struct Config {
     /// Client-side limits of the listener (`http/workers.rs`).
     pub limits: ServerLimits,
     pub upstream_connect_timeout: Duration,
+    /// Bounds on every call to the provider (a provider that hangs never holds a request).
+    pub provider_timeouts: ProviderTimeouts,
     pub post_logout_redirect_url: Option<Url>,
     /// `/oauth2/auth` answers browser navigations with a 302 to the provider.
     pub forward_auth_redirect: bool,

@@ -349,6 +349,14 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         shutdown_grace: r.secs("shutdown_grace_secs", 10),
     };
     let upstream_connect_timeout = r.secs("upstream_connect_timeout_secs", 5);
+    let provider_timeouts = ProviderTimeouts {
+        connect: r
+            .secs("provider_connect_timeout_secs", 5)
+            .max(Duration::from_secs(1)),
+        total: r
+            .secs("provider_timeout_secs", 10)
+            .max(Duration::from_secs(1)),
+    };
     if clock_skew > Duration::from_secs(300) {
         r.problems.push(
             "clock_skew_secs above 300 would accept long-expired tokens; fix the clocks instead"
@@ -401,6 +409,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             upstream_timeout,
             limits,
             upstream_connect_timeout,
+            provider_timeouts,
             post_logout_redirect_url,
             forward_auth_redirect: access.forward_auth_redirect,
             allowed_redirect_domains: access.allowed_redirect_domains,

@@ -42,7 +42,7 @@ pub fn login_url(cfg: &Config, target: &str) -> String {
 
 /// The response for any decision but `Allow`/`Public`. `target` is the validated
 /// post-login target; `redirect` says whether browsers get a 302 to the provider.
-pub fn refusal(
+pub async fn refusal(
     st: &AppState,
     ctx: &Ctx,
     decision: Decision,
@@ -53,7 +53,7 @@ pub fn refusal(
         Decision::Login { reason, clear } => {
             tracing::debug!(request_id = %ctx.request_id, ?reason, "login required");
             if redirect && !ctx.api {
-                return begin_login(st, ctx, target, clear);
+                return begin_login(st, ctx, target, clear).await;
             }
             let url = login_url(&st.cfg, &target);
             let mut resp = ctx.fail(AppError::Unauthenticated {

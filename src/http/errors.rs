@@ -38,6 +38,10 @@ pub enum AppError {
     SessionTooLarge { bytes: usize, max: usize },
     #[error("gatehouse is still contacting the identity provider: {0}")]
     NotReady(String),
+    #[error(
+        "the identity provider {issuer} is not answering, so nobody can sign in right now: {cause}"
+    )]
+    ProviderUnavailable { issuer: String, cause: String },
     #[error("you are not signed in")]
     Unauthenticated { login_url: String },
     #[error("the bearer token was refused: {reason}")]
@@ -94,7 +98,9 @@ impl AppError {
             | AppError::SessionTooLarge { .. }
             | AppError::UpstreamDown { .. } => StatusCode::BAD_GATEWAY,
             AppError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            AppError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::NotReady(_) | AppError::ProviderUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Unauthenticated { .. } | AppError::InvalidBearer { .. } => {
                 StatusCode::UNAUTHORIZED
             }
@@ -123,6 +129,7 @@ impl AppError {
             AppError::Flow(_) => "token_endpoint_error",
             AppError::SessionTooLarge { .. } => "session_too_large",
             AppError::NotReady(_) => "not_ready",
+            AppError::ProviderUnavailable { .. } => "provider_unavailable",
             AppError::Unauthenticated { .. } => "unauthenticated",
             AppError::InvalidBearer { .. } => "invalid_token",
             AppError::Denied { .. } => "denied_by_rule",
@@ -154,6 +161,7 @@ impl AppError {
             AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_client" => "The provider rejected gatehouse's client credentials: check client_id, client_secret and client_auth_method.",
             AppError::Flow(_) => "This is a problem between gatehouse and the identity provider: an administrator should check gatehouse's log for this request id.",
             AppError::SessionTooLarge { .. } => "An administrator should reduce the claims or scopes requested.",
+            AppError::ProviderUnavailable { .. } => "Try again in a minute. People already signed in keep working until their sessions expire. If it lasts, an administrator should check that the provider is up and reachable from gatehouse (see gatehouse's log for this request id).",
             AppError::NotReady(_) => "Wait a moment and reload; if it persists, an administrator should check issuer_url and the provider's reachability.",
             AppError::Unauthenticated { .. } => "Sign in at the login URL, then retry.",
             AppError::InvalidBearer { .. } => "Send a current token from the accepted issuer, issued for this audience, or drop the Authorization header and sign in.",
@@ -168,6 +176,9 @@ impl AppError {
     }
 
     fn title(&self) -> &'static str {
+        if let AppError::ProviderUnavailable { .. } = self {
+            return "The sign-in service is not answering";
+        }
         match self.status().as_u16() {
             400 => "Sign-in could not be completed",
             401 => "Sign-in required",
@@ -202,6 +213,7 @@ impl AppError {
             (status, axum::Json(body)).into_response()
         } else {
             let retry = match self {
+                AppError::ProviderUnavailable { .. } => Some(("Try again", "/oauth2/start")),
                 AppError::UpstreamDown { .. }
                 | AppError::UpstreamTimeout { .. }
                 | AppError::NotReady(_)
@@ -240,6 +252,10 @@ impl AppError {
         }
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         if let Ok(v) = HeaderValue::from_str(request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }

@@ -192,7 +192,7 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
             let rd = original.url.as_deref().or(original.uri.as_deref());
             let target = safe_target(&st.cfg, &ctx, rd);
             let redirect = redirect_param || st.cfg.forward_auth_redirect;
-            return refusal(&st, &ctx, refused, target, redirect);
+            return refusal(&st, &ctx, refused, target, redirect).await;
         }
     }
     let h = resp.headers_mut();

@@ -47,7 +47,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
                 &ctx,
                 req.uri().path_and_query().map(|p| p.as_str()),
             );
-            return refusal(&st, &ctx, refused, target, true);
+            return refusal(&st, &ctx, refused, target, true).await;
         }
     };
 

@@ -44,7 +44,7 @@ pub(super) fn cookies_of(headers: &HeaderMap) -> RequestCookies<'_> {
 }
 
 /// Sends the browser to the provider; `return_to` was validated by the caller.
-pub fn begin_login(
+pub async fn begin_login(
     st: &AppState,
     ctx: &Ctx,
     return_to: String,
@@ -55,6 +55,14 @@ pub fn begin_login(
             "discovery and keys are not loaded yet".into(),
         ));
     };
+    // Only send the browser to a provider that answers: otherwise it would end on a
+    // browser error page instead of this one, which names the provider and the cause.
+    if let Err(cause) = st.provider.reachable().await {
+        return ctx.fail(AppError::ProviderUnavailable {
+            issuer: st.provider.client.issuer.clone(),
+            cause,
+        });
+    }
     let login = LoginState {
         state: random_token(24),
         nonce: random_token(24),
@@ -113,7 +121,7 @@ pub async fn start(
     let mut ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
     ctx.api = false;
     let target = safe_target(&st.cfg, &ctx, rd.as_deref());
-    begin_login(&st, &ctx, target, Vec::new())
+    begin_login(&st, &ctx, target, Vec::new()).await
 }
 
 #[derive(Deserialize)]
@@ -218,7 +226,14 @@ async fn finish(
             &ctx.redirect_uri(&st.cfg),
             &login.pkce_verifier,
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            crate::oidc::FlowError::Unreachable(cause) => AppError::ProviderUnavailable {
+                issuer: st.provider.client.issuer.clone(),
+                cause,
+            },
+            other => other.into(),
+        })?;
     let id_token = tokens
         .id_token
         .take()
@@ -366,6 +381,6 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, req: Request) -> Response
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
-        other => super::answer::refusal(&st, &ctx, other, "/".into(), false),
+        other => super::answer::refusal(&st, &ctx, other, "/".into(), false).await,
     }
 }

@@ -15,6 +15,7 @@
 //! and each provider quirk has a test (`tests/integration/{tokens,providers}.rs`).
 
 pub mod discovery;
+pub mod health;
 pub mod jwks;
 pub mod token;
 pub mod verify;
@@ -111,6 +112,8 @@ pub struct Provider {
     pub client: Client,
     http: reqwest::Client,
     loaded: RwLock<Option<Arc<Loaded>>>,
+    /// Whether it answers now (checked before a login is sent there).
+    health: health::Health,
     /// Verifies the access token forwarded instead of the ID token
     /// (`access_token_audience`), with that issuer's own discovery and keys.
     access_token_verifier: Option<Arc<Provider>>,
@@ -118,24 +121,26 @@ pub struct Provider {
 
 /// Builds the HTTP client used to talk to the provider: the public Web PKI roots plus
 /// `provider_ca_file`'s, never anything that turns verification off.
-pub fn http_client_with(extra_roots: &[reqwest::Certificate]) -> reqwest::Client {
+pub fn http_client_with(
+    extra_roots: &[reqwest::Certificate],
+    timeouts: crate::config::ProviderTimeouts,
+) -> reqwest::Client {
     let mut b = reqwest::Client::builder();
     for c in extra_roots {
         b = b.add_root_certificate(c.clone());
     }
     b.user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
-        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
         // SSRF guard: a provider endpoint that redirects is reported, never followed.
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(15))
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.total)
         .build()
         .unwrap_or_default()
 }
 
 /// The provider HTTP client with the public Web PKI roots only.
 pub fn http_client() -> reqwest::Client {
-    http_client_with(&[])
+    http_client_with(&[], crate::config::ProviderTimeouts::default())
 }
 
 impl Provider {
@@ -164,8 +169,9 @@ impl Provider {
                 max_age: cfg.max_age.map(|d| d.as_secs()),
                 acr_values: cfg.acr_values.clone(),
             },
-            http: http_client_with(&cfg.provider_ca),
+            http: http_client_with(&cfg.provider_ca, cfg.provider_timeouts),
             loaded: RwLock::new(None),
+            health: health::Health::default(),
             access_token_verifier: None,
         }
     }
@@ -301,6 +307,27 @@ impl Provider {
         });
     }
 
+    /// `Ok` when the provider answers (checked at most every few seconds), else why not.
+    pub async fn reachable(&self) -> Result<(), String> {
+        let url = discovery::discovery_url(&self.client.issuer);
+        self.health.check(&self.http, &url).await
+    }
+
+    /// Whether a call to the provider failed within the last few seconds.
+    pub fn down_recently(&self) -> bool {
+        self.health.down_recently()
+    }
+
+    /// Notes a token-endpoint call that failed on the provider's side (down, 5xx).
+    fn note(&self, result: Result<TokenSet, FlowError>) -> Result<TokenSet, FlowError> {
+        if let Err(e) = &result {
+            if e.is_transient() {
+                self.health.mark_down(&e.to_string());
+            }
+        }
+        result
+    }
+
     /// The authorization request URL (OIDC Core §3.1.2.1) with PKCE S256.
     pub fn authorize_url(
         &self,
@@ -355,7 +382,7 @@ impl Provider {
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
         ];
-        token::request(&self.http, &l.meta.token_endpoint, &self.client, &form).await
+        self.note(token::request(&self.http, &l.meta.token_endpoint, &self.client, &form).await)
     }
 
     /// Uses a refresh token.
@@ -364,7 +391,7 @@ impl Provider {
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
         ];
-        token::request(&self.http, &l.meta.token_endpoint, &self.client, &form).await
+        self.note(token::request(&self.http, &l.meta.token_endpoint, &self.client, &form).await)
     }
 
     /// Claims from the userinfo endpoint (OIDC Core §5.3), read as plain JSON with the

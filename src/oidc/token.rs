@@ -71,6 +71,21 @@ pub enum FlowError {
     UserinfoSubject { id_token: String, userinfo: String },
 }
 
+impl FlowError {
+    /// The provider could not be reached or failed on its side (5xx): trying again later
+    /// may work, and the provider has not said no.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            FlowError::Unreachable(_)
+                | FlowError::Refused {
+                    status: 500..=599,
+                    ..
+                }
+        )
+    }
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,

@@ -164,3 +164,63 @@ async fn real_provider_login_in_headless_chromium() {
         "{body}"
     );
 }
+
+/// The real provider stops mid-test: the signed-in user keeps working (the refresh that
+/// falls due fails and is skipped while the tokens are valid), a new sign-in gets a 503
+/// naming the provider and the cause, and once the provider is back (new keys, no memory
+/// of earlier grants) sign-in works again without restarting gatehouse.
+#[tokio::test]
+async fn real_provider_down_then_back() {
+    if skip_unless_available(false) {
+        return;
+    }
+    let mut s = setup(&[("refresh_before_secs", "100000")]).await;
+    let alice = Browser::new();
+    let landed = form_login(&s, &alice, "/before", "alice", "admins").await;
+    assert_eq!(landed.status, 200, "{landed:?}");
+
+    s._op.stop();
+    for _ in 0..3 {
+        let r = alice.get(&format!("{}/during", s.gh.url)).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            seen(&r.json(), "x-forwarded-user"),
+            vec!["alice@example.test"]
+        );
+    }
+    let bob = Browser::new();
+    let r = bob.get(&format!("{}/during", s.gh.url)).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains(&s.issuer), "names the provider: {}", r.body);
+    // The cause: the refresh just found the connection gone, or a connect failed.
+    assert!(
+        ["could not connect", "connection closed"]
+            .iter()
+            .any(|c| r.body.contains(c)),
+        "names the cause: {}",
+        r.body
+    );
+    let start = bob.get(&format!("{}/oauth2/start", s.gh.url)).await;
+    assert_eq!(start.status, 503);
+    assert!(start.headers.contains_key("retry-after"), "{start:?}");
+
+    s._op.restart().await;
+    // Within a second or two gatehouse notices (a "down" answer is kept briefly).
+    let mut back = false;
+    for _ in 0..50 {
+        let r = bob.get(&format!("{}/oauth2/start", s.gh.url)).await;
+        if r.status == 302 {
+            back = true;
+            break;
+        }
+        assert_eq!(r.status, 503, "{r:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(back, "sign-in is offered again once the provider is back");
+    let landed = form_login(&s, &bob, "/after", "bob", "dev").await;
+    assert_eq!(landed.status, 200, "{landed:?}");
+    assert_eq!(
+        seen(&landed.json(), "x-forwarded-user"),
+        vec!["bob@example.test"]
+    );
+}

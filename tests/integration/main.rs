@@ -12,6 +12,7 @@ mod headers;
 mod ingress;
 mod interop;
 mod limits;
+mod outages;
 mod presets;
 mod providers;
 mod proxy;

@@ -191,6 +191,8 @@ pub struct IdpState {
     pub revoked: Mutex<Vec<String>>,
     /// Every `redirect_uri` sent to the token endpoint.
     pub token_redirect_uris: Mutex<Vec<String>>,
+    /// While set, every request is accepted and never answered (a hung provider).
+    pub hang: AtomicBool,
 }
 
 pub struct TestIdp {
@@ -227,6 +229,7 @@ impl TestIdp {
             userinfo_calls: Mutex::new(Vec::new()),
             revoked: Mutex::new(Vec::new()),
             token_redirect_uris: Mutex::new(Vec::new()),
+            hang: AtomicBool::new(false),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -236,6 +239,10 @@ impl TestIdp {
             .route("/userinfo", get(userinfo))
             .route("/revoke", post(revoke))
             .route("/logout", get(|| async { "logged out at the IdP" }))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                hang_when_asked,
+            ))
             .with_state(Arc::clone(&state));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -267,6 +274,17 @@ impl TestIdp {
     pub fn refreshes(&self) -> usize {
         self.state.refreshes.load(Ordering::SeqCst)
     }
+}
+
+async fn hang_when_asked(
+    State(st): State<Arc<IdpState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if st.hang.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    next.run(req).await
 }
 
 async fn userinfo(State(st): State<Arc<IdpState>>, headers: HeaderMap) -> Response {

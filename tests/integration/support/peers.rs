@@ -51,6 +51,8 @@ pub fn skip_unless_available(need_browser: bool) -> bool {
 pub struct NodeOp {
     pub issuer: String,
     child: Child,
+    /// What it was started with, to start it again on the same port.
+    args: Vec<String>,
 }
 
 impl Drop for NodeOp {
@@ -61,6 +63,32 @@ impl Drop for NodeOp {
 }
 
 impl NodeOp {
+    /// Stops the provider (the process is killed and reaped).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again with the same settings on the same port (same issuer; new keys,
+    /// and no memory of earlier grants), off the async runtime.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let port = reqwest::Url::parse(&self.issuer)
+            .ok()
+            .and_then(|u| u.port())
+            .expect("the issuer has a port");
+        let mut args = self.args.clone();
+        args.extend(["--port".to_string(), port.to_string()]);
+        let again = tokio::task::spawn_blocking(move || NodeOp::spawn_ready(&args))
+            .await
+            .expect("restart op.mjs");
+        assert_eq!(again.issuer, self.issuer, "the same issuer after a restart");
+        // `again.args` names the port; keep the original ones.
+        let original = std::mem::take(&mut self.args);
+        *self = again;
+        self.args = original;
+    }
+
     /// Starts `op.mjs` and waits for its ready line (blocking; call from spawn_blocking).
     pub fn start(
         client_id: &str,
@@ -102,16 +130,35 @@ impl NodeOp {
         id_token_ttl: u64,
         quirks: &[String],
     ) -> NodeOp {
+        let mut args: Vec<String> = [
+            "--client-id",
+            client_id,
+            "--client-secret",
+            secret,
+            "--redirect-uri",
+            redirect_uri,
+            "--post-logout-redirect-uri",
+            post_logout,
+            "--id-token-ttl",
+            &id_token_ttl.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(quirks.iter().cloned());
+        NodeOp::spawn_ready(&args)
+    }
+
+    /// Runs `op.mjs` with `args` (on any free port unless they name one) and waits for
+    /// its ready line.
+    fn spawn_ready(args: &[String]) -> NodeOp {
         // A node process that never gets ready (seen once under load: no ready line for
         // minutes) is killed and started again, rather than hanging the whole run.
         for attempt in 1..=3 {
             let mut child = Command::new("node")
                 .arg(interop_dir().join("op.mjs"))
-                .args(["--port", "0", "--client-id", client_id])
-                .args(["--client-secret", secret, "--redirect-uri", redirect_uri])
-                .args(["--post-logout-redirect-uri", post_logout])
-                .args(["--id-token-ttl", &id_token_ttl.to_string()])
-                .args(quirks)
+                .args(["--port", "0"])
+                .args(args)
                 .arg("--exit-on-stdin-close")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -132,6 +179,7 @@ impl NodeOp {
                     return NodeOp {
                         issuer: v["issuer"].as_str().expect("issuer").to_string(),
                         child,
+                        args: args.to_vec(),
                     };
                 }
                 Err(_) => {
