@@ -69,7 +69,9 @@ async fn serve_worker(
         let Ok(stream) = TcpStream::from_std(stream) else {
             continue;
         };
-        if open.fetch_add(1, Ordering::Relaxed) >= limits.max_connections {
+        // An upgraded connection (WebSocket) leaves hyper, and `open`, once it switches:
+        // it counts against the cap through `tunnels`.
+        if open.fetch_add(1, Ordering::Relaxed) + tunnels.count() >= limits.max_connections {
             open.fetch_sub(1, Ordering::Relaxed);
             tracing::warn!(%peer, max = limits.max_connections, "connection refused: max_connections reached");
             tokio::spawn(refuse(stream));

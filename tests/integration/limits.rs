@@ -182,3 +182,44 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
         "exited cleanly: {exited:?}"
     );
 }
+
+/// Open WebSockets hold their place under the connection cap after they switch protocols,
+/// so a client cannot get past `max_connections` by upgrading.
+#[tokio::test]
+async fn open_websockets_count_against_the_connection_cap() {
+    let (w, b) = crate::flow::logged_in(&[("max_connections", "3")]).await;
+    let cookie = b.cookie_header();
+    // The login's keep-alive connections go; their places come back once gatehouse
+    // sees them close.
+    drop(b);
+    let ws = || crate::proxy::websocket(&w.gh.url, "/ws", &cookie);
+    let mut open = Vec::new();
+    for _ in 0..100 {
+        if let Ok((_, _, first)) = ws().await {
+            open.push(first);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..2 {
+        let (_, _, more) = ws().await.expect("a websocket under the cap");
+        open.push(more);
+    }
+    let mut extra = dangle(w.gh.addr, "").await;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), extra.read_to_end(&mut buf))
+        .await
+        .expect("the refusal is quick")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 503"));
+    drop(open);
+    let mut ok = false;
+    for _ in 0..100 {
+        if ws().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "closing them gives the places back");
+}
