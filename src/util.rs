@@ -34,13 +34,76 @@ pub fn request_id() -> String {
         let _ = SystemRandom::new().fill(&mut b);
         u32::from_le_bytes(b)
     });
-    format!(
-        "{prefix:08x}{:08x}",
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // By hand rather than `format!`: this runs for every request.
+    let word = (u64::from(prefix) << 32) | (n & 0xffff_ffff);
+    let mut id = String::with_capacity(16);
+    for shift in (0..16).rev() {
+        id.push(char::from(
+            b"0123456789abcdef"[((word >> (shift * 4)) & 0xf) as usize],
+        ));
+    }
+    id
+}
+
+/// An IP address as text; IPv4 by hand (the formatter costs more than the request
+/// needs, and this runs for every proxied request).
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut s = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if octet >= 100 {
+            s.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            s.push(char::from(b'0' + octet / 10 % 10));
+        }
+        s.push(char::from(b'0' + octet % 10));
+    }
+    s
 }
 
 /// Percent-encodes a value for a URL query string.
 pub fn query_escape(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_text_matches_the_standard_formatting() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "9.99.199.200",
+            "::1",
+            "fe80::1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for n in [0u32, 1, 0x0a0b0c0d, u32::MAX, 0x64_63_09_0a] {
+            let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(n));
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn request_ids_are_16_hex_digits_and_differ() {
+        let (a, b) = (request_id(), request_id());
+        assert_eq!(a.len(), 16);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+        assert_eq!(a[..8], b[..8], "one prefix per process");
+    }
 }

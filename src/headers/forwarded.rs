@@ -54,7 +54,7 @@ impl Forwarded {
         if !trusted {
             return Forwarded {
                 client: ip,
-                for_chain: ip.to_string(),
+                for_chain: crate::util::ip_text(ip),
                 proto: "http".into(),
                 host: host_header,
                 trusted,
@@ -72,7 +72,7 @@ impl Forwarded {
             .and_then(|c| c.trim().parse::<IpAddr>().ok())
             .unwrap_or(ip);
         let for_chain = if chain.is_empty() {
-            ip.to_string()
+            crate::util::ip_text(ip)
         } else {
             format!("{chain}, {ip}")
         };
@@ -116,7 +116,7 @@ impl Forwarded {
         };
         // From an untrusted peer the chain is the client alone: one value for both.
         let client = if self.trusted {
-            self.client.to_string()
+            crate::util::ip_text(self.client)
         } else {
             self.for_chain.clone()
         };

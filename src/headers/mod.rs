@@ -191,6 +191,29 @@ pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> usize {
     removed
 }
 
+/// Applies what [`RequestCookies::without`](crate::session::RequestCookies::without)
+/// worked out; `owns` is for a header that must be read again.
+pub fn rewrite_cookies(
+    headers: &mut HeaderMap,
+    rewrite: crate::session::CookieRewrite,
+    owns: impl Fn(&str) -> bool,
+) {
+    use crate::session::CookieRewrite;
+    match rewrite {
+        CookieRewrite::Keep => {}
+        CookieRewrite::Drop => {
+            headers.remove(COOKIE);
+        }
+        CookieRewrite::Replace(kept) => {
+            headers.remove(COOKIE);
+            if let Ok(v) = HeaderValue::from_str(&kept) {
+                headers.insert(COOKIE, v);
+            }
+        }
+        CookieRewrite::Reread => remove_own_cookies(headers, owns),
+    }
+}
+
 /// Drops gatehouse's own cookies from the `Cookie` header(s), keeping the rest.
 pub fn remove_own_cookies(headers: &mut HeaderMap, owns: impl Fn(&str) -> bool) {
     let is_ours = |p: &str| owns(p.split('=').next().unwrap_or("").trim());

@@ -21,7 +21,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     if st.cfg.upstream.is_none() {
         return ctx.fail(AppError::NoUpstream);
     }
-    let decision = {
+    let (decision, cookie_rewrite) = {
         let cookies = cookies_of(req.headers());
         let ar = AuthRequest {
             cookies: &cookies,
@@ -30,7 +30,9 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
             path: Some(req.uri().path()),
             extra: None,
         };
-        authenticate(&st, &ar).await
+        let decision = authenticate(&st, &ar).await;
+        // What the upstream gets of the Cookie header, from the same parse.
+        (decision, cookies.without(|n| st.sessions.owns_cookie(n)))
     };
     let (session, set_cookies) = match decision {
         Decision::Allow {
@@ -79,7 +81,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     if let Some(session) = &session {
         headers::inject(h, &st.cfg.headers, session.values(&st.cfg.headers));
     }
-    headers::remove_own_cookies(h, |n| st.sessions.owns_cookie(n));
+    headers::rewrite_cookies(h, cookie_rewrite, |n| st.sessions.owns_cookie(n));
     if let Ok(v) = axum::http::HeaderValue::from_str(&ctx.request_id) {
         h.insert("x-request-id", v);
     }

@@ -7,8 +7,9 @@
 //!
 //! The scanner follows the message framing (length, chunked, heads) so it always knows
 //! where the next head starts, and records the index of each ambiguous head in a
-//! [`WireLog`] the connection's service reads. It copies nothing but the head it is
-//! reading. Where it cannot follow (an upgrade, a length it cannot parse, a head over the
+//! [`WireLog`] the connection's service reads. A head that arrives in one read is read
+//! in place (memchr jumps from line to line); only one split across reads is copied.
+//! Where it cannot follow (an upgrade, a length it cannot parse, a head over the
 //! size limit), it stops watching: hyper's own handling (above) is the fallback.
 
 use std::io;
@@ -114,18 +115,27 @@ impl Scanner {
                     // The CRLF after a chunk's data; line() ends at its LF.
                     bytes = self.line_from(bytes);
                 }
-                State::Head | State::ChunkSize | State::Trailers => {
-                    if self.state == State::Head && self.line.is_empty() {
-                        // Empty lines before a request line are skipped, as hyper does.
-                        let skip = bytes
-                            .iter()
-                            .take_while(|b| **b == b'\r' || **b == b'\n')
-                            .count();
-                        bytes = &bytes[skip..];
-                        if bytes.is_empty() {
-                            return;
-                        }
+                State::Head if self.line.is_empty() => {
+                    // Empty lines before a request line are skipped, as hyper does.
+                    let skip = bytes
+                        .iter()
+                        .take_while(|b| **b == b'\r' || **b == b'\n')
+                        .count();
+                    bytes = &bytes[skip..];
+                    if bytes.is_empty() {
+                        return;
                     }
+                    // The usual case: the whole head is in this read.
+                    match head_end(bytes, 0) {
+                        Some(end) if end <= self.max_head => {
+                            self.state = self.after_head(&bytes[..end]);
+                            bytes = &bytes[end..];
+                        }
+                        Some(_) => self.state = State::Off,
+                        None => bytes = self.line_from(bytes),
+                    }
+                }
+                State::Head | State::ChunkSize | State::Trailers => {
                     bytes = self.line_from(bytes);
                 }
             }
@@ -137,7 +147,7 @@ impl Scanner {
     fn line_from<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
         let mut i = 0;
         while i < bytes.len() {
-            let Some(at) = bytes[i..].iter().position(|b| *b == b'\n') else {
+            let Some(at) = memchr::memchr(b'\n', &bytes[i..]) else {
                 self.take(&bytes[i..]);
                 return &[];
             };
@@ -210,6 +220,17 @@ impl Scanner {
     }
 }
 
+/// Where the head in `buf` ends (just past its empty line), looking from `from`.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    memchr::memchr_iter(b'\n', &buf[from..])
+        .map(|i| from + i + 1)
+        .find_map(|after| match buf.get(after..) {
+            Some([b'\n', ..]) => Some(after + 1),
+            Some([b'\r', b'\n', ..]) => Some(after + 2),
+            _ => None,
+        })
+}
+
 fn ends_with_empty_line(head: &[u8]) -> bool {
     head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n")
 }
@@ -242,13 +263,16 @@ fn read_head(text: &[u8]) -> Head {
         chunked: None,
         upgrade: false,
     };
-    let mut lines = text.split(|b| *b == b'\n');
-    if let Some(request_line) = lines.next() {
-        head.upgrade = request_line.starts_with(b"CONNECT ");
-    }
-    for line in lines {
-        let line = trim_line_end(line);
-        let Some(colon) = line.iter().position(|b| *b == b':') else {
+    head.upgrade = text.starts_with(b"CONNECT ");
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', text) {
+        let line = trim_line_end(&text[start..end]);
+        start = end + 1;
+        // Only three names matter; most lines are dismissed by their first byte.
+        if !matches!(line.first().map(|b| b | 0x20), Some(b'c' | b't' | b'u')) {
+            continue;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());

@@ -13,37 +13,86 @@ pub const MAX_CHUNKS: usize = 8;
 /// name are ignored (the first wins, as browsers send the most specific first).
 #[derive(Debug, Default)]
 pub struct RequestCookies<'a> {
-    pairs: Vec<(&'a str, &'a str)>,
+    /// `(name, value, the whole trimmed part)`.
+    pairs: Vec<(&'a str, &'a str, &'a str)>,
+    /// Every part was a pair, and none was left out: `pairs` can rebuild the header.
+    exact: bool,
 }
 
 /// Most cookie pairs looked at in one request.
 const MAX_PAIRS: usize = 256;
 
+/// What forwarding the request's `Cookie` header without gatehouse's own cookies takes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CookieRewrite {
+    /// None of ours is there: forward the header as it is.
+    Keep,
+    /// Only ours: drop the header.
+    Drop,
+    /// Send this instead.
+    Replace(String),
+    /// The header has parts that are not pairs, or too many: read it again in full.
+    Reread,
+}
+
 impl<'a> RequestCookies<'a> {
     /// Parses every `Cookie` header value given.
     pub fn parse<I: IntoIterator<Item = &'a str>>(headers: I) -> RequestCookies<'a> {
         let mut pairs = Vec::new();
+        let mut exact = true;
         for header in headers {
             for part in header.split(';') {
                 if pairs.len() >= MAX_PAIRS {
+                    exact = false;
                     break;
                 }
-                if let Some((n, v)) = part.trim().split_once('=') {
-                    pairs.push((n.trim(), v.trim().trim_matches('"')));
+                let part = part.trim();
+                match part.split_once('=') {
+                    Some((n, v)) => pairs.push((n.trim(), v.trim().trim_matches('"'), part)),
+                    None => exact &= part.is_empty(),
                 }
             }
         }
-        RequestCookies { pairs }
+        RequestCookies { pairs, exact }
+    }
+
+    /// The `Cookie` header to forward without the cookies `owns` claims.
+    pub fn without(&self, owns: impl Fn(&str) -> bool) -> CookieRewrite {
+        if !self.pairs.iter().any(|(n, _, _)| owns(n)) {
+            return if self.exact {
+                CookieRewrite::Keep
+            } else {
+                CookieRewrite::Reread
+            };
+        }
+        if !self.exact {
+            return CookieRewrite::Reread;
+        }
+        let mut kept = String::new();
+        for (_, _, part) in self.pairs.iter().filter(|(n, _, _)| !owns(n)) {
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(part);
+        }
+        if kept.is_empty() {
+            CookieRewrite::Drop
+        } else {
+            CookieRewrite::Replace(kept)
+        }
     }
 
     /// The first value of a cookie name.
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.pairs
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, v, _)| *v)
     }
 
     /// Every cookie name present, for clearing.
     pub fn names(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.pairs.iter().map(|(n, _)| *n)
+        self.pairs.iter().map(|(n, _, _)| *n)
     }
 }
 
@@ -141,6 +190,63 @@ mod tests {
             "aa",
             "stops at the first missing chunk"
         );
+    }
+
+    /// What the upstream gets: the one-parse rewrite equals reading the header again.
+    fn both_ways(header: &str) -> (Option<String>, Option<String>) {
+        use axum::http::{header::COOKIE, HeaderMap, HeaderValue};
+        let owns = |n: &str| n == "_gh" || n.starts_with("_gh_");
+        let mut fast = HeaderMap::new();
+        let mut full = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(header) {
+            fast.insert(COOKIE, v.clone());
+            full.insert(COOKIE, v);
+        }
+        let rewrite = RequestCookies::parse([header]).without(owns);
+        crate::headers::rewrite_cookies(&mut fast, rewrite, owns);
+        crate::headers::remove_own_cookies(&mut full, owns);
+        let text = |h: &HeaderMap| h.get(COOKIE).map(|v| v.to_str().unwrap_or("?").to_string());
+        (text(&fast), text(&full))
+    }
+
+    #[test]
+    fn the_forwarded_cookie_header_keeps_every_cookie_but_ours() {
+        for (header, want) in [
+            ("_gh=s", None),
+            ("a=1; _gh=s; b=\"2\"", Some("a=1; b=\"2\"")),
+            ("a=1;b=2", Some("a=1;b=2")),
+            ("_gh_0=x; _gh_1=y", None),
+            ("flag; _gh=s; a=1", Some("flag; a=1")),
+            (" ; a=1 ;; _gh=s ", Some("a=1")),
+        ] {
+            let (fast, full) = both_ways(header);
+            assert_eq!(fast.as_deref(), want, "{header}");
+            assert_eq!(fast, full, "{header}");
+        }
+        let many: String = (0..300).map(|i| format!("c{i}=v; ")).collect::<String>() + "_gh=s";
+        let (fast, full) = both_ways(&many);
+        assert_eq!(fast, full);
+        assert_eq!(fast.map(|c| c.matches('=').count()), Some(300));
+    }
+
+    proptest! {
+        #[test]
+        fn rewriting_cookies_matches_a_full_reread(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-z]{1,3}=[a-z0-9\"]{0,4}",
+                    "_gh(_[0-9])?=[a-z]{1,4}",
+                    "[a-z]{1,3}",
+                    " *",
+                ],
+                0..8,
+            ),
+            sep in prop_oneof![Just(";"), Just("; "), Just(" ;")],
+        ) {
+            let header = parts.join(sep);
+            let (fast, full) = both_ways(&header);
+            prop_assert_eq!(fast, full, "{}", header);
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod codec;
 use crate::config::CookieSettings;
 use crate::identity::Identity;
 use axum::http::HeaderValue;
-use chunks::RequestCookies;
+pub use chunks::{CookieRewrite, RequestCookies};
 use codec::CookieCodec;
 use cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
