@@ -4,6 +4,7 @@
 //!
 //! Trusts its input: `http::gate` already sanitised the headers.
 
+mod pool;
 pub mod tunnels;
 mod upgrade;
 
@@ -13,48 +14,40 @@ use crate::config::Config;
 use crate::http::AppError;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::uri::{Authority, Scheme};
-use axum::http::{StatusCode, Uri};
+use axum::http::header::HOST;
+use axum::http::uri::PathAndQuery;
+use axum::http::{HeaderValue, StatusCode, Uri, Version};
 use axum::response::Response;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use pool::{Pool, SendError};
 use std::sync::Arc;
 use std::time::Duration;
 use tunnels::Tunnels;
 
 /// Forwards requests to the one upstream.
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
-    scheme: Scheme,
-    authority: Option<Authority>,
+    /// `None` in auth-only mode (no upstream): `http::gate` answers 404 before here.
+    pool: Option<Pool>,
+    /// The upstream's `host:port`, sent as `Host` when the client sent none.
+    host: Option<HeaderValue>,
     shown: String,
     timeout: Duration,
 }
 
 impl Proxy {
     pub fn new(cfg: &Config) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        // Auth-only mode has no upstream: `http::gate` answers 404 before reaching here.
-        let authority = cfg.upstream.as_ref().and_then(|u| {
+        let authority = cfg.upstream.as_ref().map(|u| {
             let host = u.host_str().unwrap_or("127.0.0.1");
-            let authority = match u.port_or_known_default() {
-                Some(p) if host.contains(':') => format!("[{host}]:{p}"),
+            match u.port_or_known_default() {
+                Some(p) if host.contains(':') && !host.starts_with('[') => format!("[{host}]:{p}"),
                 Some(p) => format!("{host}:{p}"),
                 None => host.to_string(),
-            };
-            authority.parse().ok()
+            }
         });
         Proxy {
-            client,
-            scheme: Scheme::HTTP,
-            authority,
+            host: authority
+                .as_deref()
+                .and_then(|a| HeaderValue::from_str(a).ok()),
+            pool: authority.map(|a| Pool::new(a, cfg.upstream_connect_timeout)),
             shown: cfg
                 .upstream
                 .as_ref()
@@ -62,19 +55,6 @@ impl Proxy {
                 .unwrap_or_else(|| "(none: auth-only mode)".into()),
             timeout: cfg.upstream_timeout,
         }
-    }
-
-    fn target(&self, uri: &Uri) -> Result<Uri, AppError> {
-        let mut parts = axum::http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = self.authority.clone();
-        parts.path_and_query = Some(
-            uri.path_and_query()
-                .cloned()
-                .unwrap_or_else(|| axum::http::uri::PathAndQuery::from_static("/")),
-        );
-        Uri::from_parts(parts)
-            .map_err(|e| AppError::Internal(format!("cannot build the upstream URI: {e}")))
     }
 
     /// Sends `req` upstream and returns its response, streaming.
@@ -85,9 +65,24 @@ impl Proxy {
         mut req: Request,
         tether: Option<(Arc<Tunnels>, Tether)>,
     ) -> Result<Response, AppError> {
-        *req.uri_mut() = self.target(req.uri())?;
+        let Some(pool) = &self.pool else {
+            return Err(AppError::NoUpstream);
+        };
+        // Origin form: the connection already goes to the upstream.
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let path = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(path);
+        }
+        *req.version_mut() = Version::HTTP_11;
+        if let (false, Some(host)) = (req.headers().contains_key(HOST), &self.host) {
+            req.headers_mut().insert(HOST, host.clone());
+        }
         let client_upgrade = tether.map(|t| (hyper::upgrade::on(&mut req), t));
-        let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let sent = tokio::time::timeout(self.timeout, pool.send(req)).await;
         let mut resp = match sent {
             Err(_) => {
                 return Err(AppError::UpstreamTimeout {
@@ -96,10 +91,9 @@ impl Proxy {
                 })
             }
             Ok(Err(e)) => {
-                let reason = if e.is_connect() {
-                    "connection failed or timed out".to_string()
-                } else {
-                    error_chain(&e)
+                let reason = match e {
+                    SendError::Connect(why) => format!("connection failed: {why}"),
+                    SendError::Send(e) => error_chain(&e),
                 };
                 return Err(AppError::UpstreamDown {
                     upstream: self.shown.clone(),

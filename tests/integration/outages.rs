@@ -118,6 +118,13 @@ async fn bad_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
                         let _ = s.write_all(&[b'x'; 1000]).await;
                     }
                     "/drop" => {}
+                    // Promises keep-alive, then closes: the next request on this
+                    // connection would be lost if gatehouse did not notice or retry.
+                    "/once" => {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await;
+                    }
                     "/ws" => {
                         let key = head
                             .lines()
@@ -240,6 +247,11 @@ async fn upstream_failures_are_answered_and_leave_nothing_behind() {
     assert_eq!(landed.status, 200, "{landed:?}");
     let cookie = b.cookie_header();
 
+    // An upstream that closes kept-alive connections: every request still gets its answer.
+    for i in 0..50 {
+        let r = b.get(&format!("{url}/once")).await;
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+    }
     for _ in 0..20 {
         failures(&url, &b, &cookie).await;
     }
