@@ -57,7 +57,7 @@ async fn serve_worker(
     limits: ServerLimits,
 ) {
     let tunnels = Arc::clone(&state.tunnels);
-    let router = app(state);
+    let router = app(Arc::clone(&state));
     loop {
         let (stream, peer) = tokio::select! {
             handed = rx.recv() => match handed {
@@ -79,17 +79,23 @@ async fn serve_worker(
         }
         let slot = Slot(Arc::clone(&open));
         let router = router.clone();
+        let state = Arc::clone(&state);
         let (stream, wire) = super::wire::Watched::new(stream, limits.max_header_bytes);
         let heads = std::cell::Cell::new(0u64);
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let index = heads.replace(heads.get() + 1);
             let refused = super::framing::refusal(&req, wire.is_ambiguous(index));
             req.extensions_mut().insert(ConnectInfo(Peer(peer)));
-            let routed = router.clone().oneshot(req.map(Body::new));
+            let req = req.map(Body::new);
+            let (router, state) = (router.clone(), Arc::clone(&state));
             async move {
-                match refused {
-                    Some(resp) => Ok(resp),
-                    None => routed.await,
+                if let Some(resp) = refused {
+                    return Ok(resp);
+                }
+                if super::routed(req.uri().path()) {
+                    router.oneshot(req).await
+                } else {
+                    Ok(super::gate::gate(axum::extract::State(state), req).await)
                 }
             }
         });
