@@ -14,6 +14,11 @@ use tokio::io::AsyncWriteExt;
 const CLOSE_SESSION_ENDED: [u8; 4] = [0x88, 0x02, 0x0F, 0xA1];
 const CLOSE_GOING_AWAY: [u8; 4] = [0x88, 0x02, 0x03, 0xE9];
 
+/// Buffer per direction of an upgraded connection. WebSocket traffic through a dashboard
+/// is small frames (watch events, keystrokes); Headlamp keeps several sockets open per
+/// tab, so the buffer is most of what an open one costs (tokio's default is 8 KiB).
+const SPLICE_BUF: usize = 4 * 1024;
+
 /// What ties an upgraded connection to the session that opened it.
 pub struct Tether {
     /// The session's id (sign-out closes its connections), if a session opened it.
@@ -51,7 +56,7 @@ pub fn splice(client: OnUpgrade, upstream: OnUpgrade, tunnels: Arc<Tunnels>, tet
             }
         };
         let why = tokio::select! {
-            done = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            done = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, SPLICE_BUF, SPLICE_BUF) => {
                 if let Err(e) = done {
                     tracing::debug!(error = %e, "upgraded connection ended with an error");
                 }
