@@ -111,6 +111,19 @@ impl Forwarded {
     /// Writes `X-Forwarded-For/-Proto/-Host`, `X-Real-IP` and `Forwarded` (after
     /// `strip_identity` removed every client copy).
     pub fn apply(&self, headers: &mut HeaderMap) {
+        // The client alone: its values are the same for every request from that address,
+        // so each worker keeps the last one's.
+        if let Some((ip, forwarded)) = (!self.trusted)
+            .then(|| untrusted_values(self.client))
+            .flatten()
+        {
+            headers.insert(X_REAL_IP, ip.clone());
+            headers.insert(FORWARDED, forwarded);
+            headers.insert(X_FORWARDED_FOR, ip);
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            self.apply_host(headers);
+            return;
+        }
         let Ok(chain) = HeaderValue::from_str(&self.for_chain) else {
             return;
         };
@@ -138,6 +151,10 @@ impl Forwarded {
             HeaderValue::from_static("http")
         };
         headers.insert(X_FORWARDED_PROTO, proto);
+        self.apply_host(headers);
+    }
+
+    fn apply_host(&self, headers: &mut HeaderMap) {
         if let Some(v) = self
             .host
             .as_deref()
@@ -146,6 +163,33 @@ impl Forwarded {
             headers.insert(X_FORWARDED_HOST, v);
         }
     }
+}
+
+/// `X-Real-IP`/`X-Forwarded-For` and `Forwarded` for a request from an untrusted `client`
+/// (scheme http), cached per thread for the last address seen.
+fn untrusted_values(client: IpAddr) -> Option<(HeaderValue, HeaderValue)> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((ip, text, forwarded)) = last.as_ref() {
+            if *ip == client {
+                return Some((text.clone(), forwarded.clone()));
+            }
+        }
+        let text = crate::util::ip_text(client);
+        let forwarded = if client.is_ipv6() {
+            format!("for=\"[{text}]\";proto=http")
+        } else {
+            format!("for={text};proto=http")
+        };
+        let text = HeaderValue::from_str(&text).ok()?;
+        let forwarded = HeaderValue::from_str(&forwarded).ok()?;
+        *last = Some((client, text.clone(), forwarded.clone()));
+        Some((text, forwarded))
+    })
 }
 
 #[cfg(test)]
@@ -202,5 +246,17 @@ mod tests {
             .to_str()
             .unwrap()
             .starts_with("for=\"[2001:db8::1]\";proto=http"));
+        // Another untrusted client on the same thread gets its own values, not the last.
+        for (peer, ip) in [("192.0.2.1:5", "192.0.2.1"), ("192.0.2.2:5", "192.0.2.2")] {
+            let f = Forwarded::read(&h, peer.parse().unwrap(), &[]);
+            let mut out = HeaderMap::new();
+            f.apply(&mut out);
+            assert_eq!(out.get("x-forwarded-for").unwrap(), ip);
+            assert_eq!(out.get("x-real-ip").unwrap(), ip);
+            assert_eq!(
+                out.get("forwarded").unwrap(),
+                &format!("for={ip};proto=http")
+            );
+        }
     }
 }

@@ -75,6 +75,8 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         (Arc::clone(&st.tunnels), tether)
     });
     let h = req.headers_mut();
+    // Room for what is added below (forwarding, identity, request id): one growth.
+    h.reserve(12);
     headers::remove_hop_by_hop(h, upgrade);
     headers::strip_identity(h, &st.cfg.headers);
     ctx.forwarded.apply(h);

@@ -135,20 +135,36 @@ pub fn is_api_request(method: &Method, headers: &HeaderMap) -> bool {
     if method != Method::GET && method != Method::HEAD {
         return true;
     }
-    if headers.contains_key("x-requested-with") || crate::headers::wants_upgrade(headers) {
+    // One pass over the fields present rather than a hashed lookup per name: this runs
+    // for every request. The first `Accept` and `Sec-Fetch-Mode` count, as `get` would.
+    let (mut accept, mut mode, mut upgrade, mut connection_upgrade) = (None, None, false, false);
+    for (name, value) in headers {
+        if name == header::ACCEPT {
+            accept.get_or_insert(value);
+        } else if name == header::UPGRADE {
+            upgrade = true;
+        } else if name == header::CONNECTION {
+            connection_upgrade |= value
+                .as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+        } else if name.as_str() == "x-requested-with" {
+            return true;
+        } else if name.as_str() == "sec-fetch-mode" {
+            mode.get_or_insert(value);
+        }
+    }
+    if upgrade && connection_upgrade {
         return true;
     }
     // Fetch metadata: browsers mark script requests (fetch, XHR) with a mode other than
     // `navigate`; a redirect to the provider would only end in a CORS error there.
-    if let Some(mode) = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
+    if let Some(mode) = mode.and_then(|v| v.to_str().ok()) {
         if !mode.eq_ignore_ascii_case("navigate") {
             return true;
         }
     }
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let accept = accept.and_then(|v| v.to_str().ok()).unwrap_or("");
     accept.contains("application/json") && !accept.contains("text/html")
 }
 
@@ -225,4 +241,62 @@ pub async fn serve(
         b.spawn_loaders();
     }
     workers::run(state, listener, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use axum::http::{HeaderName, HeaderValue};
+
+    fn api(method: Method, pairs: &[(&str, &str)]) -> bool {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        is_api_request(&method, &h)
+    }
+
+    #[test]
+    fn api_clients_are_told_apart_from_browser_navigations() {
+        use Method as M;
+        let page = "text/html,application/xhtml+xml,*/*;q=0.8";
+        assert!(!api(M::GET, &[("accept", page)]));
+        assert!(!api(M::GET, &[]), "curl's */* is a navigation");
+        assert!(!api(M::HEAD, &[("accept", "*/*")]));
+        assert!(api(M::POST, &[("accept", page)]));
+        assert!(api(M::GET, &[("accept", "application/json")]));
+        assert!(!api(M::GET, &[("accept", "application/json, text/html")]));
+        assert!(
+            api(
+                M::GET,
+                &[("accept", "application/json"), ("accept", "text/html")]
+            ),
+            "the first Accept counts"
+        );
+        assert!(api(
+            M::GET,
+            &[("accept", page), ("x-requested-with", "XMLHttpRequest")]
+        ));
+        assert!(api(M::GET, &[("accept", page), ("sec-fetch-mode", "cors")]));
+        assert!(!api(
+            M::GET,
+            &[("accept", page), ("sec-fetch-mode", "Navigate")]
+        ));
+        assert!(api(
+            M::GET,
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "keep-alive, Upgrade")
+            ]
+        ));
+        assert!(
+            !api(M::GET, &[("upgrade", "websocket")]),
+            "Upgrade without Connection: upgrade"
+        );
+        assert!(!api(M::GET, &[("connection", "upgrade")]));
+    }
 }
