@@ -19,8 +19,9 @@ use axum::http::header::{AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, plus the de-facto `Keep-Alive`/`Proxy-Connection`).
-/// `HeaderName`s, not strings: no name parsing per request.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// `HeaderName`s, not strings: no name parsing per request; a `static`, so the array is
+/// not built (and dropped) at each use.
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

@@ -15,13 +15,24 @@ const BOTH: &str = "it has both Content-Length and Transfer-Encoding";
 
 /// What makes the framing ambiguous, if anything.
 pub fn ambiguity(h: &HeaderMap) -> Option<&'static str> {
-    if h.contains_key(TRANSFER_ENCODING) && h.contains_key(CONTENT_LENGTH) {
+    // One pass over the fields present: this runs for every request.
+    let (mut te, mut cl, mut host) = (false, 0, 0);
+    for name in h.keys() {
+        if name == TRANSFER_ENCODING {
+            te = true;
+        } else if name == CONTENT_LENGTH {
+            cl = h.get_all(CONTENT_LENGTH).iter().count();
+        } else if name == HOST {
+            host = h.get_all(HOST).iter().count();
+        }
+    }
+    if te && cl > 0 {
         return Some(BOTH);
     }
-    if h.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
+    if cl > 1 {
         return Some("it has more than one Content-Length");
     }
-    if h.get_all(HOST).iter().nth(1).is_some() {
+    if host > 1 {
         return Some("it has more than one Host");
     }
     None
