@@ -14,6 +14,17 @@ async fn dangle(addr: std::net::SocketAddr, bytes: &str) -> TcpStream {
     s
 }
 
+/// What a new connection is told, read to its end within 2 s (a refusal is immediate).
+async fn refused_at_once(addr: std::net::SocketAddr) -> String {
+    let mut extra = dangle(addr, "").await;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), extra.read_to_end(&mut buf))
+        .await
+        .expect("the refusal is quick")
+        .unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 #[tokio::test]
 async fn slow_loris_connections_are_cut_and_never_block_others() {
     let w = world(&[("header_read_timeout_secs", "1")]).await;
@@ -74,13 +85,7 @@ async fn past_the_connection_cap_the_excess_gets_a_quick_503() {
         held.push(s);
     }
     let started = Instant::now();
-    let mut extra = dangle(w.gh.addr, "").await;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(2), extra.read_to_end(&mut buf))
-        .await
-        .expect("the refusal is quick")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf);
+    let text = refused_at_once(w.gh.addr).await;
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.contains("max_connections"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -107,26 +112,19 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
     let idp = crate::support::idp::TestIdp::start().await;
     let up = crate::support::upstream::Upstream::start().await;
     let port = crate::support::ingress::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--upstream", &up.url, "--issuer-url", &idp.issuer])
-        .args(["--client-id", crate::support::idp::CLIENT_ID])
-        .args(["--client-secret", crate::support::idp::CLIENT_SECRET])
-        .args(["--cookie-secret", crate::support::COOKIE_SECRET])
-        .args([
-            "--cookie-secure",
-            "false",
+    let mut gh = crate::support::RealGatehouse::start(
+        port,
+        &up.url,
+        &idp.issuer,
+        &[
             "--skip-auth-routes",
             "/slow,/ws",
-        ])
-        .args(["--shutdown-grace-secs", "10"])
-        .env("GATEHOUSE_WORKERS", "2")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    crate::support::wait_until_ok(&format!("{url}/readyz")).await;
+            "--shutdown-grace-secs",
+            "10",
+        ],
+    )
+    .await;
+    let url = gh.url.clone();
     let (_, _, mut ws) = crate::proxy::websocket(&url, "/ws", "")
         .await
         .expect("a websocket on a public route");
@@ -145,7 +143,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
     }
     assert!(in_flight, "the slow request never reached the upstream");
     let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &gh.child.id().to_string()])
         .status();
     // New connections are refused once the signal is handled.
     let mut refused = false;
@@ -165,18 +163,14 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
     }
     let answered = slow.await.unwrap().expect("the in-flight request finished");
     assert_eq!(answered.status(), 200);
-    let exited = tokio::task::spawn_blocking(move || {
-        for _ in 0..200 {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Ok(Some(status)) = gh.child.try_wait() {
+            exited = Some(status);
+            break;
         }
-        let _ = child.kill();
-        None
-    })
-    .await
-    .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         exited.is_some_and(|s| s.success()),
         "exited cleanly: {exited:?}"
@@ -205,13 +199,8 @@ async fn open_websockets_count_against_the_connection_cap() {
         let (_, _, more) = ws().await.expect("a websocket under the cap");
         open.push(more);
     }
-    let mut extra = dangle(w.gh.addr, "").await;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(2), extra.read_to_end(&mut buf))
-        .await
-        .expect("the refusal is quick")
-        .unwrap();
-    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 503"));
+    let text = refused_at_once(w.gh.addr).await;
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     drop(open);
     let mut ok = false;
     for _ in 0..100 {

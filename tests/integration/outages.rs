@@ -221,27 +221,9 @@ async fn upstream_failures_are_answered_and_leave_nothing_behind() {
     let idp = crate::support::idp::TestIdp::start().await;
     let (up, up_task) = bad_upstream().await;
     let port = crate::support::ingress::free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--upstream",
-            &format!("http://{up}"),
-            "--issuer-url",
-            &idp.issuer,
-        ])
-        .args(["--client-id", crate::support::idp::CLIENT_ID])
-        .args(["--client-secret", crate::support::idp::CLIENT_SECRET])
-        .args(["--cookie-secret", crate::support::COOKIE_SECRET])
-        .args(["--cookie-secure", "false"])
-        .env("GATEHOUSE_WORKERS", "2")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = Reaped(child);
-    let pid = child.0.id();
-    let url = format!("http://127.0.0.1:{port}");
-    crate::support::wait_until_ok(&format!("{url}/readyz")).await;
+    let gh =
+        crate::support::RealGatehouse::start(port, &format!("http://{up}"), &idp.issuer, &[]).await;
+    let (pid, url) = (gh.child.id(), gh.url.clone());
     let b = Browser::new();
     let (landed, _) = b.follow(&format!("{url}/ok")).await;
     assert_eq!(landed.status, 200, "{landed:?}");
@@ -298,15 +280,5 @@ async fn upstream_failures_are_answered_and_leave_nothing_behind() {
     assert_eq!(r.status, 502, "{r:?}");
     assert_eq!(r.json()["error"], "upstream_unavailable");
     assert!(started.elapsed() < Duration::from_secs(3));
-    drop(child);
-}
-
-/// A child process that is killed and reaped however the test ends.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    drop(gh);
 }

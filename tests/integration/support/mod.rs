@@ -312,3 +312,40 @@ pub async fn check_online(issuer: &str, extra: &[&str]) -> (Option<i32>, String)
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// The real gatehouse binary, serving on `127.0.0.1:<port>` in front of `upstream` for the
+/// in-process test IdP at `issuer` (two workers, plain-http cookies, output discarded),
+/// with `extra` flags; killed and reaped however the test ends.
+pub struct RealGatehouse {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl RealGatehouse {
+    pub async fn start(port: u16, upstream: &str, issuer: &str, extra: &[&str]) -> RealGatehouse {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", upstream, "--issuer-url", issuer])
+            .args(["--client-id", idp::CLIENT_ID])
+            .args(["--client-secret", idp::CLIENT_SECRET])
+            .args(["--cookie-secret", COOKIE_SECRET])
+            .args(["--cookie-secure", "false"])
+            .args(extra)
+            .env("GATEHOUSE_WORKERS", "2")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the gatehouse binary");
+        let url = format!("http://127.0.0.1:{port}");
+        let started = RealGatehouse { child, url };
+        wait_until_ok(&format!("{}/readyz", started.url)).await;
+        started
+    }
+}
+
+impl Drop for RealGatehouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
