@@ -37,6 +37,13 @@ fn safe_path(path: &str) -> bool {
     !only_path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
+/// A URL's path (no query) that is safe as it is and once percent-decoded: an absolute
+/// target must meet the same rules as a path target (`/%2F/evil.com` is refused as both).
+fn safe_decoded_path(path: &str) -> bool {
+    safe_path(path)
+        && fully_decoded(path).is_some_and(|d| !has_forbidden_chars(&d) && safe_path(&d))
+}
+
 /// True when `host` equals an allowed entry, or is below an entry written as `.domain`.
 /// `.example.com` allows `example.com` and `a.example.com`, never `evilexample.com` or
 /// `example.com.evil.com`.
@@ -96,7 +103,7 @@ pub fn validate_target(raw: &str, own_host: &str, other_hosts: &[String]) -> Opt
     if !url.username().is_empty()
         || url.password().is_some()
         || !redirect_domain_allowed(&host, url.port(), other_hosts)
-        || !safe_path(url.path())
+        || !safe_decoded_path(url.path())
     {
         return None;
     }
@@ -129,6 +136,9 @@ pub fn validate_return_to(raw: &str, allowed_hosts: &[&str]) -> Option<String> {
     let host = url.host_str()?;
     if !url.username().is_empty() || url.password().is_some() || !host_allowed(host, allowed_hosts)
     {
+        return None;
+    }
+    if !safe_decoded_path(url.path()) {
         return None;
     }
     let mut target = url.path().to_string();
@@ -230,6 +240,49 @@ mod tests {
             assert_eq!(ok(bad), None, "accepted {bad:?}");
         }
         assert_eq!(validate_target("https://a.example.com/", own, &[]), None);
+    }
+
+    #[test]
+    fn absolute_targets_meet_the_path_rules_once_decoded() {
+        // Found by fuzz/redirect_target (`http://Example.com/%2F` with `.example.com`
+        // allowed): an absolute target's path was checked only as it stood, so it let
+        // through encoded slashes and dot segments that a path target may not carry.
+        assert_eq!(validate_return_to("/%2F/evil.com", HOSTS), None);
+        for bad in [
+            "https://app.example.com/%2F/evil.com",
+            "https://app.example.com/%2f%2fevil.com",
+            "https://app.example.com/%2e%2e%2f%2fevil.com",
+            "https://app.example.com/a/%2e%2e%2Fb",
+        ] {
+            assert_eq!(validate_return_to(bad, HOSTS), None, "accepted {bad:?}");
+        }
+        let allowed = vec![".example.com".to_string()];
+        let own = "auth.example.com";
+        for bad in [
+            "http://Example.com/%2F",
+            "https://a.example.com/%2F/evil.com",
+            "https://a.example.com/x/%2e%2e%2f%2fevil.com",
+        ] {
+            assert_eq!(
+                validate_target(bad, own, &allowed),
+                None,
+                "accepted {bad:?}"
+            );
+        }
+        // Other escapes, and any in the query, are still fine.
+        assert_eq!(
+            validate_return_to("https://app.example.com/caf%C3%A9?next=%2F%2Fx", HOSTS).as_deref(),
+            Some("/caf%C3%A9?next=%2F%2Fx")
+        );
+        assert_eq!(
+            validate_target(
+                "https://a.example.com/caf%C3%A9?next=%2F%2Fx",
+                own,
+                &allowed
+            )
+            .as_deref(),
+            Some("https://a.example.com/caf%C3%A9?next=%2F%2Fx")
+        );
     }
 
     #[test]

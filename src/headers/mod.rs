@@ -65,11 +65,14 @@ const IDENTITY_NAMES: &[&str] = &[
 /// Prefixes (normalised) that mark identity or forwarding metadata from clients.
 /// `impersonate-`: Kubernetes impersonation (`Impersonate-User`, `-Group`, `-Uid`,
 /// `-Extra-*`) must never come from a browser, since Headlamp relays to the API server.
+/// `x-remote-extra-`: the extras of Kubernetes' front-proxy (request header)
+/// authentication, beside `X-Remote-User`/`X-Remote-Group` above.
 const IDENTITY_PREFIXES: &[&str] = &[
     "x-forwarded-",
     "x-auth-request-",
     "x-original-",
     "impersonate-",
+    "x-remote-extra-",
 ];
 
 /// Lower-case, with `_` folded to `-`: how WSGI, PHP and some Node/Go stacks see names.
@@ -221,16 +224,20 @@ pub fn rewrite_cookies(
     }
 }
 
-/// Drops gatehouse's own cookies from the `Cookie` header(s), keeping the rest.
+/// Drops gatehouse's own cookies from the `Cookie` header(s), keeping the rest. Works on
+/// bytes: a header with any byte outside visible ASCII (another cookie's UTF-8 value) is
+/// still searched, or our cookies in it would go upstream.
 pub fn remove_own_cookies(headers: &mut HeaderMap, owns: impl Fn(&str) -> bool) {
-    let is_ours = |p: &str| owns(p.split('=').next().unwrap_or("").trim());
+    let is_ours = |p: &[u8]| {
+        let name = p.split(|&b| b == b'=').next().unwrap_or_default();
+        std::str::from_utf8(name).is_ok_and(|n| owns(n.trim()))
+    };
     let (mut ours, mut kept) = (false, Vec::new());
     let parts = headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .map(<[u8]>::trim_ascii)
         .filter(|p| !p.is_empty());
     for part in parts {
         if is_ours(part) {
@@ -243,9 +250,9 @@ pub fn remove_own_cookies(headers: &mut HeaderMap, owns: impl Fn(&str) -> bool) 
     if !ours {
         return;
     }
-    let rebuilt = (!kept.is_empty()).then(|| kept.join("; "));
+    let rebuilt = (!kept.is_empty()).then(|| kept.join(&b"; "[..]));
     headers.remove(COOKIE);
-    if let Some(v) = rebuilt.and_then(|c| HeaderValue::from_str(&c).ok()) {
+    if let Some(v) = rebuilt.and_then(|c| HeaderValue::from_bytes(&c).ok()) {
         headers.insert(COOKIE, v);
     }
 }
@@ -447,6 +454,21 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_front_proxy_extras_go() {
+        // Found by fuzz/header_sanitise (`X-Remote-Extra-`): X-Remote-User and
+        // X-Remote-Group were removed, the extras of the same family were not.
+        let mut h = map(&[
+            ("X-Remote-Extra-Scopes", "admin"),
+            ("x_remote_extra_acme.com%2Fproject", "p"),
+            ("X-Remote-Extra-", ""),
+            ("X-Remote-Extras", "kept: not the prefix"),
+        ]);
+        assert_eq!(strip_identity(&mut h, &names()), 3);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-remote-extras"));
+    }
+
+    #[test]
     fn hop_by_hop_including_connection_named_fields() {
         let mut h = map(&[
             ("Connection", "keep-alive, X-Secret"),
@@ -509,6 +531,29 @@ mod tests {
         ]);
         remove_own_cookies(&mut h, |n| n == "_gh" || n.starts_with("_gh_"));
         assert_eq!(h.get("cookie").unwrap(), "theme=dark; sid=1");
+    }
+
+    #[test]
+    fn own_cookies_are_removed_from_headers_that_are_not_ascii() {
+        // Found by fuzz/header_sanitise (`Cookie: \xff;_gh`): a header with a byte outside
+        // visible ASCII failed `to_str` and was skipped whole, so gatehouse's session
+        // cookie in it went upstream.
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_bytes(b"\xff;_gh").unwrap());
+        remove_own_cookies(&mut h, |n| n == "_gh");
+        assert_eq!(h.get(COOKIE).unwrap().as_bytes(), b"\xff");
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_bytes("_gh=sealed; name=José".as_bytes()).unwrap(),
+        );
+        h.append(COOKIE, HeaderValue::from_static("_gh_0=x; sid=1"));
+        remove_own_cookies(&mut h, |n| n == "_gh" || n.starts_with("_gh_"));
+        assert_eq!(h.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(
+            h.get(COOKIE).unwrap().as_bytes(),
+            "name=José; sid=1".as_bytes()
+        );
     }
 
     #[test]

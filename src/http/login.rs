@@ -35,14 +35,7 @@ pub fn redirect(location: &str, cookies: Vec<HeaderValue>) -> Response {
 
 /// The request's cookies, parsed once.
 pub(super) fn cookies_of(headers: &HeaderMap) -> RequestCookies<'_> {
-    // `from_utf8` checks a session cookie's kilobytes a word at a time; the parser has
-    // already refused control characters in header values.
-    RequestCookies::parse(
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok()),
-    )
+    RequestCookies::parse_bytes(headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()))
 }
 
 /// Sends the browser to the provider; `return_to` was validated by the caller.

@@ -38,19 +38,30 @@ pub enum CookieRewrite {
 impl<'a> RequestCookies<'a> {
     /// Parses every `Cookie` header value given.
     pub fn parse<I: IntoIterator<Item = &'a str>>(headers: I) -> RequestCookies<'a> {
+        RequestCookies::parse_bytes(headers.into_iter().map(str::as_bytes))
+    }
+
+    /// Parses `Cookie` header values as they came (bytes). A part that is not UTF-8 (a
+    /// Latin-1 value, say) is left out, and it makes the parse inexact, so the forwarded
+    /// header is read again in full (`without`) rather than passed on whole.
+    pub fn parse_bytes<I: IntoIterator<Item = &'a [u8]>>(headers: I) -> RequestCookies<'a> {
         let mut pairs = Vec::new();
         let mut exact = true;
         for header in headers {
             // memchr's vector search: a session cookie makes this header kilobytes long.
             let mut start = 0;
-            let ends = memchr::memchr_iter(b';', header.as_bytes()).chain([header.len()]);
+            let ends = memchr::memchr_iter(b';', header).chain([header.len()]);
             for end in ends {
-                let part = &header[start..end];
+                let raw = &header[start..end];
                 start = end + 1;
                 if pairs.len() >= MAX_PAIRS {
                     exact = false;
                     break;
                 }
+                let Ok(part) = std::str::from_utf8(raw) else {
+                    exact = false;
+                    continue;
+                };
                 let part = part.trim();
                 match part.split_once('=') {
                     Some((n, v)) => pairs.push((n.trim(), v.trim().trim_matches('"'), part)),
@@ -198,20 +209,36 @@ mod tests {
     }
 
     /// What the upstream gets: the one-parse rewrite equals reading the header again.
-    fn both_ways(header: &str) -> (Option<String>, Option<String>) {
+    fn both_ways(header: impl AsRef<[u8]>) -> (Option<String>, Option<String>) {
         use axum::http::{header::COOKIE, HeaderMap, HeaderValue};
+        let header = header.as_ref();
         let owns = |n: &str| n == "_gh" || n.starts_with("_gh_");
         let mut fast = HeaderMap::new();
         let mut full = HeaderMap::new();
-        if let Ok(v) = HeaderValue::from_str(header) {
+        if let Ok(v) = HeaderValue::from_bytes(header) {
             fast.insert(COOKIE, v.clone());
             full.insert(COOKIE, v);
         }
-        let rewrite = RequestCookies::parse([header]).without(owns);
+        let rewrite = RequestCookies::parse_bytes([header]).without(owns);
         crate::headers::rewrite_cookies(&mut fast, rewrite, owns);
         crate::headers::remove_own_cookies(&mut full, owns);
-        let text = |h: &HeaderMap| h.get(COOKIE).map(|v| v.to_str().unwrap_or("?").to_string());
+        let text = |h: &HeaderMap| {
+            h.get(COOKIE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
         (text(&fast), text(&full))
+    }
+
+    /// A cookie that is not UTF-8 (Latin-1) neither hides gatehouse's cookie from the
+    /// removal (it would go upstream) nor makes the session unreadable.
+    #[test]
+    fn a_cookie_that_is_not_utf8_changes_nothing_else() {
+        let header = b"a=caf\xe9; _gh=s; b=2";
+        let c = RequestCookies::parse_bytes([&header[..]]);
+        assert_eq!(c.get("_gh"), Some("s"));
+        let (fast, full) = both_ways(header);
+        assert_eq!(fast.as_deref(), Some("a=caf\u{fffd}; b=2"));
+        assert_eq!(fast, full);
     }
 
     #[test]
@@ -239,7 +266,7 @@ mod tests {
         fn rewriting_cookies_matches_a_full_reread(
             parts in proptest::collection::vec(
                 prop_oneof![
-                    "[a-z]{1,3}=[a-z0-9\"]{0,4}",
+                    "[a-z]{1,3}=[a-z0-9\"~]{0,4}",
                     "_gh(_[0-9])?=[a-z]{1,4}",
                     "[a-z]{1,3}",
                     " *",
@@ -248,9 +275,14 @@ mod tests {
             ),
             sep in prop_oneof![Just(";"), Just("; "), Just(" ;")],
         ) {
-            let header = parts.join(sep);
+            let header = parts.join(sep).replace('~', "\u{e9}").into_bytes();
+            // `~` stands for a byte that is not UTF-8 on its own.
+            let header: Vec<u8> = header
+                .into_iter()
+                .flat_map(|b| if b == 0xc3 { None } else { Some(b) })
+                .collect();
             let (fast, full) = both_ways(&header);
-            prop_assert_eq!(fast, full, "{}", header);
+            prop_assert_eq!(fast, full, "{:?}", String::from_utf8_lossy(&header));
         }
     }
 
