@@ -41,6 +41,8 @@ const IDENTITY_NAMES: &[&str] = &[
     "x-remote-group",
     "x-remote-groups",
     "x-remote-email",
+    // Kubernetes' front-proxy UID header (`--requestheader-uid-headers`).
+    "x-remote-uid",
     "x-user",
     "x-email",
     "x-groups",
@@ -462,8 +464,9 @@ mod tests {
             ("x_remote_extra_acme.com%2Fproject", "p"),
             ("X-Remote-Extra-", ""),
             ("X-Remote-Extras", "kept: not the prefix"),
+            ("X-Remote-Uid", "0"),
         ]);
-        assert_eq!(strip_identity(&mut h, &names()), 3);
+        assert_eq!(strip_identity(&mut h, &names()), 4);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-remote-extras"));
     }
