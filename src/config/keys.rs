@@ -268,6 +268,11 @@ pub const KEYS: &[Key] = &[
         "a client must send a request's headers within this time (default 10; slow-loris guard)",
     ),
     key(
+        "idle_timeout_secs",
+        Kind::Secs,
+        "a client that sends nothing for this long while gatehouse reads from it (a request body) is cut (default 60)",
+    ),
+    key(
         "max_header_bytes",
         Kind::Count,
         "largest request header block accepted, in bytes (default 65536, at least 8192)",

@@ -151,6 +151,8 @@ pub struct CookieSettings {
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
     pub header_read_timeout: Duration,
+    /// Silence allowed from a client while its connection is being read (a slow body).
+    pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub shutdown_grace: Duration,

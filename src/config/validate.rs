@@ -344,6 +344,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         header_read_timeout: r
             .secs("header_read_timeout_secs", 10)
             .max(Duration::from_secs(1)),
+        idle_timeout: r.secs("idle_timeout_secs", 60).max(Duration::from_secs(1)),
         max_header_bytes: usize::try_from(max_header_bytes.max(8192)).unwrap_or(65_536),
         max_connections: usize::try_from(r.count("max_connections", 4096).max(1)).unwrap_or(4096),
         shutdown_grace: r.secs("shutdown_grace_secs", 10),

@@ -11,13 +11,23 @@
 //! in place (memchr jumps from line to line); only one split across reads is copied.
 //! Where it cannot follow (an upgrade, a length it cannot parse, a head over the
 //! size limit), it stops watching: hyper's own handling (above) is the fallback.
+//!
+//! The wrapper also enforces `idle_timeout`: a client that sends nothing for that long
+//! while the connection is being read (a request body trickling in, slowly enough to
+//! hold a connection and an upstream one forever) gets its connection closed. Only a
+//! body is timed: between requests hyper's header-read timeout applies, and a response
+//! streaming out to a quiet client, or a WebSocket, is left alone. One timer per
+//! connection, re-armed only when it fires: a read only notes the time.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 /// What the scanner found on one connection, read by its service.
 #[derive(Default)]
@@ -69,6 +79,7 @@ enum State {
 /// The framing scanner for one connection.
 pub struct Scanner {
     state: State,
+
     /// The head (or chunk-size / trailer line) read so far.
     line: Vec<u8>,
     /// Heads seen so far: the index of the next one.
@@ -93,6 +104,18 @@ impl Scanner {
             max_head,
             log,
         }
+    }
+
+    /// Inside a request body (by length or chunks).
+    pub fn in_body(&self) -> bool {
+        matches!(
+            self.state,
+            State::Body(_)
+                | State::ChunkSize
+                | State::ChunkData(_)
+                | State::ChunkEnd
+                | State::Trailers
+        )
     }
 
     /// Feeds the next bytes read from the client.
@@ -300,13 +323,46 @@ fn read_head(text: &[u8]) -> Head {
 pub struct Watched<S> {
     inner: S,
     scanner: Scanner,
+    idle: Duration,
+    /// When the client last sent something.
+    last: Instant,
+    /// Fires at or after `last + idle`; re-armed when it fires early.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Watched<S> {
-    pub fn new(inner: S, max_head: usize) -> (Watched<S>, Arc<WireLog>) {
+    pub fn new(inner: S, max_head: usize, idle: Duration) -> (Watched<S>, Arc<WireLog>) {
         let log = Arc::new(WireLog::default());
         let scanner = Scanner::new(max_head, Arc::clone(&log));
-        (Watched { inner, scanner }, log)
+        let watched = Watched {
+            inner,
+            scanner,
+            idle,
+            last: Instant::now(),
+            timer: None,
+        };
+        (watched, log)
+    }
+
+    /// With nothing to read: `Ready` once the client has been silent for `idle` in the
+    /// middle of a request body. Between requests (and while a response streams out)
+    /// hyper's header-read timeout is the bound; a tunnel has none.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.scanner.in_body() {
+            return Poll::Pending;
+        }
+        let due = self.last + self.idle;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= due {
+                return Poll::Ready(());
+            }
+            // The client spoke since it was set: wait for the rest of its time.
+            timer.as_mut().reset(due);
+        }
+        Poll::Pending
     }
 }
 
@@ -319,8 +375,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            this.scanner.feed(&buf.filled()[before..]);
+        match polled {
+            Poll::Ready(Ok(())) => {
+                this.scanner.feed(&buf.filled()[before..]);
+                this.last = Instant::now();
+            }
+            Poll::Pending if this.poll_idle(cx).is_ready() => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client sent nothing within idle_timeout",
+                )));
+            }
+            _ => {}
         }
         polled
     }

@@ -80,7 +80,8 @@ async fn serve_worker(
         let slot = Slot(Arc::clone(&open));
         let router = router.clone();
         let state = Arc::clone(&state);
-        let (stream, wire) = super::wire::Watched::new(stream, limits.max_header_bytes);
+        let (stream, wire) =
+            super::wire::Watched::new(stream, limits.max_header_bytes, limits.idle_timeout);
         let heads = std::cell::Cell::new(0u64);
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let index = heads.replace(heads.get() + 1);

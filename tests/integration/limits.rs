@@ -212,3 +212,28 @@ async fn open_websockets_count_against_the_connection_cap() {
     }
     assert!(ok, "closing them gives the places back");
 }
+
+/// A request body that stops arriving is cut after `idle_timeout_secs`; a quiet client
+/// waiting on a slow answer is not (only what the client owes is timed).
+#[tokio::test]
+async fn a_trickling_body_is_cut_but_a_slow_answer_is_not() {
+    let (w, b) = crate::flow::logged_in(&[("idle_timeout_secs", "1")]).await;
+    let cookie = b.cookie_header();
+    let mut s = dangle(
+        w.gh.addr,
+        &format!("POST /upload HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Length: 100\r\n\r\n0123456789"),
+    )
+    .await;
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let cut = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(cut.is_ok(), "a connection whose body stopped was kept open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "cut before idle_timeout: {:?}",
+        started.elapsed()
+    );
+    // The upstream's /slow answers after 5 s, well past the idle timeout.
+    let r = b.get(&format!("{}/slow", w.gh.url)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
