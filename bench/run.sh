@@ -971,6 +971,58 @@ cpu_ticks() {
     awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat
 }
 
+# cpu_snapshot FILE: the CPU ticks of every process now (pid, parent, utime+stime) and
+# the machine's total, for cpu_others.
+cpu_snapshot() {
+    python3 - "$1" <<'PY'
+import os, sys
+with open("/proc/stat") as f:
+    total = sum(int(x) for x in f.readline().split()[1:])
+lines = [f"total {total}"]
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            lines.append(f"{pid} {st[1]} {int(st[11]) + int(st[12])}")
+        except (OSError, IndexError, ValueError):
+            pass
+with open(sys.argv[1], "w") as f:
+    f.write("\n".join(lines) + "\n")
+PY
+}
+
+# cpu_others BEFORE AFTER: the share (%) of the whole machine's CPU that processes
+# outside this script's process tree used between two snapshots: other work on the
+# machine (a build, another benchmark) that competed with this run. Processes that
+# ended between the snapshots are not seen, so it can only err low.
+cpu_others() {
+    python3 - "$1" "$2" "$$" <<'PY'
+import sys
+def load(p):
+    procs, total = {}, 0
+    for line in open(p):
+        f = line.split()
+        if f[0] == "total":
+            total = int(f[1])
+        else:
+            procs[f[0]] = (f[1], int(f[2]))
+    return procs, total
+before, t0 = load(sys.argv[1])
+after, t1 = load(sys.argv[2])
+me = sys.argv[3]
+def ours(pid):
+    seen = 0
+    while pid in after and seen < 64:
+        if pid == me:
+            return True
+        pid, seen = after[pid][0], seen + 1
+    return False
+others = sum(t - before.get(pid, (None, 0))[1] for pid, (_, t) in after.items() if not ours(pid))
+print(f"{100 * max(others, 0) / (t1 - t0):.1f}" if t1 > t0 else "0.0")
+PY
+}
+
 # run_wrk TARGET BODY URL [COOKIE] [EXTRA WRK ARGS...]: warm up, measure at CONNECTIONS,
 # store the results in RES[TARGET|BODY|CONNECTIONS|ROUND.*].
 run_wrk() {
@@ -986,10 +1038,13 @@ run_wrk() {
         || die "$name: wrk warm-up failed"
     log "$name $body c=$CONNECTIONS: measuring $DURATION ($THREADS threads)"
     local before after
+    cpu_snapshot "$TMP/cpu-before"
     before="$(cpu_ticks)"
     run_child wrk "${args[@]}" --duration "$DURATION" --latency --script "$TMP/report.lua" "$url" >"$out" \
         || die "$name: wrk failed (see $out)"
     after="$(cpu_ticks)"
+    cpu_snapshot "$TMP/cpu-after"
+    RES["$key.others"]="$(cpu_others "$TMP/cpu-before" "$TMP/cpu-after")"
     sed -n '/^Running/,/^WRK_RESULT/p' "$out" | grep -v '^WRK_RESULT' | sed 's/^/[bench]   /' >&2
 
     line="$(grep '^WRK_RESULT ' "$out")" || die "$name: wrk printed no result (see $out)"
@@ -1073,7 +1128,7 @@ pick_median() {
     local k="$1|$2|$3" r med f
     med="$(for ((r = 1; r <= ROUNDS; r++)); do printf '%s %s\n' "${RES[$k|$r.rps]}" "$r"; done \
         | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')"
-    for f in rps p50_us p90_us p99_us max_us steal rss; do RES["$k.$f"]="${RES[$k|$med.$f]:-}"; done
+    for f in rps p50_us p90_us p99_us max_us steal others rss; do RES["$k.$f"]="${RES[$k|$med.$f]:-}"; done
     RES["$k.errors"]=0
     for ((r = 1; r <= ROUNDS; r++)); do
         RES["$k.errors"]=$((${RES[$k.errors]} + ${RES[$k|$r.errors]} + ${RES[$k|$r.status_errors]}))
@@ -1130,7 +1185,7 @@ label() {
     esac
 }
 
-RULE='----------------------------------------------------------------------------------------------------'
+RULE='-------------------------------------------------------------------------------------------------------------'
 
 # row TARGET BODY CONNECTIONS SHOWN_BODY: one table row.
 row() {
@@ -1139,14 +1194,14 @@ row() {
     [[ -n "${RES[$k.rss]:-}" ]] && rss="$(kib_to_mib "${RES[$k.rss]}")"
     awk -v body="$4" -v l="$(label "$1")" -v rps="${RES[$k.rps]}" -v rel="$rel" \
         -v p50="${RES[$k.p50_us]}" -v p99="${RES[$k.p99_us]}" -v st="${RES[$k.steal]}" \
-        -v err="${RES[$k.errors]}" -v rss="$rss" \
-        'BEGIN { printf "%-13s %-25s %9.0f %7s %8.2f %8.2f %6.1f%% %7d %8s\n",
-                 body, l, rps, rel, p50 / 1000, p99 / 1000, st, err, rss }'
+        -v ot="${RES[$k.others]}" -v err="${RES[$k.errors]}" -v rss="$rss" \
+        'BEGIN { printf "%-13s %-25s %9.0f %7s %8.2f %8.2f %6.1f%% %6.1f%% %7d %8s\n",
+                 body, l, rps, rel, p50 / 1000, p99 / 1000, st, ot, err, rss }'
 }
 
 table_head() {
     printf '%s\n' "$RULE"
-    printf '%-13s %-25s %9s %7s %8s %8s %7s %7s %8s\n' body target 'req/s' '/nginx' 'p50 ms' 'p99 ms' steal errors 'RSS MiB'
+    printf '%-13s %-25s %9s %7s %8s %8s %7s %7s %7s %8s\n' body target 'req/s' '/nginx' 'p50 ms' 'p99 ms' steal others errors 'RSS MiB'
     printf '%s\n' "$RULE"
 }
 
@@ -1158,7 +1213,8 @@ print_report() {
     printf 'gatehouse bench: %s rounds of %s per run (+%s warm-up), %s wrk threads, %s CPUs, connection sets: %s\n' \
         "$ROUNDS" "$DURATION" "$WARMUP" "$THREADS" "$(nproc)" "${CONN_LIST[*]}"
     printf 'figures: the median round (by req/s) of each run; /nginx = req/s over (b) for the same body and connections;\n'
-    printf 'steal = CPU steal during that run (high: the VM host was busy, rerun); RSS = gatehouse right after that run\n'
+    printf 'steal = CPU steal during that run (high: the VM host was busy); others = CPU share of processes outside\n'
+    printf 'this benchmark during that run (high: something else on the machine competed; rerun); RSS = gatehouse after that run\n'
     if ((any_proxy)); then
         printf 'upstream (a): nginx, keepalive; bodies:\n'
         for b in "${BODY_LIST[@]}"; do

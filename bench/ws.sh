@@ -24,6 +24,8 @@
 #   MSG_SIZE       message size in bytes                          (default 32)
 #   HANDSHAKES     upgrades in flight at once while opening       (default 64)
 #   DIRECT         1 = also measure the echo straight to the upstream (default 1)
+#   WAVES          times the gatehouse part is repeated on the same gatehouse
+#                  (default 1; 2 tells memory kept for reuse from a leak)
 #   TOKEN_TTL      ID token lifetime at the dev IdP, seconds      (default 3600)
 #   GATEHOUSE_BIN  gatehouse binary; unset = `cargo build --release`
 #   KEEP_TMP       1 = keep the temp dir (logs, raw results)
@@ -44,6 +46,7 @@ INTERVAL_MAX="${INTERVAL_MAX:-2}"
 MSG_SIZE="${MSG_SIZE:-32}"
 HANDSHAKES="${HANDSHAKES:-64}"
 DIRECT="${DIRECT:-1}"
+WAVES="${WAVES:-1}"
 TOKEN_TTL="${TOKEN_TTL:-3600}"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-}"
 KEEP_TMP="${KEEP_TMP:-0}"
@@ -126,10 +129,10 @@ raise_nofile() {
 
 check_settings() {
     local v
-    for v in WS_COUNT HOLD AFTER_CLOSE MSG_SIZE HANDSHAKES TOKEN_TTL; do
+    for v in WS_COUNT HOLD AFTER_CLOSE MSG_SIZE HANDSHAKES TOKEN_TTL WAVES; do
         [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number"
     done
-    ((WS_COUNT >= 1 && MSG_SIZE >= 16)) || die "need WS_COUNT >= 1 and MSG_SIZE >= 16"
+    ((WS_COUNT >= 1 && MSG_SIZE >= 16 && WAVES >= 1)) || die "need WS_COUNT >= 1, MSG_SIZE >= 16, WAVES >= 1"
     for v in INTERVAL_MIN INTERVAL_MAX; do
         [[ "${!v}" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "$v must be a number of seconds"
     done
@@ -243,9 +246,9 @@ client() {
 report() {
     local idle_rss="$1" idle_fds="$2"
     python3 - "$TMP" "$idle_rss" "$idle_fds" "$WS_COUNT" "$HOLD" "$INTERVAL_MIN" "$INTERVAL_MAX" \
-        "$MSG_SIZE" "$(nproc)" "$((SECONDS - STARTED_AT))" "$DIRECT" <<'PY'
+        "$MSG_SIZE" "$(nproc)" "$((SECONDS - STARTED_AT))" "$WAVES" <<'PY'
 import json, os, sys
-tmp, idle_rss, idle_fds, count, hold, imin, imax, size, cpus, secs, direct = sys.argv[1:]
+tmp, idle_rss, idle_fds, count, hold, imin, imax, size, cpus, secs, waves = sys.argv[1:]
 def load(label):
     p = os.path.join(tmp, f"result-{label}.txt")
     if not os.path.exists(p):
@@ -255,6 +258,7 @@ def load(label):
             return json.loads(line[len("WS_RESULT "):])
 mib = lambda k: "-" if k is None else f"{int(k) / 1024:.1f}"
 rows = [("direct to upstream", load("direct")), ("through gatehouse", load("gatehouse"))]
+rows += [(f"gatehouse, wave {w}", load(f"gatehouse-{w}")) for w in range(2, int(waves) + 1)]
 rule = "-" * 104
 print()
 print(f"gatehouse WebSocket bench: {count} WebSockets, a {size}-byte message every {imin}-{imax} s on each "
@@ -275,14 +279,20 @@ d = rows[0][1]
 if d and g and d["p50_ms"] and g["p50_ms"]:
     print(f"gatehouse minus direct: p50 {g['p50_ms'] - d['p50_ms']:+.2f} ms, p99 {g['p99_ms'] - d['p99_ms']:+.2f} ms")
 bad = sum(r["open_failed"] + r["closed_early"] + r["mismatched"] for _, r in rows if r)
+for name, r in rows[1:]:
+    if r is None:
+        continue
+    wave = "" if name == "through gatehouse" else f" ({name.split(', ')[1]})"
+    before = f"idle {mib(idle_rss)} MiB" if not wave else f"before {mib(r['rss_before_kib'])} MiB"
+    print(f"gatehouse RSS{wave}:   {before} | {r['opened']} open, after {hold} s of echoing: "
+          f"{mib(r['rss_open_kib'])} MiB | after all closed: "
+          + ", ".join(f"{s['secs']:g} s {mib(s['rss_kib'])}" for s in r["after_close"]) + " MiB")
+    fbefore = f"idle {idle_fds}" if not wave else f"before {r['fds_before']}"
+    print(f"gatehouse files{wave}: {fbefore} | {r['opened']} open: {r['fds_open']} | after all closed: "
+          + ", ".join(f"{s['secs']:g} s {s['fds']}" for s in r["after_close"]))
+    print(f"echoes{wave}: {r['echoed']} of {r['sent']} messages sent through gatehouse came back; "
+          f"{r['mismatched']} differed; {r['clean_closes']} clean close handshakes")
 if g:
-    print(f"gatehouse RSS:   idle {mib(idle_rss)} MiB | {g['opened']} open, after {hold} s of echoing: "
-          f"{mib(g['rss_open_kib'])} MiB | after all closed: "
-          + ", ".join(f"{s['secs']:g} s {mib(s['rss_kib'])}" for s in g["after_close"]) + " MiB")
-    print(f"gatehouse files: idle {idle_fds} | {g['opened']} open: {g['fds_open']} | after all closed: "
-          + ", ".join(f"{s['secs']:g} s {s['fds']}" for s in g["after_close"]))
-    print(f"echoes: {g['echoed']} of {g['sent']} messages sent through gatehouse came back; "
-          f"{g['mismatched']} differed; {g['clean_closes']} clean close handshakes")
     print("(RSS is of the whole \"gatehouse demo\" process, embedded dev IdP included)")
 print(f"run time: {int(secs) // 60}m{int(secs) % 60:02d}s")
 if bad:
@@ -310,9 +320,14 @@ main() {
     local idle_rss idle_fds
     idle_rss="$(rss_kib "$GATEHOUSE_PID")" idle_fds="$(fd_count "$GATEHOUSE_PID")"
     log "gatehouse idle: RSS ${idle_rss} KiB, $idle_fds open files"
-    log "gatehouse: $WS_COUNT WebSockets through gatehouse, then ${AFTER_CLOSE}s after closing them"
-    client gatehouse "ws://$HOST:$GATEHOUSE_PORT/ws" --cookie "$SESSION_COOKIE" \
-        --pid "$GATEHOUSE_PID" --after-close "$AFTER_CLOSE"
+    local w label
+    for ((w = 1; w <= WAVES; w++)); do
+        label=gatehouse
+        ((w > 1)) && label="gatehouse-$w"
+        log "$label: $WS_COUNT WebSockets through gatehouse, then ${AFTER_CLOSE}s after closing them"
+        client "$label" "ws://$HOST:$GATEHOUSE_PORT/ws" --cookie "$SESSION_COOKIE" \
+            --pid "$GATEHOUSE_PID" --after-close "$AFTER_CLOSE"
+    done
     kill -0 "$GATEHOUSE_PID" 2>/dev/null || die "gatehouse exited during the run (see $TMP/demo.out.err)"
     report "$idle_rss" "$idle_fds"
 }
