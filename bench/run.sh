@@ -771,6 +771,10 @@ start_apache() {
     dir="$(nginx_dir apache)"
     secret="$(random_token)" passphrase="$(random_token)"
     redirect="http://$HOST:$APACHE_PORT/oauth2/callback"
+    # a client-cookie session drops the raw ID token unless told to keep it (gatehouse's
+    # cookie carries it, and X-Forwarded-Id-Token needs it)
+    local oidc_session_type="$APACHE_SESSION_TYPE"
+    [[ "$oidc_session_type" == client-cookie ]] && oidc_session_type="client-cookie:store_id_token"
 
     log "starting the stand-in IdP for Apache on $HOST:$STANDIN_PORT"
     python3 "$SCRIPT_DIR/oidc_standin.py" --listen "$HOST:$STANDIN_PORT" \
@@ -832,7 +836,7 @@ OIDCRedirectURI $redirect
 OIDCCryptoPassphrase $passphrase
 OIDCPKCEMethod S256
 OIDCScope "openid email profile"
-OIDCSessionType $APACHE_SESSION_TYPE
+OIDCSessionType $oidc_session_type
 OIDCSessionInactivityTimeout $TOKEN_TTL
 OIDCRemoteUserClaim email
 # claims as environment variables only; the headers below carry them, under gatehouse's names
