@@ -59,6 +59,12 @@
 #                    the cookie holds an id, the session is in shared memory) or
 #                    client-cookie (the session is sealed into the cookie, like
 #                    gatehouse's)                                (default server-cache)
+#   APACHE_MPM       shipped: the event MPM's settings as Debian ships them (2 child
+#                    processes at start, 150 worker threads at most, idle children
+#                    stopped past 75 spare threads; stopping one closes its kept-alive
+#                    connections, which wrk counts as read errors at 256 connections);
+#                    sized: all 16 children from the start, 400 threads, none stopped
+#                                                                    (default shipped)
 #   KEEP_TMP         1 = keep the temp dir (configs, logs, raw wrk output)
 #
 # With the defaults, a run takes about 11 minutes on a 2-core machine (plus the build).
@@ -84,6 +90,7 @@ TOKEN_TTL="${TOKEN_TTL:-7200}"
 APACHE_BIN="${APACHE_BIN:-}"
 APACHE_MODULES="${APACHE_MODULES:-/usr/lib/apache2/modules}"
 APACHE_SESSION_TYPE="${APACHE_SESSION_TYPE:-server-cache}"
+APACHE_MPM="${APACHE_MPM:-shipped}"
 
 BENCH_USER="bench"
 BENCH_GROUPS="admins"
@@ -285,6 +292,7 @@ require_tools() {
         fi
         [[ "$APACHE_SESSION_TYPE" == server-cache || "$APACHE_SESSION_TYPE" == client-cookie ]] \
             || die "APACHE_SESSION_TYPE must be server-cache or client-cookie"
+        [[ "$APACHE_MPM" == shipped || "$APACHE_MPM" == sized ]] || die "APACHE_MPM must be shipped or sized"
     fi
 }
 
@@ -773,7 +781,27 @@ start_apache() {
     redirect="http://$HOST:$APACHE_PORT/oauth2/callback"
     # a client-cookie session drops the raw ID token unless told to keep it (gatehouse's
     # cookie carries it, and X-Forwarded-Id-Token needs it)
-    local oidc_session_type="$APACHE_SESSION_TYPE"
+    local oidc_session_type="$APACHE_SESSION_TYPE" mpm
+    if [[ "$APACHE_MPM" == shipped ]]; then
+        mpm="# the event MPM as Debian ships it (mods-available/mpm_event.conf)
+StartServers            2
+MinSpareThreads         25
+MaxSpareThreads         75
+ThreadLimit             64
+ThreadsPerChild         25
+MaxRequestWorkers       150
+MaxConnectionsPerChild  0"
+    else
+        mpm="# the event MPM sized for the load (APACHE_MPM=sized): every child (ServerLimit 16)
+# started at once and never stopped for being idle, 16 x 25 = 400 worker threads
+StartServers            16
+MinSpareThreads         25
+MaxSpareThreads         400
+ThreadLimit             64
+ThreadsPerChild         25
+MaxRequestWorkers       400
+MaxConnectionsPerChild  0"
+    fi
     [[ "$oidc_session_type" == client-cookie ]] && oidc_session_type="client-cookie:store_id_token"
 
     log "starting the stand-in IdP for Apache on $HOST:$STANDIN_PORT"
@@ -814,14 +842,7 @@ LoadModule proxy_module $m/mod_proxy.so
 LoadModule proxy_http_module $m/mod_proxy_http.so
 LoadModule auth_openidc_module $m/mod_auth_openidc.so
 
-# the event MPM as Debian ships it (mods-available/mpm_event.conf)
-StartServers            2
-MinSpareThreads         25
-MaxSpareThreads         75
-ThreadLimit             64
-ThreadsPerChild         25
-MaxRequestWorkers       150
-MaxConnectionsPerChild  0
+$mpm
 
 # keep-alive as Debian's apache2.conf, but 1000 requests per connection like nginx's
 # default keepalive_requests (Debian's 100 would make wrk reconnect 10x as often)
@@ -861,7 +882,7 @@ ProxyPass / http://$HOST:$UPSTREAM_PORT/
 EOF
     "$APACHE_BIN" -t -f "$dir/httpd.conf" >"$dir/configtest.log" 2>&1 \
         || { cat "$dir/configtest.log" >&2; die "generated httpd.conf is invalid ($dir/httpd.conf)"; }
-    log "starting apache ($APACHE_BIN, event MPM, mod_auth_openidc $APACHE_SESSION_TYPE) on $HOST:$APACHE_PORT"
+    log "starting apache ($APACHE_BIN, event MPM $APACHE_MPM, mod_auth_openidc $APACHE_SESSION_TYPE) on $HOST:$APACHE_PORT"
     "$APACHE_BIN" -f "$dir/httpd.conf" -D FOREGROUND >"$dir/stdout.log" 2>&1 &
     APACHE_PID=$!
     PIDS+=("$APACHE_PID")
@@ -1278,21 +1299,29 @@ print_report() {
         printf '%s\n' '(RSS is of the whole "gatehouse demo" process, embedded dev IdP included)'
     fi
     if wanted apache; then
-        printf 'apache: event MPM as Debian ships it (MaxRequestWorkers 150), mod_auth_openidc %s sessions,\n' "$APACHE_SESSION_TYPE"
+        printf 'apache: event MPM %s, mod_auth_openidc %s sessions,\n' \
+            "$([[ "$APACHE_MPM" == shipped ]] && echo "as Debian ships it (MaxRequestWorkers 150)" || echo "sized (400 threads)")" \
+            "$APACHE_SESSION_TYPE"
         printf '        signed in at the stand-in IdP bench/oidc_standin.py (the dev IdP has no second client)\n'
     fi
     printf 'run time: %dm%02ds\n' $(((SECONDS - STARTED_AT) / 60)) $(((SECONDS - STARTED_AT) % 60))
+    local where="" bodies n
     for c in "${CONN_LIST[@]}"; do
         for t in "${SELECTED[@]}"; do
-            if [[ " ${FA_TARGETS[*]} " == *" $t "* ]]; then
-                failed=$((failed + ${RES[$t|$FA_BODY|$c.errors]}))
-            else
-                for b in "${BODY_LIST[@]}"; do failed=$((failed + ${RES[$t|$b|$c.errors]})); done
-            fi
+            bodies=("${BODY_LIST[@]}")
+            [[ " ${FA_TARGETS[*]} " == *" $t "* ]] && bodies=("$FA_BODY")
+            for b in "${bodies[@]}"; do
+                n="${RES[$t|$b|$c.errors]}"
+                if ((n > 0)); then
+                    failed=$((failed + n))
+                    where+="${where:+, }$t $b c=$c: $n"
+                fi
+            done
         done
     done
     if ((failed > 0)); then
-        printf 'WARNING: some requests failed (socket errors or HTTP >= 400); raw wrk output in %s\n' "$TMP"
+        printf 'WARNING: some requests failed (socket errors or HTTP >= 400), over all rounds: %s\n' "$where"
+        printf '         raw wrk output in %s\n' "$TMP"
         KEEP_TMP=1
     fi
 }
