@@ -1106,6 +1106,7 @@ bench_proxy() {
             fi
             run_wrk "$t" "$body" "$url" "$SESSION_COOKIE"
             RES["$t|$body|$CONNECTIONS|$ROUND.rss"]="$(rss_kib "$GATEHOUSE_PID")"
+            log "gatehouse RSS after this run: $(kib_to_mib "${RES[$t|$body|$CONNECTIONS|$ROUND.rss]}") MiB (peak $(kib_to_mib "$(hwm_kib "$GATEHOUSE_PID")") MiB)"
             # the session must still be good after the run (a 302 mid-run is no wrk error)
             check_identity_at_upstream gatehouse "$base" "$SESSION_COOKIE"
             ;;
