@@ -67,7 +67,7 @@
 #                                                                    (default shipped)
 #   KEEP_TMP         1 = keep the temp dir (configs, logs, raw wrk output)
 #
-# With the defaults, a run takes about 11 minutes on a 2-core machine (plus the build).
+# With the defaults, a run takes about 10 minutes on a 2-core machine (plus the build).
 # See bench/README.md for how to read the figures.
 set -euo pipefail
 umask 077   # the temp dir holds session cookie jars
