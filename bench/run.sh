@@ -1,83 +1,136 @@
 #!/usr/bin/env bash
-# bench/run.sh: requests/second and latency of gatehouse next to two baselines.
+# bench/run.sh: requests/second and latency of gatehouse next to nginx and Apache
+# httpd + mod_auth_openidc, for three response bodies and two connection counts.
 #
-#   (a) upstream   `gatehouse whoami` alone, hit directly
+# The upstream of the proxy targets is an nginx serving three fixed bodies from memory
+# or a file (the cheapest upstream there is, the same for every target):
+#   small  /api/status                        ~100 B of JSON (`return 200`)
+#   k8s    /api/v1/namespaces/default/pods    ~2 KB of JSON, a Kubernetes PodList (`return 200`)
+#   log    /logs/app.log                      256 KiB text file (sendfile), a log download
+#
+#   (a) upstream   that nginx, hit directly
 #   (b) nginx      nginx proxy_pass (with upstream keepalive) in front of (a)
-#   (c) gatehouse  `gatehouse demo --upstream <(a)>` in front of (a), with a
-#                  valid session cookie obtained through the dev IdP login
+#   (c) gatehouse  `gatehouse demo --upstream <(a)>` in front of (a), with a valid
+#                  session cookie obtained through the dev IdP login
+#   (f) apache     Apache httpd (event MPM, as Debian ships it) + mod_auth_openidc +
+#                  mod_proxy_http in front of (a), with a real mod_auth_openidc session
+#                  cookie obtained through a curl login (see "Apache + mod_auth_openidc"
+#                  in bench/README.md for which IdP it signs in at, and why)
 #
-# and the forward-auth case, where gatehouse only gives the verdict:
+# and the forward-auth case, where gatehouse only gives the verdict (these keep the
+# `gatehouse whoami` upstream they were designed against, one body):
 #
-#   (d) nginx-fa       nginx (config as (b)) with `auth_request` to gatehouse's
-#                      /oauth2/auth (keepalive), copying the identity headers of
-#                      the auth answer to the request it proxies to (a)
-#   (e) nginx-ceiling  the same nginx config, but the auth server behind its
-#                      auth location is nginx itself (a second server block that
-#                      answers `return 200` with the same identity headers):
-#                      the ceiling of the auth_request architecture
+#   (d) nginx-fa       nginx with `auth_request` to gatehouse's /oauth2/auth (keepalive),
+#                      copying the identity headers of the auth answer to the request
+#                      it proxies to `gatehouse whoami`
+#   (e) nginx-ceiling  the same nginx config, but the auth server behind its auth
+#                      location is nginx itself (a second server block that answers
+#                      `return 200` with the same identity headers)
 #       gatehouse /oauth2/auth  the auth endpoint alone, hit directly
 #
-# All of them run on loopback in one go; wrk drives the load, with the same
-# settings and the same session cookie for every target. Every process the
-# script starts is stopped again on exit. No traffic leaves 127.0.0.1.
+# All of them run on loopback in one go; wrk drives the load, with the same settings
+# for every target. Rounds interleave every run (connection set x body x target), and
+# the median round of each is reported. Every process the script starts is stopped
+# again, by pid, on exit. No traffic leaves 127.0.0.1.
 #
 # Settings (environment):
-#   DURATION       measured run per target, wrk syntax       (default 10s)
-#   WARMUP         unmeasured warm-up run per target          (default 2s)
-#   CONNECTIONS    open connections held by wrk               (default 32)
-#   THREADS        wrk threads                                (default 2)
-#   GATEHOUSE_BIN  gatehouse binary; unset = `cargo build --release`
-#                  and use target/release/gatehouse
-#   ROUNDS         rounds of all targets, interleaved; the median round
-#                  (by req/s) of each target is reported          (default 3)
-#   TARGETS        what to measure, comma-separated                (default all)
-#                    all    = proxy + fa
-#                    proxy  = (a),(b),(c)
-#                    fa     = forward auth: (d),(e) and /oauth2/auth alone
-#                  or single targets: upstream nginx gatehouse nginx-fa
-#                  nginx-ceiling gatehouse-auth (e.g. TARGETS=fa,nginx for
-#                  the forward-auth part plus the (e)/(b) context ratio)
-#   KEEP_TMP       1 = keep the temp dir (configs, logs, raw wrk output)
+#   DURATION         measured run, wrk syntax                         (default 5s)
+#   WARMUP           unmeasured warm-up run just before it            (default 1s)
+#   CONNECTION_SETS  wrk connection counts, each a table   (default "32 256";
+#                    CONNECTIONS=N alone is the same as CONNECTION_SETS=N)
+#   BODIES           bodies for (a),(b),(c),(f), comma- or space-separated
+#                    (default "small,k8s,log")
+#   THREADS          wrk threads                                      (default 2)
+#   ROUNDS           rounds, interleaved; the median round (by req/s) of each
+#                    run is reported                                  (default 3)
+#   TARGETS          what to measure, comma-separated                 (default all)
+#                      all    = proxy + fa
+#                      proxy  = (a),(b),(c),(f)
+#                      fa     = forward auth: (d),(e) and /oauth2/auth alone
+#                    or single targets: upstream nginx gatehouse apache nginx-fa
+#                    nginx-ceiling gatehouse-auth
+#   GATEHOUSE_BIN    gatehouse binary; unset = `cargo build --release` and use
+#                    target/release/gatehouse
+#   TOKEN_TTL        ID token lifetime at both IdPs, seconds; longer than the run,
+#                    so no refresh happens under load                 (default 7200)
+#   APACHE_BIN       the httpd binary (default: apache2, else httpd, from PATH)
+#   APACHE_MODULES   directory of the httpd modules      (default /usr/lib/apache2/modules)
+#   APACHE_SESSION_TYPE  mod_auth_openidc OIDCSessionType: server-cache (its default:
+#                    the cookie holds an id, the session is in shared memory) or
+#                    client-cookie (the session is sealed into the cookie, like
+#                    gatehouse's)                                (default server-cache)
+#   APACHE_MPM       shipped: the event MPM's settings as Debian ships them (2 child
+#                    processes at start, 150 worker threads at most, idle children
+#                    stopped past 75 spare threads; stopping one closes its kept-alive
+#                    connections, which wrk counts as read errors at 256 connections);
+#                    sized: all 16 children from the start, 400 threads, none stopped
+#                                                                    (default shipped)
+#   KEEP_TMP         1 = keep the temp dir (configs, logs, raw wrk output)
 #
+# With the defaults, a run takes about 10 minutes on a 2-core machine (plus the build).
 # See bench/README.md for how to read the figures.
 set -euo pipefail
-umask 077   # the temp dir holds a session cookie jar
+umask 077   # the temp dir holds session cookie jars
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 
-DURATION="${DURATION:-10s}"
-WARMUP="${WARMUP:-2s}"
-CONNECTIONS="${CONNECTIONS:-32}"
+DURATION="${DURATION:-5s}"
+WARMUP="${WARMUP:-1s}"
+CONNECTION_SETS="${CONNECTION_SETS:-${CONNECTIONS:-32 256}}"
+CONNECTIONS=""    # the set being measured
+BODIES="${BODIES:-small,k8s,log}"
 THREADS="${THREADS:-2}"
 KEEP_TMP="${KEEP_TMP:-0}"
 ROUNDS="${ROUNDS:-3}"
 ROUND=1
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-}"
 TARGETS="${TARGETS:-all}"
+TOKEN_TTL="${TOKEN_TTL:-7200}"
+APACHE_BIN="${APACHE_BIN:-}"
+APACHE_MODULES="${APACHE_MODULES:-/usr/lib/apache2/modules}"
+APACHE_SESSION_TYPE="${APACHE_SESSION_TYPE:-server-cache}"
+APACHE_MPM="${APACHE_MPM:-shipped}"
 
 BENCH_USER="bench"
 BENCH_GROUPS="admins"
 COOKIE_NAME="_gatehouse"
+APACHE_COOKIE_NAME="mod_auth_openidc_session"
 HOST="127.0.0.1"
+STARTED_AT=$SECONDS
 
 TMP=""
 PIDS=()           # every process we started, stopped by pid in cleanup()
-declare -A RES    # results: RES[<target>.<field>]
+declare -A RES    # results: RES[<target>|<body>|<connections>|<round>.<field>], medians without the round
 
 # every target, in the order of a round; SELECTED: those TARGETS asked for
-ALL_TARGETS=(upstream nginx gatehouse nginx-fa nginx-ceiling gatehouse-auth)
+ALL_TARGETS=(upstream nginx gatehouse apache nginx-fa nginx-ceiling gatehouse-auth)
+PROXY_TARGETS=(upstream nginx gatehouse apache)
+FA_TARGETS=(nginx-fa nginx-ceiling gatehouse-auth)
 SELECTED=()
 declare -A WANTED
+CONN_LIST=()      # CONNECTION_SETS, parsed
+BODY_LIST=()      # BODIES, parsed
+FA_BODY="whoami"  # the forward-auth targets' one "body": whoami's page
 
-WHOAMI_PORT="" NGINX_PORT="" GATEHOUSE_PORT="" NGINX_FA_PORT="" NGINX_CEILING_PORT="" AUTH_STUB_PORT=""
-WHOAMI_PID=""  GATEHOUSE_PID=""
-SESSION_COOKIE=""
-IDENTITY_HEADERS=()   # what gatehouse injects, replayed to (a) and (b): same upstream work
-declare -A IDENTITY   # the same, name (lower case) -> value: (e)'s fixed strings, (d)'s check
+# the bodies: URL path, size (filled in by make_bodies) and a description
+declare -A BODY_PATH=([small]=/api/status [k8s]=/api/v1/namespaces/default/pods [log]=/logs/app.log)
+declare -A BODY_BYTES
+declare -A BODY_WHAT=([small]="JSON status object, nginx return 200"
+                      [k8s]="JSON Kubernetes PodList (2 pods), nginx return 200"
+                      [log]="text log file, nginx sendfile")
+KNOWN_BODIES=(small k8s log)
+
+UPSTREAM_PORT="" NGINX_PORT="" GATEHOUSE_PORT="" APACHE_PORT="" STANDIN_PORT=""
+WHOAMI_PORT="" NGINX_FA_PORT="" NGINX_CEILING_PORT="" AUTH_STUB_PORT=""
+GATEHOUSE_PID="" APACHE_PID=""
+SESSION_COOKIE=""     # gatehouse's session, one Cookie header value
+APACHE_COOKIE=""      # mod_auth_openidc's session, one Cookie header value
+IDENTITY_HEADERS=()   # what gatehouse injects, replayed to (a) and (b): same request size
+declare -A IDENTITY   # the same, name (lower case) -> value
 IDENTITY_NAMES=(x-forwarded-user x-forwarded-email x-forwarded-group x-forwarded-groups
                 x-forwarded-preferred-username x-forwarded-id-token)
-RSS_IDLE_KIB="" RSS_AFTER_KIB="" HWM_AFTER_KIB=""
+RSS_IDLE_KIB="" RSS_FINAL_KIB="" HWM_FINAL_KIB=""
 
 # ---------------------------------------------------------------- helpers --
 
@@ -174,24 +227,13 @@ run_child() {
 
 kib_to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
+# A random token of URL-safe characters (secrets for the Apache set-up).
+random_token() { python3 -c 'import secrets; print(secrets.token_urlsafe(32))'; }
+
 # ---------------------------------------------------------------- set-up --
 
-require_tools() {
-    local missing=() t
-    for t in wrk nginx curl python3 awk; do
-        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
-    done
-    if ((${#missing[@]})); then
-        die "missing tools: ${missing[*]}. On Debian/Ubuntu: apt-get install -y wrk nginx-light curl python3"
-    fi
-    [[ "$CONNECTIONS" =~ ^[0-9]+$ && "$THREADS" =~ ^[0-9]+$ ]] \
-        || die "CONNECTIONS and THREADS must be whole numbers"
-    ((THREADS >= 1 && CONNECTIONS >= THREADS)) \
-        || die "need THREADS >= 1 and CONNECTIONS >= THREADS (wrk requirement)"
-    [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a whole number >= 1"
-}
-
 wanted() { [[ -n "${WANTED[$1]:-}" ]]; }
+wanted_any() { local t; for t in "$@"; do wanted "$t" && return 0; done; return 1; }
 
 # TARGETS -> WANTED/SELECTED (always in the order of ALL_TARGETS).
 select_targets() {
@@ -201,9 +243,9 @@ select_targets() {
         case "$e" in
             '') ;;
             all) for t in "${ALL_TARGETS[@]}"; do WANTED[$t]=1; done ;;
-            proxy) WANTED[upstream]=1 WANTED[nginx]=1 WANTED[gatehouse]=1 ;;
-            fa) WANTED[nginx-fa]=1 WANTED[nginx-ceiling]=1 WANTED[gatehouse-auth]=1 ;;
-            upstream | nginx | gatehouse | nginx-fa | nginx-ceiling | gatehouse-auth) WANTED[$e]=1 ;;
+            proxy) for t in "${PROXY_TARGETS[@]}"; do WANTED[$t]=1; done ;;
+            fa) for t in "${FA_TARGETS[@]}"; do WANTED[$t]=1; done ;;
+            upstream | nginx | gatehouse | apache | nginx-fa | nginx-ceiling | gatehouse-auth) WANTED[$e]=1 ;;
             *) die "TARGETS: unknown entry '$e' (use all, proxy, fa, or: ${ALL_TARGETS[*]})" ;;
         esac
     done
@@ -212,6 +254,46 @@ select_targets() {
     done
     ((${#SELECTED[@]})) || die "TARGETS selects nothing: '$TARGETS'"
     log "targets: ${SELECTED[*]}"
+}
+
+parse_settings() {
+    local e
+    IFS=', ' read -r -a CONN_LIST <<<"$CONNECTION_SETS"
+    ((${#CONN_LIST[@]})) || die "CONNECTION_SETS is empty"
+    for e in "${CONN_LIST[@]}"; do
+        [[ "$e" =~ ^[1-9][0-9]*$ ]] || die "CONNECTION_SETS: '$e' is not a whole number"
+        ((e >= THREADS)) || die "CONNECTION_SETS: $e is below THREADS=$THREADS (wrk needs at least one connection per thread)"
+    done
+    IFS=', ' read -r -a BODY_LIST <<<"$BODIES"
+    ((${#BODY_LIST[@]})) || die "BODIES is empty"
+    for e in "${BODY_LIST[@]}"; do
+        [[ -n "${BODY_PATH[$e]:-}" ]] || die "BODIES: unknown body '$e' (use: ${KNOWN_BODIES[*]})"
+    done
+    log "connection sets: ${CONN_LIST[*]}; bodies: ${BODY_LIST[*]}"
+}
+
+require_tools() {
+    local missing=() t
+    [[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a whole number >= 1"
+    [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a whole number >= 1"
+    [[ "$TOKEN_TTL" =~ ^[1-9][0-9]*$ ]] || die "TOKEN_TTL must be a whole number of seconds"
+    for t in wrk nginx curl python3 awk; do
+        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+    done
+    if ((${#missing[@]})); then
+        die "missing tools: ${missing[*]}. On Debian/Ubuntu: apt-get install -y wrk nginx-light curl python3"
+    fi
+    if wanted apache; then
+        if [[ -z "$APACHE_BIN" ]]; then
+            APACHE_BIN="$(command -v apache2 || command -v httpd || true)"
+        fi
+        if [[ -z "$APACHE_BIN" || ! -x "$APACHE_BIN" || ! -f "$APACHE_MODULES/mod_auth_openidc.so" ]]; then
+            die "target apache needs Apache httpd and mod_auth_openidc (Debian/Ubuntu: apt-get install -y apache2 libapache2-mod-auth-openidc; else set APACHE_BIN and APACHE_MODULES), or leave it out: TARGETS=upstream,nginx,gatehouse,fa"
+        fi
+        [[ "$APACHE_SESSION_TYPE" == server-cache || "$APACHE_SESSION_TYPE" == client-cookie ]] \
+            || die "APACHE_SESSION_TYPE must be server-cache or client-cookie"
+        [[ "$APACHE_MPM" == shipped || "$APACHE_MPM" == sized ]] || die "APACHE_MPM must be shipped or sized"
+    fi
 }
 
 resolve_gatehouse_bin() {
@@ -245,26 +327,177 @@ LUA
 }
 
 allocate_ports() {
-    read -r WHOAMI_PORT NGINX_PORT GATEHOUSE_PORT NGINX_FA_PORT NGINX_CEILING_PORT AUTH_STUB_PORT < <(free_ports 6)
-    log "ports: whoami=$WHOAMI_PORT nginx=$NGINX_PORT gatehouse=$GATEHOUSE_PORT nginx-fa=$NGINX_FA_PORT nginx-ceiling=$NGINX_CEILING_PORT auth-stub=$AUTH_STUB_PORT"
+    read -r UPSTREAM_PORT NGINX_PORT GATEHOUSE_PORT APACHE_PORT STANDIN_PORT WHOAMI_PORT \
+        NGINX_FA_PORT NGINX_CEILING_PORT AUTH_STUB_PORT < <(free_ports 9)
+    log "ports: upstream=$UPSTREAM_PORT nginx=$NGINX_PORT gatehouse=$GATEHOUSE_PORT apache=$APACHE_PORT" \
+        "stand-in-idp=$STANDIN_PORT whoami=$WHOAMI_PORT nginx-fa=$NGINX_FA_PORT" \
+        "nginx-ceiling=$NGINX_CEILING_PORT auth-stub=$AUTH_STUB_PORT"
 }
 
-# (a) the upstream: gatehouse whoami
+# nginx_dir NAME: a fresh directory under $TMP that nginx's (and httpd's) workers can read.
+nginx_dir() {
+    local dir="$TMP/$1"
+    mkdir -p "$dir"
+    # When run as root, nginx workers drop to an unprivileged user; let them
+    # reach the temp directories below (traverse only for $TMP itself).
+    chmod 711 "$TMP"
+    chmod 755 "$dir"
+    printf '%s\n' "$dir"
+}
+
+# The three bodies, generated (deterministic) into $TMP/upstream/www: small.json,
+# k8s.json, app.log. Sizes go to BODY_BYTES.
+make_bodies() {
+    local www="$1" b
+    mkdir -p "$www"
+    python3 - "$www" <<'PY'
+import json, os, sys
+www = sys.argv[1]
+small = {"status": "ok", "service": "orders", "version": "1.4.2", "region": "eu-west-1",
+         "uptime_seconds": 86400}
+
+def pod(name, ip, node, rv):
+    return {
+        "metadata": {"name": name, "namespace": "default",
+                     "uid": "7c1e0d7a-3f5b-4c8e-9a51-2f0b6c9d4e1a", "resourceVersion": rv,
+                     "creationTimestamp": "2024-05-01T12:00:00Z",
+                     "labels": {"app": "orders", "pod-template-hash": "5d9c7b8f6"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                          "name": "orders-5d9c7b8f6",
+                                          "uid": "0b6a2e4f-8c1d-4f3a-b7e9-5a2c1d0e9f8b",
+                                          "controller": True, "blockOwnerDeletion": True}]},
+        "spec": {"containers": [{"name": "orders", "image": "registry.example.test/orders:1.4.2",
+                                 "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                                 "resources": {"limits": {"cpu": "500m", "memory": "256Mi"},
+                                               "requests": {"cpu": "100m", "memory": "128Mi"}},
+                                 "imagePullPolicy": "IfNotPresent"}],
+                 "restartPolicy": "Always", "serviceAccountName": "default", "nodeName": node},
+        "status": {"phase": "Running", "podIP": ip, "hostIP": "10.0.0.12",
+                   "startTime": "2024-05-01T12:00:01Z",
+                   "containerStatuses": [{"name": "orders", "ready": True, "restartCount": 0,
+                                          "image": "registry.example.test/orders:1.4.2",
+                                          "started": True}]}}
+
+k8s = {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "4815162342"},
+       "items": [pod("orders-5d9c7b8f6-x2lqz", "10.244.1.17", "worker-1", "4815162301"),
+                 pod("orders-5d9c7b8f6-k8mfp", "10.244.2.23", "worker-2", "4815162317")]}
+for name, obj in (("small.json", small), ("k8s.json", k8s)):
+    with open(os.path.join(www, name), "w") as f:
+        f.write(json.dumps(obj, separators=(",", ":")))
+
+# 256 KiB of access-log lines, cut to the exact size.
+paths = ["/api/v1/orders", "/api/v1/orders/4711", "/healthz", "/api/v1/customers/17/orders",
+         "/static/app.3f9a1c.js", "/api/v1/search?q=widgets&page=2"]
+lines, n, i = [], 0, 0
+while n < 262144:
+    line = (f"2024-05-01T12:{i // 60 % 60:02d}:{i % 60:02d}.{i * 37 % 1000:03d}Z INFO  "
+            f"[req-{i * 2654435761 % 16**8:08x}] 10.244.{i % 7}.{i % 251} "
+            f"GET {paths[i % len(paths)]} -> {(200, 200, 200, 304, 404)[i % 5]} "
+            f"in {i * 7 % 97 + 1}ms ua=\"kubectl/v1.29.3\"\n")
+    lines.append(line)
+    n += len(line)
+    i += 1
+with open(os.path.join(www, "app.log"), "w") as f:
+    f.write("".join(lines)[:262144])
+PY
+    BODY_BYTES[small]="$(wc -c <"$www/small.json")"
+    BODY_BYTES[k8s]="$(wc -c <"$www/k8s.json")"
+    BODY_BYTES[log]="$(wc -c <"$www/app.log")"
+    for b in small k8s; do
+        # they go into a single-quoted nginx string: nothing that needs escaping there
+        ! grep -q "['\\\\\$]" "$www/$b.json" || die "the $b body has characters nginx would need escaped"
+    done
+    chmod 755 "$www"
+    chmod 644 "$www"/*
+}
+
+# (a) the upstream: an nginx that answers the three bodies (small, k8s from memory with
+# `return 200`, log from a file with sendfile), keepalive towards every proxy, and
+# /_identity, which echoes the identity headers it received as JSON (used by the checks,
+# never measured).
+start_upstream() {
+    local dir echo="" n var
+    dir="$(nginx_dir upstream)"
+    make_bodies "$dir/www"
+    for n in "${IDENTITY_NAMES[@]}"; do
+        var="http_${n//-/_}"
+        echo+="${echo:+,}\"$n\":\"\$$var\""
+    done
+    cat >"$dir/nginx.conf" <<EOF
+# generated by bench/run.sh; deleted on exit
+daemon off;
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log off;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path       $dir/proxy;
+    fastcgi_temp_path     $dir/fastcgi;
+    uwsgi_temp_path       $dir/uwsgi;
+    scgi_temp_path        $dir/scgi;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    open_file_cache max=16 inactive=1h;
+    open_file_cache_valid 1h;
+
+    server {
+        listen $HOST:$UPSTREAM_PORT;
+        default_type application/json;
+
+        location = ${BODY_PATH[small]} {
+            return 200 '$(cat "$dir/www/small.json")';
+        }
+        location = ${BODY_PATH[k8s]} {
+            return 200 '$(cat "$dir/www/k8s.json")';
+        }
+        location = ${BODY_PATH[log]} {
+            default_type text/plain;
+            alias $dir/www/app.log;
+        }
+        location = /_identity {
+            return 200 '{$echo}';
+        }
+        location / {
+            return 200 '$(cat "$dir/www/small.json")';
+        }
+    }
+}
+EOF
+    launch_nginx upstream "$dir" "$UPSTREAM_PORT"
+}
+
+# (forward auth only) the upstream of (d) and (e): gatehouse whoami
 start_whoami() {
-    log "starting whoami upstream on $HOST:$WHOAMI_PORT"
+    log "starting whoami upstream on $HOST:$WHOAMI_PORT (forward-auth targets)"
     "$GATEHOUSE_BIN" whoami --listen "$HOST:$WHOAMI_PORT" \
         >"$TMP/whoami.log" 2>&1 &
-    WHOAMI_PID=$!
-    PIDS+=("$WHOAMI_PID")
-    wait_for_http "http://$HOST:$WHOAMI_PORT/" "$WHOAMI_PID" whoami "$TMP/whoami.log"
+    local pid=$!
+    PIDS+=("$pid")
+    wait_for_http "http://$HOST:$WHOAMI_PORT/" "$pid" whoami "$TMP/whoami.log"
 }
 
-# nginx_conf DIR PORT WITH_GATEHOUSE SERVER_BODY: writes DIR/nginx.conf. (b), (d) and
-# (e) share all of it (workers, events, temp paths, the keepalive upstream (a)) and
-# differ only in the locations of their server block; WITH_GATEHOUSE=1 adds a keepalive
-# upstream `gatehouse` for (d)'s auth subrequests.
+# keepalive pool size for every nginx proxy: the largest connection set, at least 16
+max_keepalive() {
+    local k=16 c
+    for c in "${CONN_LIST[@]}"; do ((c > k)) && k=$c; done
+    printf '%s\n' "$k"
+}
+
+# nginx_conf DIR PORT WITH_GATEHOUSE SERVER_BODY [EXTRA]: writes DIR/nginx.conf. (b),
+# (d) and (e) share all of it (workers, events, temp paths, the keepalive upstreams)
+# and differ only in the locations of their server block; WITH_GATEHOUSE=1 adds a
+# keepalive upstream `gatehouse` for (d)'s auth subrequests. `app` is (a), `whoami`
+# the forward-auth targets' upstream.
 nginx_conf() {
-    local dir="$1" port="$2" with_gatehouse="$3" body="$4" extra="${5:-}" keepalive=$((CONNECTIONS > 16 ? CONNECTIONS : 16))
+    local dir="$1" port="$2" with_gatehouse="$3" body="$4" extra="${5:-}" keepalive
+    keepalive="$(max_keepalive)"
     local gatehouse_upstream=""
     if [[ "$with_gatehouse" == 1 ]]; then
         gatehouse_upstream="
@@ -293,8 +526,13 @@ http {
     uwsgi_temp_path       $dir/uwsgi;
     scgi_temp_path        $dir/scgi;
 
+    upstream app {
+        server $HOST:$UPSTREAM_PORT;
+        keepalive $keepalive;
+    }
+
     upstream whoami {
-        server $HOST:$WHOAMI_PORT;
+        server $HOST:${WHOAMI_PORT};
         keepalive $keepalive;
     }
 $gatehouse_upstream$extra
@@ -307,7 +545,19 @@ EOF
 }
 
 # shellcheck disable=SC2016  # nginx variables, not shell ones
-# The proxying part of every nginx target: (a) over HTTP/1.1 keepalive.
+# The proxying part of (b): (a) over HTTP/1.1 keepalive. proxy_max_temp_file_size 0:
+# a large body streams through nginx's memory buffers, like gatehouse and httpd stream
+# it, instead of being spooled to a temp file.
+NGINX_PROXY_TO_APP='            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_max_temp_file_size 0;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;'
+
+# shellcheck disable=SC2016
+# The proxying part of (d) and (e): whoami over HTTP/1.1 keepalive.
 NGINX_PROXY_TO_WHOAMI='            proxy_pass http://whoami;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -316,7 +566,7 @@ NGINX_PROXY_TO_WHOAMI='            proxy_pass http://whoami;
             proxy_set_header X-Forwarded-Proto $scheme;'
 
 # shellcheck disable=SC2016
-# (d) and (e) hand the identity to (a) in these headers, from the $fa_* variables
+# (d) and (e) hand the identity to whoami in these headers, from the $fa_* variables
 # that auth_request_set fills (an empty value sends no header, as gatehouse would).
 NGINX_IDENTITY_TO_WHOAMI='            proxy_set_header X-Forwarded-User $fa_user;
             proxy_set_header X-Forwarded-Email $fa_email;
@@ -338,29 +588,18 @@ launch_nginx() {
     wait_for_http "http://$HOST:$port/" "$LAUNCHED_PID" "$name" "$dir/error.log"
 }
 
-# nginx_dir NAME: a fresh directory under $TMP that nginx's workers can read.
-nginx_dir() {
-    local dir="$TMP/$1"
-    mkdir -p "$dir"
-    # When run as root, nginx workers drop to an unprivileged user; let them
-    # reach the temp directories below (traverse only for $TMP itself).
-    chmod 711 "$TMP"
-    chmod 755 "$dir"
-    printf '%s\n' "$dir"
-}
-
 # (b) nginx proxy_pass to the upstream, everything under $TMP/nginx
 start_nginx() {
     local dir
     dir="$(nginx_dir nginx)"
     nginx_conf "$dir" "$NGINX_PORT" 0 "        location / {
-$NGINX_PROXY_TO_WHOAMI
+$NGINX_PROXY_TO_APP
         }"
     launch_nginx nginx "$dir" "$NGINX_PORT"
 }
 
 # fa_locations UPSTREAM: the two locations (d) and (e) share, byte for byte: auth_request
-# to UPSTREAM's /oauth2/auth, the identity copied from its answer, proxy_pass to (a).
+# to UPSTREAM's /oauth2/auth, the identity copied from its answer, proxy_pass to whoami.
 fa_locations() {
     cat <<CONF
         location / {
@@ -387,8 +626,8 @@ $NGINX_IDENTITY_TO_WHOAMI
 CONF
 }
 
-# (d) nginx auth_request to gatehouse's /oauth2/auth (keepalive), then proxy_pass to (a)
-# with the identity headers of gatehouse's answer. Everything under $TMP/nginx-fa.
+# (d) nginx auth_request to gatehouse's /oauth2/auth (keepalive), then proxy_pass to
+# whoami with the identity headers of gatehouse's answer. Everything under $TMP/nginx-fa.
 start_nginx_fa() {
     local dir
     dir="$(nginx_dir nginx-fa)"
@@ -403,11 +642,12 @@ nginx_string() { printf '"%s"' "$1"; }
 # (e) the same config as (d), byte for byte in its proxy and auth locations, but the
 # auth server behind /_auth is nginx itself: a second server block (same process, own
 # port, keepalive like (d)) that answers `return 200` with gatehouse's very identity
-# values (login_gatehouse) as response headers. (a) then does the same work, and nginx
-# makes the same subrequest over loopback: the ceiling of any auth_request set-up, with
-# the fastest possible auth server. Everything under $TMP/nginx-ceiling.
+# values (login_gatehouse) as response headers. whoami then does the same work, and
+# nginx makes the same subrequest over loopback: the ceiling of any auth_request
+# set-up, with the fastest possible auth server. Everything under $TMP/nginx-ceiling.
 start_nginx_ceiling() {
-    local dir n bad='["\\$[:cntrl:]]' keepalive=$((CONNECTIONS > 16 ? CONNECTIONS : 16))
+    local dir n bad='["\\$[:cntrl:]]' keepalive
+    keepalive="$(max_keepalive)"
     for n in "${IDENTITY_NAMES[@]}"; do
         if [[ "${IDENTITY[$n]:-}" =~ $bad ]]; then
             die "the $n value has characters a fixed nginx string would need escaped: '${IDENTITY[$n]}'"
@@ -415,8 +655,7 @@ start_nginx_ceiling() {
     done
     dir="$(nginx_dir nginx-ceiling)"
     local stub_headers="" h
-    for h in x-forwarded-user x-forwarded-email x-forwarded-group x-forwarded-groups \
-             x-forwarded-preferred-username x-forwarded-id-token; do
+    for h in "${IDENTITY_NAMES[@]}"; do
         if [[ -n "${IDENTITY[$h]:-}" ]]; then
             stub_headers+="
                 add_header $h $(nginx_string "${IDENTITY[$h]}") always;"
@@ -438,14 +677,15 @@ start_nginx_ceiling() {
     launch_nginx nginx-ceiling "$dir" "$NGINX_CEILING_PORT"
 }
 
-# (c) gatehouse demo (dev IdP + gatehouse) in front of the same upstream
+# (c) gatehouse demo (dev IdP + gatehouse) in front of the upstream (a)
 start_gatehouse() {
     local i
-    log "starting gatehouse demo on $HOST:$GATEHOUSE_PORT"
+    log "starting gatehouse demo on $HOST:$GATEHOUSE_PORT (token TTL ${TOKEN_TTL}s)"
     "$GATEHOUSE_BIN" demo \
         --listen "$HOST:$GATEHOUSE_PORT" \
         --idp-listen "$HOST:0" \
-        --upstream "http://$HOST:$WHOAMI_PORT" \
+        --upstream "http://$HOST:$UPSTREAM_PORT" \
+        --token-ttl "$TOKEN_TTL" \
         >"$TMP/demo.out" 2>"$TMP/demo.err" &
     GATEHOUSE_PID=$!
     PIDS+=("$GATEHOUSE_PID")
@@ -466,48 +706,55 @@ start_gatehouse() {
 
 is_redirect() { [[ "$1" =~ ^30[12378]$ ]]; }
 
-# Log in through the dev IdP exactly as a script would with curl, then turn
-# the session cookie(s) from the jar into one Cookie header for wrk.
-login_gatehouse() {
-    local jar="$TMP/cookies.txt" out code authorize_url callback_url
+# oidc_login NAME START_URL JAR COOKIE_NAME: logs in as a script would with curl, the
+# same three steps for gatehouse (dev IdP) and Apache (stand-in IdP): GET START_URL as a
+# browser (302 to the authorize URL), POST the username/groups form there (302 to the
+# relying party's callback), GET the callback with the jar (the session cookie is set).
+# Prints the session cookie(s) COOKIE_NAME, COOKIE_NAME_<n> / COOKIE_NAME_chunks, as
+# one Cookie header value.
+oidc_login() {
+    local name="$1" start="$2" jar="$3" cname="$4" out code authorize_url callback_url cookie
     : >"$jar"
-    log "logging in to gatehouse as '$BENCH_USER' (groups: $BENCH_GROUPS)"
-
+    log "logging in to $name as '$BENCH_USER' (groups: $BENCH_GROUPS)"
     out="$(lcurl -o /dev/null -c "$jar" -b "$jar" -H 'Accept: text/html' \
-        -w '%{http_code} %{redirect_url}' "http://$HOST:$GATEHOUSE_PORT/")"
+        -w '%{http_code} %{redirect_url}' "$start")"
     code="${out%% *}" authorize_url="${out#* }"
-    is_redirect "$code" || die "login step 1: expected a redirect (302) from gatehouse, got $code"
+    is_redirect "$code" || die "$name login step 1: expected a redirect (302) from $start, got $code"
     require_loopback_url "$authorize_url" "authorize URL"
 
     out="$(lcurl -o /dev/null -X POST \
         --data-urlencode "username=$BENCH_USER" --data-urlencode "groups=$BENCH_GROUPS" \
         -w '%{http_code} %{redirect_url}' "$authorize_url")"
     code="${out%% *}" callback_url="${out#* }"
-    is_redirect "$code" || die "login step 2: expected a redirect (302/303) from the dev IdP, got $code"
+    is_redirect "$code" || die "$name login step 2: expected a redirect (302/303) from the IdP, got $code"
     require_loopback_url "$callback_url" "callback URL"
 
     code="$(lcurl -o /dev/null -c "$jar" -b "$jar" -w '%{http_code}' "$callback_url")"
-    [[ "$code" =~ ^[23] ]] || die "login step 3: callback answered $code"
+    [[ "$code" =~ ^[23] ]] || die "$name login step 3: callback answered $code"
 
     # Netscape jar: 7 tab-separated fields, name in $6, value in $7.
     # HttpOnly cookies are written with a "#HttpOnly_" prefix.
-    SESSION_COOKIE="$(awk -F'\t' -v name="$COOKIE_NAME" '
+    cookie="$(awk -F'\t' -v name="$cname" '
         /^#HttpOnly_/ { sub(/^#HttpOnly_/, "") }
         /^#/ || NF < 7 { next }
-        $6 == name || $6 ~ ("^" name "_[0-9]+$") { print $6 "=" $7 }
+        $6 == name || $6 ~ ("^" name "_([0-9]+|chunks)$") { print $6 "=" $7 }
     ' "$jar" | sort -V | paste -sd ';' | sed 's/;/; /g')"
-    [[ -n "$SESSION_COOKIE" ]] \
-        || die "no '$COOKIE_NAME' cookie in the jar after login (jar: $jar)"
-    log "session cookie: ${#SESSION_COOKIE} bytes in the Cookie header"
+    [[ -n "$cookie" ]] || die "$name: no '$cname' cookie in the jar after login (jar: $jar)"
+    log "$name session cookie: ${#cookie} bytes in the Cookie header"
+    printf '%s\n' "$cookie"
+}
+
+login_gatehouse() {
+    SESSION_COOKIE="$(oidc_login gatehouse "http://$HOST:$GATEHOUSE_PORT/" "$TMP/cookies.txt" "$COOKIE_NAME")"
     capture_identity_headers
 }
 
-# The upstream renders the identity it receives (whoami decodes the ID token), so
-# (a) and (b) get the very headers gatehouse injects: all three targets then cost the
-# upstream the same, and the comparison measures the proxies, not the page.
+# The identity gatehouse injects, as the upstream received it (/_identity echoes it).
+# (a) and (b) get these very headers with every request, so the upstream parses
+# requests of the same size; (e) answers with them; (d) and (f) are checked against them.
 capture_identity_headers() {
     local json line
-    json="$(lcurl -H 'Accept: application/json' -H "Cookie: $SESSION_COOKIE" "http://$HOST:$GATEHOUSE_PORT/")" \
+    json="$(lcurl -H "Cookie: $SESSION_COOKIE" "http://$HOST:$GATEHOUSE_PORT/_identity")" \
         || die "could not read the identity headers through gatehouse"
     while IFS= read -r line; do
         [[ -n "$line" ]] || continue
@@ -515,116 +762,182 @@ capture_identity_headers() {
         IDENTITY["${line%%: *}"]="${line#*: }"
     done < <(python3 -c '
 import json, sys
-h = json.load(sys.stdin)["headers"]
-for name in ("x-forwarded-user", "x-forwarded-email", "x-forwarded-group", "x-forwarded-groups",
-             "x-forwarded-preferred-username", "x-forwarded-id-token"):
+h = json.load(sys.stdin)
+for name in sys.argv[1:]:
     if h.get(name):
         print(f"{name}: {h[name]}")
-' <<<"$json")
-    ((${#IDENTITY_HEADERS[@]} >= 6)) || die "gatehouse injected too few identity headers: $json"
+' "${IDENTITY_NAMES[@]}" <<<"$json")
+    ((${#IDENTITY_HEADERS[@]} >= 12)) || die "gatehouse injected too few identity headers: $json"
     log "replaying $((${#IDENTITY_HEADERS[@]} / 2)) identity headers to the upstream and nginx runs"
 }
 
-# ---------------------------------------------------------------- measuring --
-
-# check_target NAME URL [COOKIE] [NEEDLE]: 200 expected, NEEDLE in the body.
-check_target() {
-    local name="$1" url="$2" cookie="${3:-}" needle="${4:-}" code body="$TMP/check-$1.html"
-    local args=(-o "$body" -w '%{http_code}')
-    [[ -n "$cookie" ]] && args+=(-H "Cookie: $cookie")
-    code="$(lcurl "${args[@]}" "$url")" || die "$name: request to $url failed"
-    [[ "$code" == 200 ]] || die "$name: expected 200 from $url, got $code"
-    if [[ -n "$needle" ]] && ! grep -qF "$needle" "$body"; then
-        die "$name: answered 200 but '$needle' is not in the page, so the request did not come through an authenticated session (page: $body)"
+# (f) Apache httpd + mod_auth_openidc + mod_proxy_http in front of (a), and the
+# stand-in IdP it signs in at (bench/oidc_standin.py; see bench/README.md for why it is
+# not the dev IdP). Everything under $TMP/apache.
+start_apache() {
+    local dir secret passphrase run_as="" m="$APACHE_MODULES" redirect
+    dir="$(nginx_dir apache)"
+    secret="$(random_token)" passphrase="$(random_token)"
+    redirect="http://$HOST:$APACHE_PORT/oauth2/callback"
+    # a client-cookie session drops the raw ID token unless told to keep it (gatehouse's
+    # cookie carries it, and X-Forwarded-Id-Token needs it)
+    local oidc_session_type="$APACHE_SESSION_TYPE" mpm
+    if [[ "$APACHE_MPM" == shipped ]]; then
+        mpm="# the event MPM as Debian ships it (mods-available/mpm_event.conf)
+StartServers            2
+MinSpareThreads         25
+MaxSpareThreads         75
+ThreadLimit             64
+ThreadsPerChild         25
+MaxRequestWorkers       150
+MaxConnectionsPerChild  0"
+    else
+        mpm="# the event MPM sized for the load (APACHE_MPM=sized): every child (ServerLimit 16)
+# started at once and never stopped for being idle, 16 x 25 = 400 worker threads
+StartServers            16
+MinSpareThreads         25
+MaxSpareThreads         400
+ThreadLimit             64
+ThreadsPerChild         25
+MaxRequestWorkers       400
+MaxConnectionsPerChild  0"
     fi
+    [[ "$oidc_session_type" == client-cookie ]] && oidc_session_type="client-cookie:store_id_token"
+
+    log "starting the stand-in IdP for Apache on $HOST:$STANDIN_PORT"
+    python3 "$SCRIPT_DIR/oidc_standin.py" --listen "$HOST:$STANDIN_PORT" \
+        --client-id apache-bench --client-secret="$secret" --redirect-uri "$redirect" \
+        --token-ttl "$TOKEN_TTL" >"$dir/idp.out" 2>"$dir/idp.log" &
+    local idp_pid=$!
+    PIDS+=("$idp_pid")
+    wait_for_http "http://$HOST:$STANDIN_PORT/.well-known/openid-configuration" "$idp_pid" "stand-in IdP" "$dir/idp.log"
+
+    if [[ "$(id -u)" == 0 ]]; then
+        # httpd refuses to serve as root; its children drop to this user
+        if getent passwd www-data >/dev/null; then
+            run_as="User www-data
+Group www-data"
+        else
+            run_as="User nobody
+Group $(id -gn nobody 2>/dev/null || echo nogroup)"
+        fi
+    fi
+    cat >"$dir/httpd.conf" <<EOF
+# generated by bench/run.sh; deleted on exit
+ServerRoot $dir
+ServerName $HOST
+Listen $HOST:$APACHE_PORT
+PidFile $dir/httpd.pid
+DefaultRuntimeDir $dir
+ErrorLog $dir/error.log
+LogLevel warn
+$run_as
+
+LoadModule mpm_event_module $m/mod_mpm_event.so
+LoadModule authn_core_module $m/mod_authn_core.so
+LoadModule authz_core_module $m/mod_authz_core.so
+LoadModule authz_user_module $m/mod_authz_user.so
+LoadModule headers_module $m/mod_headers.so
+LoadModule proxy_module $m/mod_proxy.so
+LoadModule proxy_http_module $m/mod_proxy_http.so
+LoadModule auth_openidc_module $m/mod_auth_openidc.so
+
+$mpm
+
+# keep-alive as Debian's apache2.conf, but 1000 requests per connection like nginx's
+# default keepalive_requests (Debian's 100 would make wrk reconnect 10x as often)
+KeepAlive On
+MaxKeepAliveRequests 1000
+KeepAliveTimeout 5
+
+OIDCProviderMetadataURL http://$HOST:$STANDIN_PORT/.well-known/openid-configuration
+OIDCClientID apache-bench
+OIDCClientSecret $secret
+OIDCRedirectURI $redirect
+OIDCCryptoPassphrase $passphrase
+OIDCPKCEMethod S256
+OIDCScope "openid email profile"
+OIDCSessionType $oidc_session_type
+OIDCSessionInactivityTimeout $TOKEN_TTL
+OIDCRemoteUserClaim email
+# claims as environment variables only; the headers below carry them, under gatehouse's names
+OIDCPassClaimsAs environment
+OIDCPassIDTokenAs claims serialized
+OIDCStripCookies $APACHE_COOKIE_NAME ${APACHE_COOKIE_NAME}_chunks ${APACHE_COOKIE_NAME}_0 ${APACHE_COOKIE_NAME}_1 ${APACHE_COOKIE_NAME}_2 ${APACHE_COOKIE_NAME}_3
+
+<Location />
+    AuthType openid-connect
+    Require valid-user
+    RequestHeader set X-Forwarded-User "%{OIDC_CLAIM_email}e"
+    RequestHeader set X-Forwarded-Email "%{OIDC_CLAIM_email}e"
+    RequestHeader set X-Forwarded-Group "%{OIDC_CLAIM_groups}e"
+    RequestHeader set X-Forwarded-Groups "%{OIDC_CLAIM_groups}e"
+    RequestHeader set X-Forwarded-Preferred-Username "%{OIDC_CLAIM_preferred_username}e"
+    RequestHeader set X-Forwarded-Id-Token "%{OIDC_id_token}e"
+</Location>
+
+# mod_proxy_http reuses its connections to (a) (a pool per child process)
+ProxyPass /oauth2/callback !
+ProxyPass / http://$HOST:$UPSTREAM_PORT/
+EOF
+    "$APACHE_BIN" -t -f "$dir/httpd.conf" >"$dir/configtest.log" 2>&1 \
+        || { cat "$dir/configtest.log" >&2; die "generated httpd.conf is invalid ($dir/httpd.conf)"; }
+    log "starting apache ($APACHE_BIN, event MPM $APACHE_MPM, mod_auth_openidc $APACHE_SESSION_TYPE) on $HOST:$APACHE_PORT"
+    "$APACHE_BIN" -f "$dir/httpd.conf" -D FOREGROUND >"$dir/stdout.log" 2>&1 &
+    APACHE_PID=$!
+    PIDS+=("$APACHE_PID")
+    wait_for_http "http://$HOST:$APACHE_PORT/" "$APACHE_PID" apache "$dir/error.log"
 }
 
-# Sanity check that gatehouse really enforces the session: without a cookie
-# the same URL must not come back 200.
-check_unauthenticated_refused() {
+login_apache() {
     local code
-    code="$(lcurl -o /dev/null -w '%{http_code}' "http://$HOST:$GATEHOUSE_PORT/")"
-    [[ "$code" != 200 ]] || die "gatehouse answered 200 without a session cookie"
-    log "gatehouse without a cookie answers $code (good: not 200)"
+    code="$(lcurl -o /dev/null -w '%{http_code}' "http://$HOST:$APACHE_PORT/")"
+    [[ "$code" == 302 ]] || die "apache without a session cookie answered $code, expected 302 to the IdP"
+    log "apache without a cookie answers 302 (good)"
+    APACHE_COOKIE="$(oidc_login apache "http://$HOST:$APACHE_PORT/" "$TMP/apache-cookies.txt" "$APACHE_COOKIE_NAME")"
+    check_identity_at_upstream apache "http://$HOST:$APACHE_PORT" "$APACHE_COOKIE"
 }
 
-# cpu_ticks: "total steal" CPU ticks from /proc/stat. Steal is time a VM's host gave
-# to others: when it is high, the figures of that run say more about the host.
-cpu_ticks() {
-    awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat
-}
+# ---------------------------------------------------------------- checks --
 
-# run_wrk NAME URL [COOKIE] [EXTRA WRK ARGS...]: warm up, measure, store results in RES.
-run_wrk() {
-    local name="$1" url="$2" cookie="${3:-}" out="$TMP/wrk-$1-$ROUND.txt" line kv
-    local args=(--threads "$THREADS" --connections "$CONNECTIONS" --timeout 5s)
-    [[ -n "$cookie" ]] && args+=(--header "Cookie: $cookie")
-    args+=("${@:4}")
-    require_loopback_url "$url" "benchmark URL"
-
-    log "$name: warm-up $WARMUP"
-    run_child wrk "${args[@]}" --duration "$WARMUP" "$url" >/dev/null \
-        || die "$name: wrk warm-up failed"
-    log "$name: measuring $DURATION ($CONNECTIONS connections, $THREADS threads)"
-    local before after
-    before="$(cpu_ticks)"
-    run_child wrk "${args[@]}" --duration "$DURATION" --latency --script "$TMP/report.lua" "$url" >"$out" \
-        || die "$name: wrk failed (see $out)"
-    sed -n '/^Running/,/^WRK_RESULT/p' "$out" | grep -v '^WRK_RESULT' | sed 's/^/[bench]   /' >&2
-
-    line="$(grep '^WRK_RESULT ' "$out")" || die "$name: wrk printed no result (see $out)"
-    for kv in ${line#WRK_RESULT }; do
-        RES["$name.$ROUND.${kv%%=*}"]="${kv#*=}"
-    done
-    after="$(cpu_ticks)"
-    RES["$name.$ROUND.steal"]="$(awk -v b="$before" -v a="$after" 'BEGIN {
-        split(b, x, " "); split(a, y, " "); t = y[1] - x[1]; printf "%.0f", (t > 0 ? 100 * (y[2] - x[2]) / t : 0) }')"
-}
-
-bench_upstream() {
-    check_target upstream "http://$HOST:$WHOAMI_PORT/"
-    run_wrk upstream "http://$HOST:$WHOAMI_PORT/" "$SESSION_COOKIE" "${IDENTITY_HEADERS[@]}"
-}
-
-bench_nginx() {
-    check_target nginx "http://$HOST:$NGINX_PORT/"
-    run_wrk nginx "http://$HOST:$NGINX_PORT/" "$SESSION_COOKIE" "${IDENTITY_HEADERS[@]}"
-}
-
-bench_gatehouse() {
-    check_unauthenticated_refused
-    check_target gatehouse "http://$HOST:$GATEHOUSE_PORT/" "$SESSION_COOKIE" "$BENCH_USER"
-    [[ -n "$RSS_IDLE_KIB" ]] || RSS_IDLE_KIB="$(rss_kib "$GATEHOUSE_PID")"
-    run_wrk gatehouse "http://$HOST:$GATEHOUSE_PORT/" "$SESSION_COOKIE"
-    RSS_AFTER_KIB="$(rss_kib "$GATEHOUSE_PID")"
-    HWM_AFTER_KIB="$(hwm_kib "$GATEHOUSE_PID")"
-    # the session must still be good after the run (a 302/401 mid-run would
-    # not show up as a wrk error)
-    check_target gatehouse "http://$HOST:$GATEHOUSE_PORT/" "$SESSION_COOKIE" "$BENCH_USER"
-}
-
-# check_identity_through NAME URL: a request with the session cookie must answer 200, and
-# the upstream must have received, through NAME, exactly the identity headers gatehouse
-# injects itself (so the upstream's work equals that of (a)-(c)). whoami echoes them.
-check_identity_through() {
-    local name="$1" url="$2" body="$TMP/check-$1.json" code n args=()
-    [[ -n "${IDENTITY[x-forwarded-user]:-}" ]] || die "gatehouse injected no X-Forwarded-User to compare with"
-    code="$(lcurl -o "$body" -w '%{http_code}' -H 'Accept: application/json' \
-        -H "Cookie: $SESSION_COOKIE" "$url")" || die "$name: request to $url failed"
-    [[ "$code" == 200 ]] || die "$name: expected 200 from $url with the session cookie, got $code (see $TMP/$name/error.log)"
+# check_identity_at_upstream NAME BASE_URL COOKIE: through NAME, with COOKIE, /_identity
+# must answer 200 and the upstream must have received gatehouse's identity values under
+# gatehouse's header names: the user, email, group(s) and preferred username equal, and
+# an ID token for the same subject (gatehouse's own token for gatehouse; Apache's comes
+# from its own IdP).
+check_identity_at_upstream() {
+    local name="$1" base="$2" cookie="$3" body="$TMP/check-identity-$1.json" code n args=()
+    code="$(lcurl -o "$body" -w '%{http_code}' -H "Cookie: $cookie" "$base/_identity")" \
+        || die "$name: request to $base/_identity failed"
+    [[ "$code" == 200 ]] || die "$name: expected 200 from $base/_identity with the session cookie, got $code (session lost?)"
     for n in "${IDENTITY_NAMES[@]}"; do args+=("$n" "${IDENTITY[$n]:-}"); done
-    python3 - "$body" "$name" "${IDENTITY[x-forwarded-user]}" "${args[@]}" <<'PY' || die "$name: the upstream did not get gatehouse's identity headers (page: $body)"
-import json, sys
+    python3 - "$body" "$name" "$BENCH_USER" "${args[@]}" <<'PY' || die "$name: the upstream did not get the expected identity (page: $body)"
+import base64, json, sys
 body, name, user, pairs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 with open(body) as f:
-    got = json.load(f)["headers"]
-if got.get("x-forwarded-user") != user:
-    sys.exit(f"[bench] error: {name}: the upstream received X-Forwarded-User "
-             f"{got.get('x-forwarded-user')!r}, expected {user!r}")
-bad = [n for n, want in zip(pairs[::2], pairs[1::2]) if got.get(n, "") != want]
+    got = json.load(f)
+want = dict(zip(pairs[::2], pairs[1::2]))
+bad = [n for n in want if n != "x-forwarded-id-token" and got.get(n, "") != want[n]]
 if bad:
-    sys.exit(f"[bench] error: {name}: identity headers at the upstream differ from gatehouse's: {', '.join(bad)}")
+    sys.exit(f"[bench] error: {name}: identity headers at the upstream differ from gatehouse's: "
+             + ", ".join(f"{n}={got.get(n)!r} (gatehouse: {want[n]!r})" for n in bad))
+try:
+    payload = got["x-forwarded-id-token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+except (KeyError, IndexError, ValueError) as e:
+    sys.exit(f"[bench] error: {name}: no readable ID token reached the upstream ({e})")
+if claims.get("sub") != user:
+    sys.exit(f"[bench] error: {name}: the ID token at the upstream is for {claims.get('sub')!r}, not {user!r}")
 PY
+}
+
+# check_body NAME URL BODY [curl args]: 200 and exactly BODY_BYTES[BODY] bytes.
+check_body() {
+    local name="$1" url="$2" body="$3" out
+    out="$(lcurl -o /dev/null -w '%{http_code} %{size_download}' "${@:4}" "$url")" \
+        || die "$name: request to $url failed"
+    [[ "$out" == "200 ${BODY_BYTES[$body]}" ]] \
+        || die "$name: $url answered '$out' (status, bytes), expected '200 ${BODY_BYTES[$body]}'"
 }
 
 # check_refused NAME URL: without a cookie, URL must not answer 200.
@@ -633,6 +946,30 @@ check_refused() {
     code="$(lcurl -o /dev/null -w '%{http_code}' "$url")" || die "$name: request to $url failed"
     [[ "$code" != 200 ]] || die "$name answered 200 without a session cookie: $url"
     log "$name without a cookie answers $code (good: not 200)"
+}
+
+# check_identity_through NAME URL: (d)/(e) with the session cookie must answer 200, and
+# whoami must have received, through NAME, exactly the identity headers gatehouse
+# injects itself. whoami echoes them.
+check_identity_through() {
+    local name="$1" url="$2" body="$TMP/check-$1.json" code n args=()
+    [[ -n "${IDENTITY[x-forwarded-user]:-}" ]] || die "gatehouse injected no X-Forwarded-User to compare with"
+    code="$(lcurl -o "$body" -w '%{http_code}' -H 'Accept: application/json' \
+        -H "Cookie: $SESSION_COOKIE" "$url")" || die "$name: request to $url failed"
+    [[ "$code" == 200 ]] || die "$name: expected 200 from $url with the session cookie, got $code (see $TMP/$name/error.log)"
+    for n in "${IDENTITY_NAMES[@]}"; do args+=("$n" "${IDENTITY[$n]:-}"); done
+    python3 - "$body" "$name" "${IDENTITY[x-forwarded-user]}" "${args[@]}" <<'PY' || die "$name: whoami did not get gatehouse's identity headers (page: $body)"
+import json, sys
+body, name, user, pairs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+with open(body) as f:
+    got = json.load(f)["headers"]
+if got.get("x-forwarded-user") != user:
+    sys.exit(f"[bench] error: {name}: whoami received X-Forwarded-User "
+             f"{got.get('x-forwarded-user')!r}, expected {user!r}")
+bad = [n for n, want in zip(pairs[::2], pairs[1::2]) if got.get(n, "") != want]
+if bad:
+    sys.exit(f"[bench] error: {name}: identity headers at whoami differ from gatehouse's: {', '.join(bad)}")
+PY
 }
 
 # check_auth_endpoint: gatehouse's /oauth2/auth must answer 200 with the cookie, with the
@@ -651,182 +988,384 @@ check_auth_endpoint() {
     done
 }
 
-# (d) nginx auth_request -> gatehouse /oauth2/auth, then (a)
-bench_nginx_fa() {
-    local url="http://$HOST:$NGINX_FA_PORT/"
-    check_refused nginx-fa "$url"
-    check_identity_through nginx-fa "$url"
-    run_wrk nginx-fa "$url" "$SESSION_COOKIE"
-    check_identity_through nginx-fa "$url"
+# ---------------------------------------------------------------- measuring --
+
+# cpu_ticks: "total steal" CPU ticks from /proc/stat. Steal is time a VM's host gave
+# to others: when it is high, the figures of that run say more about the host.
+cpu_ticks() {
+    awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat
 }
 
-# (e) the same nginx, auth location `return 200`
-bench_nginx_ceiling() {
-    local url="http://$HOST:$NGINX_CEILING_PORT/"
-    check_identity_through nginx-ceiling "$url"
-    run_wrk nginx-ceiling "$url" "$SESSION_COOKIE"
+# cpu_snapshot FILE: the CPU ticks of every process now (pid, parent, utime+stime) and
+# the machine's total, for cpu_others.
+cpu_snapshot() {
+    python3 - "$1" <<'PY'
+import os, sys
+with open("/proc/stat") as f:
+    total = sum(int(x) for x in f.readline().split()[1:])
+lines = [f"total {total}"]
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            lines.append(f"{pid} {st[1]} {int(st[11]) + int(st[12])}")
+        except (OSError, IndexError, ValueError):
+            pass
+with open(sys.argv[1], "w") as f:
+    f.write("\n".join(lines) + "\n")
+PY
 }
 
-# gatehouse's /oauth2/auth alone
-bench_gatehouse_auth() {
-    local url="http://$HOST:$GATEHOUSE_PORT/oauth2/auth"
-    check_refused "gatehouse /oauth2/auth" "$url"
-    check_auth_endpoint
-    run_wrk gatehouse-auth "$url" "$SESSION_COOKIE"
-    check_auth_endpoint
+# cpu_others BEFORE AFTER: the share (%) of the whole machine's CPU that processes
+# outside this script's process tree used between two snapshots: other work on the
+# machine (a build, another benchmark) that competed with this run. Processes that
+# ended between the snapshots are not seen, so it can only err low.
+cpu_others() {
+    python3 - "$1" "$2" "$$" <<'PY'
+import sys
+def load(p):
+    procs, total = {}, 0
+    for line in open(p):
+        f = line.split()
+        if f[0] == "total":
+            total = int(f[1])
+        else:
+            procs[f[0]] = (f[1], int(f[2]))
+    return procs, total
+before, t0 = load(sys.argv[1])
+after, t1 = load(sys.argv[2])
+me = sys.argv[3]
+def ours(pid):
+    seen = 0
+    while pid in after and seen < 64:
+        if pid == me:
+            return True
+        pid, seen = after[pid][0], seen + 1
+    return False
+others = sum(t - before.get(pid, (None, 0))[1] for pid, (_, t) in after.items() if not ours(pid))
+print(f"{100 * max(others, 0) / (t1 - t0):.1f}" if t1 > t0 else "0.0")
+PY
+}
+
+# run_wrk TARGET BODY URL [COOKIE] [EXTRA WRK ARGS...]: warm up, measure at CONNECTIONS,
+# store the results in RES[TARGET|BODY|CONNECTIONS|ROUND.*].
+run_wrk() {
+    local name="$1" body="$2" url="$3" cookie="${4:-}" line kv
+    local key="$name|$body|$CONNECTIONS|$ROUND" out="$TMP/wrk-$name-$body-c$CONNECTIONS-r$ROUND.txt"
+    local args=(--threads "$THREADS" --connections "$CONNECTIONS" --timeout 5s)
+    [[ -n "$cookie" ]] && args+=(--header "Cookie: $cookie")
+    args+=("${@:5}")
+    require_loopback_url "$url" "benchmark URL"
+
+    log "$name $body c=$CONNECTIONS: warm-up $WARMUP"
+    run_child wrk "${args[@]}" --duration "$WARMUP" "$url" >/dev/null \
+        || die "$name: wrk warm-up failed"
+    log "$name $body c=$CONNECTIONS: measuring $DURATION ($THREADS threads)"
+    local before after
+    cpu_snapshot "$TMP/cpu-before"
+    before="$(cpu_ticks)"
+    run_child wrk "${args[@]}" --duration "$DURATION" --latency --script "$TMP/report.lua" "$url" >"$out" \
+        || die "$name: wrk failed (see $out)"
+    after="$(cpu_ticks)"
+    cpu_snapshot "$TMP/cpu-after"
+    RES["$key.others"]="$(cpu_others "$TMP/cpu-before" "$TMP/cpu-after")"
+    sed -n '/^Running/,/^WRK_RESULT/p' "$out" | grep -v '^WRK_RESULT' | sed 's/^/[bench]   /' >&2
+
+    line="$(grep '^WRK_RESULT ' "$out")" || die "$name: wrk printed no result (see $out)"
+    for kv in ${line#WRK_RESULT }; do
+        RES["$key.${kv%%=*}"]="${kv#*=}"
+    done
+    RES["$key.steal"]="$(awk -v b="$before" -v a="$after" 'BEGIN {
+        split(b, x, " "); split(a, y, " "); t = y[1] - x[1]; printf "%.1f", (t > 0 ? 100 * (y[2] - x[2]) / t : 0) }')"
+    RES["$key.rss"]=""
+}
+
+# first_time TARGET BODY: true on the first run of this pair (checks are done once).
+declare -A CHECKED
+first_time() { [[ -z "${CHECKED[$1|$2]:-}" ]] && CHECKED[$1|$2]=1; }
+
+bench_proxy() {
+    local t="$1" body="$2" base
+    case "$t" in
+        upstream) base="http://$HOST:$UPSTREAM_PORT" ;;
+        nginx) base="http://$HOST:$NGINX_PORT" ;;
+        gatehouse) base="http://$HOST:$GATEHOUSE_PORT" ;;
+        apache) base="http://$HOST:$APACHE_PORT" ;;
+    esac
+    local url="$base${BODY_PATH[$body]}"
+    case "$t" in
+        upstream | nginx)
+            if first_time "$t" "$body"; then check_body "$t" "$url" "$body"; fi
+            run_wrk "$t" "$body" "$url" "$SESSION_COOKIE" "${IDENTITY_HEADERS[@]}"
+            ;;
+        gatehouse)
+            if first_time "$t" "$body"; then
+                check_refused gatehouse "$url"
+                check_body gatehouse "$url" "$body" -H "Cookie: $SESSION_COOKIE"
+            fi
+            run_wrk "$t" "$body" "$url" "$SESSION_COOKIE"
+            RES["$t|$body|$CONNECTIONS|$ROUND.rss"]="$(rss_kib "$GATEHOUSE_PID")"
+            log "gatehouse RSS after this run: $(kib_to_mib "${RES[$t|$body|$CONNECTIONS|$ROUND.rss]}") MiB (peak $(kib_to_mib "$(hwm_kib "$GATEHOUSE_PID")") MiB)"
+            # the session must still be good after the run (a 302 mid-run is no wrk error)
+            check_identity_at_upstream gatehouse "$base" "$SESSION_COOKIE"
+            ;;
+        apache)
+            if first_time "$t" "$body"; then
+                check_refused apache "$url"
+                check_body apache "$url" "$body" -H "Cookie: $APACHE_COOKIE"
+            fi
+            run_wrk "$t" "$body" "$url" "$APACHE_COOKIE"
+            check_identity_at_upstream apache "$base" "$APACHE_COOKIE"
+            ;;
+    esac
+}
+
+bench_fa() {
+    local t="$1" url
+    case "$t" in
+        nginx-fa)
+            url="http://$HOST:$NGINX_FA_PORT/"
+            if first_time "$t" "$FA_BODY"; then check_refused nginx-fa "$url"; fi
+            check_identity_through nginx-fa "$url"
+            run_wrk "$t" "$FA_BODY" "$url" "$SESSION_COOKIE"
+            check_identity_through nginx-fa "$url"
+            ;;
+        nginx-ceiling)
+            url="http://$HOST:$NGINX_CEILING_PORT/"
+            check_identity_through nginx-ceiling "$url"
+            run_wrk "$t" "$FA_BODY" "$url" "$SESSION_COOKIE"
+            ;;
+        gatehouse-auth)
+            url="http://$HOST:$GATEHOUSE_PORT/oauth2/auth"
+            if first_time "$t" "$FA_BODY"; then check_refused "gatehouse /oauth2/auth" "$url"; fi
+            check_auth_endpoint
+            run_wrk "$t" "$FA_BODY" "$url" "$SESSION_COOKIE"
+            check_auth_endpoint
+            ;;
+    esac
 }
 
 # ---------------------------------------------------------------- report --
 
-# pick_medians: for each target, the round with the median req/s supplies every figure
-# (errors are summed over all rounds); the per-round ratios show the spread.
+# pick_median TARGET BODY CONNECTIONS: the round with the median req/s supplies every
+# figure of RES[TARGET|BODY|CONNECTIONS.*] (errors are summed over all rounds).
+pick_median() {
+    local k="$1|$2|$3" r med f
+    med="$(for ((r = 1; r <= ROUNDS; r++)); do printf '%s %s\n' "${RES[$k|$r.rps]}" "$r"; done \
+        | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')"
+    for f in rps p50_us p90_us p99_us max_us steal others rss; do RES["$k.$f"]="${RES[$k|$med.$f]:-}"; done
+    RES["$k.errors"]=0
+    for ((r = 1; r <= ROUNDS; r++)); do
+        RES["$k.errors"]=$((${RES[$k.errors]} + ${RES[$k|$r.errors]} + ${RES[$k|$r.status_errors]}))
+    done
+}
+
 pick_medians() {
-    local t r med f
-    for t in "${SELECTED[@]}"; do
-        med="$(for ((r = 1; r <= ROUNDS; r++)); do printf '%s %s\n' "${RES[$t.$r.rps]}" "$r"; done \
-            | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')"
-        for f in rps p50_us p90_us p99_us max_us steal; do RES["$t.$f"]="${RES[$t.$med.$f]}"; done
-        RES["$t.errors"]=0 RES["$t.status_errors"]=0
-        for ((r = 1; r <= ROUNDS; r++)); do
-            RES["$t.errors"]=$((RES[$t.errors] + RES[$t.$r.errors]))
-            RES["$t.status_errors"]=$((RES[$t.status_errors] + RES[$t.$r.status_errors]))
+    local c b t
+    for c in "${CONN_LIST[@]}"; do
+        for t in "${SELECTED[@]}"; do
+            if [[ " ${FA_TARGETS[*]} " == *" $t "* ]]; then
+                pick_median "$t" "$FA_BODY" "$c"
+            else
+                for b in "${BODY_LIST[@]}"; do pick_median "$t" "$b" "$c"; done
+            fi
         done
     done
-    round_ratios rounds gatehouse nginx
-    round_ratios fa_rounds nginx-fa nginx-ceiling
 }
 
-# round_ratios KEY NUM DEN: rps(NUM)/rps(DEN) of each round in RES[KEY], their median in
-# RES[KEY_median]; nothing when either target was not measured.
+# round_ratios NUM DEN BODY CONNECTIONS: rps(NUM)/rps(DEN) of each round, space-separated.
 round_ratios() {
-    local key="$1" num="$2" den="$3" r line=""
-    wanted "$num" && wanted "$den" || return 0
+    local r line=""
     for ((r = 1; r <= ROUNDS; r++)); do
-        line+="$(awk -v c="${RES[$num.$r.rps]}" -v b="${RES[$den.$r.rps]}" 'BEGIN { printf " %.2f", (b > 0 ? c / b : 0) }')"
+        line+="$(awk -v c="${RES[$1|$3|$4|$r.rps]}" -v b="${RES[$2|$3|$4|$r.rps]}" \
+            'BEGIN { printf " %.2f", (b > 0 ? c / b : 0) }')"
     done
-    RES[$key]="$line"
-    RES[${key}_median]="$(tr ' ' '\n' <<<"$line" | grep . | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)')"
+    printf '%s' "${line# }"
 }
 
-# ratio NUM DEN: rps(NUM)/rps(DEN) with two decimals, or n/a when one was not measured.
+# ratio NUM DEN BODY CONNECTIONS: median rps(NUM)/rps(DEN), or n/a when one was not measured.
 ratio() {
     if wanted "$1" && wanted "$2"; then
-        awk -v c="${RES[$1.rps]}" -v b="${RES[$2.rps]}" 'BEGIN { printf "%.2f", (b > 0 ? c / b : 0) }'
+        awk -v c="${RES[$1|$3|$4.rps]}" -v b="${RES[$2|$3|$4.rps]}" 'BEGIN { printf "%.2f", (b > 0 ? c / b : 0) }'
     else
         printf 'n/a'
     fi
 }
 
-# steal TARGET: "N%" of the target's median round, or n/a.
-steal() { if wanted "$1"; then printf '%s%%' "${RES[$1.steal]}"; else printf 'n/a'; fi; }
+human_bytes() {
+    awk -v b="$1" 'BEGIN { if (b >= 1048576) printf "%.0f MiB", b / 1048576;
+        else if (b >= 10240) printf "%.0f KiB", b / 1024;
+        else if (b >= 1024) printf "%.1f KiB", b / 1024; else printf "%d B", b }'
+}
 
-RULE='-------------------------------------------------------------------------------'
+label() {
+    case "$1" in
+        upstream) printf '(a) upstream direct' ;;
+        nginx) printf '(b) nginx proxy_pass' ;;
+        gatehouse) printf '(c) gatehouse' ;;
+        apache) printf '(f) apache+mod_auth_oidc' ;;
+        nginx-fa) printf '(d) nginx-fa' ;;
+        nginx-ceiling) printf '(e) nginx-ceiling' ;;
+        gatehouse-auth) printf 'gatehouse /oauth2/auth' ;;
+    esac
+}
 
-# table_rows TARGET...: one row per measured target.
-table_rows() {
-    local t label
+RULE='-------------------------------------------------------------------------------------------------------------'
+
+# row TARGET BODY CONNECTIONS SHOWN_BODY: one table row.
+row() {
+    local k="$1|$2|$3" rel="-" rss="-"
+    if wanted nginx && [[ " ${PROXY_TARGETS[*]} " == *" $1 "* ]]; then rel="$(ratio "$1" nginx "$2" "$3")"; fi
+    [[ -n "${RES[$k.rss]:-}" ]] && rss="$(kib_to_mib "${RES[$k.rss]}")"
+    awk -v body="$4" -v l="$(label "$1")" -v rps="${RES[$k.rps]}" -v rel="$rel" \
+        -v p50="${RES[$k.p50_us]}" -v p99="${RES[$k.p99_us]}" -v st="${RES[$k.steal]}" \
+        -v ot="${RES[$k.others]}" -v err="${RES[$k.errors]}" -v rss="$rss" \
+        'BEGIN { printf "%-13s %-25s %9.0f %7s %8.2f %8.2f %6.1f%% %6.1f%% %7d %8s\n",
+                 body, l, rps, rel, p50 / 1000, p99 / 1000, st, ot, err, rss }'
+}
+
+table_head() {
     printf '%s\n' "$RULE"
-    printf '%-24s %11s %9s %9s %9s %9s\n' target 'req/s' 'p50 ms' 'p90 ms' 'p99 ms' 'errors'
-    printf '%s\n' "$RULE"
-    for t in "$@"; do
-        wanted "$t" || continue
-        case "$t" in
-            upstream) label="(a) upstream (whoami)" ;;
-            nginx) label="(b) nginx proxy_pass" ;;
-            gatehouse) label="(c) gatehouse + session" ;;
-            nginx-fa) label="(d) nginx-fa" ;;
-            nginx-ceiling) label="(e) nginx-ceiling" ;;
-            gatehouse-auth) label="gatehouse /oauth2/auth" ;;
-        esac
-        awk -v l="$label" -v rps="${RES[$t.rps]}" -v p50="${RES[$t.p50_us]}" \
-            -v p90="${RES[$t.p90_us]}" -v p99="${RES[$t.p99_us]}" \
-            -v err="$((${RES[$t.errors]} + ${RES[$t.status_errors]}))" \
-            'BEGIN { printf "%-24s %11.0f %9.2f %9.2f %9.2f %9d\n", l, rps, p50/1000, p90/1000, p99/1000, err }'
-    done
+    printf '%-13s %-25s %9s %7s %8s %8s %7s %7s %7s %8s\n' body target 'req/s' '/nginx' 'p50 ms' 'p99 ms' steal others errors 'RSS MiB'
     printf '%s\n' "$RULE"
 }
 
 print_report() {
-    local t failed verdict
+    local c b t shown failed=0 line any_proxy=0 any_fa=0
+    wanted_any "${PROXY_TARGETS[@]}" && any_proxy=1
+    wanted_any "${FA_TARGETS[@]}" && any_fa=1
     printf '\n'
-    printf 'gatehouse bench: %s rounds of %s per target (+%s warm-up), %s connections, %s wrk threads, %s CPUs\n' \
-        "$ROUNDS" "$DURATION" "$WARMUP" "$CONNECTIONS" "$THREADS" "$(nproc)"
-    printf 'figures: the median round of each target\n' 
-    if wanted upstream || wanted nginx || wanted gatehouse; then
-        table_rows upstream nginx gatehouse
-        printf 'rps ratio gatehouse/nginx (c/b):     %s\n' "$(ratio gatehouse nginx)"
-        printf 'rps ratio gatehouse/upstream (c/a):  %s\n' "$(ratio gatehouse upstream)"
-        if [[ -n "${RES[rounds]:-}" ]]; then
-            printf 'c/b in each round:                  %s   (median %s: each round pairs runs close in time)\n' \
-                "${RES[rounds]}" "${RES[rounds_median]}"
-        fi
-        printf 'CPU steal during (a) (b) (c):        %s %s %s (high steal: the VM host was busy; rerun)\n' \
-            "$(steal upstream)" "$(steal nginx)" "$(steal gatehouse)"
-        if wanted gatehouse; then
-            printf 'gatehouse RSS idle (after login):    %s MiB\n' "$(kib_to_mib "$RSS_IDLE_KIB")"
-            printf 'gatehouse RSS right after load:      %s MiB (peak VmHWM %s MiB)\n' \
-                "$(kib_to_mib "$RSS_AFTER_KIB")" "$(kib_to_mib "$HWM_AFTER_KIB")"
-            printf '%s\n' '(RSS is of the whole "gatehouse demo" process, embedded dev IdP included)'
-        fi
+    printf 'gatehouse bench: %s rounds of %s per run (+%s warm-up), %s wrk threads, %s CPUs, connection sets: %s\n' \
+        "$ROUNDS" "$DURATION" "$WARMUP" "$THREADS" "$(nproc)" "${CONN_LIST[*]}"
+    printf 'figures: the median round (by req/s) of each run; /nginx = req/s over (b) for the same body and connections;\n'
+    printf 'steal = CPU steal during that run (high: the VM host was busy); others = CPU share of processes outside\n'
+    printf 'this benchmark during that run (high: something else on the machine competed; rerun); RSS = gatehouse after that run\n'
+    if ((any_proxy)); then
+        printf 'upstream (a): nginx, keepalive; bodies:\n'
+        for b in "${BODY_LIST[@]}"; do
+            printf '  %-6s %-37s %7s bytes, %s\n' "$b" "GET ${BODY_PATH[$b]}" "${BODY_BYTES[$b]}" "${BODY_WHAT[$b]}"
+        done
     fi
-    if wanted nginx-fa || wanted nginx-ceiling || wanted gatehouse-auth; then
-        printf '\n'
-        printf 'forward auth: nginx auth_request in front of (a); same settings, same session cookie\n'
-        table_rows nginx-fa nginx-ceiling gatehouse-auth
-        verdict=""
-        if wanted nginx-fa && wanted nginx-ceiling; then
-            verdict="$(awk -v d="${RES[nginx-fa.rps]}" -v e="${RES[nginx-ceiling.rps]}" \
-                'BEGIN { print (e > 0 && d / e >= 0.85 ? "meets the target" : "BELOW the target") }')"
-            verdict="   ($verdict: at least 0.85 of the ceiling)"
+    for c in "${CONN_LIST[@]}"; do
+        if ((any_proxy)); then
+            printf '\n== %s connections ==\n' "$c"
+            table_head
+            for b in "${BODY_LIST[@]}"; do
+                shown="$b ($(human_bytes "${BODY_BYTES[$b]}"))"
+                for t in "${PROXY_TARGETS[@]}"; do
+                    wanted "$t" || continue
+                    row "$t" "$b" "$c" "$shown"
+                    shown=""
+                done
+            done
+            printf '%s\n' "$RULE"
+            if wanted gatehouse && wanted nginx; then
+                line=""
+                for b in "${BODY_LIST[@]}"; do line+="  $b: $(round_ratios gatehouse nginx "$b" "$c")"; done
+                printf 'gatehouse/nginx in each round:%s\n' "$line"
+            fi
+            if wanted apache && wanted nginx; then
+                line=""
+                for b in "${BODY_LIST[@]}"; do line+="  $b: $(round_ratios apache nginx "$b" "$c")"; done
+                printf 'apache/nginx in each round:   %s\n' "$line"
+            fi
+            if wanted gatehouse && wanted apache; then
+                line=""
+                for b in "${BODY_LIST[@]}"; do line+="  $b: $(ratio gatehouse apache "$b" "$c")"; done
+                printf 'gatehouse/apache (median):    %s\n' "$line"
+            fi
         fi
-        printf 'rps ratio nginx-fa/ceiling (d/e):    %s%s\n' "$(ratio nginx-fa nginx-ceiling)" "$verdict"
-        if [[ -n "${RES[fa_rounds]:-}" ]]; then
-            printf 'd/e in each round:                  %s   (median %s)\n' "${RES[fa_rounds]}" "${RES[fa_rounds_median]}"
+        if ((any_fa)); then
+            printf '\nforward auth, %s connections: nginx auth_request in front of gatehouse whoami; same session cookie\n' "$c"
+            table_head
+            for t in "${FA_TARGETS[@]}"; do
+                wanted "$t" || continue
+                row "$t" "$FA_BODY" "$c" "whoami page"
+            done
+            printf '%s\n' "$RULE"
+            if wanted nginx-fa && wanted nginx-ceiling; then
+                local de verdict
+                de="$(ratio nginx-fa nginx-ceiling "$FA_BODY" "$c")"
+                verdict="$(awk -v r="$de" 'BEGIN { print (r >= 0.85 ? "meets the target" : "BELOW the target") }')"
+                printf 'rps ratio nginx-fa/ceiling (d/e):  %s   (%s: at least 0.85 of the ceiling)\n' "$de" "$verdict"
+                printf 'd/e in each round:                 %s\n' "$(round_ratios nginx-fa nginx-ceiling "$FA_BODY" "$c")"
+            fi
         fi
-        printf 'rps ratio ceiling/nginx (e/b):       %s   (context: the cost of auth_request itself)\n' \
-            "$(ratio nginx-ceiling nginx)"
-        printf 'CPU steal during (d) (e) (auth):     %s %s %s\n' \
-            "$(steal nginx-fa)" "$(steal nginx-ceiling)" "$(steal gatehouse-auth)"
+    done
+    if wanted_any gatehouse gatehouse-auth; then
+        printf '\ngatehouse RSS idle (after start and login):  %s MiB\n' "$(kib_to_mib "$RSS_IDLE_KIB")"
+        printf 'gatehouse RSS after all the load:            %s MiB (peak VmHWM %s MiB)\n' \
+            "$(kib_to_mib "$RSS_FINAL_KIB")" "$(kib_to_mib "$HWM_FINAL_KIB")"
+        printf '%s\n' '(RSS is of the whole "gatehouse demo" process, embedded dev IdP included)'
     fi
-    failed=0
-    for t in "${SELECTED[@]}"; do
-        failed=$((failed + ${RES[$t.errors]} + ${RES[$t.status_errors]}))
+    if wanted apache; then
+        printf 'apache: event MPM %s, mod_auth_openidc %s sessions,\n' \
+            "$([[ "$APACHE_MPM" == shipped ]] && echo "as Debian ships it (MaxRequestWorkers 150)" || echo "sized (400 threads)")" \
+            "$APACHE_SESSION_TYPE"
+        printf '        signed in at the stand-in IdP bench/oidc_standin.py (the dev IdP has no second client)\n'
+    fi
+    printf 'run time: %dm%02ds\n' $(((SECONDS - STARTED_AT) / 60)) $(((SECONDS - STARTED_AT) % 60))
+    local where="" bodies n
+    for c in "${CONN_LIST[@]}"; do
+        for t in "${SELECTED[@]}"; do
+            bodies=("${BODY_LIST[@]}")
+            [[ " ${FA_TARGETS[*]} " == *" $t "* ]] && bodies=("$FA_BODY")
+            for b in "${bodies[@]}"; do
+                n="${RES[$t|$b|$c.errors]}"
+                if ((n > 0)); then
+                    failed=$((failed + n))
+                    where+="${where:+, }$t $b c=$c: $n"
+                fi
+            done
+        done
     done
     if ((failed > 0)); then
-        printf 'WARNING: some requests failed (socket errors or HTTP >= 400); raw wrk output in %s\n' "$TMP"
+        printf 'WARNING: some requests failed (socket errors or HTTP >= 400), over all rounds: %s\n' "$where"
+        printf '         raw wrk output in %s\n' "$TMP"
         KEEP_TMP=1
     fi
 }
 
 main() {
-    local t
+    local t b
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
-    require_tools
     select_targets
+    require_tools
+    parse_settings
     resolve_gatehouse_bin
+    STARTED_AT=$SECONDS
     make_tmp
     allocate_ports
-    start_whoami
+    start_upstream
+    if wanted_any "${FA_TARGETS[@]}"; then start_whoami; fi
     if wanted nginx; then start_nginx; fi
     start_gatehouse
     login_gatehouse
+    RSS_IDLE_KIB="$(rss_kib "$GATEHOUSE_PID")"
+    if wanted apache; then
+        start_apache
+        login_apache
+    fi
     if wanted nginx-fa; then start_nginx_fa; fi
     if wanted nginx-ceiling; then start_nginx_ceiling; fi
     for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
-        log "round $ROUND of $ROUNDS"
-        for t in "${SELECTED[@]}"; do
-            case "$t" in
-                upstream) bench_upstream ;;
-                nginx) bench_nginx ;;
-                gatehouse) bench_gatehouse ;;
-                nginx-fa) bench_nginx_fa ;;
-                nginx-ceiling) bench_nginx_ceiling ;;
-                gatehouse-auth) bench_gatehouse_auth ;;
-            esac
+        for CONNECTIONS in "${CONN_LIST[@]}"; do
+            log "round $ROUND of $ROUNDS, $CONNECTIONS connections"
+            for b in "${BODY_LIST[@]}"; do
+                for t in "${PROXY_TARGETS[@]}"; do
+                    if wanted "$t"; then bench_proxy "$t" "$b"; fi
+                done
+            done
+            for t in "${FA_TARGETS[@]}"; do
+                if wanted "$t"; then bench_fa "$t"; fi
+            done
         done
     done
+    RSS_FINAL_KIB="$(rss_kib "$GATEHOUSE_PID")"
+    HWM_FINAL_KIB="$(hwm_kib "$GATEHOUSE_PID")"
     pick_medians
     print_report
 }
