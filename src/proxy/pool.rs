@@ -19,6 +19,10 @@ use tokio::net::TcpStream;
 
 /// Most connections kept (busy or idle).
 const MAX_KEPT: usize = 256;
+/// Largest read buffer of an upstream connection. hyper's default lets it grow to ~400
+/// KiB while a large body streams through, and keeps it: 256 connections streaming log
+/// files held over 200 MiB (bench/run.sh). A response head must fit in it.
+const READ_BUF_MAX: usize = 64 * 1024;
 /// An idle connection older than this is closed rather than used.
 const IDLE_FOR: Duration = Duration::from_secs(90);
 
@@ -106,7 +110,9 @@ impl Pool {
                 Ok(Ok(s)) => s,
             };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(READ_BUF_MAX)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Connect(e.to_string()))?;
         tokio::spawn(async move {
