@@ -404,6 +404,9 @@ async fn load_session(
         return Err(login(LoginReason::Expired));
     }
     match st.refresher.refresh(cfg, &st.provider, &session).await {
+        // A result kept for late requests with the superseded cookie (up to a minute)
+        // may itself have expired by now: it is never passed on.
+        Ok(fresh) if fresh.expires_at <= now_secs() => Err(login(LoginReason::Expired)),
         Ok(fresh) => match store.save(&fresh, cookies).await {
             Ok(set_cookies) => Ok((Arc::new(fresh), set_cookies)),
             Err(e) => {

@@ -26,7 +26,8 @@ pub struct DemoArgs {
     /// The group the login form suggests.
     #[arg(long, default_value = "developers")]
     pub group: String,
-    /// ID token lifetime at the dev IdP, in seconds (refresh happens shortly before).
+    /// ID token lifetime at the dev IdP, in seconds. gatehouse refreshes 60 s before
+    /// expiry (`refresh_before_secs`), so at 60 or less every request refreshes.
     #[arg(long, default_value_t = 300)]
     pub token_ttl: u64,
 }

@@ -44,8 +44,22 @@ struct Idp {
     client: DevClient,
     key: SigningKey,
     codes: Mutex<HashMap<String, Grant>>,
-    refresh: Mutex<HashMap<String, (String, Vec<String>)>>,
-    access: Mutex<HashMap<String, (String, Vec<String>)>>,
+    refresh: Mutex<HashMap<String, Issued>>,
+    access: Mutex<HashMap<String, Issued>>,
+}
+
+/// Who a token was issued to, and until when (Unix seconds) it is kept.
+type Issued = (String, Vec<String>, u64);
+
+/// How long an unused refresh token or an unredeemed code is kept.
+const REFRESH_KEPT: u64 = 8 * 3600;
+const CODE_KEPT: u64 = 600;
+
+/// Drops what has expired: without this, a long demo (or bench/soak.sh) grew by every
+/// token ever issued.
+fn prune<V>(map: &mut HashMap<String, V>, until: impl Fn(&V) -> u64) {
+    let now = now_secs();
+    map.retain(|_, v| until(v) > now);
 }
 
 /// Builds the development IdP's router for `issuer` (its own base URL).
@@ -180,6 +194,7 @@ async fn authorize_submit(
         issued: now_secs(),
     };
     if let Ok(mut codes) = idp.codes.lock() {
+        prune(&mut codes, |g| g.issued + CODE_KEPT);
         codes.insert(code.clone(), grant);
     }
     let Ok(mut target) = url::Url::parse(&idp.client.redirect_uri) else {
@@ -251,8 +266,14 @@ fn issue(idp: &Idp, username: &str, groups: &[String], nonce: Option<&str>) -> R
     };
     let (access, refresh) = (random_token(24), random_token(24));
     if let (Ok(mut a), Ok(mut r)) = (idp.access.lock(), idp.refresh.lock()) {
-        a.insert(access.clone(), (username.to_string(), groups.to_vec()));
-        r.insert(refresh.clone(), (username.to_string(), groups.to_vec()));
+        prune(&mut a, |v| v.2);
+        prune(&mut r, |v| v.2);
+        let who = (username.to_string(), groups.to_vec());
+        a.insert(
+            access.clone(),
+            (who.0.clone(), who.1.clone(), now + idp.client.id_token_ttl),
+        );
+        r.insert(refresh.clone(), (who.0, who.1, now + REFRESH_KEPT));
     }
     Json(serde_json::json!({
         "access_token": access, "token_type": "Bearer", "expires_in": idp.client.id_token_ttl,
@@ -311,7 +332,7 @@ async fn token(
                 .as_deref()
                 .and_then(|t| idp.refresh.lock().ok()?.remove(t));
             match found {
-                Some((user, groups)) => issue(&idp, &user, &groups, None),
+                Some((user, groups, _)) => issue(&idp, &user, &groups, None),
                 None => oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",
@@ -332,9 +353,11 @@ async fn userinfo(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let found = token.and_then(|t| idp.access.lock().ok()?.get(t).cloned());
+    let found = token
+        .and_then(|t| idp.access.lock().ok()?.get(t).cloned())
+        .filter(|(_, _, until)| *until > now_secs());
     match found {
-        Some((user, groups)) => Json(serde_json::json!({"sub": user, "email": format!("{user}@example.test"), "preferred_username": user, "groups": groups})).into_response(),
+        Some((user, groups, _)) => Json(serde_json::json!({"sub": user, "email": format!("{user}@example.test"), "preferred_username": user, "groups": groups})).into_response(),
         None => (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")]).into_response(),
     }
 }

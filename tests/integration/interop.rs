@@ -129,7 +129,7 @@ async fn real_provider_login_refresh_websocket_spoofing_and_logout() {
     assert_eq!(api.status, 401);
 }
 
-fn decode(token: &str) -> serde_json::Value {
+pub fn decode(token: &str) -> serde_json::Value {
     use base64::Engine;
     let p = token.split('.').nth(1).unwrap();
     serde_json::from_slice(

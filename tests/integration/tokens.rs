@@ -321,3 +321,45 @@ async fn unusable_keys_in_the_jwks_are_ignored() {
     let echo = login(&w, &Browser::new(), "/").await.json();
     assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
 }
+
+/// A refresh result is kept a minute for late requests that still carry the superseded
+/// cookie, but never past its own expiry: no expired ID token reaches the upstream.
+#[tokio::test]
+async fn a_kept_refresh_result_is_never_used_past_its_expiry() {
+    let w = world(&[("refresh_before_secs", "1")]).await;
+    w.idp.set_mint(Mint {
+        ttl: 2,
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    let old = b.cookie_header();
+    let replay = || async {
+        Browser::new()
+            .send(
+                reqwest::Method::GET,
+                &format!("{}/me", w.gh.url),
+                &[("cookie", old.as_str()), ("accept", "application/json")],
+            )
+            .await
+    };
+    // Due for refresh after a second: the old cookie refreshes.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let refreshed = replay().await;
+    assert_eq!(refreshed.status, 200, "{refreshed:?}");
+    assert_eq!(w.idp.refreshes(), 1);
+    // Once that refresh's own token has expired, the old cookie gets nothing from it.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let late = replay().await;
+    if late.status == 200 {
+        let token = &seen(&late.json(), "x-forwarded-id-token")[0];
+        let claims = crate::interop::decode(token);
+        let exp = claims["exp"].as_u64().unwrap_or(0);
+        assert!(
+            exp > gatehouse::util::now_secs(),
+            "an expired ID token went upstream: exp {exp}"
+        );
+    } else {
+        assert_eq!(late.status, 401, "{late:?}");
+    }
+}
