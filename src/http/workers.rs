@@ -87,17 +87,30 @@ async fn serve_worker(
             let index = heads.replace(heads.get() + 1);
             let refused = super::framing::refusal(&req, wire.is_ambiguous(index));
             req.extensions_mut().insert(ConnectInfo(Peer(peer)));
+            let has_body = !hyper::body::Body::is_end_stream(req.body());
             let req = req.map(Body::new);
             let (router, state) = (router.clone(), Arc::clone(&state));
             async move {
-                if let Some(resp) = refused {
-                    return Ok(resp);
+                let mut resp = match refused {
+                    Some(resp) => resp,
+                    None if super::routed(req.uri().path()) => router.oneshot(req).await?,
+                    None => super::gate::gate(axum::extract::State(state), req).await,
+                };
+                // gatehouse answered without passing the body on, so it was never read and
+                // hyper will close the connection: say so, or the client's next request
+                // on it is lost.
+                if has_body
+                    && resp
+                        .extensions()
+                        .get::<crate::proxy::BodyForwarded>()
+                        .is_none()
+                {
+                    resp.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
                 }
-                if super::routed(req.uri().path()) {
-                    router.oneshot(req).await
-                } else {
-                    Ok(super::gate::gate(axum::extract::State(state), req).await)
-                }
+                Ok::<_, std::convert::Infallible>(resp)
             }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();

@@ -23,6 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tunnels::Tunnels;
 
+/// Marks a response whose request body went to the upstream (`http/workers.rs` closes
+/// the connection after any other answer to a request with a body).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyForwarded;
+
 /// Forwards requests to the one upstream.
 pub struct Proxy {
     /// `None` in auth-only mode (no upstream): `http::gate` answers 404 before here.
@@ -81,6 +86,7 @@ impl Proxy {
         if let (false, Some(host)) = (req.headers().contains_key(HOST), &self.host) {
             req.headers_mut().insert(HOST, host.clone());
         }
+        let has_body = !hyper::body::Body::is_end_stream(req.body());
         let client_upgrade = tether.map(|t| (hyper::upgrade::on(&mut req), t));
         let sent = tokio::time::timeout(self.timeout, pool.send(req)).await;
         let mut resp = match sent {
@@ -110,6 +116,9 @@ impl Proxy {
             }
         }
         crate::headers::remove_hop_by_hop(resp.headers_mut(), false);
+        if has_body {
+            resp.extensions_mut().insert(BodyForwarded);
+        }
         Ok(resp.map(Body::new))
     }
 }

@@ -399,3 +399,37 @@ async fn ambiguous_framing_is_refused_and_never_forwarded() {
     .await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
 }
+
+/// A request whose body gatehouse does not pass on (refused before the upstream) gets
+/// `Connection: close`, since the unread body ends the connection: a keep-alive client
+/// must not send its next request into it. A body that went upstream keeps the connection.
+#[tokio::test]
+async fn an_unread_body_closes_the_connection_and_says_so() {
+    let (w, b) = logged_in(&[]).await;
+    let host = w.gh.addr.to_string();
+    let refused = raw(
+        w.gh.addr,
+        &format!("POST /upload HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nContent-Length: 3\r\n\r\nabc"),
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(
+        refused
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{refused}"
+    );
+    // With a session the body reaches the upstream, and the connection serves a second
+    // request.
+    let cookie = b.cookie_header();
+    let two = raw(
+        w.gh.addr,
+        &format!(
+            "POST /upload HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nAccept: application/json\r\nContent-Length: 3\r\n\r\nabc\
+             GET /second HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(two.matches("HTTP/1.1 200").count(), 2, "{two}");
+    assert!(two.contains("\"path\":\"/second\""), "{two}");
+}
