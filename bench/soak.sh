@@ -29,7 +29,10 @@
 #
 # Settings (environment):
 #   SOAK_SECONDS         traffic duration, warm-up included            (default 600)
-#   SOAK_WARMUP          seconds of traffic before the "start" sample   (default 30)
+#   SOAK_WARMUP          seconds of traffic before the "start" sample   (default 120:
+#                        longer than gatehouse's fill-up windows, the 60 s it keeps
+#                        refresh results and the per-thread session caches filling;
+#                        at 30 s RSS was still climbing to its plateau)
 #   SOAK_SAMPLE_EVERY    seconds between samples                        (default 10)
 #   SOAK_TOKEN_TTL       gatehouse demo --token-ttl (min 30)            (default 30)
 #   SOAK_RESTART_MIN/MAX upstream restart interval, seconds             (default 30/60)
@@ -56,7 +59,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 
 SOAK_SECONDS="${SOAK_SECONDS:-600}"
-SOAK_WARMUP="${SOAK_WARMUP:-30}"
+SOAK_WARMUP="${SOAK_WARMUP:-120}"
 SOAK_SAMPLE_EVERY="${SOAK_SAMPLE_EVERY:-10}"
 SOAK_TOKEN_TTL="${SOAK_TOKEN_TTL:-30}"
 SOAK_RESTART_MIN="${SOAK_RESTART_MIN:-30}"
