@@ -814,10 +814,8 @@ def report(a):
           + (f"{slope:+.0f} KiB/min" if slope is not None else "n/a"))
     try:
         issued = int(facts.get("log_logins", "")) + int(facts.get("log_refreshes", ""))
-        print(f"dev IdP token grants: {issued} (logins + refreshes). The demo's in-process IdP keeps "
-              f"every access token it issues, ~200-500 B of RSS each: ~{issued * 200 / 1048576:.0f}-"
-              f"{issued * 500 / 1048576:.0f} MiB of growth that is the IdP's, not the proxy's "
-              "(bench/README.md, Soak run)")
+        print(f"dev IdP token grants: {issued} (logins + refreshes; the demo's IdP drops each "
+              "token once it expires)")
     except ValueError:
         pass
     print(f"samples: {len(rows)} ({len(running)} after warm-up) in {facts.get('samples_file', a.samples)}")
