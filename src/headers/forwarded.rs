@@ -114,7 +114,7 @@ impl Forwarded {
         // The client alone: its values are the same for every request from that address,
         // so each worker keeps the last one's.
         if let Some((ip, forwarded)) = (!self.trusted)
-            .then(|| untrusted_values(self.client))
+            .then(|| untrusted_values(self.client, |ip| self.forwarded_value(ip)))
             .flatten()
         {
             headers.insert(X_REAL_IP, ip.clone());
@@ -167,7 +167,11 @@ impl Forwarded {
 
 /// `X-Real-IP`/`X-Forwarded-For` and `Forwarded` for a request from an untrusted `client`
 /// (scheme http), cached per thread for the last address seen.
-fn untrusted_values(client: IpAddr) -> Option<(HeaderValue, HeaderValue)> {
+/// `forwarded` builds the `Forwarded` value from the address text.
+fn untrusted_values(
+    client: IpAddr,
+    forwarded: impl FnOnce(&str) -> String,
+) -> Option<(HeaderValue, HeaderValue)> {
     thread_local! {
         static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue, HeaderValue)>> =
             const { std::cell::RefCell::new(None) };
@@ -180,11 +184,7 @@ fn untrusted_values(client: IpAddr) -> Option<(HeaderValue, HeaderValue)> {
             }
         }
         let text = crate::util::ip_text(client);
-        let forwarded = if client.is_ipv6() {
-            format!("for=\"[{text}]\";proto=http")
-        } else {
-            format!("for={text};proto=http")
-        };
+        let forwarded = forwarded(&text);
         let text = HeaderValue::from_str(&text).ok()?;
         let forwarded = HeaderValue::from_str(&forwarded).ok()?;
         *last = Some((client, text.clone(), forwarded.clone()));
