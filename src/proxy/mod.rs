@@ -4,6 +4,8 @@
 //!
 //! Trusts its input: `http::gate` already sanitised the headers.
 
+mod chunked;
+mod h1;
 mod pool;
 pub mod tunnels;
 mod upgrade;
@@ -16,7 +18,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::HOST;
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderValue, StatusCode, Uri, Version};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, Version};
 use axum::response::Response;
 use pool::{Pool, SendError};
 use std::sync::Arc;
@@ -87,27 +89,23 @@ impl Proxy {
             req.headers_mut().insert(HOST, host.clone());
         }
         let has_body = !hyper::body::Body::is_end_stream(req.body());
+        let plain = !has_body
+            && tether.is_none()
+            && (req.method() == Method::GET || req.method() == Method::HEAD);
+        if plain {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let sent = tokio::time::timeout(
+                self.timeout,
+                pool.send_plain(req.method(), target, req.headers()),
+            )
+            .await;
+            let mut resp = self.answered(sent)?;
+            crate::headers::remove_hop_by_hop(resp.headers_mut(), false);
+            return Ok(resp);
+        }
         let client_upgrade = tether.map(|t| (hyper::upgrade::on(&mut req), t));
         let sent = tokio::time::timeout(self.timeout, pool.send(req)).await;
-        let mut resp = match sent {
-            Err(_) => {
-                return Err(AppError::UpstreamTimeout {
-                    upstream: self.shown.clone(),
-                    secs: self.timeout.as_secs(),
-                })
-            }
-            Ok(Err(e)) => {
-                let reason = match e {
-                    SendError::Connect(why) => format!("connection failed: {why}"),
-                    SendError::Send(e) => error_chain(&e),
-                };
-                return Err(AppError::UpstreamDown {
-                    upstream: self.shown.clone(),
-                    reason,
-                });
-            }
-            Ok(Ok(resp)) => resp,
-        };
+        let mut resp = self.answered(sent)?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some((client_side, (tunnels, tether))) = client_upgrade {
                 let upstream_side = hyper::upgrade::on(&mut resp);
@@ -120,6 +118,28 @@ impl Proxy {
             resp.extensions_mut().insert(BodyForwarded);
         }
         Ok(resp.map(Body::new))
+    }
+
+    /// The response, or the 502/504 for an upstream that failed or kept quiet.
+    fn answered<B>(
+        &self,
+        sent: Result<Result<Response<B>, SendError>, tokio::time::error::Elapsed>,
+    ) -> Result<Response<B>, AppError> {
+        match sent {
+            Err(_) => Err(AppError::UpstreamTimeout {
+                upstream: self.shown.clone(),
+                secs: self.timeout.as_secs(),
+            }),
+            Ok(Err(e)) => Err(AppError::UpstreamDown {
+                upstream: self.shown.clone(),
+                reason: match e {
+                    SendError::Connect(why) => format!("connection failed: {why}"),
+                    SendError::Send(e) => error_chain(&e),
+                    SendError::Exchange(e) => error_chain(&e),
+                },
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+        }
     }
 }
 

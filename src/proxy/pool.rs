@@ -7,13 +7,18 @@
 //! A connection goes back to the list as soon as its response head arrives; it is only
 //! handed out again once hyper says it is ready (its last response body finished). A
 //! request that a closing connection never sent is retried once on a new connection.
+//!
+//! GETs and HEADs with no body and no upgrade go through gatehouse's own client
+//! (`h1.rs`), with its own list of connections, at about half the cost per request.
 
+use super::h1::{self, Conn, Failed, H1Error, Kept};
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::{HeaderMap, Method, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -22,7 +27,7 @@ const MAX_KEPT: usize = 256;
 /// Largest read buffer of an upstream connection. hyper's default lets it grow to ~400
 /// KiB while a large body streams through, and keeps it: 256 connections streaming log
 /// files held over 200 MiB (bench/run.sh). A response head must fit in it.
-const READ_BUF_MAX: usize = 64 * 1024;
+const READ_BUF_MAX: usize = h1::READ_MAX;
 /// An idle connection older than this is closed rather than used.
 const IDLE_FOR: Duration = Duration::from_secs(90);
 
@@ -33,6 +38,8 @@ pub enum SendError {
     Connect(String),
     /// The connection failed while sending or before the response head arrived.
     Send(hyper::Error),
+    /// The same, on a connection of gatehouse's own client.
+    Exchange(H1Error),
 }
 
 /// The kept connections of one worker.
@@ -41,6 +48,8 @@ pub struct Pool {
     authority: String,
     connect_timeout: Duration,
     kept: Mutex<Vec<(Instant, SendRequest<Body>)>>,
+    /// Connections of the bodyless-request client (`h1.rs`).
+    plain: Arc<Kept>,
 }
 
 impl Pool {
@@ -49,7 +58,36 @@ impl Pool {
             authority,
             connect_timeout,
             kept: Mutex::new(Vec::new()),
+            plain: Arc::default(),
         }
+    }
+
+    /// Sends a GET or HEAD with no body on gatehouse's own client. A kept connection that
+    /// the upstream had closed gets nothing back: the request goes once more, on a new one.
+    pub async fn send_plain(
+        &self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, SendError> {
+        let (conn, reused) = match self.plain.take() {
+            Some(c) => (c, true),
+            None => (Conn::new(self.open().await?), false),
+        };
+        let resp = match h1::exchange(conn, method, target, headers, &self.plain).await {
+            Ok(resp) => resp,
+            Err(Failed {
+                nothing_received: true,
+                ..
+            }) if reused => {
+                let conn = Conn::new(self.open().await?);
+                h1::exchange(conn, method, target, headers, &self.plain)
+                    .await
+                    .map_err(|f| SendError::Exchange(f.error))?
+            }
+            Err(f) => return Err(SendError::Exchange(f.error)),
+        };
+        Ok(resp.map(Body::new))
     }
 
     /// Sends `req` (origin-form URI) on a kept connection or a new one; returns the
@@ -96,6 +134,22 @@ impl Pool {
 
     /// Opens a connection (within the connect timeout) and starts driving it.
     async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
+        let stream = self.open().await?;
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(READ_BUF_MAX)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Opens a TCP connection to the upstream, within the connect timeout.
+    async fn open(&self) -> Result<TcpStream, SendError> {
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.authority))
                 .await
@@ -110,16 +164,6 @@ impl Pool {
                 Ok(Ok(s)) => s,
             };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .max_buf_size(READ_BUF_MAX)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(stream)
     }
 }

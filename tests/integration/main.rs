@@ -18,3 +18,4 @@ mod providers;
 mod proxy;
 mod support;
 mod tokens;
+mod upstream_wire;
