@@ -3,6 +3,7 @@
 //! every problem, in words a user understands.
 
 mod access;
+mod header_check;
 pub mod keys;
 pub mod presets;
 mod provider_settings;

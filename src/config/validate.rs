@@ -258,6 +258,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             .collect(),
         folded: Default::default(),
     };
+    super::header_check::check(&mut r, &headers);
 
     let mut trusted_proxies = Vec::new();
     for p in r.list("trusted_proxies", &[]) {

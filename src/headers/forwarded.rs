@@ -110,17 +110,17 @@ impl Forwarded {
 
     /// Writes `X-Forwarded-For/-Proto/-Host`, `X-Real-IP` and `Forwarded` (after
     /// `strip_identity` removed every client copy).
-    pub fn apply(&self, headers: &mut HeaderMap) {
+    pub fn apply(&self, headers: &mut impl super::SetHeader) {
         // The client alone: its values are the same for every request from that address,
         // so each worker keeps the last one's.
         if let Some((ip, forwarded)) = (!self.trusted)
             .then(|| untrusted_values(self.client, |ip| self.forwarded_value(ip)))
             .flatten()
         {
-            headers.insert(X_REAL_IP, ip.clone());
-            headers.insert(FORWARDED, forwarded);
-            headers.insert(X_FORWARDED_FOR, ip);
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            headers.set(X_REAL_IP, ip.clone());
+            headers.set(FORWARDED, forwarded);
+            headers.set(X_FORWARDED_FOR, ip);
+            headers.set(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
             self.apply_host(headers);
             return;
         }
@@ -139,28 +139,28 @@ impl Forwarded {
             Some(chain.clone())
         };
         if let Some(v) = real_ip {
-            headers.insert(X_REAL_IP, v);
+            headers.set(X_REAL_IP, v);
         }
         if let Ok(v) = HeaderValue::from_str(&self.forwarded_value(&client)) {
-            headers.insert(FORWARDED, v);
+            headers.set(FORWARDED, v);
         }
-        headers.insert(X_FORWARDED_FOR, chain);
+        headers.set(X_FORWARDED_FOR, chain);
         let proto = if self.proto == "https" {
             HeaderValue::from_static("https")
         } else {
             HeaderValue::from_static("http")
         };
-        headers.insert(X_FORWARDED_PROTO, proto);
+        headers.set(X_FORWARDED_PROTO, proto);
         self.apply_host(headers);
     }
 
-    fn apply_host(&self, headers: &mut HeaderMap) {
+    fn apply_host(&self, headers: &mut impl super::SetHeader) {
         if let Some(v) = self
             .host
             .as_deref()
             .and_then(|h| HeaderValue::from_str(h).ok())
         {
-            headers.insert(X_FORWARDED_HOST, v);
+            headers.set(X_FORWARDED_HOST, v);
         }
     }
 }

@@ -305,11 +305,53 @@ impl IdentityValues {
     }
 }
 
+/// Where the headers gatehouse sets go: a header map (`insert`: any earlier value goes),
+/// or [`Additions`].
+pub trait SetHeader {
+    fn set(&mut self, name: HeaderName, value: HeaderValue);
+}
+
+impl SetHeader for HeaderMap {
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.insert(name, value);
+    }
+}
+
+/// The headers gatehouse adds to a proxied request (forwarding metadata, identity,
+/// request id), kept beside the client's rather than hashed into its header map: the
+/// upstream client writes them after the client's (`proxy/h1.rs`), or they join the map
+/// for hyper's client. Each name is set once and the client's map holds no copy of it:
+/// [`strip_identity`] removed those, and configuration refuses identity header names
+/// that repeat or collide with the forwarding ones (`config/validate.rs`).
+#[derive(Debug, Default)]
+pub struct Additions(Vec<(HeaderName, HeaderValue)>);
+
+impl SetHeader for Additions {
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        debug_assert!(self.0.iter().all(|(n, _)| *n != name), "{name} set twice");
+        self.0.push((name, value));
+    }
+}
+
+impl Additions {
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+
+    /// Moves the additions into `headers`.
+    pub fn apply_to(self, headers: &mut HeaderMap) {
+        headers.reserve(self.0.len());
+        for (name, value) in self.0 {
+            headers.insert(name, value);
+        }
+    }
+}
+
 /// Writes the verified identity. Runs after [`strip_identity`], so each header is ours alone.
-pub fn inject(headers: &mut HeaderMap, names: &HeaderNames, v: &IdentityValues) {
+pub fn inject(headers: &mut impl SetHeader, names: &HeaderNames, v: &IdentityValues) {
     let mut put = |name: &HeaderName, value: &Option<HeaderValue>| {
         if let Some(value) = value {
-            headers.insert(name.clone(), value.clone());
+            headers.set(name.clone(), value.clone());
         }
     };
     put(&names.user, &v.user);

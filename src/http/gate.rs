@@ -4,17 +4,21 @@
 //! the upstream. A `skip_auth_routes` route is proxied with no identity at all.
 //!
 //! Ordering matters: forwarding metadata is read (trusted proxies only) before the strip,
-//! the strip runs before injection (also on skipped routes), and our cookies are removed
-//! last.
+//! and the strip runs before injection (also on skipped routes). What gatehouse sets
+//! (forwarding, identity, request id) is kept apart as `Additions`, which the proxy
+//! writes after the client's remaining headers.
 
 use super::answer::{add_cookies, refusal};
 use super::login::{cookies_of, safe_target};
 use super::{peer_of, AppError, AppState, Ctx};
 use crate::auth::{authenticate, AuthRequest, Decision};
-use crate::headers;
+use crate::headers::{self, SetHeader};
 use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use std::sync::Arc;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response {
     let ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
@@ -75,20 +79,23 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         (Arc::clone(&st.tunnels), tether)
     });
     let h = req.headers_mut();
-    // Room for what is added below (forwarding, identity, request id): one growth.
-    h.reserve(12);
     headers::remove_hop_by_hop(h, upgrade);
     headers::strip_identity(h, &st.cfg.headers);
-    ctx.forwarded.apply(h);
-    if let Some(session) = &session {
-        headers::inject(h, &st.cfg.headers, session.values(&st.cfg.headers));
-    }
     headers::rewrite_cookies(h, cookie_rewrite, |n| st.sessions.owns_cookie(n));
-    if let Ok(v) = axum::http::HeaderValue::from_str(&ctx.request_id) {
-        h.insert("x-request-id", v);
+    // What gatehouse sets goes beside the client's headers, not into their map.
+    let mut add = headers::Additions::default();
+    ctx.forwarded.apply(&mut add);
+    if let Some(session) = &session {
+        headers::inject(&mut add, &st.cfg.headers, session.values(&st.cfg.headers));
+    }
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        if h.contains_key(&X_REQUEST_ID) {
+            h.remove(&X_REQUEST_ID);
+        }
+        add.set(X_REQUEST_ID, v);
     }
 
-    let mut resp = match st.proxy.forward(req, tether).await {
+    let mut resp = match st.proxy.forward(req, add, tether).await {
         Ok(resp) => resp,
         Err(e) => return ctx.fail(e),
     };

@@ -12,6 +12,7 @@
 //! said, with nothing after it, and neither side asked to close.
 
 use super::chunked::{ChunkError, Chunked, Step};
+use crate::headers::Additions;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use bytes::{Buf, Bytes, BytesMut};
@@ -145,15 +146,25 @@ impl Kept {
     }
 }
 
-/// Writes `method target HTTP/1.1` and `headers` (already valid: `http` checks names and
-/// values, so no CR or LF can be in them) into `out`.
-fn write_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap) {
+/// Writes `method target HTTP/1.1`, the client's `headers`, then gatehouse's `add`
+/// (all already valid: `http` checks names and values, so no CR or LF can be in them)
+/// into `out`.
+fn write_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    add: &Additions,
+) {
+    let fields = || headers.iter().chain(add.iter());
+    let size: usize = fields().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     out.clear();
+    out.reserve(size + target.len() + 32);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+    for (name, value) in fields() {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -170,6 +181,7 @@ pub async fn exchange(
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    add: &Additions,
     kept: &Arc<Kept>,
 ) -> Result<Response<UpstreamBody>, Failed> {
     let nothing = |error| Failed {
@@ -177,7 +189,7 @@ pub async fn exchange(
         nothing_received: true,
     };
     let mut out = std::mem::take(&mut conn.out);
-    write_head(&mut out, method, target, headers);
+    write_head(&mut out, method, target, headers, add);
     let written = conn.stream.write_all(&out).await;
     conn.out = out;
     written.map_err(|e| nothing(e.into()))?;

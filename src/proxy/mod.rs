@@ -13,6 +13,7 @@ mod upgrade;
 pub use upgrade::Tether;
 
 use crate::config::Config;
+use crate::headers::Additions;
 use crate::http::AppError;
 use axum::body::Body;
 use axum::extract::Request;
@@ -64,12 +65,14 @@ impl Proxy {
         }
     }
 
-    /// Sends `req` upstream and returns its response, streaming.
+    /// Sends `req`, with the headers gatehouse adds (`add`), upstream and returns its
+    /// response, streaming.
     /// `tether`: for an upgrade, what ties the connection to its session (`tunnels` keeps
     /// every open one, for sign-out and shutdown).
     pub async fn forward(
         &self,
         mut req: Request,
+        add: Additions,
         tether: Option<(Arc<Tunnels>, Tether)>,
     ) -> Result<Response, AppError> {
         let Some(pool) = &self.pool else {
@@ -96,13 +99,14 @@ impl Proxy {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let sent = tokio::time::timeout(
                 self.timeout,
-                pool.send_plain(req.method(), target, req.headers()),
+                pool.send_plain(req.method(), target, req.headers(), &add),
             )
             .await;
             let mut resp = self.answered(sent)?;
             crate::headers::remove_hop_by_hop(resp.headers_mut(), false);
             return Ok(resp);
         }
+        add.apply_to(req.headers_mut());
         let client_upgrade = tether.map(|t| (hyper::upgrade::on(&mut req), t));
         let sent = tokio::time::timeout(self.timeout, pool.send(req)).await;
         let mut resp = self.answered(sent)?;

@@ -12,6 +12,7 @@
 //! (`h1.rs`), with its own list of connections, at about half the cost per request.
 
 use super::h1::{self, Conn, Failed, H1Error, Kept};
+use crate::headers::Additions;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, Response};
@@ -69,19 +70,20 @@ impl Pool {
         method: &Method,
         target: &str,
         headers: &HeaderMap,
+        add: &Additions,
     ) -> Result<Response<Body>, SendError> {
         let (conn, reused) = match self.plain.take() {
             Some(c) => (c, true),
             None => (Conn::new(self.open().await?), false),
         };
-        let resp = match h1::exchange(conn, method, target, headers, &self.plain).await {
+        let resp = match h1::exchange(conn, method, target, headers, add, &self.plain).await {
             Ok(resp) => resp,
             Err(Failed {
                 nothing_received: true,
                 ..
             }) if reused => {
                 let conn = Conn::new(self.open().await?);
-                h1::exchange(conn, method, target, headers, &self.plain)
+                h1::exchange(conn, method, target, headers, add, &self.plain)
                     .await
                     .map_err(|f| SendError::Exchange(f.error))?
             }

@@ -1,0 +1,126 @@
+//! The identity header names a configuration gives (`header_user` and the rest) must be
+//! names of their own: gatehouse sets each once, beside the client's headers
+//! (`headers::Additions`), so a name two roles share would be sent twice, and a name
+//! that HTTP or gatehouse already uses (`Host`, `Content-Length`, `X-Forwarded-For`...)
+//! would overwrite or contradict it, or break the request's framing.
+
+use super::reader::Reader;
+use super::HeaderNames;
+
+/// Names identity headers may not take (compared with `_` folded to `-`).
+const RESERVED: &[&str] = &[
+    "host",
+    "cookie",
+    "authorization",
+    "proxy-authorization",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// Adds a problem for each identity header name that repeats another or is reserved.
+pub(super) fn check(r: &mut Reader, h: &HeaderNames) {
+    let roles = [
+        ("header_user", &h.user),
+        ("header_email", &h.email),
+        ("header_preferred_username", &h.preferred_username),
+    ]
+    .into_iter()
+    .chain(h.groups.iter().map(|g| ("header_groups", g)))
+    .chain(h.id_token.iter().map(|t| ("header_id_token", t)));
+    let mut seen: Vec<(&str, &axum::http::HeaderName)> = Vec::new();
+    for (key, name) in roles {
+        let entry = r.raw.get(key);
+        if RESERVED.contains(&crate::headers::normalise(name.as_str()).as_str()) {
+            r.problem(
+                entry,
+                key,
+                format!("`{name}` is a header HTTP or gatehouse itself sets; choose another name"),
+            );
+        } else if let Some((other, _)) = seen.iter().find(|(_, n)| *n == name) {
+            let also = if *other == key {
+                "appears twice".to_string()
+            } else {
+                format!("is also {other}")
+            };
+            r.problem(
+                entry,
+                key,
+                format!("`{name}` {also}: each identity header needs a name of its own"),
+            );
+        }
+        seen.push((key, name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::sources::RawConfig;
+    use crate::config::Config;
+
+    fn problems(extra: &[(&str, &str)]) -> Vec<String> {
+        let mut vars: std::collections::HashMap<String, String> = [
+            ("GATEHOUSE_ISSUER_URL", "https://sso.example.com"),
+            ("GATEHOUSE_UPSTREAM", "http://127.0.0.1:4466"),
+            ("GATEHOUSE_CLIENT_ID", "c"),
+            ("GATEHOUSE_CLIENT_SECRET", "s"),
+            (
+                "GATEHOUSE_COOKIE_SECRET",
+                "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        match Config::from_raw(&RawConfig::from_env(&vars)) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems,
+        }
+    }
+
+    #[test]
+    fn the_defaults_and_distinct_names_pass() {
+        assert_eq!(problems(&[]), Vec::<String>::new());
+        assert_eq!(
+            problems(&[
+                ("GATEHOUSE_HEADER_USER", "X-Remote-User"),
+                ("GATEHOUSE_HEADER_GROUPS", "X-Remote-Group"),
+            ]),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn shared_and_reserved_names_are_refused_all_at_once() {
+        let all = problems(&[
+            ("GATEHOUSE_HEADER_EMAIL", "x-forwarded-user"),
+            ("GATEHOUSE_HEADER_GROUPS", "X-Groups,X-Groups"),
+            ("GATEHOUSE_HEADER_PREFERRED_USERNAME", "Content_Length"),
+            ("GATEHOUSE_HEADER_ID_TOKEN", "X-Forwarded-For"),
+        ])
+        .join("\n");
+        for needle in [
+            "header_email (from env GATEHOUSE_HEADER_EMAIL): `x-forwarded-user` is also header_user",
+            "header_groups (from env GATEHOUSE_HEADER_GROUPS): `x-groups` appears twice",
+            "header_preferred_username (from env GATEHOUSE_HEADER_PREFERRED_USERNAME): `content_length` is a header HTTP or gatehouse itself sets",
+            "header_id_token (from env GATEHOUSE_HEADER_ID_TOKEN): `x-forwarded-for` is a header",
+        ] {
+            assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+        }
+    }
+}
