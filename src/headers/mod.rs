@@ -323,13 +323,20 @@ impl SetHeader for HeaderMap {
 /// for hyper's client. Each name is set once and the client's map holds no copy of it:
 /// [`strip_identity`] removed those, and configuration refuses identity header names
 /// that repeat or collide with the forwarding ones (`config/validate.rs`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Additions(Vec<(HeaderName, HeaderValue)>);
 
 impl SetHeader for Additions {
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
         debug_assert!(self.0.iter().all(|(n, _)| *n != name), "{name} set twice");
         self.0.push((name, value));
+    }
+}
+
+impl Default for Additions {
+    /// Room for every header gatehouse sets (5 forwarding, up to 7 identity, request id).
+    fn default() -> Additions {
+        Additions(Vec::with_capacity(16))
     }
 }
 
@@ -372,16 +379,27 @@ pub fn inject(headers: &mut impl SetHeader, names: &HeaderNames, v: &IdentityVal
 /// (`public` becomes `private`).
 pub fn shield_from_shared_caches(h: &mut HeaderMap, authenticated: bool, sets_cookie: bool) {
     use axum::http::header::{CACHE_CONTROL, VARY};
-    let public = || {
-        h.get_all(CACHE_CONTROL).iter().any(|v| {
-            v.as_bytes()
+    if !authenticated && !sets_cookie {
+        return;
+    }
+    // One pass over the response's fields: is it `public`, does it vary on Cookie?
+    let (mut public, mut varies) = (false, false);
+    for (name, v) in h.iter() {
+        if name == CACHE_CONTROL {
+            public |= v
+                .as_bytes()
                 .windows(6)
-                .any(|w| w.eq_ignore_ascii_case(b"public"))
-        })
-    };
+                .any(|w| w.eq_ignore_ascii_case(b"public"));
+        } else if name == VARY {
+            varies |= v.as_bytes().split(|b| *b == b',').any(|t| {
+                let t = t.trim_ascii();
+                t == b"*" || t.eq_ignore_ascii_case(b"cookie")
+            });
+        }
+    }
     if sets_cookie {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    } else if authenticated && public() {
+    } else if public {
         let rewritten: Vec<String> = h
             .get_all(CACHE_CONTROL)
             .iter()
@@ -403,16 +421,8 @@ pub fn shield_from_shared_caches(h: &mut HeaderMap, authenticated: bool, sets_co
             }
         }
     }
-    if authenticated || sets_cookie {
-        let varies = h
-            .get_all(VARY)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("cookie"));
-        if !varies {
-            h.append(VARY, HeaderValue::from_static("Cookie"));
-        }
+    if !varies {
+        h.append(VARY, HeaderValue::from_static("Cookie"));
     }
 }
 

@@ -295,7 +295,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, H1Error> {
         Some(1) => Version::HTTP_11,
         _ => Version::HTTP_10,
     };
-    let mut headers = HeaderMap::with_capacity(r.headers.len());
+    // Room for what gatehouse may add (Vary, Cache-Control, Set-Cookie): no growth.
+    let mut headers = HeaderMap::with_capacity(r.headers.len() + 4);
     for f in r.headers.iter() {
         let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| bad("field name"))?;
         let value = HeaderValue::from_bytes(f.value).map_err(|_| bad("field value"))?;
@@ -321,55 +322,76 @@ enum Framing {
 }
 
 /// RFC 9112 §6.3, and whether the connection may carry another request afterwards.
+/// One pass over the (few) fields of the response head.
 fn framing(
     status: StatusCode,
     head_request: bool,
     version: Version,
     headers: &mut HeaderMap,
 ) -> Result<(Framing, bool), H1Error> {
-    let tokens = |name| {
-        headers
-            .get_all(name)
-            .into_iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty())
-    };
-    let close =
-        version != Version::HTTP_11 || tokens(CONNECTION).any(|t| t.eq_ignore_ascii_case(b"close"));
+    let mut close = version != Version::HTTP_11;
+    // `Some(last coding is chunked)` once a Transfer-Encoding is seen.
+    let mut chunked: Option<bool> = None;
+    let mut length: Option<u64> = None;
+    let mut has_length = false;
+    let mut bad_length = false;
+    for (name, value) in headers.iter() {
+        if name == CONNECTION {
+            close |= value
+                .as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        } else if name == TRANSFER_ENCODING {
+            if let Some(last) = tokens(value).next_back() {
+                chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            } else {
+                chunked.get_or_insert(false);
+            }
+        } else if name == CONTENT_LENGTH {
+            has_length = true;
+            for t in tokens(value) {
+                let n = (t.iter().all(u8::is_ascii_digit) && t.len() <= 19)
+                    .then(|| std::str::from_utf8(t).ok()?.parse::<u64>().ok())
+                    .flatten();
+                match (n, length) {
+                    (Some(n), Some(l)) if n != l => bad_length = true,
+                    (Some(n), _) => length = Some(n),
+                    (None, _) => bad_length = true,
+                }
+            }
+        }
+    }
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Framing::Empty, !close));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let chunked = tokens(TRANSFER_ENCODING)
-            .next_back()
-            .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+    if let Some(chunked) = chunked {
         // With a Content-Length too, the message was framed two ways: never reuse, and
         // do not pass the length on (RFC 9112 §6.3: Transfer-Encoding overrides it).
-        let reusable = chunked && !close && headers.remove(CONTENT_LENGTH).is_none();
+        if has_length {
+            headers.remove(CONTENT_LENGTH);
+        }
         return Ok(if chunked {
-            (Framing::Chunked(Chunked::default()), reusable)
+            (Framing::Chunked(Chunked::default()), !close && !has_length)
         } else {
             (Framing::UntilClose, false)
         });
     }
-    let mut length = None;
-    for t in tokens(CONTENT_LENGTH) {
-        let n = std::str::from_utf8(t)
-            .ok()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| H1Error::BadHead("Content-Length".into()))?;
-        if length.is_some_and(|l| l != n) {
-            return Err(H1Error::BadHead("Content-Length values differ".into()));
-        }
-        length = Some(n);
+    if bad_length || (has_length && length.is_none()) {
+        return Err(H1Error::BadHead("Content-Length".into()));
     }
     Ok(match length {
         Some(0) => (Framing::Empty, !close),
         Some(n) => (Framing::Length(n), !close),
         None => (Framing::UntilClose, false),
     })
+}
+
+/// The comma-separated elements of a field value, trimmed, empty ones skipped.
+fn tokens(v: &HeaderValue) -> impl DoubleEndedIterator<Item = &[u8]> {
+    v.as_bytes()
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// A response body read from an upstream connection.
