@@ -16,6 +16,7 @@ pub mod devidp;
 pub mod headers;
 pub mod http;
 pub mod identity;
+pub mod memory;
 pub mod oidc;
 pub mod online;
 pub mod proxy;

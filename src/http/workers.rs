@@ -58,6 +58,12 @@ async fn serve_worker(
 ) {
     let tunnels = Arc::clone(&state.tunnels);
     let router = app(Arc::clone(&state));
+    let peak = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(tidy(
+        Arc::clone(&open),
+        Arc::clone(&tunnels),
+        Arc::clone(&peak),
+    ));
     loop {
         let (stream, peer) = tokio::select! {
             handed = rx.recv() => match handed {
@@ -71,7 +77,9 @@ async fn serve_worker(
         };
         // An upgraded connection (WebSocket) leaves hyper, and `open`, once it switches:
         // it counts against the cap through `tunnels`.
-        if open.fetch_add(1, Ordering::Relaxed) + tunnels.count() >= limits.max_connections {
+        let now = open.fetch_add(1, Ordering::Relaxed) + tunnels.count();
+        peak.fetch_max(now + 1, Ordering::Relaxed);
+        if now >= limits.max_connections {
             open.fetch_sub(1, Ordering::Relaxed);
             tracing::warn!(%peer, max = limits.max_connections, "connection refused: max_connections reached");
             tokio::spawn(refuse(stream));
@@ -138,6 +146,31 @@ async fn serve_worker(
     }
     // Stopping. WebSockets never finish by themselves: close them now, with a frame.
     tunnels.close_all();
+}
+
+/// How often a worker looks whether a wave of connections has ended.
+const TIDY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How many connections (client connections and open upgrades, all workers) must have
+/// ended since the last look for a worker to hand its free memory back.
+const TIDY_DROP: usize = 64;
+
+/// After a wave of connections ends (a thousand WebSockets closing, a load test), each
+/// worker's heap keeps pages that the wave left partly used, and RSS stays above idle
+/// for good. Every [`TIDY_EVERY`], a worker that has seen at least [`TIDY_DROP`] fewer
+/// connections than at the peak since its last look hands its free memory back
+/// (`memory::collect_this_thread`). Under steady load it does nothing.
+async fn tidy(
+    open: Arc<AtomicUsize>,
+    tunnels: Arc<crate::proxy::tunnels::Tunnels>,
+    peak: Arc<AtomicUsize>,
+) {
+    loop {
+        tokio::time::sleep(TIDY_EVERY).await;
+        let now = open.load(Ordering::Relaxed) + tunnels.count();
+        if peak.swap(now, Ordering::Relaxed) >= now + TIDY_DROP {
+            crate::memory::collect_this_thread();
+        }
+    }
 }
 
 /// How many workers: one per CPU (`GATEHOUSE_WORKERS` overrides).
