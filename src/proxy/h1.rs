@@ -5,17 +5,16 @@
 //! connection's read buffer without copying. Everything else (bodies, upgrades) goes
 //! through hyper's client (`pool.rs`).
 //!
-//! Strict on what it reads: the head is parsed by httparse (hyper's parser) within a size
-//! limit; the body's length follows RFC 9112 §6.3 (no body for HEAD, 1xx, 204 and 304;
-//! `Transfer-Encoding` over `Content-Length`; a `Content-Length` must be one number); a
-//! connection goes back to the pool only when its body ended exactly where the framing
-//! said, with nothing after it, and neither side asked to close.
+//! What it reads is parsed strictly, by `response.rs`. A connection goes back to the
+//! pool only when its body ended exactly where the framing said, with nothing after it,
+//! and neither side asked to close.
 
-use super::chunked::{ChunkError, Chunked, Step};
+use super::chunked::Step;
+pub use super::response::H1Error;
+use super::response::{read_head, Framing};
 use crate::headers::Additions;
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
-use bytes::{Buf, Bytes, BytesMut};
+use axum::http::{HeaderMap, Method, Response};
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -24,35 +23,14 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Most response header fields (hyper's limit too).
-const MAX_HEADERS: usize = 100;
 /// First read size; doubled while reads fill it, up to [`READ_MAX`].
 const READ_MIN: usize = 8 * 1024;
-/// Largest read, and the largest response head.
+/// Largest read.
 pub const READ_MAX: usize = 64 * 1024;
-/// Most interim (1xx) responses skipped before the final one.
-const MAX_INTERIM: usize = 8;
 /// Most connections kept.
 const MAX_KEPT: usize = 256;
 /// An idle connection older than this is closed rather than used.
 const IDLE_FOR: Duration = Duration::from_secs(90);
-
-/// Why an exchange failed.
-#[derive(Debug, thiserror::Error)]
-pub enum H1Error {
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("connection closed before the response head")]
-    ClosedBeforeHead,
-    #[error("connection closed before the end of the response body")]
-    Truncated,
-    #[error("invalid response head: {0}")]
-    BadHead(String),
-    #[error("response head larger than {READ_MAX} bytes")]
-    HeadTooLarge,
-    #[error("invalid chunked body: {0}")]
-    Chunk(#[from] ChunkError),
-}
 
 /// An exchange that failed, and whether any byte of a response had arrived (if not, the
 /// request may be sent again on a new connection: GET and HEAD are safe to repeat).
@@ -198,56 +176,22 @@ pub async fn exchange(
     loop {
         if !conn.buf.is_empty() {
             received = true;
-            match parse_head(&conn.buf) {
+            match read_head(&mut conn.buf, method == Method::HEAD, &mut interim) {
                 Err(error) => {
                     return Err(Failed {
                         error,
                         nothing_received: false,
                     })
                 }
-                Ok(None) if conn.buf.len() >= READ_MAX => {
-                    return Err(Failed {
-                        error: H1Error::HeadTooLarge,
-                        nothing_received: false,
-                    })
-                }
                 Ok(None) => {}
-                Ok(Some((len, _))) if len > READ_MAX => {
-                    return Err(Failed {
-                        error: H1Error::HeadTooLarge,
-                        nothing_received: false,
-                    })
-                }
-                Ok(Some((len, head))) => {
-                    conn.buf.advance(len);
-                    if head.status.is_informational() {
-                        interim += 1;
-                        if head.status == StatusCode::SWITCHING_PROTOCOLS || interim > MAX_INTERIM {
-                            return Err(Failed {
-                                error: H1Error::BadHead(format!("unexpected {}", head.status)),
-                                nothing_received: false,
-                            });
-                        }
-                        continue;
-                    }
-                    let mut headers = head.headers;
-                    let (framing, reusable) = framing(
-                        head.status,
-                        method == Method::HEAD,
-                        head.version,
-                        &mut headers,
-                    )
-                    .map_err(|error| Failed {
-                        error,
-                        nothing_received: false,
-                    })?;
+                Ok(Some(answer)) => {
                     let mut resp = Response::new(UpstreamBody::new(
                         conn,
-                        framing,
-                        reusable.then(|| Arc::clone(kept)),
+                        answer.framing,
+                        answer.reusable.then(|| Arc::clone(kept)),
                     ));
-                    *resp.status_mut() = head.status;
-                    *resp.headers_mut() = headers;
+                    *resp.status_mut() = answer.status;
+                    *resp.headers_mut() = answer.headers;
                     return Ok(resp);
                 }
             }
@@ -271,129 +215,6 @@ pub async fn exchange(
     }
 }
 
-struct Head {
-    status: StatusCode,
-    version: Version,
-    headers: HeaderMap,
-}
-
-/// A complete response head at the front of `buf` and its length, `None` if partial.
-fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, H1Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut fields);
-    let len = match r.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(H1Error::BadHead(e.to_string())),
-    };
-    let bad = |what: &str| H1Error::BadHead(what.to_string());
-    let status = r
-        .code
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or_else(|| bad("status code"))?;
-    let version = match r.version {
-        Some(1) => Version::HTTP_11,
-        _ => Version::HTTP_10,
-    };
-    // Room for what gatehouse may add (Vary, Cache-Control, Set-Cookie): no growth.
-    let mut headers = HeaderMap::with_capacity(r.headers.len() + 4);
-    for f in r.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| bad("field name"))?;
-        let value = HeaderValue::from_bytes(f.value).map_err(|_| bad("field value"))?;
-        headers.append(name, value);
-    }
-    Ok(Some((
-        len,
-        Head {
-            status,
-            version,
-            headers,
-        },
-    )))
-}
-
-/// How the body is delimited.
-#[derive(Debug)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked(Chunked),
-    UntilClose,
-}
-
-/// RFC 9112 §6.3, and whether the connection may carry another request afterwards.
-/// One pass over the (few) fields of the response head.
-fn framing(
-    status: StatusCode,
-    head_request: bool,
-    version: Version,
-    headers: &mut HeaderMap,
-) -> Result<(Framing, bool), H1Error> {
-    let mut close = version != Version::HTTP_11;
-    // `Some(last coding is chunked)` once a Transfer-Encoding is seen.
-    let mut chunked: Option<bool> = None;
-    let mut length: Option<u64> = None;
-    let mut has_length = false;
-    let mut bad_length = false;
-    for (name, value) in headers.iter() {
-        if name == CONNECTION {
-            close |= value
-                .as_bytes()
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
-        } else if name == TRANSFER_ENCODING {
-            if let Some(last) = tokens(value).next_back() {
-                chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
-            } else {
-                chunked.get_or_insert(false);
-            }
-        } else if name == CONTENT_LENGTH {
-            has_length = true;
-            for t in tokens(value) {
-                let n = (t.iter().all(u8::is_ascii_digit) && t.len() <= 19)
-                    .then(|| std::str::from_utf8(t).ok()?.parse::<u64>().ok())
-                    .flatten();
-                match (n, length) {
-                    (Some(n), Some(l)) if n != l => bad_length = true,
-                    (Some(n), _) => length = Some(n),
-                    (None, _) => bad_length = true,
-                }
-            }
-        }
-    }
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::Empty, !close));
-    }
-    if let Some(chunked) = chunked {
-        // With a Content-Length too, the message was framed two ways: never reuse, and
-        // do not pass the length on (RFC 9112 §6.3: Transfer-Encoding overrides it).
-        if has_length {
-            headers.remove(CONTENT_LENGTH);
-        }
-        return Ok(if chunked {
-            (Framing::Chunked(Chunked::default()), !close && !has_length)
-        } else {
-            (Framing::UntilClose, false)
-        });
-    }
-    if bad_length || (has_length && length.is_none()) {
-        return Err(H1Error::BadHead("Content-Length".into()));
-    }
-    Ok(match length {
-        Some(0) => (Framing::Empty, !close),
-        Some(n) => (Framing::Length(n), !close),
-        None => (Framing::UntilClose, false),
-    })
-}
-
-/// The comma-separated elements of a field value, trimmed, empty ones skipped.
-fn tokens(v: &HeaderValue) -> impl DoubleEndedIterator<Item = &[u8]> {
-    v.as_bytes()
-        .split(|b| *b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
 /// A response body read from an upstream connection.
 pub struct UpstreamBody {
     /// `None` once the body ended (the connection went back to the pool or was closed).
@@ -414,7 +235,7 @@ impl UpstreamBody {
             failed: None,
         };
         // Nothing to read: hyper will not poll a body that says it has ended.
-        if matches!(body.framing, Framing::Empty) {
+        if body.framing.is_done() {
             body.finish();
         }
         body
@@ -460,43 +281,30 @@ impl hyper::body::Body for UpstreamBody {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(this.failed.take().map(Err));
             };
-            match &mut this.framing {
-                Framing::Empty => {
+            match this.framing.take(&mut conn.buf) {
+                Ok(Step::Data(data)) => {
+                    // The last bytes of a length-delimited body: give the connection back
+                    // now, as hyper will not poll a body that says it has ended.
+                    if this.framing.is_done() {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Step::Done) => {
                     this.finish();
                     return Poll::Ready(None);
                 }
-                Framing::Length(left) if !conn.buf.is_empty() => {
-                    let n = usize::try_from(*left)
-                        .unwrap_or(usize::MAX)
-                        .min(conn.buf.len());
-                    let data = conn.buf.split_to(n).freeze();
-                    *left -= n as u64;
-                    if *left == 0 {
-                        this.finish();
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Chunked(dec) => match dec.step(&mut conn.buf) {
-                    Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                    Ok(Step::Done) => {
-                        this.finish();
-                        return Poll::Ready(None);
-                    }
-                    Ok(Step::NeedMore) => {}
-                    Err(e) => return this.fail(e.into(), cx),
-                },
-                Framing::UntilClose if !conn.buf.is_empty() => {
-                    let data = conn.buf.split().freeze();
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Length(_) | Framing::UntilClose => {}
+                Ok(Step::NeedMore) => {}
+                Err(e) => return this.fail(e, cx),
             }
             match ready!(conn.poll_fill(cx)) {
-                Ok(0) if matches!(this.framing, Framing::UntilClose) => {
-                    this.conn = None;
-                    return Poll::Ready(None);
-                }
-                Ok(0) => return this.fail(H1Error::Truncated, cx),
+                Ok(0) => match this.framing.at_eof() {
+                    Ok(()) => {
+                        this.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    Err(e) => return this.fail(e, cx),
+                },
                 Ok(_) => {}
                 Err(e) => return this.fail(e.into(), cx),
             }

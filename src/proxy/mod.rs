@@ -4,9 +4,10 @@
 //!
 //! Trusts its input: `http::gate` already sanitised the headers.
 
-mod chunked;
+pub mod chunked;
 mod h1;
 mod pool;
+pub mod response;
 pub mod tunnels;
 mod upgrade;
 
