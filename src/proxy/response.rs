@@ -157,8 +157,14 @@ fn framing(
             }
         } else if name == CONTENT_LENGTH {
             has_length = true;
-            for t in tokens(value) {
-                let n = (t.iter().all(u8::is_ascii_digit) && t.len() <= 19)
+            // Every element must be a number (hyper's rule): an empty one (`, 5`) too
+            // is refused, as a sign of a length someone tampered with.
+            for t in value
+                .as_bytes()
+                .split(|b| *b == b',')
+                .map(<[u8]>::trim_ascii)
+            {
+                let n = (!t.is_empty() && t.iter().all(u8::is_ascii_digit) && t.len() <= 19)
                     .then(|| std::str::from_utf8(t).ok()?.parse::<u64>().ok())
                     .flatten();
                 match (n, length) {

@@ -78,6 +78,10 @@ fn script(method: &str, path: &str, conn: usize) -> (Vec<u8>, bool) {
             with("HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n{tag}\r\n", b"hello"),
             true,
         ),
+        "/wire/empty-length-element" => (
+            with("HTTP/1.1 200 OK\r\ncontent-length: ,5\r\n{tag}\r\n", b"hello"),
+            true,
+        ),
         "/wire/signed-length" => (
             with("HTTP/1.1 200 OK\r\ncontent-length: +5\r\n{tag}\r\n", b"hello"),
             true,
@@ -324,6 +328,7 @@ async fn a_malformed_answer_is_a_502_or_a_cut_body_never_a_hang_or_a_wrong_body(
     for path in [
         "/wire/bad-length",
         "/wire/signed-length",
+        "/wire/empty-length-element",
         "/wire/switch",
         "/wire/huge-head",
         "/wire/folded",
