@@ -16,6 +16,7 @@ mod outages;
 mod presets;
 mod providers;
 mod proxy;
+mod real_upstreams;
 mod support;
 mod tokens;
 mod upstream_wire;

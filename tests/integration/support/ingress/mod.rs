@@ -154,21 +154,47 @@ impl Ingress {
     /// (blocking: call it from `spawn_blocking`). Panics with the peer's log if it exits
     /// or never gets ready.
     pub fn start(kind: Kind, w: &Wiring) -> Ingress {
+        let dir = temp_dir(kind);
+        match kind {
+            Kind::Nginx => write(&dir, "nginx.conf", &nginx_conf(w)),
+            Kind::Caddy => write(&dir, "Caddyfile", &caddyfile(w, &dir)),
+            Kind::Traefik => {
+                write(&dir, "dynamic.yml", &traefik_dynamic(w));
+                write(&dir, "traefik.yml", &traefik_static(w, &dir));
+            }
+            Kind::Envoy => write(&dir, "envoy.yaml", &envoy_yaml(w)),
+        }
+        Ingress::run(kind, dir, w.listen_port)
+    }
+
+    /// Starts nginx or Caddy with a configuration of the caller's (`config` is given
+    /// the temp directory it runs in), listening on `port` and answering
+    /// `/ingress-ready`: a real server as gatehouse's upstream.
+    pub fn start_with(kind: Kind, port: u16, config: impl FnOnce(&Path) -> String) -> Ingress {
+        let dir = temp_dir(kind);
+        let name = match kind {
+            Kind::Nginx => "nginx.conf",
+            Kind::Caddy => "Caddyfile",
+            Kind::Traefik | Kind::Envoy => panic!("start_with: nginx or Caddy only"),
+        };
+        write(&dir, name, &config(&dir));
+        Ingress::run(kind, dir, port)
+    }
+
+    /// Starts the peer on the configuration written in `dir` and waits until it answers.
+    fn run(kind: Kind, dir: PathBuf, port: u16) -> Ingress {
         let bin = kind
             .binary()
             .unwrap_or_else(|| panic!("{} is not installed: {}", kind.name(), kind.install_hint()));
-        let dir = temp_dir(kind);
         let mut cmd = Command::new(&bin);
         match kind {
             Kind::Nginx => {
                 std::fs::create_dir_all(dir.join("tmp")).expect("nginx temp dir");
-                write(&dir, "nginx.conf", &nginx_conf(w));
                 cmd.arg("-e").arg("stderr").arg("-p").arg(&dir);
                 cmd.arg("-c").arg(dir.join("nginx.conf"));
                 cmd.args(["-g", "daemon off; master_process off;"]);
             }
             Kind::Caddy => {
-                write(&dir, "Caddyfile", &caddyfile(w, &dir));
                 cmd.arg("run").arg("--config").arg(dir.join("Caddyfile"));
                 cmd.args(["--adapter", "caddyfile"]);
                 // Caddy keeps state under $HOME / XDG dirs: keep it in the temp dir.
@@ -177,15 +203,12 @@ impl Ingress {
                     .env("XDG_DATA_HOME", dir.join("data"));
             }
             Kind::Traefik => {
-                write(&dir, "dynamic.yml", &traefik_dynamic(w));
-                write(&dir, "traefik.yml", &traefik_static(w, &dir));
                 cmd.arg(format!(
                     "--configFile={}",
                     dir.join("traefik.yml").display()
                 ));
             }
             Kind::Envoy => {
-                write(&dir, "envoy.yaml", &envoy_yaml(w));
                 cmd.arg("-c").arg(dir.join("envoy.yaml"));
                 cmd.args(["--use-dynamic-base-id", "--disable-hot-restart"]);
                 cmd.args(["--concurrency", "2", "--log-level", "warn"]);
@@ -201,12 +224,12 @@ impl Ingress {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
         let mut ingress = Ingress {
-            url: format!("http://127.0.0.1:{}", w.listen_port),
+            url: format!("http://127.0.0.1:{port}"),
             kind,
             dir,
             child,
         };
-        ingress.wait_ready(w.listen_port);
+        ingress.wait_ready(port);
         ingress
     }
 
