@@ -57,6 +57,10 @@ umask 077   # the temp dir holds session cookies in the driver's memory only, bu
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+BENCH_TAG=soak
+KEPT_WHAT="samples, logs and summary"
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 SOAK_SECONDS="${SOAK_SECONDS:-600}"
 SOAK_WARMUP="${SOAK_WARMUP:-120}"
@@ -92,35 +96,6 @@ OUTAGES=()
 
 # ---------------------------------------------------------------- helpers --
 
-log() { printf '[soak] %s\n' "$*" >&2; }
-die() { printf '[soak] error: %s\n' "$*" >&2; exit 1; }
-
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "$KEEP_TMP" == 1 || ( $rc -ne 0 && $rc -ne 130 && $rc -ne 143 ) ]]; then
-            log "samples, logs and summary kept in $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
-    exit "$rc"
-}
-
 forget_pid() {
     local i
     for i in "${!PIDS[@]}"; do
@@ -129,47 +104,9 @@ forget_pid() {
     return 0
 }
 
-# curl that only ever talks to loopback and never goes through a proxy.
-lcurl() { curl --noproxy '*' --silent --show-error --max-time 10 "$@"; }
-
-# Print N distinct free TCP ports on 127.0.0.1.
-free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-}
-
-# Wait until URL answers 200; fail early if PID died.
-wait_for_http() {
-    local url="$1" pid="$2" name="$3" logfile="$4" i
-    for ((i = 0; i < 150; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 30 "$logfile" >&2 || true
-            die "$name exited before it answered on $url (log above: $logfile)"
-        fi
-        if lcurl --max-time 1 --fail -o /dev/null "$url" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    tail -n 30 "$logfile" >&2 || true
-    die "$name did not answer on $url within 30s"
-}
-
 now() { date +%s.%N; }
 elapsed() { awk -v a="$(now)" -v b="$T0" 'BEGIN { printf "%d", a - b }'; }
 status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-# the measure asked for: `ls /proc/<pid>/fd | wc -l` (fd names are plain numbers)
-# shellcheck disable=SC2012
-fd_count() { ls "/proc/$1/fd" | wc -l; }
 
 # Connection counts from /proc/net/tcp (ESTABLISHED only), printed as
 # "<client> <upstream> <idp>": client connections to gatehouse (local port = gatehouse's),
@@ -238,18 +175,6 @@ check_settings() {
         command -v "$t" >/dev/null 2>&1 || missing+=("$t")
     done
     ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]}"
-}
-
-resolve_gatehouse_bin() {
-    if [[ -z "$GATEHOUSE_BIN" ]]; then
-        command -v cargo >/dev/null 2>&1 \
-            || die "cargo not found; install Rust or set GATEHOUSE_BIN=/path/to/gatehouse"
-        log "building gatehouse (cargo build --release) ..."
-        cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2 || die "cargo build --release failed"
-        GATEHOUSE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/gatehouse"
-    fi
-    [[ -x "$GATEHOUSE_BIN" ]] || die "GATEHOUSE_BIN is not an executable file: $GATEHOUSE_BIN"
-    log "gatehouse binary: $GATEHOUSE_BIN"
 }
 
 start_upstream() {

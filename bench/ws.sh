@@ -37,6 +37,10 @@ umask 077   # the temp dir holds a session cookie jar
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+BENCH_TAG=ws
+KEPT_WHAT="logs"
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 WS_COUNT="${WS_COUNT:-1000}"
 HOLD="${HOLD:-20}"
@@ -60,55 +64,6 @@ STARTED_AT=$SECONDS
 TMP=""
 PIDS=()
 GATEHOUSE_PID="" ECHO_PORT="" GATEHOUSE_PORT="" SESSION_COOKIE=""
-
-log() { printf '[ws] %s\n' "$*" >&2; }
-die() { printf '[ws] error: %s\n' "$*" >&2; exit 1; }
-
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "$KEEP_TMP" == 1 || ( $rc -ne 0 && $rc -ne 130 && $rc -ne 143 ) ]]; then
-            log "logs kept in $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
-    exit "$rc"
-}
-
-lcurl() { curl --noproxy '*' --silent --show-error --max-time 10 "$@"; }
-
-require_loopback_url() {
-    if [[ ! "$1" =~ ^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/|$) ]]; then
-        die "$2 is not a loopback http URL, refusing to contact it: '$1'"
-    fi
-}
-
-# Run a tracked child in the foreground of the script (Ctrl-C stops it too).
-run_child() {
-    local pid rc=0 i
-    "$@" &
-    pid=$!
-    PIDS+=("$pid")
-    wait "$pid" || rc=$?
-    for i in "${!PIDS[@]}"; do
-        [[ "${PIDS[$i]}" == "$pid" ]] && unset 'PIDS[i]'
-    done
-    return "$rc"
-}
-
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 # Each WebSocket through gatehouse costs a descriptor in the client, two in gatehouse
 # and one in the echo server, all children of this shell: raise the soft limit.
@@ -139,17 +94,6 @@ check_settings() {
     for v in curl python3 awk; do
         command -v "$v" >/dev/null 2>&1 || die "missing tool: $v"
     done
-}
-
-resolve_gatehouse_bin() {
-    if [[ -z "$GATEHOUSE_BIN" ]]; then
-        command -v cargo >/dev/null 2>&1 || die "cargo not found; set GATEHOUSE_BIN=/path/to/gatehouse"
-        log "building gatehouse (cargo build --release) ..."
-        run_child cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2 || die "cargo build --release failed"
-        GATEHOUSE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/gatehouse"
-    fi
-    [[ -x "$GATEHOUSE_BIN" ]] || die "GATEHOUSE_BIN is not an executable file: $GATEHOUSE_BIN"
-    log "gatehouse binary: $GATEHOUSE_BIN"
 }
 
 # wait_for_line FILE REGEX PID NAME: until FILE has a line matching REGEX.
