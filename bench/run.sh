@@ -77,6 +77,7 @@ ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 BENCH_TAG=bench
 KEPT_WHAT="logs and configs"
 # shellcheck source=bench/lib.sh
+# shellcheck source=bench/lib.sh
 source "$SCRIPT_DIR/lib.sh"
 
 DURATION="${DURATION:-5s}"
@@ -1084,6 +1085,20 @@ round_ratios() {
     printf '%s' "${line# }"
 }
 
+# round_p99_deltas A B BODY CONNECTIONS: p99(A) - p99(B) in ms for each round (the two
+# ran back to back in that round, so they saw the same machine), space-separated, then
+# " median X": the median of those differences. Pairing by round keeps one noisy round
+# from deciding the comparison, which the p99 of the median-by-req/s round can do.
+round_p99_deltas() {
+    local r line=""
+    for ((r = 1; r <= ROUNDS; r++)); do
+        line+="$(awk -v a="${RES[$1|$3|$4|$r.p99_us]}" -v b="${RES[$2|$3|$4|$r.p99_us]}" \
+            'BEGIN { printf " %+.2f", (a - b) / 1000 }')"
+    done
+    printf '%s  median %s' "${line# }" "$(tr ' ' '\n' <<<"${line# }" | sort -g \
+        | awk '{ v[NR] = $1 } END { m = (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2); printf "%+.2f", m }')"
+}
+
 # ratio NUM DEN BODY CONNECTIONS: median rps(NUM)/rps(DEN), or n/a when one was not measured.
 ratio() {
     if wanted "$1" && wanted "$2"; then
@@ -1164,6 +1179,9 @@ print_report() {
                 line=""
                 for b in "${BODY_LIST[@]}"; do line+="  $b: $(round_ratios gatehouse nginx "$b" "$c")"; done
                 printf 'gatehouse/nginx in each round:%s\n' "$line"
+                for b in "${BODY_LIST[@]}"; do
+                    printf 'p99 gatehouse-nginx, ms, %-5s %s\n' "$b:" "$(round_p99_deltas gatehouse nginx "$b" "$c")"
+                done
             fi
             if wanted apache && wanted nginx; then
                 line=""
