@@ -51,7 +51,7 @@
 #                    nginx-ceiling gatehouse-auth
 #   GATEHOUSE_BIN    gatehouse binary; unset = `cargo build --release` and use
 #                    target/release/gatehouse
-#   TOKEN_TTL        ID token lifetime at both IdPs, seconds; longer than the run,
+#   TOKEN_TTL        ID token lifetime at the dev IdP, seconds; longer than the run,
 #                    so no refresh happens under load                 (default 7200)
 #   APACHE_BIN       the httpd binary (default: apache2, else httpd, from PATH)
 #   APACHE_MODULES   directory of the httpd modules      (default /usr/lib/apache2/modules)
@@ -101,6 +101,8 @@ BENCH_USER="bench"
 BENCH_GROUPS="admins"
 COOKIE_NAME="_gatehouse"
 APACHE_COOKIE_NAME="mod_auth_openidc_session"
+APACHE_CLIENT_ID="apache-bench"
+APACHE_CLIENT_SECRET=""  # set when the dev IdP is started with Apache's client
 HOST="127.0.0.1"
 STARTED_AT=$SECONDS
 
@@ -126,7 +128,7 @@ declare -A BODY_WHAT=([small]="JSON status object, nginx return 200"
                       [log]="text log file, nginx sendfile")
 KNOWN_BODIES=(small k8s log)
 
-UPSTREAM_PORT="" NGINX_PORT="" GATEHOUSE_PORT="" APACHE_PORT="" STANDIN_PORT=""
+UPSTREAM_PORT="" NGINX_PORT="" GATEHOUSE_PORT="" APACHE_PORT="" IDP_PORT=""
 WHOAMI_PORT="" NGINX_FA_PORT="" NGINX_CEILING_PORT="" AUTH_STUB_PORT=""
 GATEHOUSE_PID="" APACHE_PID=""
 SESSION_COOKIE=""     # gatehouse's session, one Cookie header value
@@ -228,10 +230,10 @@ LUA
 }
 
 allocate_ports() {
-    read -r UPSTREAM_PORT NGINX_PORT GATEHOUSE_PORT APACHE_PORT STANDIN_PORT WHOAMI_PORT \
+    read -r UPSTREAM_PORT NGINX_PORT GATEHOUSE_PORT APACHE_PORT IDP_PORT WHOAMI_PORT \
         NGINX_FA_PORT NGINX_CEILING_PORT AUTH_STUB_PORT < <(free_ports 9)
     log "ports: upstream=$UPSTREAM_PORT nginx=$NGINX_PORT gatehouse=$GATEHOUSE_PORT apache=$APACHE_PORT" \
-        "stand-in-idp=$STANDIN_PORT whoami=$WHOAMI_PORT nginx-fa=$NGINX_FA_PORT" \
+        "dev-idp=$IDP_PORT whoami=$WHOAMI_PORT nginx-fa=$NGINX_FA_PORT" \
         "nginx-ceiling=$NGINX_CEILING_PORT auth-stub=$AUTH_STUB_PORT"
 }
 
@@ -578,15 +580,21 @@ start_nginx_ceiling() {
     launch_nginx nginx-ceiling "$dir" "$NGINX_CEILING_PORT"
 }
 
-# (c) gatehouse demo (dev IdP + gatehouse) in front of the upstream (a)
+# (c) gatehouse demo (dev IdP + gatehouse) in front of the upstream (a). With (f), the
+# dev IdP also knows Apache's client, so both sign in at the same provider.
 start_gatehouse() {
-    local i
-    log "starting gatehouse demo on $HOST:$GATEHOUSE_PORT (token TTL ${TOKEN_TTL}s)"
+    local i extra=()
+    if wanted apache; then
+        APACHE_CLIENT_SECRET="$(random_token)"
+        extra=(--extra-client "$APACHE_CLIENT_ID:$APACHE_CLIENT_SECRET:$(apache_redirect)")
+    fi
+    log "starting gatehouse demo on $HOST:$GATEHOUSE_PORT, its dev IdP on $HOST:$IDP_PORT (token TTL ${TOKEN_TTL}s)"
     "$GATEHOUSE_BIN" demo \
         --listen "$HOST:$GATEHOUSE_PORT" \
-        --idp-listen "$HOST:0" \
+        --idp-listen "$HOST:$IDP_PORT" \
         --upstream "http://$HOST:$UPSTREAM_PORT" \
         --token-ttl "$TOKEN_TTL" \
+        "${extra[@]}" \
         >"$TMP/demo.out" 2>"$TMP/demo.err" &
     GATEHOUSE_PID=$!
     PIDS+=("$GATEHOUSE_PID")
@@ -608,7 +616,7 @@ start_gatehouse() {
 is_redirect() { [[ "$1" =~ ^30[12378]$ ]]; }
 
 # oidc_login NAME START_URL JAR COOKIE_NAME: logs in as a script would with curl, the
-# same three steps for gatehouse (dev IdP) and Apache (stand-in IdP): GET START_URL as a
+# same three steps for gatehouse and Apache (both at the dev IdP): GET START_URL as a
 # browser (302 to the authorize URL), POST the username/groups form there (302 to the
 # relying party's callback), GET the callback with the jar (the session cookie is set).
 # Prints the session cookie(s) COOKIE_NAME, COOKIE_NAME_<n> / COOKIE_NAME_chunks, as
@@ -672,14 +680,17 @@ for name in sys.argv[1:]:
     log "replaying $((${#IDENTITY_HEADERS[@]} / 2)) identity headers to the upstream and nginx runs"
 }
 
-# (f) Apache httpd + mod_auth_openidc + mod_proxy_http in front of (a), and the
-# stand-in IdP it signs in at (bench/oidc_standin.py; see bench/README.md for why it is
-# not the dev IdP). Everything under $TMP/apache.
+apache_redirect() { printf 'http://%s:%s/oauth2/callback' "$HOST" "$APACHE_PORT"; }
+
+# (f) Apache httpd + mod_auth_openidc + mod_proxy_http in front of (a), signing in at
+# gatehouse demo's dev IdP as client $APACHE_CLIENT_ID (start_gatehouse registered it).
+# Everything under $TMP/apache.
 start_apache() {
-    local dir secret passphrase run_as="" m="$APACHE_MODULES" redirect
+    local dir passphrase run_as="" m="$APACHE_MODULES" redirect
     dir="$(nginx_dir apache)"
-    secret="$(random_token)" passphrase="$(random_token)"
-    redirect="http://$HOST:$APACHE_PORT/oauth2/callback"
+    passphrase="$(random_token)"
+    redirect="$(apache_redirect)"
+    [[ -n "$APACHE_CLIENT_SECRET" ]] || die "internal: Apache's client was not registered at the dev IdP"
     # a client-cookie session drops the raw ID token unless told to keep it (gatehouse's
     # cookie carries it, and X-Forwarded-Id-Token needs it)
     local oidc_session_type="$APACHE_SESSION_TYPE" mpm
@@ -705,13 +716,6 @@ MaxConnectionsPerChild  0"
     fi
     [[ "$oidc_session_type" == client-cookie ]] && oidc_session_type="client-cookie:store_id_token"
 
-    log "starting the stand-in IdP for Apache on $HOST:$STANDIN_PORT"
-    python3 "$SCRIPT_DIR/oidc_standin.py" --listen "$HOST:$STANDIN_PORT" \
-        --client-id apache-bench --client-secret="$secret" --redirect-uri "$redirect" \
-        --token-ttl "$TOKEN_TTL" >"$dir/idp.out" 2>"$dir/idp.log" &
-    local idp_pid=$!
-    PIDS+=("$idp_pid")
-    wait_for_http "http://$HOST:$STANDIN_PORT/.well-known/openid-configuration" "$idp_pid" "stand-in IdP" "$dir/idp.log"
 
     if [[ "$(id -u)" == 0 ]]; then
         # httpd refuses to serve as root; its children drop to this user
@@ -751,9 +755,9 @@ KeepAlive On
 MaxKeepAliveRequests 1000
 KeepAliveTimeout 5
 
-OIDCProviderMetadataURL http://$HOST:$STANDIN_PORT/.well-known/openid-configuration
-OIDCClientID apache-bench
-OIDCClientSecret $secret
+OIDCProviderMetadataURL http://$HOST:$IDP_PORT/.well-known/openid-configuration
+OIDCClientID $APACHE_CLIENT_ID
+OIDCClientSecret $APACHE_CLIENT_SECRET
 OIDCRedirectURI $redirect
 OIDCCryptoPassphrase $passphrase
 OIDCPKCEMethod S256
@@ -1221,7 +1225,8 @@ print_report() {
         printf 'apache: event MPM %s, mod_auth_openidc %s sessions,\n' \
             "$([[ "$APACHE_MPM" == shipped ]] && echo "as Debian ships it (MaxRequestWorkers 150)" || echo "sized (400 threads)")" \
             "$APACHE_SESSION_TYPE"
-        printf '        signed in at the stand-in IdP bench/oidc_standin.py (the dev IdP has no second client)\n'
+        printf '        signed in at the dev IdP of gatehouse demo, the provider gatehouse uses (client %s)\n' \
+            "$APACHE_CLIENT_ID"
     fi
     printf 'run time: %dm%02ds\n' $(((SECONDS - STARTED_AT) / 60)) $(((SECONDS - STARTED_AT) % 60))
     local where="" bodies n

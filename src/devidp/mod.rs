@@ -2,6 +2,9 @@
 //! any username logs in, with whatever groups are typed. It still speaks real OIDC
 //! (discovery, JWKS, authorization code with mandatory PKCE S256, refresh with rotation,
 //! userinfo, end session) so gatehouse runs its production code path against it.
+//! Besides gatehouse it can know other clients (`demo --extra-client`), so a peer such
+//! as Apache with mod_auth_openidc signs in at the same provider in `bench/run.sh`.
+//! Codes, refresh tokens and ID tokens are bound to the client they were issued to.
 
 mod keys;
 
@@ -20,7 +23,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// The one client the development IdP knows.
+/// A client the development IdP knows.
 #[derive(Clone, Debug)]
 pub struct DevClient {
     pub client_id: String,
@@ -31,6 +34,7 @@ pub struct DevClient {
 }
 
 struct Grant {
+    client_id: String,
     username: String,
     groups: Vec<String>,
     nonce: Option<String>,
@@ -41,15 +45,28 @@ struct Grant {
 
 struct Idp {
     issuer: String,
-    client: DevClient,
+    clients: Vec<DevClient>,
     key: SigningKey,
     codes: Mutex<HashMap<String, Grant>>,
     refresh: Mutex<HashMap<String, Issued>>,
     access: Mutex<HashMap<String, Issued>>,
 }
 
-/// Who a token was issued to, and until when (Unix seconds) it is kept.
-type Issued = (String, Vec<String>, u64);
+/// Who a token was issued to, for which client, and until when (Unix seconds) it is kept.
+#[derive(Clone)]
+struct Issued {
+    username: String,
+    groups: Vec<String>,
+    client_id: String,
+    until: u64,
+}
+
+impl Idp {
+    fn client(&self, client_id: Option<&str>) -> Option<&DevClient> {
+        let id = client_id?;
+        self.clients.iter().find(|c| c.client_id == id)
+    }
+}
 
 /// How long an unused refresh token or an unredeemed code is kept.
 const REFRESH_KEPT: u64 = 8 * 3600;
@@ -62,11 +79,12 @@ fn prune<V>(map: &mut HashMap<String, V>, until: impl Fn(&V) -> u64) {
     map.retain(|_, v| until(v) > now);
 }
 
-/// Builds the development IdP's router for `issuer` (its own base URL).
-pub fn app(issuer: String, client: DevClient) -> Result<Router, String> {
+/// Builds the development IdP's router for `issuer` (its own base URL), knowing
+/// `clients` (their ids must differ; the caller checks).
+pub fn app(issuer: String, clients: Vec<DevClient>) -> Result<Router, String> {
     let idp = Arc::new(Idp {
         issuer,
-        client,
+        clients,
         key: SigningKey::generate()?,
         codes: Mutex::new(HashMap::new()),
         refresh: Mutex::new(HashMap::new()),
@@ -126,12 +144,12 @@ fn bad_request(msg: &str) -> Response {
         .into_response()
 }
 
-fn check_authorize(idp: &Idp, q: &AuthorizeQuery) -> Result<(), &'static str> {
-    if q.client_id.as_deref() != Some(idp.client.client_id.as_str()) {
+fn check_authorize<'a>(idp: &'a Idp, q: &AuthorizeQuery) -> Result<&'a DevClient, &'static str> {
+    let Some(client) = idp.client(q.client_id.as_deref()) else {
         return Err("unknown client_id");
-    }
-    if q.redirect_uri.as_deref() != Some(idp.client.redirect_uri.as_str()) {
-        return Err("redirect_uri is not the registered one");
+    };
+    if q.redirect_uri.as_deref() != Some(client.redirect_uri.as_str()) {
+        return Err("redirect_uri is not the one registered for this client");
     }
     if q.response_type.as_deref() != Some("code") {
         return Err("only response_type=code is supported");
@@ -139,20 +157,21 @@ fn check_authorize(idp: &Idp, q: &AuthorizeQuery) -> Result<(), &'static str> {
     if q.code_challenge.is_none() || q.code_challenge_method.as_deref() != Some("S256") {
         return Err("PKCE with S256 is required");
     }
-    Ok(())
+    Ok(client)
 }
 
 async fn authorize_form(State(idp): State<Arc<Idp>>, Query(q): Query<AuthorizeQuery>) -> Response {
-    if let Err(e) = check_authorize(&idp, &q) {
-        return bad_request(e);
-    }
+    let client = match check_authorize(&idp, &q) {
+        Ok(c) => c,
+        Err(e) => return bad_request(e),
+    };
     shell(
         "Development sign-in",
         &format!(
             "<p style=\"background:#b00020;color:#fff;padding:.6rem\"><strong>DEVELOPMENT ONLY.</strong> This built-in identity provider lets anyone sign in as anyone. Never expose it.</p>\
 <h1>Sign in to the development IdP</h1><form method=\"post\"><p><label>Username <input name=\"username\" value=\"dev\" autofocus></label></p>\
 <p><label>Groups (comma-separated) <input name=\"groups\" value=\"{}\"></label></p><p><button type=\"submit\">Sign in</button></p></form>",
-            escape(&idp.client.default_group)
+            escape(&client.default_group)
         ),
     )
     .into_response()
@@ -170,9 +189,10 @@ async fn authorize_submit(
     Query(q): Query<AuthorizeQuery>,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    if let Err(e) = check_authorize(&idp, &q) {
-        return bad_request(e);
-    }
+    let client = match check_authorize(&idp, &q) {
+        Ok(c) => c,
+        Err(e) => return bad_request(e),
+    };
     let username = f.username.trim().to_string();
     if username.is_empty() {
         return bad_request("a username is required");
@@ -186,6 +206,7 @@ async fn authorize_submit(
         .collect();
     let code = random_token(24);
     let grant = Grant {
+        client_id: client.client_id.clone(),
         username,
         groups,
         nonce: q.nonce.clone(),
@@ -197,7 +218,7 @@ async fn authorize_submit(
         prune(&mut codes, |g| g.issued + CODE_KEPT);
         codes.insert(code.clone(), grant);
     }
-    let Ok(mut target) = url::Url::parse(&idp.client.redirect_uri) else {
+    let Ok(mut target) = url::Url::parse(&client.redirect_uri) else {
         return bad_request("bad redirect_uri");
     };
     target
@@ -227,7 +248,12 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         .into_response()
 }
 
-fn client_authenticated(idp: &Idp, headers: &HeaderMap, form: &TokenForm) -> bool {
+/// The client whose id and secret came with a token request, if they are right.
+fn client_authenticated<'a>(
+    idp: &'a Idp,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Option<&'a DevClient> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -247,13 +273,20 @@ fn client_authenticated(idp: &Idp, headers: &HeaderMap, form: &TokenForm) -> boo
             form.client_secret.clone().unwrap_or_default(),
         ),
     };
-    id == idp.client.client_id && secret == idp.client.client_secret
+    idp.client(Some(&id)).filter(|c| c.client_secret == secret)
 }
 
-fn issue(idp: &Idp, username: &str, groups: &[String], nonce: Option<&str>) -> Response {
+fn issue(
+    idp: &Idp,
+    client: &DevClient,
+    username: &str,
+    groups: &[String],
+    nonce: Option<&str>,
+) -> Response {
     let now = now_secs();
+    let ttl = client.id_token_ttl;
     let mut claims = serde_json::json!({
-        "iss": idp.issuer, "sub": username, "aud": idp.client.client_id, "iat": now, "exp": now + idp.client.id_token_ttl,
+        "iss": idp.issuer, "sub": username, "aud": client.client_id, "iat": now, "exp": now + ttl,
         "email": format!("{username}@example.test"), "email_verified": true, "preferred_username": username,
         "name": username, "groups": groups,
     });
@@ -266,17 +299,25 @@ fn issue(idp: &Idp, username: &str, groups: &[String], nonce: Option<&str>) -> R
     };
     let (access, refresh) = (random_token(24), random_token(24));
     if let (Ok(mut a), Ok(mut r)) = (idp.access.lock(), idp.refresh.lock()) {
-        prune(&mut a, |v| v.2);
-        prune(&mut r, |v| v.2);
-        let who = (username.to_string(), groups.to_vec());
-        a.insert(
-            access.clone(),
-            (who.0.clone(), who.1.clone(), now + idp.client.id_token_ttl),
+        prune(&mut a, |v| v.until);
+        prune(&mut r, |v| v.until);
+        let who = Issued {
+            username: username.to_string(),
+            groups: groups.to_vec(),
+            client_id: client.client_id.clone(),
+            until: now + ttl,
+        };
+        r.insert(
+            refresh.clone(),
+            Issued {
+                until: now + REFRESH_KEPT,
+                ..who.clone()
+            },
         );
-        r.insert(refresh.clone(), (who.0, who.1, now + REFRESH_KEPT));
+        a.insert(access.clone(), who);
     }
     Json(serde_json::json!({
-        "access_token": access, "token_type": "Bearer", "expires_in": idp.client.id_token_ttl,
+        "access_token": access, "token_type": "Bearer", "expires_in": ttl,
         "id_token": id_token, "refresh_token": refresh,
     }))
     .into_response()
@@ -287,20 +328,23 @@ async fn token(
     headers: HeaderMap,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    if !client_authenticated(&idp, &headers, &f) {
+    let Some(client) = client_authenticated(&idp, &headers, &f) else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "unknown client or wrong secret",
         );
-    }
+    };
     match f.grant_type.as_str() {
         "authorization_code" => {
             let grant = f
                 .code
                 .as_deref()
                 .and_then(|c| idp.codes.lock().ok()?.remove(c));
-            let Some(g) = grant.filter(|g| now_secs().saturating_sub(g.issued) < 60) else {
+            // A code works once, and only for the client it was issued to.
+            let Some(g) = grant.filter(|g| {
+                now_secs().saturating_sub(g.issued) < 60 && g.client_id == client.client_id
+            }) else {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",
@@ -323,16 +367,17 @@ async fn token(
                     "PKCE verification failed",
                 );
             }
-            issue(&idp, &g.username, &g.groups, g.nonce.as_deref())
+            issue(&idp, client, &g.username, &g.groups, g.nonce.as_deref())
         }
         "refresh_token" => {
-            // Rotation: a refresh token works once.
+            // Rotation: a refresh token works once, and only for its own client.
             let found = f
                 .refresh_token
                 .as_deref()
-                .and_then(|t| idp.refresh.lock().ok()?.remove(t));
+                .and_then(|t| idp.refresh.lock().ok()?.remove(t))
+                .filter(|i| i.client_id == client.client_id);
             match found {
-                Some((user, groups, _)) => issue(&idp, &user, &groups, None),
+                Some(i) => issue(&idp, client, &i.username, &i.groups, None),
                 None => oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",
@@ -355,9 +400,9 @@ async fn userinfo(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "));
     let found = token
         .and_then(|t| idp.access.lock().ok()?.get(t).cloned())
-        .filter(|(_, _, until)| *until > now_secs());
+        .filter(|i| i.until > now_secs());
     match found {
-        Some((user, groups, _)) => Json(serde_json::json!({"sub": user, "email": format!("{user}@example.test"), "preferred_username": user, "groups": groups})).into_response(),
+        Some(Issued { username: user, groups, .. }) => Json(serde_json::json!({"sub": user, "email": format!("{user}@example.test"), "preferred_username": user, "groups": groups})).into_response(),
         None => (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")]).into_response(),
     }
 }

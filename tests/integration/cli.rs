@@ -126,16 +126,18 @@ impl Drop for Killed {
     }
 }
 
-#[tokio::test]
-async fn demo_logs_a_user_in_through_the_embedded_idp() {
+/// Starts `gatehouse demo` with `args` (plus `--listen 127.0.0.1:0`) and returns it
+/// with the lines it printed before "Open ...", once gatehouse answers.
+async fn start_demo(args: &[&str]) -> (Killed, Vec<String>) {
     let mut child = gatehouse()
-        .args(["demo", "--listen", "127.0.0.1:0", "--group", "platform"])
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _guard = Killed(child);
+    let guard = Killed(child);
     let lines: Vec<String> = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)
             .lines()
@@ -145,14 +147,26 @@ async fn demo_logs_a_user_in_through_the_embedded_idp() {
     })
     .await
     .unwrap();
-    assert!(lines[0].contains("DEVELOPMENT ONLY"), "{lines:?}");
-    let url = lines
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("gatehouse:"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let url = printed(&lines, "gatehouse:");
     crate::support::wait_until_ok(&format!("{url}readyz")).await;
+    (guard, lines)
+}
+
+/// The value the demo printed after `label` (e.g. "gatehouse:").
+fn printed(lines: &[String], label: &str) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label} line in {lines:?}"))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn demo_logs_a_user_in_through_the_embedded_idp() {
+    let (_guard, lines) = start_demo(&["--group", "platform"]).await;
+    assert!(lines[0].contains("DEVELOPMENT ONLY"), "{lines:?}");
+    let url = printed(&lines, "gatehouse:");
     let b = crate::support::Browser::new();
     let start = b.get(&url).await;
     assert_eq!(start.status, 302);
@@ -190,6 +204,199 @@ async fn demo_logs_a_user_in_through_the_embedded_idp() {
     assert!(
         page.body.contains("platform,ops"),
         "groups shown by the whoami upstream"
+    );
+}
+
+/// One authorization-code round at the demo's IdP as `client`: the code its redirect
+/// URI receives, and the PKCE verifier that goes with it.
+async fn code_for(
+    http: &reqwest::Client,
+    idp: &str,
+    client: (&str, &str),
+    user: &str,
+) -> (String, String) {
+    let verifier = gatehouse::util::random_token(32);
+    let challenge = gatehouse::oidc::token::pkce_challenge(&verifier);
+    let query = [
+        ("client_id", client.0),
+        ("redirect_uri", client.1),
+        ("response_type", "code"),
+        ("state", "st"),
+        ("nonce", "n-1"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let back = http
+        .post(format!("{idp}/authorize"))
+        .query(&query)
+        .form(&[("username", user), ("groups", "ops")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 303, "{:?}", back.text().await);
+    let location = url::Url::parse(back.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(
+        location.as_str().split('?').next(),
+        Some(client.1),
+        "the code goes to this client's own redirect URI"
+    );
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    (code, verifier)
+}
+
+async fn token_call(
+    http: &reqwest::Client,
+    idp: &str,
+    who: (&str, &str),
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let r = http
+        .post(format!("{idp}/token"))
+        .basic_auth(who.0, Some(who.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn demo_extra_clients_sign_in_at_the_same_idp_and_cannot_use_each_others_grants() {
+    let a = ("apache", "secret-a", "http://127.0.0.1:9/oauth2/callback");
+    let b = ("other", "secret-b", "http://localhost:10/cb");
+    let (_guard, lines) = start_demo(&[
+        &format!("--extra-client={}:{}:{}", a.0, a.1, a.2),
+        &format!("--extra-client={}:{}:{}", b.0, b.1, b.2),
+    ])
+    .await;
+    let idp = printed(&lines, "identity provider:");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("extra client: apache -> http://127.0.0.1:9/oauth2/callback")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("secret-")),
+        "no secret printed: {lines:?}"
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // A's code and verifier, redeemed by A: an ID token for A, signed by the IdP's key.
+    let (code, verifier) = code_for(&http, &idp, (a.0, a.2), "erin").await;
+    let exchange = |code: String, verifier: String, redirect: &'static str| {
+        [
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code),
+            ("code_verifier", verifier),
+            ("redirect_uri", redirect.to_string()),
+        ]
+    };
+    let form = exchange(code, verifier, a.2);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, tokens) = token_call(&http, &idp, (a.0, a.1), &form).await;
+    assert_eq!(status, 200, "{tokens}");
+    let jwks: jsonwebtoken::jwk::JwkSet = http
+        .get(format!("{idp}/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&[a.0]);
+    v.set_issuer(&[idp.as_str()]);
+    let claims =
+        jsonwebtoken::decode::<serde_json::Value>(tokens["id_token"].as_str().unwrap(), &key, &v)
+            .unwrap()
+            .claims;
+    assert_eq!(claims["sub"], "erin");
+    assert_eq!(claims["nonce"], "n-1");
+    assert_eq!(claims["groups"], serde_json::json!(["ops"]));
+
+    // A's refresh token is no use to B; it still works for A (it was not spent).
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.as_str()),
+    ];
+    let (status, err) = token_call(&http, &idp, (b.0, b.1), &form).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, err) = token_call(&http, &idp, (a.0, "wrong"), &form).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    // A's code presented by B is refused, and burnt: A cannot use it afterwards either.
+    let (code, verifier) = code_for(&http, &idp, (a.0, a.2), "erin").await;
+    let form = exchange(code, verifier, a.2);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, err) = token_call(&http, &idp, (b.0, b.1), &form).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{err}"
+    );
+    let (status, _) = token_call(&http, &idp, (a.0, a.1), &form).await;
+    assert_eq!(status, 400);
+
+    // B's own flow works; B cannot ask for a code sent to A's redirect URI.
+    let (code, verifier) = code_for(&http, &idp, (b.0, b.2), "finn").await;
+    let form = exchange(code, verifier, b.2);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, tokens) = token_call(&http, &idp, (b.0, b.1), &form).await;
+    assert_eq!(status, 200, "{tokens}");
+    let wrong = http
+        .get(format!("{idp}/authorize"))
+        .query(&[
+            ("client_id", b.0),
+            ("redirect_uri", a.2),
+            ("response_type", "code"),
+            ("code_challenge", "x"),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 400);
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("not the one registered for this client"));
+}
+
+#[test]
+fn demo_refuses_bad_extra_clients_naming_each_and_never_the_secret() {
+    let out = gatehouse()
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .args([
+            "--extra-client=a:topsecret:https://127.0.0.1/cb",
+            "--extra-client=gatehouse-demo:topsecret:http://127.0.0.1/cb",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "--extra-client a: the redirect URI `https://127.0.0.1/cb` must be http:// on loopback"
+        ) && err.contains("--extra-client gatehouse-demo: that client id is taken")
+            && !err.contains("topsecret"),
+        "{err}"
     );
 }
 
