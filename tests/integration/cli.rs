@@ -248,11 +248,11 @@ async fn code_for(
     (code, verifier)
 }
 
-async fn token_call(
+async fn token_call<F: serde::Serialize + ?Sized>(
     http: &reqwest::Client,
     idp: &str,
     who: (&str, &str),
-    form: &[(&str, &str)],
+    form: &F,
 ) -> (u16, serde_json::Value) {
     let r = http
         .post(format!("{idp}/token"))
@@ -300,7 +300,6 @@ async fn demo_extra_clients_sign_in_at_the_same_idp_and_cannot_use_each_others_g
         ]
     };
     let form = exchange(code, verifier, a.2);
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (status, tokens) = token_call(&http, &idp, (a.0, a.1), &form).await;
     assert_eq!(status, 200, "{tokens}");
     let jwks: jsonwebtoken::jwk::JwkSet = http
@@ -343,7 +342,6 @@ async fn demo_extra_clients_sign_in_at_the_same_idp_and_cannot_use_each_others_g
     // A's code presented by B is refused, and burnt: A cannot use it afterwards either.
     let (code, verifier) = code_for(&http, &idp, (a.0, a.2), "erin").await;
     let form = exchange(code, verifier, a.2);
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (status, err) = token_call(&http, &idp, (b.0, b.1), &form).await;
     assert_eq!(
         (status, err["error"].as_str()),
@@ -356,7 +354,6 @@ async fn demo_extra_clients_sign_in_at_the_same_idp_and_cannot_use_each_others_g
     // B's own flow works; B cannot ask for a code sent to A's redirect URI.
     let (code, verifier) = code_for(&http, &idp, (b.0, b.2), "finn").await;
     let form = exchange(code, verifier, b.2);
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (status, tokens) = token_call(&http, &idp, (b.0, b.1), &form).await;
     assert_eq!(status, 200, "{tokens}");
     let wrong = http
