@@ -77,7 +77,6 @@ ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 BENCH_TAG=bench
 KEPT_WHAT="logs and configs"
 # shellcheck source=bench/lib.sh
-# shellcheck source=bench/lib.sh
 source "$SCRIPT_DIR/lib.sh"
 
 DURATION="${DURATION:-5s}"
@@ -715,7 +714,6 @@ MaxRequestWorkers       400
 MaxConnectionsPerChild  0"
     fi
     [[ "$oidc_session_type" == client-cookie ]] && oidc_session_type="client-cookie:store_id_token"
-
 
     if [[ "$(id -u)" == 0 ]]; then
         # httpd refuses to serve as root; its children drop to this user

@@ -60,7 +60,6 @@ ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 BENCH_TAG=soak
 KEPT_WHAT="samples, logs and summary"
 # shellcheck source=bench/lib.sh
-# shellcheck source=bench/lib.sh
 source "$SCRIPT_DIR/lib.sh"
 
 SOAK_SECONDS="${SOAK_SECONDS:-600}"

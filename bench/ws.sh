@@ -40,7 +40,6 @@ ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 BENCH_TAG=ws
 KEPT_WHAT="logs"
 # shellcheck source=bench/lib.sh
-# shellcheck source=bench/lib.sh
 source "$SCRIPT_DIR/lib.sh"
 
 WS_COUNT="${WS_COUNT:-1000}"

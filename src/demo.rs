@@ -93,13 +93,7 @@ fn extra_client(value: &str) -> Result<(String, String, String), String> {
     }
     let url = url::Url::parse(redirect)
         .map_err(|e| format!("the redirect URI `{redirect}` is not a URL: {e}"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        None => false,
-    };
-    if url.scheme() != "http" || !loopback {
+    if url.scheme() != "http" || !crate::config::is_loopback(&url) {
         return Err(format!(
             "the redirect URI `{redirect}` must be http:// on loopback: the demo runs there only"
         ));

@@ -12,6 +12,7 @@ pub mod secret;
 pub mod sources;
 mod validate;
 
+pub(crate) use reader::is_loopback;
 pub use secret::{CookieKey, Secret};
 pub use sources::{Environment, ProcessEnv, RawConfig};
 

@@ -302,14 +302,11 @@ async fn demo_extra_clients_sign_in_at_the_same_idp_and_cannot_use_each_others_g
     let form = exchange(code, verifier, a.2);
     let (status, tokens) = token_call(&http, &idp, (a.0, a.1), &form).await;
     assert_eq!(status, 200, "{tokens}");
-    let jwks: jsonwebtoken::jwk::JwkSet = http
-        .get(format!("{idp}/jwks"))
-        .send()
+    let jwks = crate::support::Browser::new()
+        .get(&format!("{idp}/jwks"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json();
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
     let key = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     v.set_audience(&[a.0]);
@@ -322,7 +319,8 @@ async fn demo_extra_clients_sign_in_at_the_same_idp_and_cannot_use_each_others_g
     assert_eq!(claims["nonce"], "n-1");
     assert_eq!(claims["groups"], serde_json::json!(["ops"]));
 
-    // A's refresh token is no use to B; it still works for A (it was not spent).
+    // A's refresh token is refused to B (and burnt, as a code is); A with a wrong
+    // secret is refused too.
     let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
     let form = [
         ("grant_type", "refresh_token"),
