@@ -205,8 +205,18 @@ async fn serve(cfg: Config) -> Result<(), String> {
             tracing::info!(listen = %cfg.listen, issuer = %cfg.issuer_url, "gatehouse serving in auth-only mode: /oauth2/auth for forward-auth, no upstream")
         }
     }
+    let auth = match cfg.auth_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (auth_listen): {e}"))?;
+            tracing::info!(auth_listen = %addr, "forward-auth listener: /oauth2/auth answers here carry the ID token; keep this port off every public route");
+            Some(l)
+        }
+        None => None,
+    };
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
-    crate::http::serve(state, listener, shutdown_signal())
+    crate::http::serve_with_auth(state, listener, auth, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }

@@ -3,13 +3,16 @@
 //! [`Reader`], none stops the others.
 
 use super::reader::{is_loopback, read_file, valid_domain, Reader};
-use super::{AccessRules, BearerSettings};
+use super::{AccessRules, BearerSettings, ForwardAuthClient};
 use crate::routes::SkipRoute;
+use std::net::SocketAddr;
 use url::Url;
 
 /// The access and forward-auth settings.
 pub(super) struct Access {
     pub(super) forward_auth_redirect: bool,
+    pub(super) forward_auth_client: ForwardAuthClient,
+    pub(super) auth_listen: Option<SocketAddr>,
     pub(super) allowed_redirect_domains: Vec<String>,
     pub(super) rules: AccessRules,
     pub(super) skip_auth_routes: Vec<SkipRoute>,
@@ -18,6 +21,34 @@ pub(super) struct Access {
 
 pub(super) fn read_access(r: &mut Reader<'_>) -> Access {
     let forward_auth_redirect = r.bool("forward_auth_redirect", false);
+    let client = r.str_or("forward_auth_client", "auto");
+    let forward_auth_client = ForwardAuthClient::parse(&client).unwrap_or_else(|| {
+        let entry = r.raw.get("forward_auth_client");
+        r.problem(
+            entry,
+            "forward_auth_client",
+            format!(
+                "`{client}` is not one of {}",
+                ForwardAuthClient::NAMES.join(", ")
+            ),
+        );
+        ForwardAuthClient::Auto
+    });
+    let auth_listen = r
+        .str_opt("auth_listen")
+        .filter(|s| !s.is_empty())
+        .and_then(|s| match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let entry = r.raw.get("auth_listen");
+                r.problem(
+                    entry,
+                    "auth_listen",
+                    format!("`{s}` is not an address like 0.0.0.0:4181"),
+                );
+                None
+            }
+        });
     let allowed_redirect_domains = r.list("allowed_redirect_domains", &[]);
     for d in &allowed_redirect_domains {
         let (host, port) = match d.rsplit_once(':') {
@@ -81,6 +112,8 @@ pub(super) fn read_access(r: &mut Reader<'_>) -> Access {
     };
     Access {
         forward_auth_redirect,
+        forward_auth_client,
+        auth_listen,
         allowed_redirect_domains,
         rules,
         skip_auth_routes,

@@ -318,6 +318,16 @@ pub const KEYS: &[Key] = &[
         "/oauth2/auth answers browsers with a 302 to the provider instead of 401 (default false)",
     ),
     key(
+        "forward_auth_client",
+        Kind::Str,
+        "the ingress that calls /oauth2/auth: auto, nginx, ingress-nginx, traefik, caddy, envoy (default auto)",
+    ),
+    key(
+        "auth_listen",
+        Kind::Str,
+        "internal forward-auth listener, e.g. 0.0.0.0:4181: its answers alone carry the ID token (default none)",
+    ),
+    key(
         "cookie_domain",
         Kind::Str,
         "Domain attribute for gatehouse's cookies, e.g. .example.com (default: host only)",

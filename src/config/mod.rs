@@ -39,6 +39,50 @@ pub enum PassAuthorization {
     AccessToken,
 }
 
+/// Which ingress calls `/oauth2/auth`: decides which headers describe the original
+/// request (`http/original.rs`). Named, gatehouse reads only the headers that ingress sets
+/// itself and ignores every other spelling a client may have sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardAuthClient {
+    /// Every header that could describe the original request must agree.
+    Auto,
+    /// `X-Forwarded-Uri`, `-Method`, `-Host`, `-Proto` (set in the auth location).
+    Nginx,
+    /// `X-Original-URL` and `X-Original-Method`.
+    IngressNginx,
+    /// `X-Forwarded-Uri`, `-Method`, `-Host`, `-Proto`.
+    Traefik,
+    /// `X-Forwarded-Uri`, `-Method`, `-Host`, `-Proto`.
+    Caddy,
+    /// The path below `/oauth2/auth` and the call's own method.
+    Envoy,
+}
+
+impl ForwardAuthClient {
+    pub const NAMES: [&'static str; 6] = [
+        "auto",
+        "nginx",
+        "ingress-nginx",
+        "traefik",
+        "caddy",
+        "envoy",
+    ];
+
+    pub fn parse(s: &str) -> Option<ForwardAuthClient> {
+        Some(
+            match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+                "auto" => ForwardAuthClient::Auto,
+                "nginx" => ForwardAuthClient::Nginx,
+                "ingress-nginx" => ForwardAuthClient::IngressNginx,
+                "traefik" => ForwardAuthClient::Traefik,
+                "caddy" => ForwardAuthClient::Caddy,
+                "envoy" => ForwardAuthClient::Envoy,
+                _ => return None,
+            },
+        )
+    }
+}
+
 /// When claims are fetched from the userinfo endpoint (OIDC Core §5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserinfoMode {
@@ -233,6 +277,11 @@ pub struct Config {
     pub post_logout_redirect_url: Option<Url>,
     /// `/oauth2/auth` answers browser navigations with a 302 to the provider.
     pub forward_auth_redirect: bool,
+    /// Which ingress asks `/oauth2/auth` (what describes the original request).
+    pub forward_auth_client: ForwardAuthClient,
+    /// The internal forward-auth listener: the only place whose answers carry the ID
+    /// token and `Authorization` (never route it publicly).
+    pub auth_listen: Option<SocketAddr>,
     /// Other hosts a post-login target may point at (`redirect::redirect_domain_allowed`).
     pub allowed_redirect_domains: Vec<String>,
     pub rules: AccessRules,

@@ -312,6 +312,20 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     if upstream.is_none() {
         warnings.push("no upstream is set: gatehouse runs in auth-only mode and serves only /oauth2/* (including the forward-auth endpoint /oauth2/auth), /healthz and /readyz".into());
     }
+    if listen.port() != 0 && access.auth_listen == Some(listen) {
+        r.problems.push(format!("auth_listen: {listen} is also `listen`: the forward-auth listener must be a port of its own that the ingress calls and no public route reaches"));
+    }
+    let forwards_token =
+        headers.id_token.is_some() || headers.authorization != PassAuthorization::None;
+    if access.auth_listen.is_none() && upstream.is_none() && forwards_token {
+        warnings.push("auth_listen is not set: /oauth2/auth on the public listener answers without the ID token and Authorization (a page script could read them there), so the app gets no token; set auth_listen (e.g. 0.0.0.0:4181) and point the ingress's auth URL at that port".into());
+    }
+    if access.forward_auth_client == ForwardAuthClient::Auto
+        && !access.skip_auth_routes.is_empty()
+        && !trusted_proxies.is_empty()
+    {
+        warnings.push("forward_auth_client is auto: with skip_auth_routes, name your ingress (nginx, ingress-nginx, traefik, caddy or envoy) so that only the headers it sets describe the original request; a header the ingress does not set can come from the client".into());
+    }
 
     let log_format = match r.str_or("log_format", "text").as_str() {
         "json" => LogFormat::Json,
@@ -414,6 +428,8 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             provider_timeouts,
             post_logout_redirect_url,
             forward_auth_redirect: access.forward_auth_redirect,
+            forward_auth_client: access.forward_auth_client,
+            auth_listen: access.auth_listen,
             allowed_redirect_domains: access.allowed_redirect_domains,
             rules,
             skip_auth_routes: access.skip_auth_routes,

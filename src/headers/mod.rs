@@ -77,24 +77,19 @@ const IDENTITY_PREFIXES: &[&str] = &[
     "x-remote-extra-",
 ];
 
-/// Lower-case, with `_` folded to `-`: how WSGI, PHP and some Node/Go stacks see names.
+/// Lower-case, with every character but letters and digits folded to `-`: how WSGI, PHP
+/// and some Node/Go stacks see names (`X_Forwarded_User`, `X.Forwarded.User` are
+/// `x-forwarded-user` to them). The one definition of "the same header" for stripping
+/// (sidecar) and refusing (forward auth).
 pub fn normalise(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c == '_' {
-                '-'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect()
+    name.bytes().map(|b| char::from(fold(b))).collect()
 }
 
 fn fold(b: u8) -> u8 {
-    if b == b'_' {
-        b'-'
-    } else {
+    if b.is_ascii_alphanumeric() {
         b.to_ascii_lowercase()
+    } else {
+        b'-'
     }
 }
 
@@ -106,6 +101,11 @@ fn folded_starts_with(name: &str, prefix: &str) -> bool {
 
 fn folded_eq(name: &str, target: &str) -> bool {
     name.len() == target.len() && folded_starts_with(name, target)
+}
+
+/// Two names that every stack folding separators and case reads as one.
+pub fn same_header(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
 /// Removes hop-by-hop fields. With `upgrade`, keeps `Upgrade` and sets
@@ -201,6 +201,36 @@ pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> usize {
         headers.remove(&name);
     }
     removed
+}
+
+/// The `X-Auth-Request-*` names a forward-auth answer carries besides the configured ones.
+static AUTH_REQUEST_NAMES: [HeaderName; 4] = [
+    X_AUTH_REQUEST_USER,
+    X_AUTH_REQUEST_EMAIL,
+    X_AUTH_REQUEST_GROUPS,
+    X_AUTH_REQUEST_PREFERRED_USERNAME,
+];
+
+/// The first client header that is a spelling of an identity header gatehouse emits (the
+/// configured names, `Authorization` aside, and `X-Auth-Request-*`), with the name it
+/// aliases. In a forward-auth call such a header came from the client: an ingress that
+/// does not remove it would hand it to the app.
+pub fn emitted_alias<'a>(
+    headers: &'a HeaderMap,
+    names: &HeaderNames,
+) -> Option<(&'a HeaderName, HeaderName)> {
+    let emitted = || {
+        [&names.user, &names.email, &names.preferred_username]
+            .into_iter()
+            .chain(names.groups.iter())
+            .chain(names.id_token.iter())
+            .chain(AUTH_REQUEST_NAMES.iter())
+    };
+    headers.keys().find_map(|k| {
+        emitted()
+            .find(|e| same_header(k.as_str(), e.as_str()))
+            .map(|e| (k, e.clone()))
+    })
 }
 
 /// Applies what [`RequestCookies::without`](crate::session::RequestCookies::without)
@@ -434,8 +464,15 @@ const X_AUTH_REQUEST_PREFERRED_USERNAME: HeaderName =
     HeaderName::from_static("x-auth-request-preferred-username");
 
 /// Writes the identity into a forward-auth answer: the `X-Auth-Request-*` family and the
-/// names gatehouse injects as a sidecar, so each ingress copies whichever it needs.
-pub fn write_auth_response(headers: &mut HeaderMap, names: &HeaderNames, v: &IdentityValues) {
+/// names gatehouse injects as a sidecar, so each ingress copies whichever it needs. The
+/// ID token and `Authorization` only `with_tokens` (the internal listener's answers): a
+/// browser can read an answer from the public one.
+pub fn write_auth_response(
+    headers: &mut HeaderMap,
+    names: &HeaderNames,
+    v: &IdentityValues,
+    with_tokens: bool,
+) {
     let mut put = |name: HeaderName, value: &Option<HeaderValue>| {
         if let Some(value) = value {
             headers.insert(name, value.clone());
@@ -445,7 +482,16 @@ pub fn write_auth_response(headers: &mut HeaderMap, names: &HeaderNames, v: &Ide
     put(X_AUTH_REQUEST_EMAIL, &v.email);
     put(X_AUTH_REQUEST_GROUPS, &v.groups);
     put(X_AUTH_REQUEST_PREFERRED_USERNAME, &v.preferred_username);
-    inject(headers, names, v);
+    if with_tokens {
+        inject(headers, names, v);
+    } else {
+        let without = IdentityValues {
+            id_token: None,
+            bearer: None,
+            ..v.clone()
+        };
+        inject(headers, names, &without);
+    }
 }
 
 /// A header map from pairs, appending repeated names (tests only).

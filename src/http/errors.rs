@@ -50,6 +50,14 @@ pub enum AppError {
     Denied { user: String, denial: String },
     #[error("the forward-auth URL is misconfigured: {0}")]
     BadAuthQuery(String),
+    #[error("the request carries its own `{header}` header, a copy of gatehouse's identity header `{ours}`: the ingress would pass it to the app. {fix}")]
+    ClientIdentityHeader {
+        header: String,
+        ours: String,
+        fix: &'static str,
+    },
+    #[error("this is gatehouse's forward-auth listener (auth_listen): it serves /oauth2/auth, /healthz and /readyz only")]
+    AuthListenerOnly,
     #[error("the request was refused because {0}, which lets two HTTP parsers disagree about where it ends (request smuggling)")]
     AmbiguousFraming(&'static str),
     #[error("another site asked to sign you out; gatehouse only signs out from its own pages")]
@@ -105,8 +113,10 @@ impl AppError {
                 StatusCode::UNAUTHORIZED
             }
             AppError::Denied { .. } | AppError::CrossSiteSignOut => StatusCode::FORBIDDEN,
-            AppError::BadAuthQuery(_) | AppError::AmbiguousFraming(_) => StatusCode::BAD_REQUEST,
-            AppError::NoUpstream => StatusCode::NOT_FOUND,
+            AppError::BadAuthQuery(_)
+            | AppError::AmbiguousFraming(_)
+            | AppError::ClientIdentityHeader { .. } => StatusCode::BAD_REQUEST,
+            AppError::NoUpstream | AppError::AuthListenerOnly => StatusCode::NOT_FOUND,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -135,6 +145,8 @@ impl AppError {
             AppError::Denied { .. } => "denied_by_rule",
             AppError::CrossSiteSignOut => "cross_site_sign_out",
             AppError::BadAuthQuery(_) => "bad_auth_query",
+            AppError::ClientIdentityHeader { .. } => "client_identity_header",
+            AppError::AuthListenerOnly => "auth_listener_only",
             AppError::AmbiguousFraming(_) => "ambiguous_framing",
             AppError::NoUpstream => "no_upstream",
             AppError::UpstreamDown { .. } => "upstream_unavailable",
@@ -169,6 +181,8 @@ impl AppError {
             AppError::AmbiguousFraming(_) => "Send the request with one Content-Length or chunked Transfer-Encoding, and one Host header.",
             AppError::CrossSiteSignOut => "To sign out, use the sign-out page of this site (/oauth2/sign_out).",
             AppError::BadAuthQuery(_) => "An administrator should fix the query of the forward-auth URL in the ingress configuration.",
+            AppError::ClientIdentityHeader { .. } => "Send the request without identity headers of your own; gatehouse sets them after you sign in. An administrator should make the ingress remove client copies of these headers, as the message says.",
+            AppError::AuthListenerOnly => "Route users to gatehouse's main listener (listen); only the ingress's forward-auth calls go to auth_listen.",
             AppError::NoUpstream => "Point your ingress's forward-auth at /oauth2/auth, or set upstream to proxy requests through gatehouse.",
             AppError::UpstreamDown { .. } | AppError::UpstreamTimeout { .. } => "The application behind gatehouse is down or slow: retry shortly, or ask an administrator to check it.",
             AppError::Internal(_) => "This is a bug in gatehouse: please report it with the request id.",
@@ -176,8 +190,10 @@ impl AppError {
     }
 
     fn title(&self) -> &'static str {
-        if let AppError::ProviderUnavailable { .. } = self {
-            return "The sign-in service is not answering";
+        match self {
+            AppError::ProviderUnavailable { .. } => return "The sign-in service is not answering",
+            AppError::ClientIdentityHeader { .. } => return "Request refused",
+            _ => {}
         }
         match self.status().as_u16() {
             400 => "Sign-in could not be completed",
@@ -219,6 +235,8 @@ impl AppError {
                 | AppError::NotReady(_)
                 | AppError::BadAuthQuery(_)
                 | AppError::AmbiguousFraming(_)
+                | AppError::ClientIdentityHeader { .. }
+                | AppError::AuthListenerOnly
                 | AppError::NoUpstream => None,
                 // Signing in again would land on the same refusal: offer another account.
                 AppError::Denied { .. } | AppError::CrossSiteSignOut => {

