@@ -11,7 +11,8 @@ pub mod forward_auth;
 pub(crate) mod framing;
 mod gate;
 mod login;
-pub(crate) mod original;
+#[doc(hidden)]
+pub mod original;
 pub mod pages;
 pub mod wire;
 mod workers;

@@ -305,3 +305,96 @@ fn ipv6_hosts() {
     pairs.push(("x-forwarded-host", b"[2001:db8::zz]"));
     assert!(read(&map(&pairs), true, C::Nginx, None).is_err());
 }
+
+mod property {
+    //! The fuzz target's promise (`fuzz/fuzz_targets/forward_auth_original.rs`), as a
+    //! property test that runs with the unit tests.
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: &[&str] = &[
+        "x-forwarded-uri",
+        "x-forwarded-method",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-original-uri",
+        "x-original-url",
+        "x-original-method",
+    ];
+
+    fn sets(client: ForwardAuthClient) -> &'static [&'static str] {
+        match client {
+            C::Nginx | C::Traefik | C::Caddy => &NAMES[..4],
+            C::IngressNginx => &["x-original-url", "x-original-method"],
+            C::Envoy => &["x-forwarded-host", "x-forwarded-proto"],
+            C::Auto => NAMES,
+        }
+    }
+
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"/public/x".to_vec()),
+            Just(b"/admin".to_vec()),
+            Just(b"GET".to_vec()),
+            Just(b"POST".to_vec()),
+            Just(b"https".to_vec()),
+            Just(b"app.example.com".to_vec()),
+            Just(b"https://app.example.com/admin".to_vec()),
+            Just(b"https://app.example.com:99999/public/x".to_vec()),
+            proptest::collection::vec(
+                prop_oneof![
+                    Just(b'/'),
+                    Just(b'a'),
+                    Just(0xff_u8),
+                    Just(b' '),
+                    Just(b'?'),
+                    Just(b':')
+                ],
+                0..8
+            ),
+        ]
+    }
+
+    fn headers(pairs: &[(usize, Vec<u8>)], keep: impl Fn(&str) -> bool) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (i, v) in pairs {
+            let name = NAMES[i % NAMES.len()];
+            if let (true, Ok(v)) = (keep(name), HeaderValue::from_bytes(v)) {
+                h.append(HeaderName::from_static(name), v);
+            }
+        }
+        h
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn a_client_value_never_decides_the_original_request(
+            c in 0usize..6,
+            ingress in proptest::collection::vec((0usize..7, value()), 0..5),
+            added in proptest::collection::vec((0usize..7, value()), 0..4),
+            below in proptest::option::of(prop_oneof![Just("/admin"), Just("/public/x")]),
+        ) {
+            let client = [C::Auto, C::Nginx, C::IngressNginx, C::Traefik, C::Caddy, C::Envoy][c];
+            let set = sets(client);
+            let alone = headers(&ingress, |n| set.contains(&n));
+            let mut both = alone.clone();
+            let extra = headers(&added, |n| client == C::Auto || !set.contains(&n));
+            for (k, v) in extra.iter() {
+                both.append(k.clone(), v.clone());
+            }
+            let a = read(&alone, true, client, below);
+            let b = read(&both, true, client, below);
+            if client != C::Auto {
+                prop_assert_eq!(&a, &b);
+            } else if let (Ok(a), Ok(b)) = (&a, &b) {
+                prop_assert_eq!((&a.path, &a.method), (&b.path, &b.method));
+            }
+            if let Ok(o) = &b {
+                let path = o.path.as_deref().unwrap_or("");
+                prop_assert!(path.starts_with('/'));
+                prop_assert!(path.bytes().all(|x| (0x21..0x7f).contains(&x)));
+            }
+        }
+    }
+}

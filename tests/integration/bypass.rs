@@ -212,6 +212,7 @@ async fn stack(kind: Kind, client: &'static str, configmap: bool) -> Stack {
         gatehouse_auth: gh.auth_addr.unwrap(),
         upstream: canary.addr,
         configmap,
+        naive: false,
     };
     let ingress = tokio::task::spawn_blocking(move || Ingress::start(kind, &wiring))
         .await

@@ -750,3 +750,123 @@ async fn bearer_tokens_from_an_extra_issuer_need_its_own_audience() {
     assert_eq!(r.status, 401);
     assert!(r.body.contains("not one gatehouse accepts"), "{}", r.body);
 }
+
+/// A script on the app's origin (any XSS behind gatehouse) can `fetch('/oauth2/auth')`
+/// with the session cookie and read the answer's headers. The ID token and
+/// `Authorization` go only into answers on the internal listener (`auth_listen`).
+#[tokio::test]
+async fn the_id_token_never_reaches_a_page_script() {
+    let (w, b) = logged_in(&[
+        ("pass_authorization", "id_token"),
+        ("auth_listen", "127.0.0.1:0"),
+    ])
+    .await;
+    let script = [
+        ("sec-fetch-mode", "cors"),
+        ("sec-fetch-site", "same-origin"),
+        ("accept", "*/*"),
+    ];
+    for path in [
+        "/oauth2/auth",
+        "/oauth2/auth/",
+        "/oauth2/auth/x?y=1",
+        "/oauth2/auth?redirect=true",
+    ] {
+        for method in [Method::GET, Method::POST, Method::HEAD] {
+            let r = b
+                .send(method.clone(), &format!("{}{path}", w.gh.url), &script)
+                .await;
+            assert_eq!(r.status, 200, "{method} {path}: {r:?}");
+            assert_eq!(
+                header(&r, "x-forwarded-user").as_deref(),
+                Some("alice@example.test"),
+                "the verdict and identity still come back"
+            );
+            for secret in ["x-forwarded-id-token", "authorization"] {
+                assert!(
+                    header(&r, secret).is_none(),
+                    "{method} {path}: {secret} readable by a page script"
+                );
+            }
+            assert!(!r.body.contains("eyJ"), "{path}: a token in the body");
+        }
+    }
+    // The ingress asks on the internal listener and gets the token.
+    let internal = w.gh.auth_url.clone().unwrap();
+    let r = b.get(&format!("{internal}/oauth2/auth")).await;
+    let token = header(&r, "x-forwarded-id-token").unwrap();
+    assert_eq!(header(&r, "authorization"), Some(format!("Bearer {token}")));
+    // The internal listener serves nothing else: a public route pointed at it by mistake
+    // breaks sign-in loudly instead of exposing it.
+    for path in [
+        "/",
+        "/oauth2/start",
+        "/oauth2/userinfo",
+        "/oauth2/callback",
+        "/app",
+    ] {
+        let r = b.get(&format!("{internal}{path}")).await;
+        assert_eq!(r.status, 404, "{path} on auth_listen: {r:?}");
+        assert!(r.body.contains("auth_listen"), "{path}: {}", r.body);
+    }
+    assert_eq!(b.get(&format!("{internal}/healthz")).await.status, 200);
+    // The sidecar's upstream still gets the token (the proxy path is not an answer).
+    let echo = b.get(&format!("{}/app", w.gh.url)).await.json();
+    assert_eq!(seen(&echo, "x-forwarded-id-token").len(), 1);
+}
+
+/// A client's own identity header, in any spelling, makes the check a 400 naming it.
+#[tokio::test]
+async fn a_check_carrying_a_client_identity_header_is_refused() {
+    let (w, b) = logged_in(&[("auth_listen", "127.0.0.1:0")]).await;
+    let internal = w.gh.auth_url.clone().unwrap();
+    for (name, value) in [
+        ("X-Forwarded-User", "root"),
+        ("X_Forwarded_User", "root"),
+        ("x.forwarded.user", "root"),
+        ("X-FORWARDED-GROUP", "system:masters"),
+        ("x-forwarded-groups", "system:masters"),
+        ("X-Forwarded-Email", "root@x"),
+        ("X-Forwarded-Preferred-Username", "root"),
+        ("X-Forwarded-Id-Token", "forged"),
+        ("X-Auth-Request-User", "root"),
+        ("x_auth_request_groups", "system:masters"),
+        ("X-Auth-Request-Email", "root@x"),
+        ("X-Auth-Request-Preferred-Username", "root"),
+    ] {
+        for path in ["/oauth2/auth", "/oauth2/auth/app"] {
+            let api = b
+                .send(
+                    Method::GET,
+                    &format!("{internal}{path}"),
+                    &[(name, value), ("accept", "application/json")],
+                )
+                .await;
+            assert_eq!(api.status, 400, "{name} on {path}: {api:?}");
+            let body = api.json();
+            assert_eq!(body["error"], "client_identity_header");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("`{}`", name.to_ascii_lowercase())),
+                "{body}"
+            );
+            assert!(header(&api, "x-forwarded-user").is_none());
+            let page = b
+                .send(Method::GET, &format!("{internal}{path}"), &[(name, value)])
+                .await;
+            assert_eq!(page.status, 400);
+            assert!(page.body.contains("forward_auth_client"), "{}", page.body);
+        }
+    }
+    // Unrelated headers with similar names are fine.
+    let r = b
+        .send(
+            Method::GET,
+            &format!("{internal}/oauth2/auth"),
+            &[("x-forwarded-userx", "a"), ("x-user-agent", "b")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}

@@ -52,6 +52,7 @@ async fn stack(kind: Kind) -> Option<Stack> {
         gatehouse_auth: gh.auth_addr.unwrap(),
         upstream: up.addr,
         configmap: true,
+        naive: false,
     };
     let ingress = tokio::task::spawn_blocking(move || Ingress::start(kind, &wiring))
         .await
@@ -217,4 +218,97 @@ async fn traefik_forward_auth() {
 #[tokio::test]
 async fn envoy_ext_authz() {
     exercise(Kind::Envoy).await;
+}
+
+/// A newcomer's Traefik (no `aliasHeadersStrategy`, `authResponseHeaders` without
+/// `X-Forwarded-Groups`) or Caddy (copying only `X-Auth-Request-*`, removing nothing)
+/// would hand a signed-in user's own `X-Forwarded-Groups: system:masters` to the app.
+/// gatehouse sees those headers in the check and refuses it, naming the header.
+async fn naive_ingress_never_passes_client_identity(kind: Kind) {
+    if skip_unless_ingress(kind) {
+        return;
+    }
+    let idp = crate::support::idp::TestIdp::start().await;
+    let up = Upstream::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gh_addr = listener.local_addr().unwrap();
+    let gh = start_on(
+        listener,
+        config(
+            "",
+            &idp.issuer,
+            &[
+                ("trusted_proxies", "127.0.0.1"),
+                ("auth_listen", "127.0.0.1:0"),
+                ("forward_auth_client", kind.client()),
+            ],
+        ),
+    )
+    .await;
+    let wiring = Wiring {
+        listen_port: free_port(),
+        gatehouse: gh_addr,
+        gatehouse_auth: gh.auth_addr.unwrap(),
+        upstream: up.addr,
+        configmap: false,
+        naive: true,
+    };
+    let ingress = tokio::task::spawn_blocking(move || Ingress::start(kind, &wiring))
+        .await
+        .unwrap();
+    let name = kind.name();
+    let b = Browser::new();
+    let (page, _) = b.follow(&format!("{}/app", ingress.url)).await;
+    assert_eq!(page.status, 200, "{name}: {page:?}\n{}", ingress.log());
+    for (header, value) in [
+        ("X-Forwarded-Groups", "system:masters"),
+        ("x-forwarded-groups", "system:masters"),
+        ("X_Forwarded_Groups", "system:masters"),
+        ("X-Forwarded-User", "root"),
+        ("X_Forwarded_User", "root"),
+        ("x-forwarded-email", "root@example.test"),
+        ("X-Forwarded-Id-Token", "forged"),
+        ("X-Auth-Request-User", "root"),
+    ] {
+        let r = b
+            .send(
+                Method::GET,
+                &format!("{}/app", ingress.url),
+                &[(header, value), ("accept", "application/json")],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{name} {header}: {r:?}");
+        let body = r.json();
+        assert_eq!(body["error"], "client_identity_header", "{name}");
+        let message = body["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(&format!("`{}`", header.to_ascii_lowercase())),
+            "{name}: the page names the header: {message}"
+        );
+        let fix = match kind {
+            Kind::Traefik => "aliasHeadersStrategy",
+            _ => "copy_headers",
+        };
+        assert!(message.contains(fix), "{name}: names the fix: {message}");
+    }
+    // The same user without headers of their own gets in, with gatehouse's identity.
+    let clean = b
+        .send(
+            Method::GET,
+            &format!("{}/app", ingress.url),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(clean.status, 200, "{name}: {clean:?}");
+    assert!(!clean.body.contains("system:masters"));
+}
+
+#[tokio::test]
+async fn naive_traefik_never_passes_client_identity() {
+    naive_ingress_never_passes_client_identity(Kind::Traefik).await;
+}
+
+#[tokio::test]
+async fn naive_caddy_never_passes_client_identity() {
+    naive_ingress_never_passes_client_identity(Kind::Caddy).await;
 }

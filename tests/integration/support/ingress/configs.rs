@@ -216,10 +216,18 @@ pub(super) fn caddyfile(w: &Wiring, dir: &Path) -> String {
     // client's copies first and copying each header only when gatehouse sent it.
     // Header names with `_` (aliases such as `X_Forwarded_User`) are dropped for the
     // whole site, as nginx, Traefik (`aliasHeadersStrategy`) and Envoy here do.
+    // Naive: only the X-Auth-Request-* answers are copied and nothing is removed.
+    let copied: Vec<&str> = IDENTITY_HEADERS
+        .iter()
+        .copied()
+        .filter(|h| !w.naive || h.starts_with("X-Auth-Request-"))
+        .collect();
     let protected = |matcher: &str, uri: &str| {
         let mut s = format!("\thandle {matcher}{{\n");
-        for h in IDENTITY_HEADERS {
-            let _ = writeln!(s, "\t\trequest_header -{h}");
+        for h in &copied {
+            if !w.naive {
+                let _ = writeln!(s, "\t\trequest_header -{h}");
+            }
         }
         let _ = write!(
             s,
@@ -229,7 +237,7 @@ pub(super) fn caddyfile(w: &Wiring, dir: &Path) -> String {
              \t\t\t@allowed status 2xx\n\t\t\thandle_response @allowed {{\n",
             gh = w.gatehouse_auth
         );
-        for h in IDENTITY_HEADERS {
+        for h in &copied {
             let m = snake(h);
             let _ = writeln!(
                 s,
@@ -249,11 +257,16 @@ pub(super) fn caddyfile(w: &Wiring, dir: &Path) -> String {
          {{\n\tadmin off\n\tauto_https off\n\tstorage file_system {data}\n\
          \tlog {{\n\t\toutput stderr\n\t\tlevel WARN\n\t}}\n}}\n\
          http://:{port} {{\n\tbind 127.0.0.1\n\
-         \trequest_header -*_*\n\
+         {aliases}\
          \thandle /ingress-ready {{\n\t\trespond \"ready\" 200\n\t}}\n\
          \thandle /oauth2/* {{\n\t\treverse_proxy {gh}\n\t}}\n\
          {ops}{all}}}\n",
         data = dir.join("data").display(),
+        aliases = if w.naive {
+            ""
+        } else {
+            "\trequest_header -*_*\n"
+        },
         port = w.listen_port,
         gh = w.gatehouse,
         ops = protected("/ops/* ", "/oauth2/auth?redirect=true&allowed_groups=ops"),
@@ -275,9 +288,7 @@ log:
 entryPoints:
   web:
     address: "127.0.0.1:{port}"
-    http:
-      aliasHeadersStrategy: delete
-ping:
+{aliases}ping:
   entryPoint: web
   manualRouting: true
 providers:
@@ -287,11 +298,22 @@ providers:
 "#,
         port = w.listen_port,
         dynamic = dir.join("dynamic.yml").display(),
+        aliases = if w.naive {
+            ""
+        } else {
+            "    http:\n      aliasHeadersStrategy: delete\n"
+        },
     )
 }
 
 pub(super) fn traefik_dynamic(w: &Wiring) -> String {
     let list = |items: &[&str]| items.join(", ");
+    // Naive: the answer's X-Forwarded-Groups is not copied (nor the client's removed).
+    let copied: Vec<&str> = IDENTITY_HEADERS
+        .iter()
+        .copied()
+        .filter(|h| !w.naive || *h != "X-Forwarded-Groups")
+        .collect();
     let forward_auth = |name: &str, query: &str| {
         format!(
             r#"    {name}:
@@ -303,7 +325,7 @@ pub(super) fn traefik_dynamic(w: &Wiring) -> String {
         addAuthCookiesToResponse: [{cookies}]
 "#,
             gh = w.gatehouse_auth,
-            headers = list(&IDENTITY_HEADERS),
+            headers = list(&copied),
             cookies = list(&SESSION_COOKIES),
         )
     };

@@ -154,6 +154,11 @@ pub struct Wiring {
     pub upstream: SocketAddr,
     /// ingress-nginx only: the README's `auth-proxy-set-headers` ConfigMap is applied.
     pub configmap: bool,
+    /// Traefik and Caddy only: set up the way a newcomer might, leaving client copies of
+    /// identity headers in place (Traefik without `aliasHeadersStrategy` and with
+    /// `authResponseHeaders` that omit `X-Forwarded-Groups`; Caddy copying only
+    /// `X-Auth-Request-*` and removing nothing).
+    pub naive: bool,
 }
 
 /// A running ingress peer. Dropping it kills the process and removes its temp directory.
