@@ -455,7 +455,7 @@ fn the_example_configuration_and_every_documented_value_in_it_are_valid() {
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("access: allowed_groups [platform-admins, developers]")
+        said.contains("access: allowed_groups [\"platform-admins\", \"developers\"]")
             && said.contains("bearer tokens accepted"),
         "check says who may enter: {said}"
     );
@@ -499,7 +499,7 @@ fn check_prints_what_a_provider_preset_chose_and_refuses_its_pitfalls() {
             "--issuer-url",
             "https://dex.example.com",
         ])
-        .args(["--scopes", "openid email"])
+        .args(["--scopes", "openid,email"])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
@@ -512,7 +512,7 @@ fn check_prints_what_a_provider_preset_chose_and_refuses_its_pitfalls() {
                 "--issuer-url",
                 "https://idp.tail1.ts.net",
                 "--scopes",
-                "openid groups",
+                "openid,groups",
             ],
             "invalid_scope",
         ),
