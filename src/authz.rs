@@ -12,7 +12,7 @@
 //! comparisons fold ASCII case only, so Unicode look-alikes (the Kelvin sign `K`) never
 //! fold into an allowed address.
 
-use crate::config::AccessRules;
+use crate::config::{list, AccessRules};
 use crate::identity::{claim_at, Identity};
 use crate::redirect::host_allowed;
 use serde_json::Value;
@@ -189,9 +189,11 @@ impl Policy {
     }
 
     /// Per-request rules from the forward-auth URL's query (`allowed_groups`,
-    /// `allowed_emails`, `allowed_email_domains`, comma-separated or repeated). `None`
-    /// when the query holds none. An unknown parameter or an empty rule is an error, not
-    /// ignored: a typo must never quietly widen access.
+    /// `allowed_emails`, `allowed_email_domains`, comma-separated or repeated), read under
+    /// the same list rule as the settings (`config::list`): `allowed_groups=Domain%20Admins`
+    /// is one group, and an email or domain list with spaces is refused with its fix.
+    /// `None` when the query holds none. An unknown parameter or an empty rule is an error,
+    /// not ignored: a typo must never quietly widen access.
     pub fn from_query(query: &str) -> Result<Option<Policy>, String> {
         let mut p = Policy {
             source: RuleSource::Query,
@@ -203,12 +205,6 @@ impl Policy {
         };
         let mut any = false;
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            let items: Vec<String> = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
             match k.as_ref() {
                 "redirect" => continue,
                 "allowed_groups" | "allowed_emails" | "allowed_email_domains" => {}
@@ -218,6 +214,8 @@ impl Policy {
                     ))
                 }
             }
+            let items =
+                list::parse(&k, list::Written::Text(&v)).map_err(|e| format!("`{k}`: {e}"))?;
             if items.is_empty() {
                 return Err(format!("`{k}` is empty: list at least one value"));
             }
@@ -498,5 +496,29 @@ mod tests {
         assert!(p.check(&who("bob@x.org", &[]), &c).is_ok());
         assert!(p.check(&who("alice@x.org", &[]), &c).is_err());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn query_lists_follow_the_settings_rule() {
+        let c = json!({});
+        for q in [
+            "allowed_groups=Domain%20Admins",
+            "allowed_groups=Domain+Admins",
+            "allowed_groups=Domain Admins",
+            "allowed_groups=ops,%20Domain%20Admins%20,",
+        ] {
+            let p = Policy::from_query(q).unwrap().unwrap();
+            assert!(p.check(&who("a@x", &["Domain Admins"]), &c).is_ok(), "{q}");
+            for other in ["Domain", "Admins", "DomainAdmins"] {
+                assert!(p.check(&who("a@x", &[other]), &c).is_err(), "{q}: {other}");
+            }
+        }
+        let e = Policy::from_query("allowed_emails=a@x.org%20b@y.org").unwrap_err();
+        assert_eq!(
+            e,
+            "`allowed_emails`: \"a@x.org b@y.org\" contains spaces; separate items with commas: a@x.org,b@y.org"
+        );
+        let e = Policy::from_query("allowed_email_domains=x.org+y.org").unwrap_err();
+        assert!(e.contains("separate items with commas: x.org,y.org"), "{e}");
     }
 }

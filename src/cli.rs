@@ -3,6 +3,7 @@
 //! TOML keys can never drift apart.
 
 use crate::config::keys::KEYS;
+use crate::config::list::quoted;
 use crate::config::{Config, ConfigError, ProcessEnv, RawConfig};
 use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -121,11 +122,20 @@ fn print_preset(cfg: &Config) {
     }
 }
 
+/// Every list setting that is set or has a default, one item per quoted string, so a
+/// user sees how many groups (scopes, ...) gatehouse read.
+fn print_lists(cfg: &Config) {
+    println!("lists, as read (items are separated by commas only):");
+    for l in cfg.lists.iter().filter(|l| l.count > 0 || l.from.is_some()) {
+        println!("  {l}");
+    }
+}
+
 /// One line saying who may enter, for `check`.
 fn describe_access(cfg: &Config) -> String {
     let r = &cfg.rules;
     let mut parts = Vec::new();
-    let list = |name: &str, v: &[String]| format!("{name} [{}]", v.join(", "));
+    let list = |name: &str, v: &[String]| format!("{name} {}", quoted(v));
     if !r.groups.is_empty() {
         parts.push(list("allowed_groups", &r.groups));
     }
@@ -267,6 +277,7 @@ pub fn main() -> ExitCode {
                     cfg.listen, upstream, cfg.issuer_url, cfg.client_id
                 );
                 println!("access: {}", describe_access(&cfg));
+                print_lists(&cfg);
                 print_preset(&cfg);
                 if online {
                     let findings = runtime.block_on(crate::online::check(&cfg));

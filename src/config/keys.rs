@@ -8,7 +8,8 @@
 pub enum Kind {
     /// One string.
     Str,
-    /// A list: a TOML array, or a comma/space separated string.
+    /// A list: a TOML array, or one string separated by commas (never by spaces; see
+    /// `list.rs` for the rule and for which lists' items may hold spaces).
     List,
     /// `true` / `false`.
     Bool,
@@ -94,7 +95,7 @@ pub const KEYS: &[Key] = &[
     key(
         "scopes",
         Kind::List,
-        "scopes to request (default: openid email profile)",
+        "scopes to request, comma-separated (default: openid,email,profile)",
     ),
     key(
         "cookie_secret",
@@ -340,7 +341,7 @@ pub const KEYS: &[Key] = &[
     key(
         "allowed_groups",
         Kind::List,
-        "only users in at least one of these groups may enter",
+        "only users in at least one of these groups may enter (comma-separated; a name may hold spaces: Domain Admins)",
     ),
     key(
         "allowed_emails",

@@ -5,6 +5,7 @@
 mod access;
 mod header_check;
 pub mod keys;
+pub mod list;
 pub mod presets;
 mod provider_settings;
 mod reader;
@@ -292,6 +293,8 @@ pub struct Config {
     pub log_level: String,
     /// Warnings to log once logging is up (e.g. plain-HTTP loopback issuer).
     pub warnings: Vec<String>,
+    /// Every list setting as parsed, in the order of `keys::KEYS` (for `check`).
+    pub lists: Vec<list::ParsedList>,
 }
 
 /// Every problem found in a configuration.

@@ -9,7 +9,8 @@ use super::sources::{Entry, Origin, RawConfig, RawValue};
 /// One provider's defaults and checks.
 pub struct Preset {
     pub name: &'static str,
-    /// `(key, value)` defaults; `{tenant_id}` and `{client_id}` are filled in.
+    /// `(key, value)` defaults; `{tenant_id}` and `{client_id}` are filled in. Lists are
+    /// written as a user would write them in a variable: separated by commas.
     defaults: &'static [(&'static str, &'static str)],
     /// What a user should know, printed by `check`.
     pub notes: &'static [&'static str],
@@ -25,7 +26,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "tsidp",
         defaults: &[
-            ("scopes", "openid email profile"),
+            ("scopes", "openid,email,profile"),
             ("require_email_verified", "false"),
         ],
         notes: &[
@@ -48,7 +49,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "authentik",
         defaults: &[
-            ("scopes", "openid email profile offline_access"),
+            ("scopes", "openid,email,profile,offline_access"),
             ("user_claim", "preferred_username"),
         ],
         notes: &[
@@ -62,7 +63,7 @@ pub const PRESETS: &[Preset] = &[
         name: "entra",
         defaults: &[
             ("issuer_url", "https://login.microsoftonline.com/{tenant_id}/v2.0"),
-            ("scopes", "openid email profile offline_access"),
+            ("scopes", "openid,email,profile,offline_access"),
             ("user_claim", "preferred_username"),
         ],
         notes: &[
@@ -84,7 +85,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "dex",
-        defaults: &[("scopes", "openid email profile groups offline_access")],
+        defaults: &[("scopes", "openid,email,profile,groups,offline_access")],
         notes: &[
             "groups and offline_access are requested: Dex sends groups and refresh tokens only for those scopes, and rotates refresh tokens",
         ],
@@ -338,5 +339,21 @@ mod tests {
         assert!(!kc
             .check(&RawConfig::default(), &[], "https://kc/main")
             .is_empty());
+    }
+
+    #[test]
+    fn list_defaults_are_written_with_commas() {
+        use crate::config::keys::{find, Kind};
+        use crate::config::list::{parse, Written};
+        let mut lists = 0;
+        for p in PRESETS {
+            let is_list = |k: &&str| find(k).is_some_and(|k| k.kind == Kind::List);
+            for (k, v) in p.defaults.iter().filter(|(k, _)| is_list(k)) {
+                let parsed = parse(k, Written::Text(v));
+                assert!(parsed.is_ok(), "{} preset, {k}: {parsed:?}", p.name);
+                lists += 1;
+            }
+        }
+        assert!(lists >= 5, "{lists}");
     }
 }

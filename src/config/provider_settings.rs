@@ -37,7 +37,7 @@ pub(super) fn read_provider(
             "code_challenge",
             "code_challenge_method",
         ];
-        match pair.split_once('=') {
+        match pair.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
             Some((k, v)) if !k.is_empty() && !OURS.contains(&k) => {
                 extra_auth_params.push((k.to_string(), v.to_string()))
             }

@@ -21,6 +21,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     let mut r = Reader {
         raw,
         problems: preset_problem.into_iter().collect(),
+        lists: Vec::new(),
     };
     let mut warnings = Vec::new();
 
@@ -391,6 +392,13 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    let allowed_upgrades = r
+        .list("allowed_upgrades", &["websocket"])
+        .into_iter()
+        .map(|p| p.to_ascii_lowercase())
+        .collect();
+    let mut lists = std::mem::take(&mut r.lists);
+    lists.sort_by_key(|l| keys::KEYS.iter().position(|k| k.name == l.key));
     match r.problems.is_empty() {
         true => Ok(Config {
             provider: preset.name,
@@ -408,11 +416,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             claims,
             headers,
             trusted_proxies,
-            allowed_upgrades: r
-                .list("allowed_upgrades", &["websocket"])
-                .into_iter()
-                .map(|p| p.to_ascii_lowercase())
-                .collect(),
+            allowed_upgrades,
             clock_skew,
             allowed_algs,
             trusted_audiences: provider.trusted_audiences,
@@ -437,6 +441,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             log_format,
             log_level,
             warnings,
+            lists,
         }),
         false => Err(ConfigError {
             problems: r.problems,

@@ -6,16 +6,7 @@ use std::process::{Command, Stdio};
 
 /// `gatehouse check --config FILE` with the two secrets in the environment.
 fn check_file(file: &std::path::Path) -> std::process::Output {
-    gatehouse()
-        .args(["check", "--config"])
-        .arg(file)
-        .env("GATEHOUSE_CLIENT_SECRET", "s")
-        .env(
-            "GATEHOUSE_COOKIE_SECRET",
-            "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
-        )
-        .output()
-        .unwrap()
+    check_file_with(file, &[])
 }
 
 fn gatehouse() -> Command {
@@ -455,7 +446,7 @@ fn the_example_configuration_and_every_documented_value_in_it_are_valid() {
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("access: allowed_groups [platform-admins, developers]")
+        said.contains("access: allowed_groups [\"platform-admins\", \"developers\"]")
             && said.contains("bearer tokens accepted"),
         "check says who may enter: {said}"
     );
@@ -499,7 +490,7 @@ fn check_prints_what_a_provider_preset_chose_and_refuses_its_pitfalls() {
             "--issuer-url",
             "https://dex.example.com",
         ])
-        .args(["--scopes", "openid email"])
+        .args(["--scopes", "openid,email"])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
@@ -512,7 +503,7 @@ fn check_prints_what_a_provider_preset_chose_and_refuses_its_pitfalls() {
                 "--issuer-url",
                 "https://idp.tail1.ts.net",
                 "--scopes",
-                "openid groups",
+                "openid,groups",
             ],
             "invalid_scope",
         ),
@@ -576,4 +567,88 @@ fn every_provider_example_passes_check() {
         checked.push(file);
     }
     assert!(checked.len() >= 8, "{checked:?}");
+}
+
+/// `check` prints every list as it read it, each item quoted, so `Domain Admins` is
+/// plainly one group; a space in a list whose items hold none is refused with the fix,
+/// beside the other problems of the same run.
+#[test]
+fn check_shows_each_list_as_read_and_refuses_spaces_with_the_fix() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-lists-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("lists.toml");
+    std::fs::write(
+        &file,
+        "issuer_url = \"https://sso.example.com\"\nclient_id = \"headlamp\"\nallowed_groups = \"Domain Admins\"\nallowed_email_domains = [\"example.com\", \"example.org\"]\n",
+    )
+    .unwrap();
+    let out = check_file(&file);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        format!(
+            "  allowed_groups: [\"Domain Admins\"] (from {})",
+            file.display()
+        ),
+        format!(
+            "  allowed_email_domains: [\"example.com\", \"example.org\"] (from {})",
+            file.display()
+        ),
+        "  scopes: [\"openid\", \"email\", \"profile\"] (default)".to_string(),
+        "  cookie_secret: 1 item(s), not shown (from env GATEHOUSE_COOKIE_SECRET)".to_string(),
+        "access: allowed_groups [\"Domain Admins\"]".to_string(),
+    ] {
+        assert!(said.contains(&needle), "missing {needle:?} in:\n{said}");
+    }
+    assert!(!said.contains("DbhHMlgj"), "{said}");
+
+    let out = check_file_with(&file, &["--allowed-groups", "Platform Team, ops"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(
+            "  allowed_groups: [\"Platform Team\", \"ops\"] (from flag --allowed-groups)"
+        ),
+        "{said}"
+    );
+
+    let out = check_file_with(
+        &file,
+        &[
+            "--scopes",
+            "openid email profile",
+            "--allowed-emails",
+            "a@x.org b@y.org",
+            "--listen",
+            "nowhere",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "scopes (from flag --scopes): \"openid email profile\" contains spaces; separate items with commas: openid,email,profile",
+        "allowed_emails (from flag --allowed-emails): \"a@x.org b@y.org\" contains spaces; separate items with commas: a@x.org,b@y.org",
+        "`nowhere` is not an address",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `check_file` with more flags.
+fn check_file_with(file: &std::path::Path, flags: &[&str]) -> std::process::Output {
+    gatehouse()
+        .args(["check", "--config"])
+        .arg(file)
+        .args(flags)
+        .env("GATEHOUSE_CLIENT_SECRET", "s")
+        .env(
+            "GATEHOUSE_COOKIE_SECRET",
+            "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+        )
+        .output()
+        .unwrap()
 }

@@ -870,3 +870,73 @@ async fn a_check_carrying_a_client_identity_header_is_refused() {
         .await;
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+/// CONTRACTS.md §4: a list setting never splits a value on spaces. With
+/// `allowed_groups = "Domain Admins"`, a member of `Admins` or `Domain` stays out, in the
+/// sidecar and at `/oauth2/auth`, and a member of `Domain Admins` gets in; the query's
+/// `allowed_groups=Domain%20Admins` (or `Domain+Admins`) is that same one group, and an
+/// email list with a space is a 400 that names the comma-separated form.
+#[tokio::test]
+async fn a_group_name_with_a_space_is_one_group_in_settings_and_query() {
+    let configured = world(&[("allowed_groups", "Domain Admins")]).await;
+    let open = world(&[]).await;
+    for (groups, allowed) in [
+        (json!(["Admins"]), false),
+        (json!(["Domain", "dev"]), false),
+        (json!(["Domain Admins"]), true),
+        (json!(["dev", "Domain Admins"]), true),
+    ] {
+        let want = if allowed { 200 } else { 403 };
+        let g = groups.clone();
+        configured.idp.tweak(move |c| c["groups"] = g.clone());
+        let b = Browser::new();
+        let (page, visited) = b.follow(&format!("{}/app", configured.gh.url)).await;
+        assert_eq!(page.status, want, "sidecar, groups {groups}: {visited:?}");
+        if !allowed {
+            assert!(
+                page.body
+                    .contains("requires one of the groups Domain Admins;"),
+                "{}",
+                page.body
+            );
+        }
+        let fa = b.get(&format!("{}/oauth2/auth", configured.gh.url)).await;
+        assert_eq!(fa.status, want, "forward auth, groups {groups}");
+
+        let g = groups.clone();
+        open.idp.tweak(move |c| c["groups"] = g.clone());
+        let b = Browser::new();
+        let (page, _) = b.follow(&format!("{}/", open.gh.url)).await;
+        assert_eq!(page.status, 200, "no configured rule");
+        for q in [
+            "allowed_groups=Domain%20Admins",
+            "allowed_groups=Domain+Admins",
+            "allowed_groups=ops,%20Domain%20Admins",
+        ] {
+            let r = b.get(&format!("{}/oauth2/auth?{q}", open.gh.url)).await;
+            assert_eq!(r.status, want, "{q}, groups {groups}: {}", r.body);
+        }
+    }
+    let b = Browser::new();
+    for (q, fix) in [
+        (
+            "allowed_emails=a@x.org%20b@y.org",
+            "separate items with commas: a@x.org,b@y.org",
+        ),
+        (
+            "allowed_email_domains=x.org+y.org",
+            "separate items with commas: x.org,y.org",
+        ),
+    ] {
+        let r = b
+            .send(
+                Method::GET,
+                &format!("{}/oauth2/auth?{q}", open.gh.url),
+                &[("accept", "application/json")],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{q}");
+        let said = r.json()["message"].as_str().unwrap_or_default().to_string();
+        assert!(said.contains(fix), "{q}: {}", r.body);
+    }
+}

@@ -33,7 +33,7 @@ async fn stack(kind: Kind) -> Option<Stack> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gh_addr = listener.local_addr().unwrap();
     let mut extra = vec![
-        ("scopes", "openid email profile groups"),
+        ("scopes", "openid,email,profile,groups"),
         ("trusted_proxies", "127.0.0.1"),
         ("allowed_groups", "admins,ops"),
         ("post_logout_redirect_url", ""),

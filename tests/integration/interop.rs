@@ -21,7 +21,7 @@ async fn setup(extra: &[(&'static str, &str)]) -> Setup {
     let op = NodeOp::for_gatehouse_at(&base, &[]).await;
     let up = Upstream::start().await;
     let mut all = vec![
-        ("scopes", "openid email profile groups"),
+        ("scopes", "openid,email,profile,groups"),
         ("post_logout_redirect_url", ""),
     ];
     all.extend_from_slice(extra);

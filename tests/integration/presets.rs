@@ -16,9 +16,9 @@ struct Stack {
 }
 
 /// oidc-provider with `quirks`, an echo upstream, and gatehouse with `extra` settings
-/// (scopes `openid email profile groups` unless `extra` sets them).
+/// (scopes `openid,email,profile,groups` unless `extra` sets them).
 async fn stack(quirks: &[&str], extra: &[(&'static str, &str)]) -> Option<Stack> {
-    let mut all = vec![("scopes", "openid email profile groups")];
+    let mut all = vec![("scopes", "openid,email,profile,groups")];
     all.extend_from_slice(extra);
     stack_exactly(quirks, &all).await
 }
@@ -63,7 +63,7 @@ async fn authentik_issuer_keeps_its_trailing_slash() {
         &["--issuer-path", "/application/o/headlamp/"],
         &[
             ("provider", "authentik"),
-            ("scopes", "openid email profile groups offline_access"),
+            ("scopes", "openid,email,profile,groups,offline_access"),
         ],
     )
     .await
@@ -93,7 +93,7 @@ async fn vault_without_refresh_tokens_serves_until_the_id_token_ends() {
         ],
         &[
             ("provider", "vault"),
-            ("scopes", "openid email profile groups"),
+            ("scopes", "openid,email,profile,groups"),
             // Every request is "due": a session holding a refresh token would refresh.
             ("refresh_before_secs", "100000"),
         ],
@@ -124,7 +124,7 @@ async fn tsidp_single_use_refresh_tokens_are_spent_once_and_sign_out_is_local() 
         &["--no-end-session", "--access-token-ttl", "300"],
         &[
             ("provider", "tsidp"),
-            ("scopes", "openid email profile"),
+            ("scopes", "openid,email,profile"),
             // Every request is "due": the concurrent ones below race for one refresh.
             ("refresh_before_secs", "100000"),
         ],
@@ -229,7 +229,7 @@ async fn check_online_names_scopes_and_refresh_tokens_the_provider_will_not_give
     let Some(s) = stack(&["--no-refresh-token"], &[]).await else {
         return;
     };
-    let (code, said) = check_online(&s.op.issuer, &["--scopes", "openid made-up-scope"]).await;
+    let (code, said) = check_online(&s.op.issuer, &["--scopes", "openid,made-up-scope"]).await;
     assert_eq!(code, Some(0), "warnings only: {said}");
     assert!(
         said.contains("does not list the scope(s) made-up-scope"),
@@ -349,7 +349,7 @@ async fn entra_and_dex_presets_sign_in_with_their_defaults() {
         &[],
         &[
             ("provider", "entra"),
-            ("scopes", "openid email profile groups offline_access"),
+            ("scopes", "openid,email,profile,groups,offline_access"),
         ],
     )
     .await
