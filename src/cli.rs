@@ -132,6 +132,24 @@ fn print_lists(cfg: &Config) {
 }
 
 /// One line saying who may enter, for `check`.
+/// Which ingress `/oauth2/auth` believes, and where its answers carry the ID token.
+fn describe_forward_auth(cfg: &Config) -> String {
+    use crate::config::ForwardAuthClient as C;
+    let client = match cfg.forward_auth_client {
+        C::Auto => "auto (every header describing the original request must agree)",
+        C::Nginx => "nginx (X-Forwarded-Uri, -Method, -Host, -Proto only)",
+        C::IngressNginx => "ingress-nginx (X-Original-URL and X-Original-Method only)",
+        C::Traefik => "traefik (X-Forwarded-Uri, -Method, -Host, -Proto only)",
+        C::Caddy => "caddy (X-Forwarded-Uri, -Method, -Host, -Proto only)",
+        C::Envoy => "envoy (the path below /oauth2/auth and the check's method)",
+    };
+    let tokens = match cfg.auth_listen {
+        Some(a) => format!("the ID token only in answers on auth_listen {a}"),
+        None => "no ID token in any answer (auth_listen is not set)".to_string(),
+    };
+    format!("client {client}; {tokens}")
+}
+
 fn describe_access(cfg: &Config) -> String {
     let r = &cfg.rules;
     let mut parts = Vec::new();
@@ -277,6 +295,7 @@ pub fn main() -> ExitCode {
                     cfg.listen, upstream, cfg.issuer_url, cfg.client_id
                 );
                 println!("access: {}", describe_access(&cfg));
+                println!("forward auth: {}", describe_forward_auth(&cfg));
                 print_lists(&cfg);
                 print_preset(&cfg);
                 if online {

@@ -652,3 +652,65 @@ fn check_file_with(file: &std::path::Path, flags: &[&str]) -> std::process::Outp
         .output()
         .unwrap()
 }
+
+/// `forward_auth_client` and `auth_listen`: `check` says which headers describe the
+/// original request and where the ID token goes; a bad value, or an auth listener on
+/// the main address, is refused with the rest; naming no ingress with skip routes, or
+/// no auth listener in auth-only mode, is a warning.
+#[test]
+fn check_explains_forward_auth_trust_and_refuses_its_mistakes() {
+    let dir = std::env::temp_dir().join(format!("gh-fa-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("g.toml");
+    std::fs::write(
+        &file,
+        "issuer_url = \"https://sso.example.com\"\nclient_id = \"c\"\nlisten = \"0.0.0.0:4180\"\n\
+         trusted_proxies = \"10.0.0.0/8\"\nskip_auth_routes = \"GET=/public/**\"\n",
+    )
+    .unwrap();
+    let out = check_file_with(&file, &[]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("warning: forward_auth_client is auto"),
+        "{said}"
+    );
+    assert!(said.contains("warning: auth_listen is not set"), "{said}");
+    assert!(said.contains("forward auth: client auto"), "{said}");
+    let out = check_file_with(
+        &file,
+        &[
+            "--forward-auth-client",
+            "ingress-nginx",
+            "--auth-listen",
+            "0.0.0.0:4181",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("forward auth: client ingress-nginx (X-Original-URL and X-Original-Method only); the ID token only in answers on auth_listen 0.0.0.0:4181"),
+        "{said}"
+    );
+    assert!(!said.contains("warning: forward_auth_client"), "{said}");
+    let out = check_file_with(
+        &file,
+        &[
+            "--forward-auth-client",
+            "haproxy",
+            "--auth-listen",
+            "0.0.0.0:4180",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success());
+    assert!(
+        err.contains("`haproxy` is not one of auto, nginx, ingress-nginx, traefik, caddy, envoy"),
+        "{err}"
+    );
+    assert!(
+        err.contains("auth_listen: 0.0.0.0:4180 is also `listen`"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
