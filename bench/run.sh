@@ -20,7 +20,8 @@
 # and the forward-auth case, where gatehouse only gives the verdict (these keep the
 # `gatehouse whoami` upstream they were designed against, one body):
 #
-#   (d) nginx-fa       nginx with `auth_request` to gatehouse's /oauth2/auth (keepalive),
+#   (d) nginx-fa       nginx with `auth_request` to gatehouse's /oauth2/auth on its
+#                      forward-auth listener (demo --auth-listen; keepalive),
 #                      copying the identity headers of the auth answer to the request
 #                      it proxies to `gatehouse whoami`
 #   (e) nginx-ceiling  the same nginx config, but the auth server behind its auth
@@ -128,7 +129,7 @@ declare -A BODY_WHAT=([small]="JSON status object, nginx return 200"
 KNOWN_BODIES=(small k8s log)
 
 UPSTREAM_PORT="" NGINX_PORT="" GATEHOUSE_PORT="" APACHE_PORT="" IDP_PORT=""
-WHOAMI_PORT="" NGINX_FA_PORT="" NGINX_CEILING_PORT="" AUTH_STUB_PORT=""
+WHOAMI_PORT="" NGINX_FA_PORT="" NGINX_CEILING_PORT="" AUTH_STUB_PORT="" GATEHOUSE_AUTH_PORT=""
 GATEHOUSE_PID="" APACHE_PID=""
 SESSION_COOKIE=""     # gatehouse's session, one Cookie header value
 APACHE_COOKIE=""      # mod_auth_openidc's session, one Cookie header value
@@ -230,10 +231,10 @@ LUA
 
 allocate_ports() {
     read -r UPSTREAM_PORT NGINX_PORT GATEHOUSE_PORT APACHE_PORT IDP_PORT WHOAMI_PORT \
-        NGINX_FA_PORT NGINX_CEILING_PORT AUTH_STUB_PORT < <(free_ports 9)
+        NGINX_FA_PORT NGINX_CEILING_PORT AUTH_STUB_PORT GATEHOUSE_AUTH_PORT < <(free_ports 10)
     log "ports: upstream=$UPSTREAM_PORT nginx=$NGINX_PORT gatehouse=$GATEHOUSE_PORT apache=$APACHE_PORT" \
         "dev-idp=$IDP_PORT whoami=$WHOAMI_PORT nginx-fa=$NGINX_FA_PORT" \
-        "nginx-ceiling=$NGINX_CEILING_PORT auth-stub=$AUTH_STUB_PORT"
+        "nginx-ceiling=$NGINX_CEILING_PORT auth-stub=$AUTH_STUB_PORT gatehouse-auth=$GATEHOUSE_AUTH_PORT"
 }
 
 # nginx_dir NAME: a fresh directory under $TMP that nginx's (and httpd's) workers can read.
@@ -404,7 +405,7 @@ nginx_conf() {
     if [[ "$with_gatehouse" == 1 ]]; then
         gatehouse_upstream="
     upstream gatehouse {
-        server $HOST:$GATEHOUSE_PORT;
+        server $HOST:$GATEHOUSE_AUTH_PORT;
         keepalive $keepalive;
     }
 "
@@ -523,7 +524,8 @@ $NGINX_IDENTITY_TO_WHOAMI
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header X-Forwarded-Uri \$request_uri;
+            proxy_set_header X-Forwarded-Method \$request_method;
         }
 CONF
 }
@@ -590,6 +592,7 @@ start_gatehouse() {
     log "starting gatehouse demo on $HOST:$GATEHOUSE_PORT, its dev IdP on $HOST:$IDP_PORT (token TTL ${TOKEN_TTL}s)"
     "$GATEHOUSE_BIN" demo \
         --listen "$HOST:$GATEHOUSE_PORT" \
+        --auth-listen "$HOST:$GATEHOUSE_AUTH_PORT" \
         --idp-listen "$HOST:$IDP_PORT" \
         --upstream "http://$HOST:$UPSTREAM_PORT" \
         --token-ttl "$TOKEN_TTL" \
@@ -878,7 +881,7 @@ PY
 # check_auth_endpoint: gatehouse's /oauth2/auth must answer 200 with the cookie, with the
 # user gatehouse injects as a proxy in X-Auth-Request-User and X-Forwarded-User.
 check_auth_endpoint() {
-    local url="http://$HOST:$GATEHOUSE_PORT/oauth2/auth" hdrs="$TMP/check-gatehouse-auth.headers" code h
+    local url="http://$HOST:$GATEHOUSE_AUTH_PORT/oauth2/auth" hdrs="$TMP/check-gatehouse-auth.headers" code h
     local user="${IDENTITY[x-forwarded-user]:-}"
     [[ -n "$user" ]] || die "gatehouse injected no X-Forwarded-User to compare with"
     code="$(lcurl -o /dev/null -D "$hdrs" -w '%{http_code}' -H "Cookie: $SESSION_COOKIE" "$url")" \
@@ -1040,7 +1043,7 @@ bench_fa() {
             run_wrk "$t" "$FA_BODY" "$url" "$SESSION_COOKIE"
             ;;
         gatehouse-auth)
-            url="http://$HOST:$GATEHOUSE_PORT/oauth2/auth"
+            url="http://$HOST:$GATEHOUSE_AUTH_PORT/oauth2/auth"
             if first_time "$t" "$FA_BODY"; then check_refused "gatehouse /oauth2/auth" "$url"; fi
             check_auth_endpoint
             run_wrk "$t" "$FA_BODY" "$url" "$SESSION_COOKIE"

@@ -17,6 +17,10 @@ pub struct DemoArgs {
     /// Where the development IdP listens (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub idp_listen: SocketAddr,
+    /// Also serve the internal forward-auth listener here (`auth_listen`): an ingress
+    /// in front of the demo asks `/oauth2/auth` on it and gets the ID token too.
+    #[arg(long)]
+    pub auth_listen: Option<SocketAddr>,
     /// Where the built-in whoami upstream listens (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub upstream_listen: SocketAddr,
@@ -121,6 +125,10 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr),
 pub async fn run(args: DemoArgs) -> Result<(), String> {
     let (idp_l, idp_addr) = bind(args.idp_listen, "identity provider").await?;
     let (gh_l, gh_addr) = bind(args.listen, "gatehouse").await?;
+    let auth = match args.auth_listen {
+        Some(a) => Some(bind(a, "forward-auth listener").await?),
+        None => None,
+    };
     let upstream = match &args.upstream {
         Some(u) => u.to_string(),
         None => {
@@ -150,6 +158,9 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     raw.set("redirect_url", &redirect);
     raw.set("listen", &gh_addr.to_string());
     raw.set("post_logout_redirect_url", &format!("http://{gh_addr}/"));
+    if let Some((_, a)) = &auth {
+        raw.set("auth_listen", &a.to_string());
+    }
     let cfg = Config::from_raw(&raw).map_err(|e| e.to_string())?;
     crate::telemetry::init(cfg.log_format, &cfg.log_level);
 
@@ -165,9 +176,13 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     }
     println!("  upstream: {upstream}");
     println!("  gatehouse:  http://{gh_addr}/");
+    if let Some((_, a)) = &auth {
+        println!("  forward-auth listener: http://{a}/oauth2/auth");
+    }
     println!("Open http://{gh_addr}/ in a browser (use this exact host: cookies are per host). Ctrl-C stops.");
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
-    crate::http::serve(state, gh_l, crate::cli::shutdown_signal())
+    let auth = auth.map(|(l, _)| l);
+    crate::http::serve_with_auth(state, gh_l, auth, crate::cli::shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }
