@@ -35,7 +35,7 @@ pub enum Command {
         online: bool,
     },
     /// DEVELOPMENT ONLY: a dev identity provider, a demo upstream and gatehouse, on loopback.
-    Demo(crate::demo::DemoArgs),
+    Demo(Box<crate::demo::DemoArgs>),
     /// Print a fresh random cookie secret.
     Secret,
     /// Run a tiny upstream that shows the identity headers it receives.
@@ -327,7 +327,7 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        Command::Demo(args) => runtime.block_on(crate::demo::run(args)),
+        Command::Demo(args) => runtime.block_on(crate::demo::run(*args)),
         Command::Whoami { listen } => runtime.block_on(whoami(listen)),
     };
     match result {

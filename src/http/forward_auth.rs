@@ -110,6 +110,12 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
         });
     let (extra, redirect_param) = match query_rules(query, below.is_some()) {
         Ok(rules) => rules,
+        // Below the endpoint the query is the checked request's own (Envoy): say so.
+        Err(e) if below.is_some() => {
+            return ctx.fail(AppError::BadAuthQuery(format!(
+                "the checked request's own query has a rule parameter gatehouse cannot apply ({e}); rule keys there narrow access like the auth URL's"
+            )))
+        }
         Err(e) => return ctx.fail(AppError::BadAuthQuery(e)),
     };
     let client = st.cfg.forward_auth_client;
