@@ -210,6 +210,8 @@ async fn refresh_once(
         tokens.refresh_token = old.refresh_token.clone();
     }
     let Some(id_token) = tokens.id_token.take() else {
+        // The kept ID token must still meet max_age/acr_values, as a new one would.
+        provider.recheck_authentication(old.claims())?;
         provider
             .check_access_token(tokens.access_token.as_deref())
             .await?;

@@ -363,3 +363,266 @@ async fn a_kept_refresh_result_is_never_used_past_its_expiry() {
         assert_eq!(late.status, 401, "{late:?}");
     }
 }
+
+/// A token from `w`'s IdP as an API client would send it: the defaults of a bearer token
+/// for `client_id`, with `over` on top (`null` removes a claim).
+fn bearer_token(w: &World, mint: &Mint, over: Value) -> String {
+    let now = gatehouse::util::now_secs() as i64;
+    let mut claims = json!({"iss": w.idp.issuer, "sub": "ci-bot", "aud": crate::support::idp::CLIENT_ID,
+        "exp": now + 300, "iat": now, "email": "ci@example.test", "email_verified": true,
+        "groups": ["ci"]});
+    for (k, v) in over.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    w.idp.state.keys.sign(mint, &claims)
+}
+
+/// `token` sent as `Authorization: Bearer` to `url`, as an API client.
+async fn with_bearer(url: &str, token: &str) -> Resp {
+    Browser::new()
+        .send(
+            reqwest::Method::GET,
+            url,
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("accept", "application/json"),
+            ],
+        )
+        .await
+}
+
+/// A bearer token refused with 401 `invalid_token` on the sidecar and the forward-auth
+/// endpoint, the description naming `why`, the token never echoed, nothing proxied.
+async fn bearer_refused(w: &World, token: &str, why: &str) {
+    for path in ["/api/x", "/oauth2/auth", "/oauth2/userinfo"] {
+        let r = with_bearer(&format!("{}{path}", w.gh.url), token).await;
+        assert_eq!(r.status, 401, "{why} on {path}: {r:?}");
+        let challenge = r.headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.starts_with("Bearer ")
+                && challenge.contains("error=\"invalid_token\"")
+                && challenge.contains("error_description=\"")
+                && challenge.contains(why),
+            "{why} on {path}: {challenge}"
+        );
+        assert!(r.body.contains(why), "{why} on {path}: {}", r.body);
+        assert!(!r.body.contains(token) && !challenge.contains(token));
+        assert!(
+            seen_nothing(&r),
+            "{path}: a refused token reached the upstream"
+        );
+    }
+}
+
+/// True unless the response is the echo upstream's.
+fn seen_nothing(r: &Resp) -> bool {
+    serde_json::from_str::<Value>(&r.body).map_or(true, |v| v.get("headers").is_none())
+}
+
+/// The same provider's token for the same user must meet the same authentication
+/// policy as a browser sign-in: `acr_values` and `max_age` bind bearer tokens too.
+#[tokio::test]
+async fn bearer_tokens_meet_the_authentication_policy_of_a_sign_in() {
+    let w = world(&[
+        ("bearer_tokens", "true"),
+        ("acr_values", "phr"),
+        ("max_age", "60"),
+    ])
+    .await;
+    // A browser sign-in without acr and auth_time is refused...
+    refused(&w, 502, "no `auth_time` claim").await;
+    let now = gatehouse::util::now_secs() as i64;
+    let plain = Mint::default();
+    // ... and so is the same provider's token for the same user, whatever is missing.
+    for (over, why) in [
+        (json!({}), "no `auth_time` claim"),
+        (json!({"auth_time": now}), "(acr) is missing"),
+        (json!({"auth_time": now, "acr": "pwd"}), "(acr) is `pwd`"),
+        (json!({"auth_time": now, "acr": "phrh"}), "(acr) is `phrh`"),
+        (
+            json!({"acr": "phr"}),
+            "no `auth_time` claim, which max_age requires",
+        ),
+        (
+            json!({"acr": "phr", "auth_time": now - 3600}),
+            "longer ago than max_age",
+        ),
+        (
+            json!({"acr": "phr", "auth_time": "yesterday"}),
+            "not a well-formed JWT",
+        ),
+    ] {
+        bearer_refused(&w, &bearer_token(&w, &plain, over), why).await;
+    }
+    // A compliant token passes; so does a compliant access token (typ at+jwt): API
+    // clients present those, and only an ID token may not be one.
+    let good = json!({"acr": "phr", "auth_time": now - 10});
+    for mint in [
+        plain.clone(),
+        Mint {
+            typ: Some("at+jwt".into()),
+            ..Mint::default()
+        },
+    ] {
+        let r = with_bearer(
+            &format!("{}/api/x", w.gh.url),
+            &bearer_token(&w, &mint, good.clone()),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(seen(&r.json(), "x-forwarded-user"), vec!["ci@example.test"]);
+    }
+}
+
+/// What the sign-in refuses in the identity (groups overage, an unverified email as the
+/// user, a claim that cannot be passed on) is refused in a bearer token too.
+#[tokio::test]
+async fn bearer_tokens_meet_the_identity_checks_of_a_sign_in() {
+    let w = world(&[("bearer_tokens", "true")]).await;
+    let plain = Mint::default();
+    for (over, why) in [
+        (
+            json!({"groups": null, "_claim_names": {"groups": "src1"},
+                "_claim_sources": {"src1": {"endpoint": "https://graph.microsoft.com/v1.0/users/x/getMemberObjects"}}}),
+            "groups overage",
+        ),
+        (json!({"email_verified": false}), "has not verified"),
+        (json!({"email_verified": null}), "has not verified"),
+        (
+            json!({"email": " ci@example.test"}),
+            "leading or trailing whitespace",
+        ),
+        (json!({"email": null}), "no `email` claim"),
+    ] {
+        bearer_refused(&w, &bearer_token(&w, &plain, over), why).await;
+    }
+}
+
+/// Tokens from `bearer_issuers` stand for users as much as the main issuer's: they meet
+/// `acr_values` and `max_age` too (fail closed).
+#[tokio::test]
+async fn extra_bearer_issuers_meet_the_authentication_policy_too() {
+    let other = crate::support::idp::TestIdp::start().await;
+    let pair = format!("{}=ci-pipeline", other.issuer);
+    let w = world(&[
+        ("bearer_tokens", "true"),
+        ("bearer_issuers", &pair),
+        ("acr_values", "phr"),
+        ("max_age", "60"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..500 {
+        let r: Value = client
+            .get(format!("{}/readyz", w.gh.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r["bearer_issuers"][0]["ready"] == json!(true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let now = gatehouse::util::now_secs() as i64;
+    let sign = |over: Value| {
+        let mut claims = json!({"iss": other.issuer, "sub": "pipeline-7", "aud": "ci-pipeline",
+            "exp": now + 300, "iat": now, "email": "ci@example.test", "email_verified": true});
+        for (k, v) in over.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        other.state.keys.sign(&Mint::default(), &claims)
+    };
+    for (over, why) in [
+        (json!({"auth_time": now}), "(acr) is missing"),
+        (json!({"acr": "phr"}), "no `auth_time` claim"),
+        (
+            json!({"acr": "phr", "auth_time": now - 3600}),
+            "longer ago than max_age",
+        ),
+    ] {
+        bearer_refused(&w, &sign(over), why).await;
+    }
+    let ok = with_bearer(
+        &format!("{}/oauth2/auth", w.gh.url),
+        &sign(json!({"acr": "phr", "auth_time": now})),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+}
+
+/// Google with `hosted_domain`: a bearer token from another Workspace domain, or from
+/// none, is refused as the browser sign-in is (403 naming the rule: the token is valid,
+/// the user may not enter).
+#[tokio::test]
+async fn bearer_tokens_from_another_google_workspace_are_refused() {
+    let w = world(&[
+        ("provider", "google"),
+        ("hosted_domain", "example.com"),
+        ("bearer_tokens", "true"),
+    ])
+    .await;
+    let plain = Mint::default();
+    for over in [
+        json!({"hd": "evil.com"}),
+        json!({}),
+        json!({"hd": "example.com.evil.com"}),
+    ] {
+        let token = bearer_token(&w, &plain, over.clone());
+        for path in ["/api/x", "/oauth2/auth"] {
+            let r = with_bearer(&format!("{}{path}", w.gh.url), &token).await;
+            assert_eq!(r.status, 403, "{over} on {path}: {r:?}");
+            assert!(r.body.contains("hd=example.com"), "{}", r.body);
+            assert!(seen_nothing(&r));
+        }
+    }
+    w.idp.tweak(|c| c["hd"] = json!("evil.com"));
+    let (page, _) = attempt(&w).await;
+    assert_eq!(page.status, 403, "the browser sign-in alike: {page:?}");
+    let r = with_bearer(
+        &format!("{}/api/x", w.gh.url),
+        &bearer_token(&w, &plain, json!({"hd": "example.com"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// A refresh that sends no new ID token keeps the sign-in's: that one must still meet
+/// `max_age`, as a refreshed ID token would have to, or the user signs in again.
+#[tokio::test]
+async fn a_kept_id_token_must_still_meet_max_age() {
+    let w = world(&[
+        ("max_age", "1"),
+        ("clock_skew_secs", "0"),
+        ("refresh_before_secs", "100000"),
+    ])
+    .await;
+    let now = gatehouse::util::now_secs() as i64;
+    w.idp.set_mint(Mint {
+        tweak: std::sync::Arc::new(move |c| c["auth_time"] = json!(now)),
+        body_tweak: std::sync::Arc::new(|b, refresh| {
+            if refresh {
+                b.as_object_mut().unwrap().remove("id_token");
+            }
+        }),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/again", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 401, "authenticated over max_age ago: {r:?}");
+    assert!(w.idp.refreshes() >= 1);
+}
