@@ -3,8 +3,9 @@
 //! The sidecar proxies on [`Decision::Allow`]; the forward-auth endpoint answers with the
 //! same decision, so the two can never disagree.
 //!
-//! Also builds sessions from token responses (login and refresh share that code), and
-//! coordinates refreshes: one at a time per session, with the result kept briefly so that
+//! Also builds sessions from token responses (login and refresh share that code; the
+//! session never outlives a token it forwards: [`session_expiry`]), and coordinates
+//! refreshes: one at a time per session, with the result kept briefly so that
 //! requests still carrying the old cookie reuse it instead of spending a single-use
 //! refresh token twice (tsidp, Dex rotation).
 
@@ -13,7 +14,7 @@ use crate::bearer::bearer_of;
 use crate::config::{Config, PassAuthorization, UserinfoMode};
 use crate::http::AppState;
 use crate::identity::map_claims;
-use crate::oidc::verify::{same_subject, TokenError};
+use crate::oidc::verify::{same_subject, seconds, TokenError};
 use crate::oidc::{FlowError, Loaded, Provider, TokenSet};
 use crate::routes::skip_rule;
 use crate::session::chunks::RequestCookies;
@@ -71,6 +72,64 @@ pub struct AuthRequest<'a> {
     pub extra: Option<&'a Policy>,
 }
 
+/// Which of a session's tokens the upstream is handed (`X-Forwarded-Id-Token`,
+/// `Authorization: Bearer`), and so must never receive expired.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwards {
+    pub id_token: bool,
+    pub access_token: bool,
+}
+
+impl Forwards {
+    pub fn of(cfg: &Config) -> Forwards {
+        let h = &cfg.headers;
+        // With access_token_audience the token header carries the access token.
+        let header = h.id_token.is_some();
+        Forwards {
+            id_token: (header && !h.token_is_access_token)
+                || h.authorization == PassAuthorization::IdToken,
+            access_token: (header && h.token_is_access_token)
+                || h.authorization == PassAuthorization::AccessToken,
+        }
+    }
+}
+
+/// What is known about when a session's tokens expire (Unix seconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expiries {
+    /// The `exp` of the session's ID token: a new one, or the one a refresh without a new
+    /// one keeps.
+    pub id_token: Option<u64>,
+    /// The verified `exp` of the access token (`access_token_audience`).
+    pub access_token: Option<u64>,
+    /// `now + expires_in` of the token response: the access token's lifetime.
+    pub expires_in: Option<u64>,
+}
+
+/// When a session must end: the earliest expiry, among what is known, of every token it
+/// forwards, so the upstream is never handed an expired token. `id_token_bounds`: the
+/// ID token bounds the session even when it is not forwarded (it is the session's proof
+/// of identity at sign-in and when a refresh brings a new one; a refresh without one keeps
+/// the identity, OIDC Core 12.2, and is bounded by `expires_in` instead). One function
+/// for every path that builds or extends a session: sign-in, refresh with and without an
+/// ID token, bearer tokens. `None` when nothing is known.
+pub fn session_expiry(fw: Forwards, e: Expiries, id_token_bounds: bool) -> Option<u64> {
+    let id = e.id_token.filter(|_| fw.id_token || id_token_bounds);
+    let access = [e.access_token, e.expires_in]
+        .into_iter()
+        .flatten()
+        .filter(|_| fw.access_token);
+    id.into_iter().chain(access).min()
+}
+
+/// `now + expires_in`, when the response says (a positive number of seconds).
+fn lifetime_end(tokens: &TokenSet, now: u64) -> Option<u64> {
+    tokens
+        .expires_in
+        .filter(|s| *s > 0)
+        .map(|s| now.saturating_add(s.unsigned_abs()))
+}
+
 /// Builds a session from a token response whose ID token was verified into `claims`.
 pub fn session_from_tokens(
     cfg: &Config,
@@ -85,10 +144,15 @@ pub fn session_from_tokens(
         crate::identity::IdentityError::NoSubject => FlowError::Token(TokenError::Missing("sub")),
         other => FlowError::Identity(other),
     })?;
-    // A forwarded access token that expires first bounds the session: the upstream must
-    // never be handed an expired token.
-    let id_exp = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
-    let expires_at = access_exp.map_or(id_exp, |a| a.min(id_exp));
+    // A forwarded access token that expires first (its verified `exp`, or `expires_in`)
+    // bounds the session: the upstream must never be handed an expired token.
+    let id_exp = seconds(claims, "exp").unwrap_or(0);
+    let known = Expiries {
+        id_token: Some(id_exp),
+        access_token: access_exp,
+        expires_in: lifetime_end(&tokens, now_secs()),
+    };
+    let expires_at = session_expiry(Forwards::of(cfg), known, true).unwrap_or(id_exp);
     let keep_access =
         cfg.headers.authorization == PassAuthorization::AccessToken || cfg.access_token.is_some();
     let access_token = if keep_access {
@@ -116,11 +180,29 @@ const KEEP_RESULT: Duration = Duration::from_secs(60);
 const KEEP_TRANSIENT: Duration = Duration::from_secs(2);
 
 /// Why a refresh failed; `transient`: the provider was down or failed on its side, so it
-/// has not said no (the session may be used until it expires).
+/// has not said no; `serve_until`: the old session may still be used before then (the
+/// provider is down: until the session expires; it sent no ID token to replace the
+/// forwarded one: until that one expires, if sooner).
 #[derive(Debug, Clone)]
 pub struct RefreshFailure {
     pub message: String,
     pub transient: bool,
+    pub serve_until: Option<u64>,
+}
+
+impl RefreshFailure {
+    fn new(e: &FlowError, old: &Session) -> RefreshFailure {
+        let serve_until = match e {
+            _ if e.is_transient() => Some(old.expires_at),
+            FlowError::IdTokenNotRenewed { expires_at } => Some(old.expires_at.min(*expires_at)),
+            _ => None,
+        };
+        RefreshFailure {
+            message: e.to_string(),
+            transient: e.is_transient(),
+            serve_until,
+        }
+    }
 }
 
 impl std::fmt::Display for RefreshFailure {
@@ -176,10 +258,7 @@ impl Refresher {
             slot.get_or_init(|| async {
                 refresh_once(&cfg, &provider, &old)
                     .await
-                    .map_err(|e| RefreshFailure {
-                        message: e.to_string(),
-                        transient: e.is_transient(),
-                    })
+                    .map_err(|e| RefreshFailure::new(&e, &old))
             })
             .await
             .clone()
@@ -188,6 +267,7 @@ impl Refresher {
             Err(RefreshFailure {
                 message: format!("the refresh task failed: {e}"),
                 transient: false,
+                serve_until: None,
             })
         })
     }
@@ -212,10 +292,10 @@ async fn refresh_once(
     let Some(id_token) = tokens.id_token.take() else {
         // The kept ID token must still meet max_age/acr_values, as a new one would.
         provider.recheck_authentication(old.claims())?;
-        provider
+        let access_exp = provider
             .check_access_token(tokens.access_token.as_deref())
             .await?;
-        return keep_identity(cfg, old, tokens);
+        return keep_identity(cfg, old, tokens, access_exp);
     };
     let claims = provider
         .verify(&loaded, &id_token, None, tokens.access_token.as_deref())
@@ -296,21 +376,46 @@ pub async fn complete_claims(
 }
 
 /// OIDC Core §12.2 lets a refresh response omit the ID token: the session keeps its
-/// identity and ID token, and lives as long as the new access token (`expires_in`). Without
+/// identity and ID token, and lives as long as the new access token (`expires_in`), never
+/// longer than a forwarded token: the verified access token's `exp`, and the kept ID
+/// token's `exp` when that is what the upstream is handed ([`session_expiry`]). Without
 /// `expires_in` either, there is nothing to extend the session by, and the user signs in.
-fn keep_identity(cfg: &Config, old: &Session, tokens: TokenSet) -> Result<Session, FlowError> {
-    let secs = tokens
-        .expires_in
-        .filter(|s| *s > 0)
-        .ok_or(FlowError::Invalid(
-            "the refresh response has neither an ID token nor expires_in".into(),
-        ))?;
+///
+/// When the kept ID token is forwarded and is itself due (it expires within
+/// `refresh_before`), nothing came to replace it: the refresh fails with
+/// [`FlowError::IdTokenNotRenewed`], the session serves until it expires, then the user
+/// signs in (fail closed: the upstream is never handed an expired ID token, and the
+/// provider is not asked again on every request meanwhile).
+fn keep_identity(
+    cfg: &Config,
+    old: &Session,
+    tokens: TokenSet,
+    access_exp: Option<u64>,
+) -> Result<Session, FlowError> {
+    let now = now_secs();
+    let lifetime = lifetime_end(&tokens, now).ok_or(FlowError::Invalid(
+        "the refresh response has neither an ID token nor expires_in".into(),
+    ))?;
+    let fw = Forwards::of(cfg);
+    let kept_exp = seconds(old.claims(), "exp").unwrap_or(0);
+    if fw.id_token && kept_exp <= now.saturating_add(cfg.refresh_before.as_secs()) {
+        return Err(FlowError::IdTokenNotRenewed {
+            expires_at: kept_exp,
+        });
+    }
+    let known = Expiries {
+        id_token: Some(kept_exp),
+        access_token: access_exp,
+        expires_in: Some(lifetime),
+    };
     let mut s = old.clone();
     s.refresh_token = tokens.refresh_token;
     if cfg.headers.authorization == PassAuthorization::AccessToken || cfg.access_token.is_some() {
         s.access_token = tokens.access_token;
     }
-    s.expires_at = now_secs().saturating_add(secs.unsigned_abs());
+    // The access token's lifetime bounds the extension even when it is not forwarded:
+    // it is all the refresh says about how long the identity holds.
+    s.expires_at = session_expiry(fw, known, false).map_or(lifetime, |e| e.min(lifetime));
     s.values = Default::default();
     tracing::info!(user = %s.identity.user, "refreshed the session's tokens; the provider sent no new ID token, so the one from sign-in is kept (OIDC Core 12.2)");
     Ok(s)
@@ -418,13 +523,65 @@ async fn load_session(
         },
         // The provider is down: its tokens are still good until they expire, so the user
         // keeps working; a later request tries the refresh again.
-        Err(e) if e.transient && now < session.expires_at => {
+        Err(e) if e.transient && e.serve_until.is_some_and(|t| now < t) => {
             tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed (provider unavailable); the session is used until it expires");
+            Ok((session, Vec::new()))
+        }
+        // No new ID token to replace the forwarded one: the session serves until that one
+        // expires (the failure is kept a minute, so the provider is not asked again on
+        // every request), then the user signs in.
+        Err(e) if e.serve_until.is_some_and(|t| now < t) => {
+            tracing::info!(user = %session.identity.user, reason = %e, "session not extended; it ends when its forwarded ID token expires");
             Ok((session, Vec::new()))
         }
         Err(e) => {
             tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed; the user must log in again");
             Err(login(LoginReason::RefreshFailed))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_ends_with_the_first_forwarded_token_to_expire() {
+        let all = Expiries {
+            id_token: Some(300),
+            access_token: Some(200),
+            expires_in: Some(100),
+        };
+        let fw = |id_token, access_token| Forwards {
+            id_token,
+            access_token,
+        };
+        // Sign-in and refresh with an ID token: the ID token bounds it in any case.
+        assert_eq!(session_expiry(fw(true, true), all, true), Some(100));
+        assert_eq!(session_expiry(fw(false, true), all, true), Some(100));
+        assert_eq!(session_expiry(fw(true, false), all, true), Some(300));
+        assert_eq!(session_expiry(fw(false, false), all, true), Some(300));
+        let late_lifetime = Expiries {
+            expires_in: Some(900),
+            ..all
+        };
+        assert_eq!(
+            session_expiry(fw(false, true), late_lifetime, true),
+            Some(200)
+        );
+        // Only what is known counts: an opaque access token has expires_in alone.
+        let opaque = Expiries {
+            access_token: None,
+            ..all
+        };
+        assert_eq!(session_expiry(fw(false, true), opaque, true), Some(100));
+        // A refresh without an ID token: the kept one bounds it only when forwarded.
+        let kept = Expiries {
+            id_token: Some(50),
+            ..late_lifetime
+        };
+        assert_eq!(session_expiry(fw(true, true), kept, false), Some(50));
+        assert_eq!(session_expiry(fw(false, true), kept, false), Some(200));
+        assert_eq!(session_expiry(fw(false, false), kept, false), None);
     }
 }

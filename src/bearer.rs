@@ -12,6 +12,7 @@
 //! Trusts nothing in the token: its unverified `iss` only picks which issuer's keys to try,
 //! and the verification then checks that same issuer byte for byte.
 
+use crate::auth::{session_expiry, Expiries, Forwards};
 use crate::config::{Config, PassAuthorization};
 use crate::identity::map_claims;
 use crate::oidc::{Provider, TokenUse};
@@ -137,7 +138,15 @@ impl BearerVerifier {
             other.verify_token(&loaded, token, accepted).await?
         };
         let identity = map_claims(&claims, &cfg.claims).map_err(BearerError::NoIdentity)?;
-        let expires_at = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
+        // The token is all this session forwards, as ID token and access token alike: the
+        // session ends with it (the same rule as every other path, `auth::session_expiry`).
+        let exp = crate::oidc::verify::seconds(&claims, "exp");
+        let known = Expiries {
+            id_token: exp,
+            access_token: exp,
+            expires_in: None,
+        };
+        let expires_at = session_expiry(Forwards::of(cfg), known, true).unwrap_or(0);
         let access_token = (cfg.headers.authorization == PassAuthorization::AccessToken)
             .then(|| token.to_string());
         let session = Session {

@@ -46,13 +46,10 @@ impl AuthnPolicy {
     /// `auth_time` no older than `max_age` (plus `skew`), `acr` one of `acr_values`.
     pub fn check(&self, claims: &Value, now: u64, skew: u64) -> Result<(), TokenError> {
         if let Some(max_age) = self.max_age {
-            let auth_time = match claims.get("auth_time") {
-                None => return Err(TokenError::NoAuthTime),
-                Some(v) => v
-                    .as_u64()
-                    .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-                    .ok_or(TokenError::Malformed)?,
-            };
+            if claims.get("auth_time").is_none() {
+                return Err(TokenError::NoAuthTime);
+            }
+            let auth_time = verify::seconds(claims, "auth_time").ok_or(TokenError::Malformed)?;
             let age = now.saturating_sub(auth_time);
             if age > max_age.saturating_add(skew) {
                 return Err(TokenError::AuthTooOld(age));

@@ -114,6 +114,14 @@ pub fn payload(token: &str) -> Option<Value> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()
 }
 
+/// A numeric claim of a verified token (`exp`, `auth_time`), as a whole number of seconds
+/// also when the provider sends a float; `None` when absent or not a number.
+pub fn seconds(claims: &Value, name: &str) -> Option<u64> {
+    let v = claims.get(name)?;
+    v.as_u64()
+        .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+}
+
 fn num(claims: &Value, name: &'static str) -> Result<u64, TokenError> {
     match claims.get(name) {
         Some(v) => v

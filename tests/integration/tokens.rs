@@ -126,13 +126,75 @@ async fn at_hash_is_checked_when_present() {
     refused(&w, 502, "at_hash").await;
 }
 
+/// `/oauth2/userinfo`'s `expires_at` for `b`'s session (refreshing it when due).
+async fn expires_at(w: &World, b: &Browser) -> u64 {
+    let r = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/oauth2/userinfo", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["expires_at"].as_u64().unwrap()
+}
+
+/// `at` is `want` seconds from now, give or take the test's own running time.
+fn about(at: u64, want: i64) -> bool {
+    let now = gatehouse::util::now_secs() as i64;
+    (at as i64 - (now + want)).abs() <= 3
+}
+
+/// OIDC Core 12.2: a refresh response without an ID token keeps the session's identity.
+/// When no token is forwarded, the session lives on by `expires_in` (here a string),
+/// past the kept ID token's own expiry: nothing expired reaches the upstream.
 #[tokio::test]
 async fn string_expires_in_and_refreshes_without_an_id_token_keep_the_session() {
-    let w = world(&[("refresh_before_secs", "100000")]).await;
+    let w = world(&[("refresh_before_secs", "100000"), ("header_id_token", "")]).await;
     w.idp.set_mint(Mint {
         body_tweak: std::sync::Arc::new(|b, refresh| {
             b["expires_in"] = json!("300");
             if refresh {
+                b["expires_in"] = json!("3600");
+                b.as_object_mut().unwrap().remove("id_token");
+            }
+        }),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    let first = login(&w, &b, "/").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert!(seen(&first.json(), "x-forwarded-id-token").is_empty());
+    // refresh_before exceeds the lifetime: this request refreshes, and the response
+    // holds no ID token (OIDC Core 12.2).
+    let again = b.get(&format!("{}/again", w.gh.url)).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    let echo = again.json();
+    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
+    assert!(w.idp.refreshes() >= 1);
+    assert!(
+        again
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("_gatehouse=")),
+        "the refreshed session is stored"
+    );
+    let at = expires_at(&w, &b).await;
+    assert!(about(at, 3600), "extended by expires_in: {at}");
+}
+
+/// The ID token is forwarded (`X-Forwarded-Id-Token`, the default) and a refresh brings
+/// no new one: the session is not extended past the forwarded token's `exp`, the provider
+/// is not asked again on every request meanwhile, and once the token has expired the user
+/// signs in: the upstream is never handed it expired.
+#[tokio::test]
+async fn a_session_never_outlives_the_id_token_it_forwards() {
+    let w = world(&[("refresh_before_secs", "2")]).await;
+    w.idp.set_mint(Mint {
+        ttl: 3,
+        body_tweak: std::sync::Arc::new(|b, refresh| {
+            if refresh {
+                b["expires_in"] = json!(3600);
                 b.as_object_mut().unwrap().remove("id_token");
             }
         }),
@@ -142,25 +204,77 @@ async fn string_expires_in_and_refreshes_without_an_id_token_keep_the_session() 
     let first = login(&w, &b, "/").await;
     assert_eq!(first.status, 200, "{first:?}");
     let token = seen(&first.json(), "x-forwarded-id-token")[0].clone();
-    // refresh_before exceeds the lifetime: this request refreshes, and the response
-    // holds no ID token (OIDC Core 12.2).
-    let again = b.get(&format!("{}/again", w.gh.url)).await;
+    let exp = crate::interop::decode(&token)["exp"].as_u64().unwrap();
+    assert_eq!(expires_at(&w, &b).await, exp);
+    // Due for refresh: the provider answers without an ID token.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let again = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/again", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
     assert_eq!(again.status, 200, "{again:?}");
-    let echo = again.json();
-    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
     assert_eq!(
-        seen(&echo, "x-forwarded-id-token"),
-        vec![token],
-        "the sign-in ID token is kept"
+        seen(&again.json(), "x-forwarded-id-token"),
+        vec![token.clone()]
     );
-    assert!(w.idp.refreshes() >= 1);
+    assert_eq!(w.idp.refreshes(), 1);
+    assert_eq!(
+        expires_at(&w, &b).await,
+        exp,
+        "not extended past the forwarded ID token's exp"
+    );
+    assert_eq!(w.idp.refreshes(), 1, "not asked again on every request");
+    // Past the token's exp: sign in again, the expired token never goes upstream.
+    while gatehouse::util::now_secs() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let late = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/late", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(late.status, 401, "{late:?}");
+}
+
+/// `pass_authorization = "access_token"` forwards the access token, whose lifetime the
+/// token response gives as `expires_in`: a session that forwards it ends with it, even
+/// when the ID token lives longer.
+#[tokio::test]
+async fn a_forwarded_access_token_bounds_the_session_by_expires_in() {
+    let w = world(&[
+        ("pass_authorization", "access_token"),
+        ("header_id_token", ""),
+    ])
+    .await;
+    w.idp.set_mint(Mint {
+        ttl: 600,
+        body_tweak: std::sync::Arc::new(|b, _| b["expires_in"] = json!(100)),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    let echo = login(&w, &b, "/").await.json();
+    assert!(seen(&echo, "authorization")[0].starts_with("Bearer at-"));
+    let at = expires_at(&w, &b).await;
     assert!(
-        again
-            .set_cookies()
-            .iter()
-            .any(|c| c.starts_with("_gatehouse=")),
-        "the refreshed session is stored"
+        about(at, 100),
+        "bounded by expires_in, not the ID token: {at}"
     );
+    // Nothing forwarded expires early: the ID token bounds the session alone.
+    let w = world(&[("header_id_token", "")]).await;
+    w.idp.set_mint(Mint {
+        ttl: 600,
+        body_tweak: std::sync::Arc::new(|b, _| b["expires_in"] = json!(100)),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    login(&w, &b, "/").await;
+    let at = expires_at(&w, &b).await;
+    assert!(about(at, 600), "the ID token's exp: {at}");
 }
 
 #[tokio::test]
@@ -476,6 +590,11 @@ async fn bearer_tokens_meet_the_authentication_policy_of_a_sign_in() {
         assert_eq!(r.status, 200, "{r:?}");
         assert_eq!(seen(&r.json(), "x-forwarded-user"), vec!["ci@example.test"]);
     }
+    // The one-request session ends with the token it forwards.
+    let token = bearer_token(&w, &plain, good);
+    let exp = crate::interop::decode(&token)["exp"].as_u64().unwrap();
+    let r = with_bearer(&format!("{}/oauth2/userinfo", w.gh.url), &token).await;
+    assert_eq!(r.json()["expires_at"].as_u64(), Some(exp), "{r:?}");
 }
 
 /// What the sign-in refuses in the identity (groups overage, an unverified email as the
@@ -593,14 +712,16 @@ async fn bearer_tokens_from_another_google_workspace_are_refused() {
     assert_eq!(r.status, 200, "{r:?}");
 }
 
-/// A refresh that sends no new ID token keeps the sign-in's: that one must still meet
-/// `max_age`, as a refreshed ID token would have to, or the user signs in again.
+/// A refresh that sends no new ID token keeps the sign-in's (not forwarded here, so the
+/// session is extended): that one must still meet `max_age`, as a refreshed ID token
+/// would have to, or the user signs in again.
 #[tokio::test]
 async fn a_kept_id_token_must_still_meet_max_age() {
     let w = world(&[
         ("max_age", "1"),
         ("clock_skew_secs", "0"),
         ("refresh_before_secs", "100000"),
+        ("header_id_token", ""),
     ])
     .await;
     let now = gatehouse::util::now_secs() as i64;
