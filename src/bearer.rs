@@ -4,7 +4,7 @@
 //! the issuer's keys, exact `iss`, `aud`, `exp`/`nbf`, `iat`, `sub`; `alg` from the
 //! allow-list, never `none` or HS*; `auth_time` within `max_age` and `acr` among
 //! `acr_values`, for `bearer_issuers` too), then `map_claims` (groups overage,
-//! `email_verified`, the user claim), then the access rules (`auth.rs`). What cannot
+//! `email_verified`, the user claim), then the access rules (`auth/mod.rs`). What cannot
 //! apply to a bearer token (`nonce`, `at_hash`, refusing `typ: at+jwt`) is listed, with
 //! why, in `oidc/policy.rs`. It becomes a session for this one request. No redirects and
 //! no refresh: a bad token is a 401 (RFC 6750 §3).
