@@ -23,7 +23,7 @@ pub struct Forwarded {
     pub for_chain: String,
     /// The client as gatehouse believes it (`X-Real-IP`, and `for=` in `Forwarded`): from
     /// a trusted proxy, the rightmost address of the chain that no trusted proxy is
-    /// (see [`believed_client`]); otherwise the peer.
+    /// (see `believed_client`); otherwise the peer.
     pub client: IpAddr,
     pub proto: String,
     pub host: Option<String>,
