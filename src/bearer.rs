@@ -1,18 +1,24 @@
 //! Bearer tokens from programmatic clients (kubectl plugins, curl, CI): with
-//! `bearer_tokens = true`, `Authorization: Bearer <JWT>` is verified with the same checks
-//! as an ID token (signature with the issuer's keys, exact `iss`, `aud`, `exp`/`nbf`, `iat`,
-//! `sub`; `alg` from the allow-list, never `none` or HS*) and becomes a session for this
-//! one request. No redirects and no refresh: a bad token is a 401 (RFC 6750 §3).
+//! `bearer_tokens = true`, `Authorization: Bearer <JWT>` meets the same policy as a
+//! browser sign-in, through the same functions: `Provider::verify_token` (signature with
+//! the issuer's keys, exact `iss`, `aud`, `exp`/`nbf`, `iat`, `sub`; `alg` from the
+//! allow-list, never `none` or HS*; `auth_time` within `max_age` and `acr` among
+//! `acr_values`, for `bearer_issuers` too), then `map_claims` (groups overage,
+//! `email_verified`, the user claim), then the access rules (`auth/mod.rs`). What cannot
+//! apply to a bearer token (`nonce`, `at_hash`, refusing `typ: at+jwt`) is listed, with
+//! why, in `oidc/policy.rs`. It becomes a session for this one request. No redirects and
+//! no refresh: a bad token is a 401 (RFC 6750 §3).
 //!
 //! Trusts nothing in the token: its unverified `iss` only picks which issuer's keys to try,
 //! and the verification then checks that same issuer byte for byte.
 
+use crate::auth::{session_expiry, Expiries, Forwards};
 use crate::config::{Config, PassAuthorization};
 use crate::identity::map_claims;
-use crate::oidc::Provider;
+use crate::oidc::{Provider, TokenUse};
 use crate::session::Session;
 use crate::util::now_secs;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
 use std::sync::Arc;
 
 /// The issuers whose bearer tokens are accepted, with their audiences.
@@ -46,6 +52,27 @@ pub fn bearer_of(headers: &HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// `WWW-Authenticate` for a refused bearer token (RFC 6750 §3): `invalid_token` with an
+/// `error_description` naming what failed (never the token: `reason` is a
+/// [`BearerError`]'s text). Characters RFC 6750 §3 does not allow there become `'` (a
+/// double quote), `/` (a backslash) or `?` (anything outside printable ASCII).
+pub fn challenge(reason: &str) -> HeaderValue {
+    const PLAIN: &str = "Bearer realm=\"gatehouse\", error=\"invalid_token\"";
+    let mut v = String::with_capacity(PLAIN.len() + reason.len().min(300) + 22);
+    v.push_str(PLAIN);
+    v.push_str(", error_description=\"");
+    for c in reason.chars().take(300) {
+        v.push(match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            _ => '?',
+        });
+    }
+    v.push('"');
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(PLAIN))
 }
 
 impl BearerVerifier {
@@ -92,8 +119,10 @@ impl BearerVerifier {
             let loaded = main
                 .loaded()
                 .ok_or_else(|| BearerError::NotReady(iss.to_string()))?;
-            let auds: Vec<&str> = self.main_audiences.iter().map(String::as_str).collect();
-            main.verify_bearer(&loaded, token, &auds).await?
+            let accepted = TokenUse::Bearer {
+                accepted: &self.main_audiences,
+            };
+            main.verify_token(&loaded, token, accepted).await?
         } else {
             let other = self
                 .others
@@ -103,12 +132,21 @@ impl BearerVerifier {
             let loaded = other
                 .loaded()
                 .ok_or_else(|| BearerError::NotReady(iss.to_string()))?;
-            other
-                .verify_bearer(&loaded, token, &[other.client.client_id.as_str()])
-                .await?
+            let accepted = TokenUse::Bearer {
+                accepted: std::slice::from_ref(&other.client.client_id),
+            };
+            other.verify_token(&loaded, token, accepted).await?
         };
         let identity = map_claims(&claims, &cfg.claims).map_err(BearerError::NoIdentity)?;
-        let expires_at = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
+        // The token is all this session forwards, as ID token and access token alike: the
+        // session ends with it (the same rule as every other path, `auth::session_expiry`).
+        let exp = crate::oidc::verify::seconds(&claims, "exp");
+        let known = Expiries {
+            id_token: exp,
+            access_token: exp,
+            expires_in: None,
+        };
+        let expires_at = session_expiry(Forwards::of(cfg), known, true).unwrap_or(0);
         let access_token = (cfg.headers.authorization == PassAuthorization::AccessToken)
             .then(|| token.to_string());
         let session = Session {
@@ -124,5 +162,21 @@ impl BearerVerifier {
         };
         let _ = session.claims.set(claims);
         Ok(session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_challenge_names_the_failure_in_characters_rfc6750_allows() {
+        let v = challenge("the token's acr is `x\"y\\z`\r\né");
+        assert_eq!(
+            v.to_str().unwrap(),
+            "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"the token's acr is `x'y/z`???\""
+        );
+        let long = challenge(&"a".repeat(1000));
+        assert!(long.len() < 400, "{}", long.len());
     }
 }

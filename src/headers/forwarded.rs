@@ -5,10 +5,10 @@
 //! upstreams trust (`X-Client-IP`, `True-Client-IP`, ...), was removed before by
 //! `strip_identity`.
 
-use axum::http::header::HOST;
+use axum::http::header::{GetAll, HOST};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -21,8 +21,9 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 pub struct Forwarded {
     /// X-Forwarded-For to send: the trusted chain plus the peer.
     pub for_chain: String,
-    /// The client as gatehouse believes it: the first address of a trusted chain, or the
-    /// peer (`X-Real-IP`, and `for=` in `Forwarded`).
+    /// The client as gatehouse believes it (`X-Real-IP`, and `for=` in `Forwarded`): from
+    /// a trusted proxy, the rightmost address of the chain that no trusted proxy is
+    /// (see `believed_client`); otherwise the peer.
     pub client: IpAddr,
     pub proto: String,
     pub host: Option<String>,
@@ -33,13 +34,7 @@ pub struct Forwarded {
 impl Forwarded {
     /// Reads forwarding metadata, believing it only when `peer` is a trusted proxy.
     pub fn read(headers: &HeaderMap, peer: SocketAddr, trusted_proxies: &[IpNet]) -> Forwarded {
-        let ip: IpAddr = match peer.ip() {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
+        let ip = canonical(peer.ip());
         let trusted = trusted_proxies.iter().any(|n| n.contains(&ip));
         let first = |name: &HeaderName| {
             headers
@@ -60,22 +55,9 @@ impl Forwarded {
                 trusted,
             };
         }
-        let chain = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let client = chain
-            .split(',')
-            .next()
-            .and_then(|c| c.trim().parse::<IpAddr>().ok())
-            .unwrap_or(ip);
-        let for_chain = if chain.is_empty() {
-            crate::util::ip_text(ip)
-        } else {
-            format!("{chain}, {ip}")
-        };
+        let lines = headers.get_all(&X_FORWARDED_FOR);
+        let client = believed_client(lines.iter(), ip, trusted_proxies);
+        let for_chain = chain_with_peer(&lines, ip);
         let proto = first(&X_FORWARDED_PROTO)
             .filter(|p| p == "http" || p == "https")
             .unwrap_or_else(|| "http".into());
@@ -163,6 +145,105 @@ impl Forwarded {
             headers.set(X_FORWARDED_HOST, v);
         }
     }
+}
+
+/// The client a chain of trusted proxies vouches for. Each proxy appends the address it
+/// got the request from, so the chain (every `X-Forwarded-For` line in order, then the
+/// peer) is read from the right: the peer, a trusted proxy, vouches for the last element;
+/// an element that is itself a trusted proxy vouches for the one left of it; the first
+/// address that is no trusted proxy is the client. Whatever stands left of it was written
+/// by the client or by proxies nobody trusts, so a client cannot choose its own address
+/// by sending `X-Forwarded-For` through a load balancer that appends to it.
+///
+/// An element that is not an address ([`element_ip`]: `unknown`, RFC 7239 obfuscated
+/// names, garbage, an empty element, a line that is not text) stops the walk: the client
+/// is then the last trusted hop walked, never a value left of the garbage. When every
+/// element is a trusted proxy, the leftmost is the client. No allocation: this runs for
+/// every request from a trusted proxy.
+fn believed_client<'a>(
+    lines: impl DoubleEndedIterator<Item = &'a HeaderValue>,
+    peer: IpAddr,
+    trusted_proxies: &[IpNet],
+) -> IpAddr {
+    let mut client = peer;
+    for line in lines.rev() {
+        let Ok(line) = line.to_str() else {
+            return client;
+        };
+        for element in line.rsplit(',') {
+            match element_ip(element) {
+                Some(ip) if trusted_proxies.iter().any(|n| n.contains(&ip)) => client = ip,
+                Some(ip) => return ip,
+                None => return client,
+            }
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` element as an address: `203.0.113.9`, `2001:db8::1`,
+/// `[2001:db8::1]`, and with a port as some load balancers write them (`203.0.113.9:51234`,
+/// `[2001:db8::1]:51234`; the port is dropped). An IPv4-mapped IPv6 address is read as
+/// IPv4, as the peer is. `None` for anything else: `unknown`, `_obfuscated` names, zone
+/// ids, octets with leading zeros, a port that is not 0-65535, an empty element. A bare
+/// IPv6 address cannot carry a port (`2001:db8::1:80` is an address), as RFC 7239 says.
+fn element_ip(element: &str) -> Option<IpAddr> {
+    let e = element.trim_matches([' ', '\t']);
+    let ip = if let Ok(ip) = e.parse::<IpAddr>() {
+        ip
+    } else if let Some(rest) = e.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']')?;
+        if !after.is_empty() && !is_port(after.strip_prefix(':')?) {
+            return None;
+        }
+        IpAddr::V6(inner.parse::<Ipv6Addr>().ok()?)
+    } else {
+        let (host, port) = e.split_once(':')?;
+        if !is_port(port) {
+            return None;
+        }
+        IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
+    };
+    Some(canonical(ip))
+}
+
+/// Decimal digits only (no sign) and at most 65535.
+fn is_port(p: &str) -> bool {
+    !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, how a dual-stack socket reports an
+/// IPv4 peer) as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// `X-Forwarded-For` for the upstream: the text lines of the chain as they came, joined
+/// by `, `, then the peer. Built in one string: this runs for every request from a
+/// trusted proxy.
+fn chain_with_peer(lines: &GetAll<'_, HeaderValue>, peer: IpAddr) -> String {
+    let peer = crate::util::ip_text(peer);
+    let texts = || lines.iter().filter_map(|v| v.to_str().ok());
+    let len: usize = texts().map(|l| l.len() + 2).sum();
+    if len == 0 {
+        return peer;
+    }
+    let mut chain = String::with_capacity(len + peer.len());
+    for (i, line) in texts().enumerate() {
+        if i > 0 {
+            chain.push_str(", ");
+        }
+        chain.push_str(line);
+    }
+    if chain.is_empty() {
+        return peer;
+    }
+    chain.push_str(", ");
+    chain.push_str(&peer);
+    chain
 }
 
 /// `X-Real-IP`/`X-Forwarded-For` and `Forwarded` for a request from an untrusted `client`
@@ -258,5 +339,155 @@ mod tests {
                 &format!("for={ip};proto=http")
             );
         }
+    }
+
+    /// The client believed for `lines` of `X-Forwarded-For` from `peer`, with the
+    /// trusted proxies 10.0.0.0/8 and 2001:db8:ffff::/48.
+    fn client_of(lines: &[&[u8]], peer: &str) -> String {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(X_FORWARDED_FOR, HeaderValue::from_bytes(l).unwrap());
+        }
+        let trusted = [
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8:ffff::/48".parse().unwrap(),
+        ];
+        let f = Forwarded::read(&h, peer.parse().unwrap(), &trusted);
+        assert!(f.trusted, "{peer} is a trusted proxy in these cases");
+        f.client.to_string()
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_address_no_trusted_proxy_vouches_for() {
+        let p = "10.0.0.1:4711";
+        let cases: &[(&[&[u8]], &str, &str)] = &[
+            // A client's own X-Forwarded-For, appended to by the load balancer.
+            (&[b"6.6.6.6, 203.0.113.9"], p, "203.0.113.9"),
+            (&[b"203.0.113.9"], p, "203.0.113.9"),
+            (&[], p, "10.0.0.1"),
+            // Several trusted hops.
+            (
+                &[b"6.6.6.6, 203.0.113.9, 10.0.0.7, 10.9.9.9"],
+                p,
+                "203.0.113.9",
+            ),
+            // Spoofed entries left of the client, trusted-looking or not.
+            (&[b"10.0.0.99, 6.6.6.6"], p, "6.6.6.6"),
+            (
+                &[b"10.0.0.99, 1.1.1.1, 10.0.0.98, 203.0.113.9"],
+                p,
+                "203.0.113.9",
+            ),
+            // Several header lines are one chain, in order.
+            (&[b"6.6.6.6", b"203.0.113.9, 10.0.0.7"], p, "203.0.113.9"),
+            (&[b"6.6.6.6, 203.0.113.9", b"10.0.0.7"], p, "203.0.113.9"),
+            (
+                &[b"203.0.113.9", b"10.0.0.7", b"10.0.0.8"],
+                p,
+                "203.0.113.9",
+            ),
+            // Everything trusted: the leftmost.
+            (&[b"10.0.0.3, 10.0.0.2"], p, "10.0.0.3"),
+            (&[b"10.0.0.3", b"10.0.0.2"], p, "10.0.0.3"),
+            // Garbage stops the walk at the last trusted hop, never left of it.
+            (&[b"203.0.113.9, garbage, 10.0.0.7"], p, "10.0.0.7"),
+            (&[b"6.6.6.6, unknown, 10.0.0.7"], p, "10.0.0.7"),
+            (&[b"6.6.6.6, _hidden"], p, "10.0.0.1"),
+            (&[b"unknown"], p, "10.0.0.1"),
+            (&[b"6.6.6.6", b"garbage", b"10.0.0.7"], p, "10.0.0.7"),
+            (
+                &[b"6.6.6.6", b"203.0.113.9 \xff", b"10.0.0.7"],
+                p,
+                "10.0.0.7",
+            ),
+            (&[b"203.0.113.9, 010.0.0.7"], p, "10.0.0.1"),
+            (&[b"203.0.113.9, fe80::1%eth0"], p, "10.0.0.1"),
+            (&[b"203.0.113.9, \"[2001:db8::1]\""], p, "10.0.0.1"),
+            // ... but garbage left of the client is never reached.
+            (&[b"garbage, 203.0.113.9"], p, "203.0.113.9"),
+            // Empty elements stop the walk like garbage.
+            (&[b"6.6.6.6, , 10.0.0.7"], p, "10.0.0.7"),
+            (&[b"6.6.6.6,,10.0.0.7"], p, "10.0.0.7"),
+            (&[b"203.0.113.9,"], p, "10.0.0.1"),
+            (&[b""], p, "10.0.0.1"),
+            (&[b"", b"203.0.113.9"], p, "203.0.113.9"),
+            // Whitespace around elements.
+            (&[b"6.6.6.6 ,\t203.0.113.9\t, 10.0.0.7 "], p, "203.0.113.9"),
+            // IPv6, and IPv6 proxies.
+            (&[b"6.6.6.6, 2001:db8::1"], p, "2001:db8::1"),
+            (
+                &[b"2001:db8::66, 2001:db8::1, 2001:db8:ffff::7"],
+                "[2001:db8:ffff::1]:80",
+                "2001:db8::1",
+            ),
+            (
+                &[b"2001:db8:ffff::9, 2001:db8:ffff::7"],
+                "[2001:db8:ffff::1]:80",
+                "2001:db8:ffff::9",
+            ),
+            // IPv4-mapped IPv6 is IPv4, in the chain and as the peer.
+            (&[b"::ffff:203.0.113.9"], p, "203.0.113.9"),
+            (
+                &[b"6.6.6.6, 203.0.113.9, ::ffff:10.0.0.7"],
+                p,
+                "203.0.113.9",
+            ),
+            (
+                &[b"6.6.6.6, 203.0.113.9"],
+                "[::ffff:10.0.0.1]:80",
+                "203.0.113.9",
+            ),
+            // Ports, as some load balancers write them.
+            (&[b"6.6.6.6, 203.0.113.9:51234"], p, "203.0.113.9"),
+            (&[b"6.6.6.6, 203.0.113.9, 10.0.0.7:8080"], p, "203.0.113.9"),
+            (&[b"6.6.6.6, [2001:db8::1]:443"], p, "2001:db8::1"),
+            (&[b"6.6.6.6, [2001:db8::1]"], p, "2001:db8::1"),
+            (
+                &[b"6.6.6.6, 203.0.113.9, [2001:db8:ffff::7]:8080"],
+                p,
+                "203.0.113.9",
+            ),
+            (&[b"6.6.6.6, 203.0.113.9:99999"], p, "10.0.0.1"),
+            (&[b"6.6.6.6, 203.0.113.9:"], p, "10.0.0.1"),
+            (&[b"6.6.6.6, 203.0.113.9:+80"], p, "10.0.0.1"),
+            (&[b"6.6.6.6, [2001:db8::1]x"], p, "10.0.0.1"),
+            (&[b"6.6.6.6, [2001:db8::1"], p, "10.0.0.1"),
+            (&[b"6.6.6.6, [203.0.113.9]"], p, "10.0.0.1"),
+        ];
+        for (lines, peer, want) in cases {
+            let shown: Vec<String> = lines
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            assert_eq!(client_of(lines, peer), *want, "{shown:?} from {peer}");
+        }
+    }
+
+    #[test]
+    fn the_chain_sent_on_is_every_line_plus_the_peer_whoever_the_client_is() {
+        let mut h = HeaderMap::new();
+        for l in ["6.6.6.6, 203.0.113.9", "garbage", "10.0.0.7"] {
+            h.append(X_FORWARDED_FOR, HeaderValue::from_static(l));
+        }
+        h.append(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let peer: SocketAddr = "10.0.0.1:4711".parse().unwrap();
+        let f = Forwarded::read(&h, peer, &["10.0.0.0/8".parse().unwrap()]);
+        let mut out = HeaderMap::new();
+        f.apply(&mut out);
+        assert_eq!(
+            out.get("x-forwarded-for").unwrap(),
+            "6.6.6.6, 203.0.113.9, garbage, 10.0.0.7, 10.0.0.1"
+        );
+        assert_eq!(out.get("x-real-ip").unwrap(), "10.0.0.7");
+        assert_eq!(out.get("forwarded").unwrap(), "for=10.0.0.7;proto=https");
+        let h = map(&[("X-Forwarded-For", "6.6.6.6, 2001:db8::1:80")]);
+        let f = Forwarded::read(&h, peer, &["10.0.0.0/8".parse().unwrap()]);
+        let mut out = HeaderMap::new();
+        f.apply(&mut out);
+        assert_eq!(out.get("x-real-ip").unwrap(), "2001:db8::1:80");
+        assert_eq!(
+            out.get("forwarded").unwrap(),
+            "for=\"[2001:db8::1:80]\";proto=http"
+        );
     }
 }

@@ -256,12 +256,10 @@ impl AppError {
             )
                 .into_response()
         };
-        if let AppError::InvalidBearer { .. } = self {
-            // RFC 6750 §3: the token itself is the problem.
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
-            );
+        if let AppError::InvalidBearer { reason } = self {
+            // RFC 6750 §3: the token itself is the problem, and the description says why.
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, crate::bearer::challenge(reason));
         } else if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -17,6 +17,7 @@
 pub mod discovery;
 pub mod health;
 pub mod jwks;
+pub mod policy;
 pub mod token;
 pub mod verify;
 
@@ -24,10 +25,11 @@ use crate::config::{ClientAuth, Config, Secret};
 use discovery::{DiscoveryError, Metadata};
 use jsonwebtoken::Algorithm;
 use jwks::{JwksCache, KeyError};
+pub use policy::{AuthnPolicy, TokenUse};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 pub use token::{FlowError, TokenSet};
-use verify::{Expected, TokenError};
+use verify::TokenError;
 
 /// For a 3xx answer from a provider endpoint: "`url` redirects to `location`" (redirects
 /// are never followed: a provider endpoint has no business sending gatehouse elsewhere).
@@ -102,9 +104,9 @@ pub struct Client {
     pub trusted_audiences: Vec<String>,
     /// Extra authorization request parameters (provider presets, `hosted_domain`).
     pub extra_auth_params: Vec<(String, String)>,
-    /// Requested and checked: `max_age` (seconds) and `acr_values`.
-    pub max_age: Option<u64>,
-    pub acr_values: Vec<String>,
+    /// Requested at sign-in, and required of every token that stands for the user
+    /// (`policy.rs`): `max_age` (seconds) and `acr_values`.
+    pub policy: AuthnPolicy,
 }
 
 /// The configured OpenID Provider.
@@ -166,8 +168,10 @@ impl Provider {
                 skew: cfg.clock_skew.as_secs(),
                 trusted_audiences: cfg.trusted_audiences.clone(),
                 extra_auth_params: cfg.extra_auth_params.clone(),
-                max_age: cfg.max_age.map(|d| d.as_secs()),
-                acr_values: cfg.acr_values.clone(),
+                policy: AuthnPolicy {
+                    max_age: cfg.max_age.map(|d| d.as_secs()),
+                    acr_values: cfg.acr_values.clone(),
+                },
             },
             http: http_client_with(&cfg.provider_ca, cfg.provider_timeouts),
             loaded: RwLock::new(None),
@@ -205,7 +209,7 @@ impl Provider {
             ))
         })?;
         let claims = v
-            .verify_bearer(&loaded, at, &[v.client.client_id.as_str()])
+            .verify_token(&loaded, at, TokenUse::ForwardedAccessToken)
             .await
             .map_err(FlowError::AccessToken)?;
         Ok(claims.get("exp").and_then(|e| e.as_u64()))
@@ -213,54 +217,15 @@ impl Provider {
 
     /// Another issuer whose tokens are verified for `audience`: bearer tokens from
     /// `bearer_issuers`, and the access token forwarded with `access_token_audience`. No
-    /// client secret; never used for a login.
+    /// client secret; never used for a login. It keeps the authentication policy
+    /// (`max_age`, `acr_values`): a bearer token from another issuer stands for a user
+    /// as much as one from `issuer_url` (`policy.rs`).
     pub fn for_bearer_issuer(cfg: &Config, issuer: &str, audience: &str) -> Provider {
         let mut p = Provider::plain(cfg);
         p.client.issuer = issuer.to_string();
         p.client.client_id = audience.to_string();
         p.client.secret = None;
         p
-    }
-
-    /// Verifies a bearer token from this issuer for one of `audiences`. The audience to
-    /// check is picked from the token's own `aud` (read unverified), then checked for real.
-    pub async fn verify_bearer(
-        &self,
-        l: &Loaded,
-        token: &str,
-        audiences: &[&str],
-    ) -> Result<serde_json::Value, TokenError> {
-        let unverified = verify::payload(token).ok_or(TokenError::Malformed)?;
-        let auds: Vec<&str> = match unverified.get("aud") {
-            Some(serde_json::Value::String(s)) => vec![s.as_str()],
-            Some(serde_json::Value::Array(a)) => {
-                a.iter().filter_map(serde_json::Value::as_str).collect()
-            }
-            _ => Vec::new(),
-        };
-        let audience = audiences
-            .iter()
-            .find(|a| auds.contains(a))
-            .copied()
-            .unwrap_or(self.client.client_id.as_str());
-        // Every audience gatehouse accepts from this issuer is trusted next to the one
-        // checked; bearer tokens may be access tokens.
-        let mut trusted: Vec<String> = audiences.iter().map(|a| a.to_string()).collect();
-        trusted.extend(self.client.trusted_audiences.iter().cloned());
-        let want = Expected {
-            issuer: &self.client.issuer,
-            client_id: audience,
-            nonce: None,
-            now: crate::util::now_secs(),
-            skew: self.client.skew,
-            algs: &self.client.algs,
-            trusted_audiences: &trusted,
-            access_token: None,
-            id_token: false,
-            max_age: None,
-            acr_values: &[],
-        };
-        verify::verify(token, &want, &l.jwks).await
     }
 
     /// Discovery and keys, if loaded.
@@ -351,13 +316,13 @@ impl Provider {
             .append_pair("nonce", nonce)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        if let Some(max_age) = self.client.max_age {
+        if let Some(max_age) = self.client.policy.max_age {
             url.query_pairs_mut()
                 .append_pair("max_age", &max_age.to_string());
         }
-        if !self.client.acr_values.is_empty() {
+        if !self.client.policy.acr_values.is_empty() {
             url.query_pairs_mut()
-                .append_pair("acr_values", &self.client.acr_values.join(" "));
+                .append_pair("acr_values", &self.client.policy.acr_values.join(" "));
         }
         if !self.client.extra_auth_params.is_empty() {
             let mut q = url.query_pairs_mut();
@@ -441,8 +406,9 @@ impl Provider {
         }
     }
 
-    /// Verifies an ID token against this provider; `access_token` is the one issued with
-    /// it, for the `at_hash` check.
+    /// Verifies an ID token from the code flow (with its login's `nonce`) or from a
+    /// refresh (`None`); `access_token` is the one issued with it, for the `at_hash`
+    /// check. See [`Provider::verify_token`].
     pub async fn verify(
         &self,
         l: &Loaded,
@@ -450,20 +416,14 @@ impl Provider {
         nonce: Option<&str>,
         access_token: Option<&str>,
     ) -> Result<serde_json::Value, TokenError> {
-        let want = Expected {
-            issuer: &self.client.issuer,
-            client_id: &self.client.client_id,
-            nonce,
-            now: crate::util::now_secs(),
-            skew: self.client.skew,
-            algs: &self.client.algs,
-            trusted_audiences: &self.client.trusted_audiences,
-            access_token,
-            id_token: true,
-            max_age: self.client.max_age,
-            acr_values: &self.client.acr_values,
+        let use_ = match nonce {
+            Some(nonce) => TokenUse::SignIn {
+                nonce,
+                access_token,
+            },
+            None => TokenUse::Refresh { access_token },
         };
-        verify::verify(id_token, &want, &l.jwks).await
+        self.verify_token(l, id_token, use_).await
     }
 
     /// Revokes a refresh token at the provider's revocation endpoint, if it has one

@@ -65,6 +65,8 @@ pub enum FlowError {
     Identity(crate::identity::IdentityError),
     #[error("the access token to forward was refused: {0}")]
     AccessToken(TokenError),
+    #[error("the provider's refresh answer holds no new ID token, and the ID token gatehouse forwards (header_id_token, or pass_authorization = id_token) expires at {expires_at} (Unix time): the session cannot outlive it, so the user signs in again then")]
+    IdTokenNotRenewed { expires_at: u64 },
     #[error("the provider's userinfo endpoint failed: {0}")]
     Userinfo(String),
     #[error("the userinfo endpoint answered for subject `{userinfo}` but the ID token is for `{id_token}`; the sign-in is refused (OIDC Core 5.3.2)")]

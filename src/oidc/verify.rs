@@ -5,6 +5,7 @@
 //! key, check the signature, then each claim with an error that names what differed.
 
 use super::jwks::{JwksCache, KeyError};
+use super::policy::AuthnPolicy;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation};
@@ -27,10 +28,8 @@ pub struct Expected<'a> {
     /// Verifying an ID token: a JWT typed as an access token (`typ: at+jwt`, RFC 9068) is
     /// refused. Bearer tokens from API clients may be access tokens.
     pub id_token: bool,
-    /// `max_age` was requested: `auth_time` must be present and recent enough (§3.1.2.1).
-    pub max_age: Option<u64>,
-    /// `acr_values` were requested: the token's `acr` must be one of them.
-    pub acr_values: &'a [String],
+    /// How the user must have authenticated (`max_age`, `acr_values`): see `policy.rs`.
+    pub policy: &'a AuthnPolicy,
 }
 
 /// Why a token was refused. Messages are safe to show: they never contain the token.
@@ -46,8 +45,10 @@ pub enum TokenError {
     Key(#[from] KeyError),
     #[error("the ID token's signature does not verify with the provider's key")]
     BadSignature,
-    #[error("the ID token has no `{0}` claim")]
+    #[error("the token has no `{0}` claim")]
     Missing(&'static str),
+    #[error("the token has no `auth_time` claim, which max_age requires: the provider must say when the user authenticated")]
+    NoAuthTime,
     #[error("the token's issuer is `{found}` but gatehouse expects `{expected}`{hint}")]
     Issuer {
         expected: String,
@@ -67,7 +68,7 @@ pub enum TokenError {
     )]
     AuthTooOld(u64),
     #[error(
-        "the token's authentication context (acr) is `{found}`, not one of the required {wanted}"
+        "the token's authentication context (acr) is {found}, not one of the required {wanted}"
     )]
     Acr { found: String, wanted: String },
     #[error(
@@ -113,6 +114,14 @@ pub fn payload(token: &str) -> Option<Value> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()
 }
 
+/// A numeric claim of a verified token (`exp`, `auth_time`), as a whole number of seconds
+/// also when the provider sends a float; `None` when absent or not a number.
+pub fn seconds(claims: &Value, name: &str) -> Option<u64> {
+    let v = claims.get(name)?;
+    v.as_u64()
+        .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+}
+
 fn num(claims: &Value, name: &'static str) -> Result<u64, TokenError> {
     match claims.get(name) {
         Some(v) => v
@@ -146,11 +155,10 @@ pub fn check_claims(claims: &Value, want: &Expected<'_>) -> Result<(), TokenErro
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or(TokenError::Missing("sub"))?;
-    let auds: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        _ => return Err(TokenError::Missing("aud")),
-    };
+    if !matches!(claims.get("aud"), Some(Value::String(_) | Value::Array(_))) {
+        return Err(TokenError::Missing("aud"));
+    }
+    let auds = audiences(claims);
     if !auds.contains(&want.client_id) {
         return Err(TokenError::Audience {
             expected: want.client_id.into(),
@@ -186,23 +194,16 @@ pub fn check_claims(claims: &Value, want: &Expected<'_>) -> Result<(), TokenErro
             return Err(TokenError::Nonce);
         }
     }
-    if let Some(max_age) = want.max_age {
-        let auth_time = num(claims, "auth_time")?;
-        let age = want.now.saturating_sub(auth_time);
-        if age > max_age.saturating_add(want.skew) {
-            return Err(TokenError::AuthTooOld(age));
-        }
+    want.policy.check(claims, want.now, want.skew)
+}
+
+/// The token's `aud`, a string or a list of strings (others are skipped).
+pub fn audiences(claims: &Value) -> Vec<&str> {
+    match claims.get("aud") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
     }
-    if !want.acr_values.is_empty() {
-        let acr = claims.get("acr").and_then(Value::as_str).unwrap_or("");
-        if !want.acr_values.iter().any(|a| a == acr) {
-            return Err(TokenError::Acr {
-                found: acr.chars().take(100).collect(),
-                wanted: want.acr_values.join(", "),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Verifies a token's signature and claims; returns its claims.
@@ -280,6 +281,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    static NO_POLICY: AuthnPolicy = AuthnPolicy::NONE;
+
     fn want(nonce: Option<&'static str>) -> Expected<'static> {
         Expected {
             issuer: "https://idp",
@@ -291,8 +294,7 @@ mod tests {
             trusted_audiences: &[],
             access_token: None,
             id_token: true,
-            max_age: None,
-            acr_values: &[],
+            policy: &NO_POLICY,
         }
     }
 
@@ -375,10 +377,12 @@ mod tests {
 
     #[test]
     fn max_age_and_acr_are_checked_when_asked_for() {
-        let acr = ["phr".to_string()];
-        let strict = Expected {
+        let policy = AuthnPolicy {
             max_age: Some(300),
-            acr_values: &acr,
+            acr_values: vec!["phr".to_string()],
+        };
+        let strict = Expected {
+            policy: &policy,
             ..want(None)
         };
         let fresh = with(with(good(), "auth_time", json!(900)), "acr", json!("phr"));
@@ -389,7 +393,7 @@ mod tests {
         );
         assert_eq!(
             check_claims(&without(fresh.clone(), "auth_time"), &strict),
-            Err(TokenError::Missing("auth_time"))
+            Err(TokenError::NoAuthTime)
         );
         assert!(matches!(
             check_claims(&with(fresh, "acr", json!("0")), &strict),

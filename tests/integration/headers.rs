@@ -178,6 +178,52 @@ async fn forwarded_headers_are_believed_from_trusted_proxies() {
     );
 }
 
+/// Behind a load balancer that appends to `X-Forwarded-For`, a client's own copy of the
+/// header stands left of the address the load balancer saw: the upstream is told that
+/// address, never the one the client chose.
+#[tokio::test]
+async fn the_upstream_is_told_the_address_the_trusted_proxy_saw_not_the_clients_claim() {
+    let (w, b) = logged_in(&[("trusted_proxies", "127.0.0.1/32, 10.0.0.0/8")]).await;
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["6.6.6.6, 203.0.113.9"], "203.0.113.9", "for=203.0.113.9"),
+        // Two header lines, then an inner trusted proxy.
+        (
+            &["10.1.1.1, 6.6.6.6", "203.0.113.9, 10.0.0.7"],
+            "203.0.113.9",
+            "for=203.0.113.9",
+        ),
+        // A load balancer writing the port, and IPv6.
+        (
+            &["6.6.6.6, [2001:db8::9]:51234"],
+            "2001:db8::9",
+            "for=\"[2001:db8::9]\"",
+        ),
+        // Garbage stops the walk: the last trusted hop, never a value left of it.
+        (&["6.6.6.6, unknown, 10.0.0.7"], "10.0.0.7", "for=10.0.0.7"),
+        (&["6.6.6.6,"], "127.0.0.1", "for=127.0.0.1"),
+    ];
+    for (lines, real_ip, forwarded) in cases {
+        let mut headers: Vec<(&str, &str)> =
+            lines.iter().map(|l| ("X-Forwarded-For", *l)).collect();
+        headers.push(("accept", "application/json"));
+        let r = b
+            .send(Method::GET, &format!("{}/x", w.gh.url), &headers)
+            .await;
+        let echo = r.json();
+        assert_eq!(seen(&echo, "x-real-ip"), vec![*real_ip], "{lines:?}");
+        assert_eq!(
+            seen(&echo, "forwarded"),
+            vec![format!("{forwarded};proto=http")],
+            "{lines:?}"
+        );
+        assert_eq!(
+            seen(&echo, "x-forwarded-for"),
+            vec![format!("{}, 127.0.0.1", lines.join(", "))],
+            "the chain goes on whole, with the peer"
+        );
+    }
+}
+
 #[tokio::test]
 async fn no_path_query_fragment_or_user_agent_skips_authentication() {
     let w = world(&[]).await;

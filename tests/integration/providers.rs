@@ -277,6 +277,111 @@ async fn a_verified_access_token_is_forwarded_instead_of_the_id_token() {
     }
 }
 
+/// `/oauth2/userinfo`'s `expires_at` for `b`'s session (refreshing it when due).
+async fn expires_at(gh: &str, b: &Browser) -> u64 {
+    let r = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{gh}/oauth2/userinfo"),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["expires_at"].as_u64().unwrap()
+}
+
+/// AKS: the session ends no later than the forwarded access token, on every path that
+/// builds or extends it: sign-in (its verified `exp` and `expires_in`), a refresh with an
+/// ID token, and a refresh without one (OIDC Core 12.2), whatever `expires_in` says.
+#[tokio::test]
+async fn the_forwarded_access_token_bounds_every_session_it_is_in() {
+    const AKS: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+    let v1 = crate::support::idp::TestIdp::start().await;
+    let v1_state = std::sync::Arc::clone(&v1.state);
+    let v1_issuer = v1.issuer.clone();
+    // Access tokens living `ttl` seconds; the response says `expires_in`; a refresh
+    // answer without an ID token when `drop_id`.
+    let mint = move |ttl: i64, expires_in: i64, drop_id: bool| {
+        let (st, iss) = (std::sync::Arc::clone(&v1_state), v1_issuer.clone());
+        Mint {
+            ttl: 300,
+            body_tweak: std::sync::Arc::new(move |b, refresh| {
+                let now = gatehouse::util::now_secs() as i64;
+                b["access_token"] = json!(st.keys.sign(
+                    &Mint::default(),
+                    &json!({"iss": iss, "sub": "alice", "aud": AKS, "exp": now + ttl, "iat": now}),
+                ));
+                b["expires_in"] = json!(expires_in);
+                if refresh && drop_id {
+                    b.as_object_mut().unwrap().remove("id_token");
+                }
+            }),
+            ..Mint::default()
+        }
+    };
+    let now = || gatehouse::util::now_secs() as i64;
+    let near = |at: u64, want: i64| (at as i64 - (now() + want)).abs() <= 3;
+    let aks = [
+        ("access_token_audience", AKS),
+        ("access_token_issuer", v1.issuer.as_str()),
+    ];
+
+    // Sign-in: the ID token lives 300 s, the access token 600 s, expires_in says 100.
+    let w = world(&aks).await;
+    w.idp.set_mint(mint(600, 100, false));
+    let b = Browser::new();
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    let at = expires_at(&w.gh.url, &b).await;
+    assert!(near(at, 100), "sign-in: expires_in bounds it: {at}");
+    // Sign-in: the access token's own exp comes first.
+    w.idp.set_mint(mint(120, 3600, false));
+    let b = Browser::new();
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    let at = expires_at(&w.gh.url, &b).await;
+    assert!(
+        near(at, 120),
+        "sign-in: the access token's exp bounds it: {at}"
+    );
+
+    // Refreshes, each due at once.
+    let mut extra = aks.to_vec();
+    extra.push(("refresh_before_secs", "100000"));
+    let w = world(&extra).await;
+    w.idp.set_mint(mint(600, 3600, false));
+    let b = Browser::new();
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    // Without an ID token, expires_in says an hour, the new access token lives 2 minutes.
+    w.idp.set_mint(mint(120, 3600, true));
+    let at = expires_at(&w.gh.url, &b).await;
+    assert!(near(at, 120), "refresh without ID token: {at}");
+    let echo = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/x", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await
+        .json();
+    let forwarded = crate::interop::decode(&seen(&echo, "x-forwarded-id-token")[0]);
+    assert_eq!(
+        forwarded["aud"],
+        json!(AKS),
+        "the new access token is forwarded"
+    );
+    assert!(near(forwarded["exp"].as_u64().unwrap(), 120));
+    // Without an ID token, expires_in is the shorter.
+    w.idp.set_mint(mint(600, 90, true));
+    let at = expires_at(&w.gh.url, &b).await;
+    assert!(
+        near(at, 90),
+        "refresh without ID token, expires_in first: {at}"
+    );
+    // With an ID token, expires_in is the shorter.
+    w.idp.set_mint(mint(600, 50, false));
+    let at = expires_at(&w.gh.url, &b).await;
+    assert!(near(at, 50), "refresh with an ID token: {at}");
+}
+
 /// `max_age` and `acr_values` are requested, and the token must honour them.
 #[tokio::test]
 async fn max_age_and_acr_values_are_requested_and_checked() {

@@ -126,13 +126,75 @@ async fn at_hash_is_checked_when_present() {
     refused(&w, 502, "at_hash").await;
 }
 
+/// `/oauth2/userinfo`'s `expires_at` for `b`'s session (refreshing it when due).
+async fn expires_at(w: &World, b: &Browser) -> u64 {
+    let r = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/oauth2/userinfo", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["expires_at"].as_u64().unwrap()
+}
+
+/// `at` is `want` seconds from now, give or take the test's own running time.
+fn about(at: u64, want: i64) -> bool {
+    let now = gatehouse::util::now_secs() as i64;
+    (at as i64 - (now + want)).abs() <= 3
+}
+
+/// OIDC Core 12.2: a refresh response without an ID token keeps the session's identity.
+/// When no token is forwarded, the session lives on by `expires_in` (here a string),
+/// past the kept ID token's own expiry: nothing expired reaches the upstream.
 #[tokio::test]
 async fn string_expires_in_and_refreshes_without_an_id_token_keep_the_session() {
-    let w = world(&[("refresh_before_secs", "100000")]).await;
+    let w = world(&[("refresh_before_secs", "100000"), ("header_id_token", "")]).await;
     w.idp.set_mint(Mint {
         body_tweak: std::sync::Arc::new(|b, refresh| {
             b["expires_in"] = json!("300");
             if refresh {
+                b["expires_in"] = json!("3600");
+                b.as_object_mut().unwrap().remove("id_token");
+            }
+        }),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    let first = login(&w, &b, "/").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert!(seen(&first.json(), "x-forwarded-id-token").is_empty());
+    // refresh_before exceeds the lifetime: this request refreshes, and the response
+    // holds no ID token (OIDC Core 12.2).
+    let again = b.get(&format!("{}/again", w.gh.url)).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    let echo = again.json();
+    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
+    assert!(w.idp.refreshes() >= 1);
+    assert!(
+        again
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("_gatehouse=")),
+        "the refreshed session is stored"
+    );
+    let at = expires_at(&w, &b).await;
+    assert!(about(at, 3600), "extended by expires_in: {at}");
+}
+
+/// The ID token is forwarded (`X-Forwarded-Id-Token`, the default) and a refresh brings
+/// no new one: the session is not extended past the forwarded token's `exp`, the provider
+/// is not asked again on every request meanwhile, and once the token has expired the user
+/// signs in: the upstream is never handed it expired.
+#[tokio::test]
+async fn a_session_never_outlives_the_id_token_it_forwards() {
+    let w = world(&[("refresh_before_secs", "2")]).await;
+    w.idp.set_mint(Mint {
+        ttl: 3,
+        body_tweak: std::sync::Arc::new(|b, refresh| {
+            if refresh {
+                b["expires_in"] = json!(3600);
                 b.as_object_mut().unwrap().remove("id_token");
             }
         }),
@@ -142,25 +204,77 @@ async fn string_expires_in_and_refreshes_without_an_id_token_keep_the_session() 
     let first = login(&w, &b, "/").await;
     assert_eq!(first.status, 200, "{first:?}");
     let token = seen(&first.json(), "x-forwarded-id-token")[0].clone();
-    // refresh_before exceeds the lifetime: this request refreshes, and the response
-    // holds no ID token (OIDC Core 12.2).
-    let again = b.get(&format!("{}/again", w.gh.url)).await;
+    let exp = crate::interop::decode(&token)["exp"].as_u64().unwrap();
+    assert_eq!(expires_at(&w, &b).await, exp);
+    // Due for refresh: the provider answers without an ID token.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let again = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/again", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
     assert_eq!(again.status, 200, "{again:?}");
-    let echo = again.json();
-    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
     assert_eq!(
-        seen(&echo, "x-forwarded-id-token"),
-        vec![token],
-        "the sign-in ID token is kept"
+        seen(&again.json(), "x-forwarded-id-token"),
+        vec![token.clone()]
     );
-    assert!(w.idp.refreshes() >= 1);
+    assert_eq!(w.idp.refreshes(), 1);
+    assert_eq!(
+        expires_at(&w, &b).await,
+        exp,
+        "not extended past the forwarded ID token's exp"
+    );
+    assert_eq!(w.idp.refreshes(), 1, "not asked again on every request");
+    // Past the token's exp: sign in again, the expired token never goes upstream.
+    while gatehouse::util::now_secs() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let late = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/late", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(late.status, 401, "{late:?}");
+}
+
+/// `pass_authorization = "access_token"` forwards the access token, whose lifetime the
+/// token response gives as `expires_in`: a session that forwards it ends with it, even
+/// when the ID token lives longer.
+#[tokio::test]
+async fn a_forwarded_access_token_bounds_the_session_by_expires_in() {
+    let w = world(&[
+        ("pass_authorization", "access_token"),
+        ("header_id_token", ""),
+    ])
+    .await;
+    w.idp.set_mint(Mint {
+        ttl: 600,
+        body_tweak: std::sync::Arc::new(|b, _| b["expires_in"] = json!(100)),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    let echo = login(&w, &b, "/").await.json();
+    assert!(seen(&echo, "authorization")[0].starts_with("Bearer at-"));
+    let at = expires_at(&w, &b).await;
     assert!(
-        again
-            .set_cookies()
-            .iter()
-            .any(|c| c.starts_with("_gatehouse=")),
-        "the refreshed session is stored"
+        about(at, 100),
+        "bounded by expires_in, not the ID token: {at}"
     );
+    // Nothing forwarded expires early: the ID token bounds the session alone.
+    let w = world(&[("header_id_token", "")]).await;
+    w.idp.set_mint(Mint {
+        ttl: 600,
+        body_tweak: std::sync::Arc::new(|b, _| b["expires_in"] = json!(100)),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    login(&w, &b, "/").await;
+    let at = expires_at(&w, &b).await;
+    assert!(about(at, 600), "the ID token's exp: {at}");
 }
 
 #[tokio::test]
@@ -362,4 +476,274 @@ async fn a_kept_refresh_result_is_never_used_past_its_expiry() {
     } else {
         assert_eq!(late.status, 401, "{late:?}");
     }
+}
+
+/// A token from `w`'s IdP as an API client would send it: the defaults of a bearer token
+/// for `client_id`, with `over` on top (`null` removes a claim).
+fn bearer_token(w: &World, mint: &Mint, over: Value) -> String {
+    let now = gatehouse::util::now_secs() as i64;
+    let mut claims = json!({"iss": w.idp.issuer, "sub": "ci-bot", "aud": crate::support::idp::CLIENT_ID,
+        "exp": now + 300, "iat": now, "email": "ci@example.test", "email_verified": true,
+        "groups": ["ci"]});
+    for (k, v) in over.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    w.idp.state.keys.sign(mint, &claims)
+}
+
+/// `token` sent as `Authorization: Bearer` to `url`, as an API client.
+async fn with_bearer(url: &str, token: &str) -> Resp {
+    Browser::new()
+        .send(
+            reqwest::Method::GET,
+            url,
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("accept", "application/json"),
+            ],
+        )
+        .await
+}
+
+/// A bearer token refused with 401 `invalid_token` on the sidecar and the forward-auth
+/// endpoint, the description naming `why`, the token never echoed, nothing proxied.
+async fn bearer_refused(w: &World, token: &str, why: &str) {
+    for path in ["/api/x", "/oauth2/auth", "/oauth2/userinfo"] {
+        let r = with_bearer(&format!("{}{path}", w.gh.url), token).await;
+        assert_eq!(r.status, 401, "{why} on {path}: {r:?}");
+        let challenge = r.headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.starts_with("Bearer ")
+                && challenge.contains("error=\"invalid_token\"")
+                && challenge.contains("error_description=\"")
+                && challenge.contains(why),
+            "{why} on {path}: {challenge}"
+        );
+        assert!(r.body.contains(why), "{why} on {path}: {}", r.body);
+        assert!(!r.body.contains(token) && !challenge.contains(token));
+        assert!(
+            seen_nothing(&r),
+            "{path}: a refused token reached the upstream"
+        );
+    }
+}
+
+/// True unless the response is the echo upstream's.
+fn seen_nothing(r: &Resp) -> bool {
+    serde_json::from_str::<Value>(&r.body).map_or(true, |v| v.get("headers").is_none())
+}
+
+/// The same provider's token for the same user must meet the same authentication
+/// policy as a browser sign-in: `acr_values` and `max_age` bind bearer tokens too.
+#[tokio::test]
+async fn bearer_tokens_meet_the_authentication_policy_of_a_sign_in() {
+    let w = world(&[
+        ("bearer_tokens", "true"),
+        ("acr_values", "phr"),
+        ("max_age", "60"),
+    ])
+    .await;
+    // A browser sign-in without acr and auth_time is refused...
+    refused(&w, 502, "no `auth_time` claim").await;
+    let now = gatehouse::util::now_secs() as i64;
+    let plain = Mint::default();
+    // ... and so is the same provider's token for the same user, whatever is missing.
+    for (over, why) in [
+        (json!({}), "no `auth_time` claim"),
+        (json!({"auth_time": now}), "(acr) is missing"),
+        (json!({"auth_time": now, "acr": "pwd"}), "(acr) is `pwd`"),
+        (json!({"auth_time": now, "acr": "phrh"}), "(acr) is `phrh`"),
+        (
+            json!({"acr": "phr"}),
+            "no `auth_time` claim, which max_age requires",
+        ),
+        (
+            json!({"acr": "phr", "auth_time": now - 3600}),
+            "longer ago than max_age",
+        ),
+        (
+            json!({"acr": "phr", "auth_time": "yesterday"}),
+            "not a well-formed JWT",
+        ),
+    ] {
+        bearer_refused(&w, &bearer_token(&w, &plain, over), why).await;
+    }
+    // A compliant token passes; so does a compliant access token (typ at+jwt): API
+    // clients present those, and only an ID token may not be one.
+    let good = json!({"acr": "phr", "auth_time": now - 10});
+    for mint in [
+        plain.clone(),
+        Mint {
+            typ: Some("at+jwt".into()),
+            ..Mint::default()
+        },
+    ] {
+        let r = with_bearer(
+            &format!("{}/api/x", w.gh.url),
+            &bearer_token(&w, &mint, good.clone()),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(seen(&r.json(), "x-forwarded-user"), vec!["ci@example.test"]);
+    }
+    // The one-request session ends with the token it forwards.
+    let token = bearer_token(&w, &plain, good);
+    let exp = crate::interop::decode(&token)["exp"].as_u64().unwrap();
+    let r = with_bearer(&format!("{}/oauth2/userinfo", w.gh.url), &token).await;
+    assert_eq!(r.json()["expires_at"].as_u64(), Some(exp), "{r:?}");
+}
+
+/// What the sign-in refuses in the identity (groups overage, an unverified email as the
+/// user, a claim that cannot be passed on) is refused in a bearer token too.
+#[tokio::test]
+async fn bearer_tokens_meet_the_identity_checks_of_a_sign_in() {
+    let w = world(&[("bearer_tokens", "true")]).await;
+    let plain = Mint::default();
+    for (over, why) in [
+        (
+            json!({"groups": null, "_claim_names": {"groups": "src1"},
+                "_claim_sources": {"src1": {"endpoint": "https://graph.microsoft.com/v1.0/users/x/getMemberObjects"}}}),
+            "groups overage",
+        ),
+        (json!({"email_verified": false}), "has not verified"),
+        (json!({"email_verified": null}), "has not verified"),
+        (
+            json!({"email": " ci@example.test"}),
+            "leading or trailing whitespace",
+        ),
+        (json!({"email": null}), "no `email` claim"),
+    ] {
+        bearer_refused(&w, &bearer_token(&w, &plain, over), why).await;
+    }
+}
+
+/// Tokens from `bearer_issuers` stand for users as much as the main issuer's: they meet
+/// `acr_values` and `max_age` too (fail closed).
+#[tokio::test]
+async fn extra_bearer_issuers_meet_the_authentication_policy_too() {
+    let other = crate::support::idp::TestIdp::start().await;
+    let pair = format!("{}=ci-pipeline", other.issuer);
+    let w = world(&[
+        ("bearer_tokens", "true"),
+        ("bearer_issuers", &pair),
+        ("acr_values", "phr"),
+        ("max_age", "60"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..500 {
+        let r: Value = client
+            .get(format!("{}/readyz", w.gh.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r["bearer_issuers"][0]["ready"] == json!(true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let now = gatehouse::util::now_secs() as i64;
+    let sign = |over: Value| {
+        let mut claims = json!({"iss": other.issuer, "sub": "pipeline-7", "aud": "ci-pipeline",
+            "exp": now + 300, "iat": now, "email": "ci@example.test", "email_verified": true});
+        for (k, v) in over.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        other.state.keys.sign(&Mint::default(), &claims)
+    };
+    for (over, why) in [
+        (json!({"auth_time": now}), "(acr) is missing"),
+        (json!({"acr": "phr"}), "no `auth_time` claim"),
+        (
+            json!({"acr": "phr", "auth_time": now - 3600}),
+            "longer ago than max_age",
+        ),
+    ] {
+        bearer_refused(&w, &sign(over), why).await;
+    }
+    let ok = with_bearer(
+        &format!("{}/oauth2/auth", w.gh.url),
+        &sign(json!({"acr": "phr", "auth_time": now})),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+}
+
+/// Google with `hosted_domain`: a bearer token from another Workspace domain, or from
+/// none, is refused as the browser sign-in is (403 naming the rule: the token is valid,
+/// the user may not enter).
+#[tokio::test]
+async fn bearer_tokens_from_another_google_workspace_are_refused() {
+    let w = world(&[
+        ("provider", "google"),
+        ("hosted_domain", "example.com"),
+        ("bearer_tokens", "true"),
+    ])
+    .await;
+    let plain = Mint::default();
+    for over in [
+        json!({"hd": "evil.com"}),
+        json!({}),
+        json!({"hd": "example.com.evil.com"}),
+    ] {
+        let token = bearer_token(&w, &plain, over.clone());
+        for path in ["/api/x", "/oauth2/auth"] {
+            let r = with_bearer(&format!("{}{path}", w.gh.url), &token).await;
+            assert_eq!(r.status, 403, "{over} on {path}: {r:?}");
+            assert!(r.body.contains("hd=example.com"), "{}", r.body);
+            assert!(seen_nothing(&r));
+        }
+    }
+    w.idp.tweak(|c| c["hd"] = json!("evil.com"));
+    let (page, _) = attempt(&w).await;
+    assert_eq!(page.status, 403, "the browser sign-in alike: {page:?}");
+    let r = with_bearer(
+        &format!("{}/api/x", w.gh.url),
+        &bearer_token(&w, &plain, json!({"hd": "example.com"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// A refresh that sends no new ID token keeps the sign-in's (not forwarded here, so the
+/// session is extended): that one must still meet `max_age`, as a refreshed ID token
+/// would have to, or the user signs in again.
+#[tokio::test]
+async fn a_kept_id_token_must_still_meet_max_age() {
+    let w = world(&[
+        ("max_age", "1"),
+        ("clock_skew_secs", "0"),
+        ("refresh_before_secs", "100000"),
+        ("header_id_token", ""),
+    ])
+    .await;
+    let now = gatehouse::util::now_secs() as i64;
+    w.idp.set_mint(Mint {
+        tweak: std::sync::Arc::new(move |c| c["auth_time"] = json!(now)),
+        body_tweak: std::sync::Arc::new(|b, refresh| {
+            if refresh {
+                b.as_object_mut().unwrap().remove("id_token");
+            }
+        }),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/again", w.gh.url),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 401, "authenticated over max_age ago: {r:?}");
+    assert!(w.idp.refreshes() >= 1);
 }

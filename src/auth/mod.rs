@@ -1,0 +1,190 @@
+//! The auth step, shared by every way of acting on a request: skip routes, then a bearer
+//! token or the session cookie (refreshed when due), then the access rules (`authz.rs`).
+//! The sidecar proxies on [`Decision::Allow`]; the forward-auth endpoint answers with the
+//! same decision, so the two can never disagree.
+//!
+//! Beside it: `tokens.rs` builds sessions from token responses (login and refresh share
+//! that code; a session never outlives a token it forwards: [`session_expiry`]), and
+//! `refresh.rs` coordinates refreshes.
+
+mod refresh;
+mod tokens;
+
+pub use refresh::{RefreshFailure, Refresher};
+pub use tokens::{complete_claims, session_expiry, session_from_tokens, Expiries, Forwards};
+
+use crate::authz::{check_all, Denial, Policy};
+use crate::bearer::bearer_of;
+use crate::http::AppState;
+use crate::routes::skip_rule;
+use crate::session::chunks::RequestCookies;
+use crate::session::Session;
+use crate::util::now_secs;
+use axum::http::{HeaderMap, HeaderValue, Method};
+use std::sync::Arc;
+
+/// Why a request has to log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginReason {
+    NoSession,
+    Expired,
+    RefreshFailed,
+}
+
+/// The outcome of the auth step.
+pub enum Decision {
+    /// A verified identity that the rules allow; `set_cookies` carries a refreshed
+    /// session, if any.
+    Allow {
+        session: Arc<Session>,
+        set_cookies: Vec<HeaderValue>,
+    },
+    /// A `skip_auth_routes` route: no login, and no identity.
+    Public { rule: String },
+    /// No usable session; `clear` removes stale session cookies.
+    Login {
+        reason: LoginReason,
+        clear: Vec<HeaderValue>,
+    },
+    /// Signed in, but a rule refuses this identity.
+    Deny {
+        session: Arc<Session>,
+        denial: Denial,
+        set_cookies: Vec<HeaderValue>,
+    },
+    /// An `Authorization: Bearer` token that does not verify: 401, never a redirect.
+    BadToken { reason: String },
+}
+
+/// What the auth step looks at in a request.
+pub struct AuthRequest<'a> {
+    pub cookies: &'a RequestCookies<'a>,
+    pub headers: &'a HeaderMap,
+    /// The original request's method and path (with or without query) for
+    /// `skip_auth_routes`; `None` when gatehouse does not know it (a forward-auth call
+    /// from an untrusted peer), so no route is skipped.
+    pub method: &'a Method,
+    pub path: Option<&'a str>,
+    /// Per-request rules (the forward-auth URL's query), ANDed with the configured ones.
+    pub extra: Option<&'a Policy>,
+}
+
+/// The auth step, shared by the sidecar, `/oauth2/userinfo` and `/oauth2/auth`:
+/// skip routes -> bearer token or session -> refresh -> identity -> rules.
+pub async fn authenticate(st: &AppState, req: &AuthRequest<'_>) -> Decision {
+    let cfg = &st.cfg;
+    if let Some(path) = req.path {
+        if let Some(rule) = skip_rule(&cfg.skip_auth_routes, req.method, path) {
+            return Decision::Public {
+                rule: rule.to_string(),
+            };
+        }
+    }
+    if let (Some(verifier), Some(token)) = (&st.bearer, bearer_of(req.headers)) {
+        return match verifier.verify(cfg, &st.provider, token).await {
+            Ok(session) => with_rules(st, req, Arc::new(session), Vec::new()),
+            Err(e) => Decision::BadToken {
+                reason: e.to_string(),
+            },
+        };
+    }
+    match load_session(st, req.cookies).await {
+        Ok((session, set_cookies)) => with_rules(st, req, session, set_cookies),
+        Err(login) => login,
+    }
+}
+
+/// Applies the configured and per-request rules to a verified identity.
+fn with_rules(
+    st: &AppState,
+    req: &AuthRequest<'_>,
+    session: Arc<Session>,
+    set_cookies: Vec<HeaderValue>,
+) -> Decision {
+    if st.policy.is_empty() && req.extra.is_none() {
+        return Decision::Allow {
+            session,
+            set_cookies,
+        };
+    }
+    let needs_claims = st.policy.needs_claims() || req.extra.is_some_and(|p| p.needs_claims());
+    let claims = if needs_claims {
+        session.claims()
+    } else {
+        &serde_json::Value::Null
+    };
+    match check_all(&st.policy, req.extra, &session.identity, claims) {
+        Ok(()) => Decision::Allow {
+            session,
+            set_cookies,
+        },
+        Err(denial) => Decision::Deny {
+            session,
+            denial,
+            set_cookies,
+        },
+    }
+}
+
+/// The session cookie -> a valid session, refreshed when due; `Err` is the login decision.
+async fn load_session(
+    st: &AppState,
+    cookies: &RequestCookies<'_>,
+) -> Result<(Arc<Session>, Vec<HeaderValue>), Decision> {
+    let (cfg, store) = (&st.cfg, &st.sessions);
+    let login = |reason| Decision::Login {
+        reason,
+        clear: store.clear(cookies),
+    };
+    let Some(session) = store.load(cookies).await else {
+        return Err(login(LoginReason::NoSession));
+    };
+    let now = now_secs();
+    if now
+        >= session
+            .created_at
+            .saturating_add(cfg.cookie.session_lifetime.as_secs())
+    {
+        return Err(login(LoginReason::Expired));
+    }
+    if now.saturating_add(cfg.refresh_before.as_secs()) < session.expires_at {
+        return Ok((session, Vec::new()));
+    }
+    if session.refresh_token.is_none() || st.provider.down_recently() {
+        // Nothing to refresh with, or the provider just failed: the tokens serve until
+        // they expire (a later request tries the refresh again).
+        if now < session.expires_at {
+            return Ok((session, Vec::new()));
+        }
+        return Err(login(LoginReason::Expired));
+    }
+    match st.refresher.refresh(cfg, &st.provider, &session).await {
+        // A result kept for late requests with the superseded cookie (up to a minute)
+        // may itself have expired by now: it is never passed on.
+        Ok(fresh) if fresh.expires_at <= now_secs() => Err(login(LoginReason::Expired)),
+        Ok(fresh) => match store.save(&fresh, cookies).await {
+            Ok(set_cookies) => Ok((Arc::new(fresh), set_cookies)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not store the refreshed session; asking the user to log in again");
+                Err(login(LoginReason::RefreshFailed))
+            }
+        },
+        // The provider is down: its tokens are still good until they expire, so the user
+        // keeps working; a later request tries the refresh again.
+        Err(e) if e.transient && e.serve_until.is_some_and(|t| now < t) => {
+            tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed (provider unavailable); the session is used until it expires");
+            Ok((session, Vec::new()))
+        }
+        // No new ID token to replace the forwarded one: the session serves until that one
+        // expires (the failure is kept a minute, so the provider is not asked again on
+        // every request), then the user signs in.
+        Err(e) if e.serve_until.is_some_and(|t| now < t) => {
+            tracing::info!(user = %session.identity.user, reason = %e, "session not extended; it ends when its forwarded ID token expires");
+            Ok((session, Vec::new()))
+        }
+        Err(e) => {
+            tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed; the user must log in again");
+            Err(login(LoginReason::RefreshFailed))
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Refreshes (RFC 6749 §6), one at a time per session, with the result kept briefly so
+//! that requests still carrying the old cookie reuse it instead of spending a single-use
+//! refresh token twice (tsidp, Dex rotation). A refreshed ID token must keep the subject
+//! (OIDC Core 12.2) and meet the same checks as at sign-in (`oidc/policy.rs`).
+
+use super::tokens::{complete_claims, keep_identity, session_from_tokens};
+use crate::config::Config;
+use crate::oidc::verify::same_subject;
+use crate::oidc::{FlowError, Loaded, Provider};
+use crate::session::Session;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+/// How long a refresh result is kept for late requests with the old cookie.
+const KEEP_RESULT: Duration = Duration::from_secs(60);
+/// How long a failure the provider may recover from (down, 5xx) is kept before the next
+/// request tries again.
+const KEEP_TRANSIENT: Duration = Duration::from_secs(2);
+
+/// Why a refresh failed; `transient`: the provider was down or failed on its side, so it
+/// has not said no; `serve_until`: the old session may still be used before then (the
+/// provider is down: until the session expires; it sent no ID token to replace the
+/// forwarded one: until that one expires, if sooner).
+#[derive(Debug, Clone)]
+pub struct RefreshFailure {
+    pub message: String,
+    pub transient: bool,
+    pub serve_until: Option<u64>,
+}
+
+impl RefreshFailure {
+    fn new(e: &FlowError, old: &Session) -> RefreshFailure {
+        let serve_until = match e {
+            _ if e.is_transient() => Some(old.expires_at),
+            FlowError::IdTokenNotRenewed { expires_at } => Some(old.expires_at.min(*expires_at)),
+            _ => None,
+        };
+        RefreshFailure {
+            message: e.to_string(),
+            transient: e.is_transient(),
+            serve_until,
+        }
+    }
+}
+
+impl std::fmt::Display for RefreshFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+type Shared = Arc<OnceCell<Result<Session, RefreshFailure>>>;
+
+/// One refresh at a time per session.
+#[derive(Default)]
+pub struct Refresher {
+    inflight: Mutex<HashMap<String, (Instant, Shared)>>,
+}
+
+impl Refresher {
+    fn slot(&self, key: String) -> Shared {
+        let Ok(mut map) = self.inflight.lock() else {
+            return Arc::new(OnceCell::new());
+        };
+        map.retain(|_, (at, done)| match done.get() {
+            Some(Err(e)) if e.transient => at.elapsed() < KEEP_TRANSIENT,
+            _ => at.elapsed() < KEEP_RESULT,
+        });
+        Arc::clone(
+            &map.entry(key)
+                .or_insert_with(|| (Instant::now(), Arc::new(OnceCell::new())))
+                .1,
+        )
+    }
+
+    /// Refreshes `old`; concurrent callers for the same session share one result. The
+    /// refresh runs in a task of its own, so it completes (and its result is kept) even
+    /// if the request that started it goes away: a client that disconnects mid-refresh
+    /// cannot make the next request spend the same refresh token again.
+    pub async fn refresh(
+        &self,
+        cfg: &Arc<Config>,
+        provider: &Arc<Provider>,
+        old: &Session,
+    ) -> Result<Session, RefreshFailure> {
+        // Keyed by the refresh token itself (digested): a rotated token means a new refresh.
+        let rt = old.refresh_token.as_deref().unwrap_or("");
+        let digest = ring::digest::digest(&ring::digest::SHA256, rt.as_bytes());
+        let tag: String = digest.as_ref()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let slot = self.slot(format!("{}:{tag}", old.id));
+        let (cfg, provider, old) = (Arc::clone(cfg), Arc::clone(provider), old.clone());
+        let task = tokio::spawn(async move {
+            slot.get_or_init(|| async {
+                refresh_once(&cfg, &provider, &old)
+                    .await
+                    .map_err(|e| RefreshFailure::new(&e, &old))
+            })
+            .await
+            .clone()
+        });
+        task.await.unwrap_or_else(|e| {
+            Err(RefreshFailure {
+                message: format!("the refresh task failed: {e}"),
+                transient: false,
+                serve_until: None,
+            })
+        })
+    }
+}
+
+async fn refresh_once(
+    cfg: &Config,
+    provider: &Provider,
+    old: &Session,
+) -> Result<Session, FlowError> {
+    let loaded: Arc<Loaded> = provider
+        .loaded()
+        .ok_or_else(|| FlowError::Unreachable("the provider is not loaded".into()))?;
+    let refresh_token = old
+        .refresh_token
+        .as_deref()
+        .ok_or(FlowError::NoRefreshToken)?;
+    let mut tokens = provider.refresh(&loaded, refresh_token).await?;
+    if tokens.refresh_token.is_none() {
+        tokens.refresh_token = old.refresh_token.clone();
+    }
+    let Some(id_token) = tokens.id_token.take() else {
+        // The kept ID token must still meet max_age/acr_values, as a new one would.
+        provider.recheck_authentication(old.claims())?;
+        let access_exp = provider
+            .check_access_token(tokens.access_token.as_deref())
+            .await?;
+        return keep_identity(cfg, old, tokens, access_exp);
+    };
+    let claims = provider
+        .verify(&loaded, &id_token, None, tokens.access_token.as_deref())
+        .await?;
+    same_subject(&old.identity.sub, &claims)?;
+    let claims = complete_claims(
+        cfg,
+        provider,
+        &loaded,
+        claims,
+        tokens.access_token.as_deref(),
+    )
+    .await?;
+    let access_exp = provider
+        .check_access_token(tokens.access_token.as_deref())
+        .await?;
+    let session = session_from_tokens(
+        cfg,
+        tokens,
+        id_token,
+        &claims,
+        old.id.clone(),
+        old.created_at,
+        access_exp,
+    )?;
+    tracing::info!(user = %session.identity.user, "refreshed the session's tokens");
+    Ok(session)
+}
