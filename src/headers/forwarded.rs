@@ -36,11 +36,16 @@ impl Forwarded {
     pub fn read(headers: &HeaderMap, peer: SocketAddr, trusted_proxies: &[IpNet]) -> Forwarded {
         let ip = canonical(peer.ip());
         let trusted = trusted_proxies.iter().any(|n| n.contains(&ip));
-        let first = |name: &HeaderName| {
+        // The value the nearest trusted proxy set: the last element of the last line. An
+        // appending load balancer puts whatever the client sent first, so the leftmost
+        // value is the client's word (the same class as X-Forwarded-For's left end).
+        let nearest = |name: &HeaderName| {
             headers
-                .get(name)
+                .get_all(name)
+                .iter()
+                .next_back()
                 .and_then(|v| v.to_str().ok())
-                .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+                .map(|s| s.rsplit(',').next().unwrap_or("").trim().to_string())
         };
         let host_header = headers
             .get(HOST)
@@ -58,10 +63,10 @@ impl Forwarded {
         let lines = headers.get_all(&X_FORWARDED_FOR);
         let client = believed_client(lines.iter(), ip, trusted_proxies);
         let for_chain = chain_with_peer(&lines, ip);
-        let proto = first(&X_FORWARDED_PROTO)
+        let proto = nearest(&X_FORWARDED_PROTO)
             .filter(|p| p == "http" || p == "https")
             .unwrap_or_else(|| "http".into());
-        let host = first(&X_FORWARDED_HOST)
+        let host = nearest(&X_FORWARDED_HOST)
             .filter(|h| !h.is_empty())
             .or(host_header);
         Forwarded {
@@ -301,6 +306,40 @@ mod tests {
         assert_eq!(trusted.for_chain, "1.2.3.4, 10.0.0.5");
         assert_eq!(trusted.proto, "https");
         assert_eq!(trusted.host.as_deref(), Some("evil"));
+    }
+
+    #[test]
+    fn scheme_and_host_are_what_the_nearest_trusted_proxy_set() {
+        // An appending load balancer: the client's words come first.
+        let peer: SocketAddr = "10.0.0.5:999".parse().unwrap();
+        let nets = ["10.0.0.0/8".parse().unwrap()];
+        for (proto, host, want) in [
+            (
+                "https, http",
+                "evil.example, app.example.com",
+                ("http", "app.example.com"),
+            ),
+            (
+                "http,https",
+                "evil.example,app.example.com",
+                ("https", "app.example.com"),
+            ),
+            ("https", "app.example.com", ("https", "app.example.com")),
+        ] {
+            let h = map(&[("X-Forwarded-Proto", proto), ("X-Forwarded-Host", host)]);
+            let f = Forwarded::read(&h, peer, &nets);
+            assert_eq!(
+                (f.proto.as_str(), f.host.as_deref()),
+                (want.0, Some(want.1))
+            );
+        }
+        // Two lines: the last one is the nearest proxy's.
+        let h = map(&[
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Host", "app.example.com"),
+        ]);
+        let f = Forwarded::read(&h, peer, &nets);
+        assert_eq!(f.host.as_deref(), Some("app.example.com"));
     }
 
     #[test]
