@@ -7,7 +7,8 @@
 use super::reader::Reader;
 use super::HeaderNames;
 
-/// Names identity headers may not take (compared with `_` folded to `-`).
+/// Names identity headers may not take (compared folded: case, and `_` or any other
+/// separator for `-`, as `headers::normalise` reads names).
 const RESERVED: &[&str] = &[
     "host",
     "cookie",
@@ -49,7 +50,10 @@ pub(super) fn check(r: &mut Reader, h: &HeaderNames) {
                 key,
                 format!("`{name}` is a header HTTP or gatehouse itself sets; choose another name"),
             );
-        } else if let Some((other, _)) = seen.iter().find(|(_, n)| *n == name) {
+        } else if let Some((other, _)) = seen
+            .iter()
+            .find(|(_, n)| crate::headers::same_header(n.as_str(), name.as_str()))
+        {
             let also = if *other == key {
                 "appears twice".to_string()
             } else {
@@ -112,10 +116,12 @@ mod tests {
             ("GATEHOUSE_HEADER_GROUPS", "X-Groups,X-Groups"),
             ("GATEHOUSE_HEADER_PREFERRED_USERNAME", "Content_Length"),
             ("GATEHOUSE_HEADER_ID_TOKEN", "X-Forwarded-For"),
+            ("GATEHOUSE_HEADER_USER", "X-User"),
+            ("GATEHOUSE_HEADER_EMAIL", "x_user"),
         ])
         .join("\n");
         for needle in [
-            "header_email (from env GATEHOUSE_HEADER_EMAIL): `x-forwarded-user` is also header_user",
+            "header_email (from env GATEHOUSE_HEADER_EMAIL): `x_user` is also header_user",
             "header_groups (from env GATEHOUSE_HEADER_GROUPS): `x-groups` appears twice",
             "header_preferred_username (from env GATEHOUSE_HEADER_PREFERRED_USERNAME): `content_length` is a header HTTP or gatehouse itself sets",
             "header_id_token (from env GATEHOUSE_HEADER_ID_TOKEN): `x-forwarded-for` is a header",

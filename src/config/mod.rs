@@ -130,7 +130,8 @@ pub struct HeaderNames {
     pub strip_client_authorization: bool,
     /// Extra client headers to remove.
     pub strip: Vec<HeaderName>,
-    /// Every configured name, `_` folded to `-`: computed once, used on every request.
+    /// Every configured name, folded as `headers::normalise` does (case, `_` and any
+    /// other separator for `-`): computed once, used on every request.
     pub folded: std::sync::OnceLock<Vec<String>>,
 }
 

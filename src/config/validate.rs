@@ -323,9 +323,9 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     }
     if access.forward_auth_client == ForwardAuthClient::Auto
         && !access.skip_auth_routes.is_empty()
-        && !trusted_proxies.is_empty()
+        && (upstream.is_none() || !trusted_proxies.is_empty())
     {
-        warnings.push("forward_auth_client is auto: with skip_auth_routes, name your ingress (nginx, ingress-nginx, traefik, caddy or envoy) so that only the headers it sets describe the original request; a header the ingress does not set can come from the client".into());
+        warnings.push("forward_auth_client is auto: if an ingress calls /oauth2/auth, name it (nginx, ingress-nginx, traefik, caddy or envoy) so that only the headers it sets describe the original request (a header the ingress does not set can come from the client); with auto, skip_auth_routes never apply to a check below /oauth2/auth (Envoy's form)".into());
     }
 
     let log_format = match r.str_or("log_format", "text").as_str() {

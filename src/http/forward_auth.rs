@@ -36,33 +36,77 @@ use std::sync::{Arc, Mutex};
 /// The endpoint's path; Envoy appends the original path to it.
 pub const AUTH_PATH: &str = "/oauth2/auth";
 
-/// The query keys that are rules (or `redirect`), in every path form.
-const RULE_KEYS: [&str; 4] = [
-    "allowed_groups",
-    "allowed_emails",
-    "allowed_email_domains",
-    "redirect",
-];
+/// The query keys that are rules, in every path form.
+const RULE_KEYS: [&str; 3] = ["allowed_groups", "allowed_emails", "allowed_email_domains"];
 
-/// True for `redirect=true` (or `1`) in the auth URL's query.
-fn wants_redirect(query: &str) -> bool {
-    url::form_urlencoded::parse(query.as_bytes())
-        .any(|(k, v)| k == "redirect" && (v == "true" || v == "1"))
+/// `redirect=true` (or `1`) in the auth URL's query; `false`/`0` or absent is no. Any other
+/// value is refused: a rule swallowed into it (`redirect=true%26allowed_groups%3Dops`,
+/// `redirect=true;allowed_groups=ops`) must not vanish.
+fn wants_redirect(query: &str) -> Result<bool, String> {
+    let mut yes = false;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if k != "redirect" {
+            continue;
+        }
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "1" => yes = true,
+            "false" | "0" => {}
+            _ => {
+                return Err(format!(
+                    "`redirect={}` is not true or false (a rule written inside its value would be lost)",
+                    v.chars().take(100).collect::<String>()
+                ))
+            }
+        }
+    }
+    Ok(yes)
+}
+
+/// A query key that reads like a rule key once case and separators are folded
+/// (`Allowed_Groups`, `allowed-groups`, `allowed_group`, `allowed_groups[]`).
+fn looks_like_a_rule(key: &str) -> bool {
+    let folded: String = key
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    folded.starts_with("allowed")
+}
+
+/// A path below `/oauth2/auth` that carries the auth URL's query escaped (`%3F`): nginx
+/// does that to `auth_request /oauth2/auth/?allowed_groups=ops;` when its location
+/// proxies without a URI. Read as a path, the rule would be lost.
+fn escaped_rules(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let Some(at) = lower.find("%3f") else {
+        return false;
+    };
+    let rest = percent_encoding::percent_decode_str(&path[at + 3..]).decode_utf8_lossy();
+    url::form_urlencoded::parse(rest.as_bytes())
+        .any(|(k, _)| looks_like_a_rule(&k) || k == "redirect")
 }
 
 /// The rules of the query. The bare endpoint's query is all rules (an unknown key is a
-/// misconfiguration); below it, only the rule keys of the original request's query count.
+/// misconfiguration). Below it (a trailing slash, or Envoy's form) the query is the
+/// original request's: its rule keys still apply, a near miss of one is refused rather
+/// than dropped, and everything else (`redirect` too) is the app's own.
 fn query_rules(query: &str, below: bool) -> Result<(Option<Policy>, bool), String> {
     if !below {
-        return Ok((Policy::from_query(query)?, wants_redirect(query)));
+        return Ok((Policy::from_query(query)?, wants_redirect(query)?));
     }
-    let rules: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(
-            url::form_urlencoded::parse(query.as_bytes())
-                .filter(|(k, _)| RULE_KEYS.contains(&k.as_ref())),
-        )
-        .finish();
-    Ok((Policy::from_query(&rules)?, wants_redirect(&rules)))
+    let mut rules = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if RULE_KEYS.contains(&k.as_ref()) {
+            rules.append_pair(&k, &v);
+        } else if looks_like_a_rule(&k) {
+            return Err(format!(
+                "`{}` looks like a rule but is not one (gatehouse knows {})",
+                k.chars().take(100).collect::<String>(),
+                RULE_KEYS.join(", ")
+            ));
+        }
+    }
+    Ok((Policy::from_query(&rules.finish())?, false))
 }
 
 /// The ingress setting that removes a client's identity headers, for the refusal page.
@@ -88,6 +132,25 @@ fn warn_once(ours: &str, fix: &str) {
     tracing::warn!(header = ours, "forward-auth: a request carried its own copy of identity header {ours}; it was refused with 400. {fix}");
 }
 
+/// `/oauth2/auth%3F...`: the bare endpoint with its `?` escaped by the ingress. Not a
+/// route of its own, so without this the check would go to the app behind gatehouse.
+pub(crate) fn escaped_bare(path: &str) -> bool {
+    path.as_bytes()
+        .get(..AUTH_PATH.len() + 3)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"/oauth2/auth%3f"))
+}
+
+/// What the refusal says when the ingress escaped the auth URL's `?`.
+pub(super) const ESCAPED_QUERY: &str = "the auth URL's query arrived escaped (`%3F` in the path): nginx does this to `auth_request /oauth2/auth?...` when the auth location proxies without a URI of its own, and the rules in it would be lost. Put the query on proxy_pass in that location (proxy_pass http://gatehouse:4181/oauth2/auth?allowed_groups=...;)";
+
+/// Logs, once, that skip routes were not applied to a check in Envoy's form under `auto`.
+fn warn_auto_below() {
+    static ONCE: AtomicBool = AtomicBool::new(false);
+    if !ONCE.swap(true, Ordering::Relaxed) {
+        tracing::warn!("forward-auth: a check below /oauth2/auth (Envoy's form, or an auth URL with a trailing slash) with forward_auth_client = auto: skip_auth_routes do not apply to it, since a fixed auth URL looks the same. With Envoy, set forward_auth_client = envoy");
+    }
+}
+
 /// Logs, once, that an answer on the public listener left the token out.
 fn warn_tokens_withheld() {
     static ONCE: AtomicBool = AtomicBool::new(false);
@@ -108,6 +171,10 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
             Some(q) => format!("{rest}?{q}"),
             None => rest.to_string(),
         });
+    let client = st.cfg.forward_auth_client;
+    if escaped_bare(path) || (client != ForwardAuthClient::Envoy && escaped_rules(path)) {
+        return ctx.fail(AppError::BadAuthQuery(ESCAPED_QUERY.into()));
+    }
     let (extra, redirect_param) = match query_rules(query, below.is_some()) {
         Ok(rules) => rules,
         // Below the endpoint the query is the checked request's own (Envoy): say so.
@@ -118,7 +185,6 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
         }
         Err(e) => return ctx.fail(AppError::BadAuthQuery(e)),
     };
-    let client = st.cfg.forward_auth_client;
     let original = Original::read(&Call {
         headers: req.headers(),
         trusted: ctx.forwarded.trusted,
@@ -134,6 +200,9 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
         Original::unknown(req.method())
     });
     ctx.api = is_api_request(&original.method, req.headers());
+    if below.is_some() && !original.decides_skip && !st.cfg.skip_auth_routes.is_empty() {
+        warn_auto_below();
+    }
     if let Some((theirs, ours)) = crate::headers::emitted_alias(req.headers(), &st.cfg.headers) {
         let fix = removal_fix(client);
         warn_once(ours.as_str(), fix);
@@ -149,7 +218,7 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
         cookies: &cookies,
         headers: req.headers(),
         method: &original.method,
-        path: original.path.as_deref(),
+        path: original.path.as_deref().filter(|_| original.decides_skip),
         extra: extra.as_ref(),
     };
     let decision = authenticate(&st, &ar).await;
@@ -197,10 +266,52 @@ mod tests {
 
     #[test]
     fn redirect_flag() {
-        assert!(wants_redirect("redirect=true&allowed_groups=a"));
-        assert!(wants_redirect("redirect=1"));
-        assert!(!wants_redirect("redirect=false"));
-        assert!(!wants_redirect(""));
+        assert_eq!(wants_redirect("redirect=true&allowed_groups=a"), Ok(true));
+        assert_eq!(wants_redirect("redirect=1"), Ok(true));
+        assert_eq!(wants_redirect("redirect=false"), Ok(false));
+        assert_eq!(wants_redirect(""), Ok(false));
+        for swallowed in [
+            "redirect=true%26allowed_groups%3Dops",
+            "redirect=true;allowed_groups=ops",
+            "redirect=allowed_groups=ops",
+            "redirect=",
+            "redirect=yes",
+        ] {
+            assert!(wants_redirect(swallowed).is_err(), "{swallowed}");
+        }
+    }
+
+    #[test]
+    fn near_misses_of_rule_keys_are_refused_below_the_endpoint() {
+        for key in [
+            "Allowed_Groups",
+            "allowed-groups",
+            "allowed_group",
+            "allowed_groups[]",
+            "ALLOWED_GROUPS",
+            "allowed_groups ",
+            "allowedEmails",
+        ] {
+            let q = format!("{}=ops", urlencode(key));
+            assert!(query_rules(&q, true).is_err(), "{key}");
+            assert!(query_rules(&q, false).is_err(), "{key}");
+        }
+        assert!(query_rules("ns=a&watch=true&redirect=%2Fx", true).is_ok());
+    }
+
+    fn urlencode(s: &str) -> String {
+        url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    }
+
+    #[test]
+    fn an_escaped_query_with_rules_is_recognised() {
+        assert!(escaped_rules("/oauth2/auth/%3Fallowed_groups=ops"));
+        assert!(escaped_rules("/oauth2/auth%3fallowed_groups=ops"));
+        assert!(escaped_rules("/oauth2/auth/%3Fredirect=true"));
+        assert!(escaped_rules("/oauth2/auth/%3Fallowed%5Fgroups=ops"));
+        assert!(!escaped_rules("/oauth2/auth/docs/what%3F"));
+        assert!(!escaped_rules("/oauth2/auth/a%3Fb=c"));
+        assert!(!escaped_rules("/oauth2/auth/plain"));
     }
 
     #[test]
@@ -213,9 +324,10 @@ mod tests {
         // The app's own parameters are not rules, and not an error.
         let (none, redirect) = query_rules("ns=kube-system&watch=1", true).unwrap();
         assert!(none.is_none() && !redirect);
+        // `redirect` below is the app's own parameter (`?redirect=/home`), never a setting.
         let (mixed, redirect) =
-            query_rules("x=1&allowed_emails=a%40x.org&redirect=true", true).unwrap();
-        assert!(mixed.is_some() && redirect);
+            query_rules("x=1&allowed_emails=a%40x.org&redirect=%2Fhome", true).unwrap();
+        assert!(mixed.is_some() && !redirect);
         // An empty rule refuses, in either form.
         assert!(query_rules("allowed_groups=", true).is_err());
         assert!(query_rules("allowed_groups=", false).is_err());

@@ -240,6 +240,7 @@ pub(crate) fn routed(path: &str) -> bool {
 pub(crate) fn internal_route(path: &str) -> bool {
     matches!(path, forward_auth::AUTH_PATH | "/healthz" | "/readyz")
         || path.starts_with("/oauth2/auth/")
+        || forward_auth::escaped_bare(path)
 }
 
 /// Serves the app on `listener` until `shutdown` completes; starts provider loading.

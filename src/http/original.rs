@@ -5,7 +5,8 @@
 //! Trusts: headers only from a peer in `trusted_proxies`, and then only the headers the
 //! configured ingress (`forward_auth_client`) sets itself; with `auto`, every header that
 //! could carry a fact must agree. Envoy's path below `/oauth2/auth` is what the ingress
-//! asked about, from whoever sends it. Never trusts: a client's copy of any header (nginx
+//! asked about, from whoever sends it; but only a named `envoy` lets it decide a skip
+//! route, since a fixed auth URL with a trailing slash looks the same. Never trusts: a client's copy of any header (nginx
 //! and Caddy pass them into the auth request beside their own), a value that is missing,
 //! unreadable (control bytes, spaces, an empty line), unparsable (a bad port, user info,
 //! another scheme) or that disagrees with another line or source. Any of those makes the
@@ -30,6 +31,10 @@ pub struct Original {
     pub path: Option<String>,
     /// The absolute URL, when scheme and host are known too (the post-login target).
     pub url: Option<String>,
+    /// Whether `path` may decide a skip route. Not with `auto` below `/oauth2/auth`: a
+    /// fixed auth URL with a trailing slash (nginx, Traefik, Caddy) looks exactly like
+    /// Envoy asking about `/`, so only a named `envoy` makes that form decisive.
+    pub decides_skip: bool,
 }
 
 /// Why the original request is unknown (for the log; never shown with client values).
@@ -144,6 +149,7 @@ impl Original {
             method: own_method.clone(),
             path: None,
             url: None,
+            decides_skip: false,
         }
     }
 
@@ -180,6 +186,7 @@ impl Original {
             method,
             path: Some(path),
             url,
+            decides_skip: !(call.client == ForwardAuthClient::Auto && call.below.is_some()),
         })
     }
 }

@@ -113,6 +113,11 @@ async fn serve_worker(
                 let mut resp = match refused {
                     Some(resp) => resp,
                     None if super::routed(req.uri().path()) => router.oneshot(req).await?,
+                    // The bare endpoint with its `?` escaped by the ingress: refused there,
+                    // never proxied to the app.
+                    None if super::forward_auth::escaped_bare(req.uri().path()) => {
+                        super::forward_auth::auth(axum::extract::State(state), req).await
+                    }
                     None => super::gate::gate(axum::extract::State(state), req).await,
                 };
                 // gatehouse answered without passing the body on, so it was never read and
