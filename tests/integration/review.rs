@@ -21,10 +21,7 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
 }
 
 fn status(answer: &str) -> u16 {
-    answer
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 async fn gatehouse(extra: &[(&'static str, &str)]) -> (TestIdp, Gatehouse) {
@@ -175,7 +172,10 @@ http {{
             w.gh.auth_url.as_ref().unwrap()
         ))
         .await;
-    assert_eq!(direct.status, 403, "the rule, sent as written, refuses alice");
+    assert_eq!(
+        direct.status, 403,
+        "the rule, sent as written, refuses alice"
+    );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let req = format!(
         "GET /ops/secret HTTP/1.1\r\nHost: app\r\nCookie: {}\r\nConnection: close\r\n\r\n",
@@ -216,5 +216,85 @@ async fn a_misspelled_rule_key_below_the_endpoint_is_dropped_not_refused() {
     assert!(
         dropped.is_empty(),
         "below /oauth2/auth these rule keys were dropped and alice (not in ops) got 200: {dropped:?}"
+    );
+}
+
+/// Finding 4 (not from issue 14's change, found on the way; it holds in the sidecar too).
+/// `*` in a skip route is matched by backtracking: with two or three `*` in one segment
+/// (`/assets/*-*-*.js`), an anonymous client's path of dashes costs O(n^k) before any
+/// login, on the worker thread that serves every other connection of that worker.
+#[tokio::test]
+async fn a_skip_route_with_several_stars_in_a_segment_is_a_cpu_bomb() {
+    let (_idp, gh) = gatehouse(&[
+        ("skip_auth_routes", "GET=/assets/*-*-*.js"),
+        ("trusted_proxies", "127.0.0.1"),
+        ("forward_auth_client", "nginx"),
+    ])
+    .await;
+    let uri = format!("/assets/{}", "-".repeat(3000));
+    let req = format!(
+        "GET /oauth2/auth HTTP/1.1\r\nHost: gh\r\nX-Forwarded-Uri: {uri}\r\n\
+         X-Forwarded-Method: GET\r\nConnection: close\r\n\r\n"
+    );
+    let t = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(gh.addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 12];
+    let answered =
+        tokio::time::timeout(std::time::Duration::from_secs(3), s.read_exact(&mut buf)).await;
+    assert!(
+        answered.is_ok(),
+        "one anonymous request of 3 kB kept a worker busy for more than {:?}",
+        t.elapsed()
+    );
+}
+
+/// Finding 2, the bare form: `auth_request /oauth2/auth?allowed_groups=ops;` proxied
+/// without a URI arrives as `GET /oauth2/auth%3Fallowed_groups=ops`, which is not a
+/// gatehouse route: where gatehouse also proxies an app (`upstream` set, the check on
+/// the main listener), the signed-in user's check is proxied to the app, and an app
+/// answering 200 for unknown paths (any single-page app) lets alice past the ops rule.
+#[tokio::test]
+async fn an_escaped_query_on_the_bare_endpoint_is_proxied_to_the_app() {
+    let (w, b) = crate::flow::logged_in(&[]).await;
+    let check = b
+        .get(&format!("{}/oauth2/auth%3Fallowed_groups=ops", w.gh.url))
+        .await;
+    assert_ne!(
+        check.status, 200,
+        "the check with its rule escaped was answered 200 (by the app): {check:?}"
+    );
+}
+
+/// Finding 5. `redirect`'s value is never checked, so a rule that ends up inside it is
+/// dropped without a word: `?redirect=true%26allowed_groups%3Dops` (a templating layer
+/// that escapes the whole query) or `?redirect=true;allowed_groups=ops` answer alice
+/// (not in ops) 200, where every other unreadable query is refused with 400.
+#[tokio::test]
+async fn a_rule_swallowed_by_the_redirect_value_is_dropped_not_refused() {
+    let (w, b) = crate::flow::logged_in(&[("auth_listen", "127.0.0.1:0")]).await;
+    let auth = w.gh.auth_url.clone().unwrap();
+    let plain = b
+        .get(&format!(
+            "{auth}/oauth2/auth?redirect=true&allowed_groups=ops"
+        ))
+        .await;
+    assert_eq!(plain.status, 403, "the rule as written refuses alice");
+    let mut dropped = Vec::new();
+    for query in [
+        "redirect=true%26allowed_groups%3Dops",
+        "redirect=true;allowed_groups=ops",
+        "redirect=allowed_groups=ops",
+    ] {
+        for form in ["/oauth2/auth?", "/oauth2/auth/?"] {
+            let r = b.get(&format!("{auth}{form}{query}")).await;
+            if r.status == 200 {
+                dropped.push(format!("{form}{query}"));
+            }
+        }
+    }
+    assert!(
+        dropped.is_empty(),
+        "alice (not in ops) got 200 where the auth URL names allowed_groups=ops: {dropped:?}"
     );
 }
