@@ -18,6 +18,7 @@ mod presets;
 mod providers;
 mod proxy;
 mod real_upstreams;
+mod review;
 mod support;
 mod tokens;
 mod upstream_wire;
