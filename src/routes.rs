@@ -13,14 +13,25 @@
 //! Patterns: `[METHOD=]PATH`. `*` matches within one segment; a trailing `/**` matches the
 //! segment's whole subtree (`/static/**` matches `/static/a/b.js`, not `/static`).
 //! `GET` also allows `HEAD`.
+//!
+//! Cost. This runs before authentication, on a path of up to `max_header_bytes` that
+//! anyone may send, so its time must not depend on how the path plays against the `*`s.
+//! Each pattern segment is compiled once into its literal pieces; a segment matches when it
+//! starts with the first piece, ends with the last, and holds the others in order, each
+//! found at its leftmost place (never backtracking: an earlier place never loses). Pieces
+//! are found with `memchr::memmem`, linear in the text searched plus the piece. So one rule
+//! costs O(|path| + |rule|) whatever its stars, a request O(|path| × rules + Σ|rule|), and
+//! `canonical_path` is one pass over the path; no allocation grows with the number of
+//! segments (only the canonical copy of the path itself).
 
 use axum::http::Method;
+use memchr::memmem;
 
 /// One route that needs no login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkipRoute {
     method: Option<Method>,
-    segments: Vec<String>,
+    segments: Vec<SegmentPattern>,
     subtree: bool,
     shown: String,
 }
@@ -65,28 +76,68 @@ pub fn canonical_path(raw: &str) -> Option<String> {
     }
     // Segments after the leading `/`: no empty ones (except a final trailing slash), no
     // dot segments. The decoded form is checked, so `%2e%2e` counts as `..`.
-    let inner = &out[1..];
-    let segs: Vec<&str> = inner.split('/').collect();
-    for (n, seg) in segs.iter().enumerate() {
-        let last = n + 1 == segs.len();
-        if (seg.is_empty() && !last) || *seg == "." || *seg == ".." {
+    let mut segs = out.get(1..).unwrap_or("").split('/').peekable();
+    while let Some(seg) = segs.next() {
+        let last = segs.peek().is_none();
+        if (seg.is_empty() && !last) || seg == "." || seg == ".." {
             return None;
         }
     }
     Some(out)
 }
 
-/// `*` within one segment.
-fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(tail) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len())
-                .filter(|&k| tail.is_char_boundary(k))
-                .any(|k| glob(rest, &tail[k..]))
+/// One segment of a pattern, compiled: plain text, or the literal pieces around its `*`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SegmentPattern {
+    Exact(String),
+    /// `head*middle[0]*...*tail`: the segment starts with `head`, ends with `tail`, and
+    /// holds each `middle` piece in order between them, without overlaps.
+    Stars {
+        head: String,
+        middle: Vec<String>,
+        tail: String,
+    },
+}
+
+impl SegmentPattern {
+    fn compile(segment: &str) -> SegmentPattern {
+        let Some((head, rest)) = segment.split_once('*') else {
+            return SegmentPattern::Exact(segment.to_string());
+        };
+        let (middle, tail) = match rest.rsplit_once('*') {
+            Some((middle, tail)) => (middle.split('*').map(str::to_string).collect(), tail),
+            None => (Vec::new(), rest),
+        };
+        SegmentPattern::Stars {
+            head: head.to_string(),
+            middle,
+            tail: tail.to_string(),
+        }
+    }
+
+    /// Whether one path segment matches: O(|text| + |pattern|), see the module header.
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            SegmentPattern::Exact(s) => s == text,
+            SegmentPattern::Stars { head, middle, tail } => {
+                // Head and tail are fixed; stripping both first keeps them from overlapping.
+                let Some(inner) = text
+                    .strip_prefix(head.as_str())
+                    .and_then(|t| t.strip_suffix(tail.as_str()))
+                else {
+                    return false;
+                };
+                // Each piece at its leftmost place: what is left for the next piece is then
+                // as long as it can be, so no other choice could succeed where this fails.
+                let mut rest = inner.as_bytes();
+                for piece in middle {
+                    let Some(at) = memmem::find(rest, piece.as_bytes()) else {
+                        return false;
+                    };
+                    rest = rest.get(at + piece.len()..).unwrap_or_default();
+                }
+                true
+            }
         }
     }
 }
@@ -134,7 +185,7 @@ impl SkipRoute {
         let segments = if body.is_empty() {
             Vec::new()
         } else {
-            body[1..].split('/').map(str::to_string).collect()
+            body[1..].split('/').map(SegmentPattern::compile).collect()
         };
         Ok(SkipRoute {
             method,
@@ -151,16 +202,17 @@ impl SkipRoute {
         }
     }
 
-    /// Matches a path already in canonical form.
+    /// Matches a path already in canonical form, walking its segments once (no list).
     fn path_matches(&self, canonical: &str) -> bool {
-        let segs: Vec<&str> = canonical[1..].split('/').collect();
-        if self.subtree {
-            segs.len() > self.segments.len()
-                && self.segments.iter().zip(&segs).all(|(p, s)| glob(p, s))
-        } else {
-            segs.len() == self.segments.len()
-                && self.segments.iter().zip(&segs).all(|(p, s)| glob(p, s))
+        let mut segs = canonical.get(1..).unwrap_or("").split('/');
+        for pattern in &self.segments {
+            match segs.next() {
+                Some(seg) if pattern.matches(seg) => {}
+                _ => return false,
+            }
         }
+        // A subtree rule needs at least one segment below its own; a plain rule none.
+        segs.next().is_some() == self.subtree
     }
 }
 
@@ -186,6 +238,9 @@ pub fn skip_rule<'a>(
         .iter()
         .find(|r| r.method_matches(method) && r.path_matches(&canonical))
 }
+
+#[cfg(test)]
+mod matching_tests;
 
 #[cfg(test)]
 mod tests {

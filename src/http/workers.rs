@@ -4,6 +4,8 @@
 //! One acceptor hands new connections to the workers in turn, so the load is spread
 //! evenly whatever the kernel does with wake-ups (a shared accept queue left one worker
 //! with most connections in bench/run.sh, and throughput swung by a third between runs).
+//! On shutdown, requests in flight get `shutdown_grace` to finish; the workers are waited
+//! for at most a second longer, so a worker stuck in one request never keeps the process.
 
 use super::{app, AppState};
 use crate::config::ServerLimits;
@@ -226,6 +228,7 @@ pub(super) async fn run(
 ) -> std::io::Result<()> {
     // Dropping `stop` (shutdown, or this future being cancelled) stops every worker.
     let (stop, stopped) = watch::channel(());
+    let grace = state.cfg.limits.shutdown_grace;
     let open = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
     let mut threads = Vec::new();
@@ -287,15 +290,44 @@ pub(super) async fn run(
     drop(auth);
     drop(senders);
     drop(stop);
-    tokio::task::spawn_blocking(move || {
-        for t in threads {
-            match t.join() {
-                Ok(Err(e)) => tracing::warn!(error = %e, "a worker stopped with an error"),
-                Err(_) => tracing::error!("a worker thread panicked"),
-                Ok(Ok(())) => {}
+    join_within(threads, grace + JOIN_MARGIN).await
+}
+
+/// How long past `shutdown_grace` the workers get to wind down (close frames, dropping
+/// their runtimes) before the process leaves without them.
+const JOIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits for the worker threads, but no longer than `limit`. A worker busy with one
+/// request (CPU-bound work, a blocking call) never gets back to its loop to see the stop,
+/// and must not keep the process alive past its grace period: it is left behind, and the
+/// process's exit ends it. That is an error, so the exit status says requests were cut.
+async fn join_within(
+    threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+    limit: std::time::Duration,
+) -> std::io::Result<()> {
+    let (done, joined) = tokio::sync::oneshot::channel();
+    // A thread of its own, not `spawn_blocking`: dropping a runtime waits for its
+    // blocking tasks, so a stuck join would hold the exit after all.
+    std::thread::Builder::new()
+        .name("gatehouse-join".into())
+        .spawn(move || {
+            for t in threads {
+                match t.join() {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "a worker stopped with an error"),
+                    Err(_) => tracing::error!("a worker thread panicked"),
+                    Ok(Ok(())) => {}
+                }
             }
-        }
-    })
-    .await
-    .map_err(std::io::Error::other)
+            let _ = done.send(());
+        })?;
+    match tokio::time::timeout(limit, joined).await {
+        Ok(_) => Ok(()),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "a worker was still busy with a request {limit:.0?} after shutdown began \
+                 (shutdown_grace_secs plus {JOIN_MARGIN:?}); exiting without it"
+            ),
+        )),
+    }
 }

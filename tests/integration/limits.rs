@@ -177,6 +177,105 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
     );
 }
 
+/// A worker stuck inside one request never gets back to its loop to see SIGTERM; the
+/// process still exits within `shutdown_grace_secs` plus a second, with a failure status
+/// (a request was cut). The stuck request here: `allowed_emails_file` replaced by a FIFO
+/// nobody writes to, which the worker re-reads on its own thread and blocks on.
+#[tokio::test]
+async fn sigterm_exits_within_the_grace_period_even_with_a_worker_stuck() {
+    let dir = std::env::temp_dir().join(format!("gh-stuck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("emails");
+    std::fs::write(&file, "alice@example.test\n").unwrap();
+    // An old modification time, so the FIFO that replaces the file reads as a change.
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+        .unwrap();
+    let idp = crate::support::idp::TestIdp::start().await;
+    let up = crate::support::upstream::Upstream::start().await;
+    let port = crate::support::ingress::free_port();
+    let grace = Duration::from_secs(2);
+    let mut gh = crate::support::RealGatehouse::start(
+        port,
+        &up.url,
+        &idp.issuer,
+        &[
+            "--allowed-emails-file",
+            file.to_str().unwrap(),
+            "--shutdown-grace-secs",
+            "2",
+        ],
+    )
+    .await;
+    let b = crate::support::Browser::new();
+    let (landed, _) = b.follow(&format!("{}/", gh.url)).await;
+    assert_eq!(landed.status, 200, "{landed:?}");
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    // Signed-in requests (the file is looked at every 2 s) until one gets no answer: a
+    // worker is then blocked opening the FIFO.
+    let cookie = b.cookie_header();
+    let mut stuck = None;
+    for _ in 0..100 {
+        let (url, cookie) = (format!("{}/", gh.url), cookie.clone());
+        let mut req = tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await?;
+            Ok::<_, reqwest::Error>(r.status().as_u16())
+        });
+        match tokio::time::timeout(Duration::from_millis(500), &mut req).await {
+            Ok(answered) => assert_eq!(answered.unwrap().unwrap(), 200),
+            Err(_) => {
+                stuck = Some(req);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stuck = stuck.expect("a request blocks on the FIFO");
+    let signalled = Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &gh.child.id().to_string()])
+        .status();
+    let mut exited = None;
+    while signalled.elapsed() < grace + Duration::from_secs(8) {
+        if let Ok(Some(status)) = gh.child.try_wait() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = signalled.elapsed();
+    let status = exited.unwrap_or_else(|| panic!("still running {took:?} after SIGTERM"));
+    // The grace period, the second gatehouse adds, and time for a loaded machine.
+    assert!(
+        took < grace + Duration::from_millis(2500),
+        "exited after {took:?}"
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a cut request is a failure: {status:?}"
+    );
+    // The stuck request was never answered: its connection closed with the process.
+    let cut = tokio::time::timeout(Duration::from_secs(2), stuck)
+        .await
+        .expect("the connection ends with the process")
+        .unwrap();
+    assert!(cut.is_err(), "the stuck request got an answer: {cut:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Open WebSockets hold their place under the connection cap after they switch protocols,
 /// so a client cannot get past `max_connections` by upgrading.
 #[tokio::test]

@@ -13,6 +13,7 @@ mod headers;
 mod ingress;
 mod interop;
 mod limits;
+mod matching;
 mod outages;
 mod presets;
 mod providers;
