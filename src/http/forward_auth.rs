@@ -86,12 +86,24 @@ fn escaped_rules(path: &str) -> bool {
         .any(|(k, _)| looks_like_a_rule(&k) || k == "redirect")
 }
 
-/// The rules of the query. The bare endpoint's query is all rules (an unknown key is a
-/// misconfiguration). Below it (a trailing slash, or Envoy's form) the query is the
-/// original request's: its rule keys still apply, a near miss of one is refused rather
-/// than dropped, and everything else (`redirect` too) is the app's own.
-fn query_rules(query: &str, below: bool) -> Result<(Option<Policy>, bool), String> {
-    if !below {
+/// How a query is read, by where it sits and who asks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum QueryForm {
+    /// The bare `/oauth2/auth?...`, or below it from a named ingress other than Envoy
+    /// (whose auth URL is fixed): every key must be a rule or `redirect`.
+    AuthUrl,
+    /// Below the endpoint under `auto`: Envoy's original query, or a fixed auth URL with
+    /// a trailing slash. Rule keys apply; a near miss of one, or a value that hides one
+    /// (`redirect=true%26allowed_groups%3Dops`), is refused; the rest is the app's.
+    Ambiguous,
+    /// Below the endpoint from a named Envoy: the original request's own query. Rule keys
+    /// apply (they can only narrow) and a near miss is refused; the rest is the app's.
+    Original,
+}
+
+/// The rules of the query and whether it asks for a redirect.
+fn query_rules(query: &str, form: QueryForm) -> Result<(Option<Policy>, bool), String> {
+    if form == QueryForm::AuthUrl {
         return Ok((Policy::from_query(query)?, wants_redirect(query)?));
     }
     let mut rules = url::form_urlencoded::Serializer::new(String::new());
@@ -104,9 +116,27 @@ fn query_rules(query: &str, below: bool) -> Result<(Option<Policy>, bool), Strin
                 k.chars().take(100).collect::<String>(),
                 RULE_KEYS.join(", ")
             ));
+        } else if form == QueryForm::Ambiguous && hides_a_rule(&v) {
+            return Err(format!(
+                "the value of `{}` holds a rule (`{}`) that would be lost; write each rule as a parameter of its own",
+                k.chars().take(100).collect::<String>(),
+                v.chars().take(100).collect::<String>()
+            ));
         }
     }
     Ok((Policy::from_query(&rules.finish())?, false))
+}
+
+/// A parameter value that holds `allowed_...=` once split on `&`/`;` (and decoded once
+/// more): a rule that a templating layer escaped into another parameter.
+fn hides_a_rule(value: &str) -> bool {
+    let decoded = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+    [value, decoded.as_ref()].iter().any(|v| {
+        v.split(['&', ';']).any(|part| {
+            part.split_once('=')
+                .is_some_and(|(k, _)| looks_like_a_rule(k))
+        })
+    })
 }
 
 /// The ingress setting that removes a client's identity headers, for the refusal page.
@@ -175,7 +205,13 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if escaped_bare(path) || (client != ForwardAuthClient::Envoy && escaped_rules(path)) {
         return ctx.fail(AppError::BadAuthQuery(ESCAPED_QUERY.into()));
     }
-    let (extra, redirect_param) = match query_rules(query, below.is_some()) {
+    let form = match (below.is_some(), client) {
+        (false, _) => QueryForm::AuthUrl,
+        (true, ForwardAuthClient::Envoy) => QueryForm::Original,
+        (true, ForwardAuthClient::Auto) => QueryForm::Ambiguous,
+        (true, _) => QueryForm::AuthUrl,
+    };
+    let (extra, redirect_param) = match query_rules(query, form) {
         Ok(rules) => rules,
         // Below the endpoint the query is the checked request's own (Envoy): say so.
         Err(e) if below.is_some() => {
@@ -293,10 +329,15 @@ mod tests {
             "allowedEmails",
         ] {
             let q = format!("{}=ops", urlencode(key));
-            assert!(query_rules(&q, true).is_err(), "{key}");
-            assert!(query_rules(&q, false).is_err(), "{key}");
+            for form in [
+                QueryForm::AuthUrl,
+                QueryForm::Ambiguous,
+                QueryForm::Original,
+            ] {
+                assert!(query_rules(&q, form).is_err(), "{key} {form:?}");
+            }
         }
-        assert!(query_rules("ns=a&watch=true&redirect=%2Fx", true).is_ok());
+        assert!(query_rules("ns=a&watch=true&redirect=%2Fx", QueryForm::Ambiguous).is_ok());
     }
 
     fn urlencode(s: &str) -> String {
@@ -316,21 +357,42 @@ mod tests {
 
     #[test]
     fn every_path_form_keeps_the_query_rules() {
-        let (bare, _) = query_rules("allowed_groups=admins", false).unwrap();
-        assert!(bare.is_some());
-        // Below the endpoint (a trailing slash, or Envoy's form): the rule still applies.
-        let (below, _) = query_rules("allowed_groups=admins", true).unwrap();
-        assert!(below.is_some(), "a trailing slash must not drop the rule");
-        // The app's own parameters are not rules, and not an error.
-        let (none, redirect) = query_rules("ns=kube-system&watch=1", true).unwrap();
-        assert!(none.is_none() && !redirect);
+        use QueryForm::*;
+        for form in [AuthUrl, Ambiguous, Original] {
+            let (rules, _) = query_rules("allowed_groups=admins", form).unwrap();
+            assert!(
+                rules.is_some(),
+                "{form:?}: a trailing slash must not drop the rule"
+            );
+        }
+        // The app's own parameters are not rules, and not an error, below the endpoint.
+        for form in [Ambiguous, Original] {
+            let (none, redirect) = query_rules("ns=kube-system&watch=1", form).unwrap();
+            assert!(none.is_none() && !redirect);
+        }
+        // A fixed auth URL (bare, or below it from a named nginx/Traefik/Caddy) is strict.
+        assert!(query_rules("ns=kube-system", AuthUrl).is_err());
+        // A rule hidden in another value is refused where the query may be the auth URL.
+        for hidden in [
+            "redirect=true%26allowed_groups%3Dops",
+            "redirect=true;allowed_groups=ops",
+            "redirect=allowed_groups=ops",
+        ] {
+            assert!(query_rules(hidden, Ambiguous).is_err(), "{hidden}");
+            assert!(query_rules(hidden, AuthUrl).is_err(), "{hidden}");
+            assert!(
+                query_rules(hidden, Original).is_ok(),
+                "{hidden}: the app's own"
+            );
+        }
         // `redirect` below is the app's own parameter (`?redirect=/home`), never a setting.
         let (mixed, redirect) =
-            query_rules("x=1&allowed_emails=a%40x.org&redirect=%2Fhome", true).unwrap();
+            query_rules("x=1&allowed_emails=a%40x.org&redirect=%2Fhome", Ambiguous).unwrap();
         assert!(mixed.is_some() && !redirect);
-        // An empty rule refuses, in either form.
-        assert!(query_rules("allowed_groups=", true).is_err());
-        assert!(query_rules("allowed_groups=", false).is_err());
-        assert!(query_rules("bogus=1", false).is_err());
+        // An empty rule refuses, in every form.
+        for form in [AuthUrl, Ambiguous, Original] {
+            assert!(query_rules("allowed_groups=", form).is_err());
+        }
+        assert!(query_rules("bogus=1", AuthUrl).is_err());
     }
 }

@@ -235,10 +235,17 @@ async fn attack(kind: Kind, client: &'static str, configmap: bool) {
         "{} (forward_auth_client = {client}, configmap {configmap})",
         kind.name()
     );
-    // The skip route is live through this ingress: a plain public request reaches the app.
+    // The skip route is live through this ingress: a plain public request reaches the app
+    // (but never in Envoy's form under `auto`, where a fixed trailing-slash auth URL would
+    // look the same: only a named `envoy` makes that form decide a skip).
+    let live = !(kind == Kind::Envoy && client == "auto");
     let ok = raw(port, &request("GET", b"/public/x", b"app.example.com", &[])).await;
-    assert_eq!(ok, 200, "{name}: GET /public/x\n{}", s.ingress.log());
-    assert_eq!(s.canary.hits().len(), 1, "{name}");
+    if live {
+        assert_eq!(ok, 200, "{name}: GET /public/x\n{}", s.ingress.log());
+    } else {
+        assert!(matches!(ok, 302 | 401), "{name}: GET /public/x got {ok}");
+    }
+    assert_eq!(s.canary.hits().len(), usize::from(live), "{name}");
     let denied = raw(port, &request("GET", b"/admin", b"app.example.com", &[])).await;
     assert!(
         matches!(denied, 302 | 401),
@@ -277,7 +284,7 @@ async fn attack(kind: Kind, client: &'static str, configmap: bool) {
     );
     eprintln!(
         "{name}: {sent} attacks, none reached the app off the public routes ({} on them); statuses {statuses:?}",
-        hits.len() - 1
+        hits.len().saturating_sub(1)
     );
 }
 
@@ -335,7 +342,8 @@ async fn the_envoy_form_is_compared_never_replaced() {
         .await;
         let port = gh.addr.port();
         let public = raw(port, &request("GET", b"/oauth2/auth/public/x", b"gh", &[])).await;
-        let want = if client == "nginx" { 401 } else { 200 };
+        // Only a named Envoy lets its form decide a skip route.
+        let want = if client == "envoy" { 200 } else { 401 };
         assert_eq!(public, want, "{client}: the Envoy form of a public path");
         for spoof in spoofs() {
             for target in TARGETS {

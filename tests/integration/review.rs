@@ -89,9 +89,10 @@ async fn real_caddy_with_a_trailing_slash_lets_anonymous_requests_through() {
                 "{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {data}\n}}\n\
                  http://:{port} {{\n\tbind 127.0.0.1\n\
                  \thandle /ingress-ready {{\n\t\trespond \"ready\" 200\n\t}}\n\
+                 \thandle {{\n\
                  \tforward_auth {gh_addr} {{\n\t\turi /oauth2/auth/?allowed_groups=admins\n\
                  \t\tcopy_headers X-Forwarded-User\n\t}}\n\
-                 \treverse_proxy {up_addr}\n}}\n",
+                 \treverse_proxy {up_addr}\n\t}}\n}}\n",
                 data = dir.join("data").display(),
             )
         })
