@@ -36,7 +36,8 @@ pub struct Session {
     /// Kept only when it is forwarded upstream.
     #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
-    /// When the ID token expires (Unix seconds).
+    /// When the first token forwarded upstream expires (Unix seconds): the ID token, the
+    /// verified access token or `expires_in`, whichever is earliest (`auth::tokens`).
     #[serde(rename = "e")]
     pub expires_at: u64,
     /// When the user logged in (Unix seconds); bounds the session's lifetime.
