@@ -1,0 +1,213 @@
+//! Second adversarial review of issue 14 (items 2, 4, 5, 6, 7), kept as reproductions:
+//! each test asserts what the README or the issue promises and FAILS on main at 7bc5ae8.
+//! Names start with `review2_` so one filter runs them all.
+
+use crate::flow::{login, world};
+use crate::support::idp::{Mint, TestIdp};
+use crate::support::upstream::{seen, Upstream};
+use crate::support::{config, start, Browser, Resp};
+use serde_json::{json, Value};
+
+/// `/oauth2/userinfo`'s `expires_at` for `b`'s session.
+async fn expires_at(gh: &str, b: &Browser) -> u64 {
+    let r = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{gh}/oauth2/userinfo"),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["expires_at"].as_u64().unwrap()
+}
+
+fn now() -> i64 {
+    gatehouse::util::now_secs() as i64
+}
+
+/// `token` sent as `Authorization: Bearer` to `url`, as an API client.
+async fn with_bearer(url: &str, token: &str) -> Resp {
+    Browser::new()
+        .send(
+            reqwest::Method::GET,
+            url,
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("accept", "application/json"),
+            ],
+        )
+        .await
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 4 (and the README's "the signed ID token's own claims always win"): userinfo.
+// ---------------------------------------------------------------------------------------
+
+/// Finding A. Userinfo claims are merged only where the ID token has no claim of that
+/// name, but `claim_at` prefers a top-level claim whose *name* is the dotted path. A
+/// userinfo answer with a key `realm_access.roles` therefore shadows the signed ID token's
+/// nested `realm_access.roles` (the Keycloak preset's groups path): the user's groups,
+/// and so `allowed_groups` and the upstream's `X-Forwarded-Groups` (Kubernetes RBAC via
+/// Headlamp), come from userinfo instead of the ID token.
+#[tokio::test]
+async fn review2_userinfo_never_shadows_the_id_tokens_dotted_groups_claim() {
+    let w = world(&[
+        ("groups_claim", "realm_access.roles"),
+        ("allowed_groups", "cluster-admins"),
+        ("userinfo", "true"),
+    ])
+    .await;
+    w.idp.tweak(|c| {
+        c.as_object_mut().unwrap().remove("groups");
+        c["realm_access"] = json!({"roles": ["viewer"]});
+    });
+    *w.idp.state.userinfo.lock().unwrap() = Some(json!({
+        "sub": "alice", "realm_access.roles": ["cluster-admins"]
+    }));
+    let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
+    assert_eq!(
+        page.status,
+        403,
+        "the ID token says realm_access.roles = [viewer]; userinfo's dotted key made the user \
+         a cluster-admin: {}",
+        &page.body[..page.body.len().min(600)]
+    );
+}
+
+/// Finding B. With the email in the ID token but no `email_verified` there, the merged
+/// claims take `email_verified: true` from userinfo, which vouched for *another* address.
+/// The unverified ID-token address then passes `allowed_email_domains` and reaches the
+/// upstream as `X-Forwarded-Email`.
+#[tokio::test]
+async fn review2_email_verified_from_userinfo_never_vouches_for_another_address() {
+    let w = world(&[
+        ("user_claim", "preferred_username"),
+        ("allowed_email_domains", "corp.example"),
+        ("userinfo", "true"),
+    ])
+    .await;
+    w.idp.tweak(|c| {
+        c["email"] = json!("ceo@corp.example");
+        c.as_object_mut().unwrap().remove("email_verified");
+    });
+    *w.idp.state.userinfo.lock().unwrap() = Some(json!({
+        "sub": "alice", "email": "alice@gmail.example", "email_verified": true
+    }));
+    let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
+    let leaked = serde_json::from_str::<Value>(&page.body)
+        .ok()
+        .map(|echo| seen(&echo, "x-forwarded-email"))
+        .unwrap_or_default();
+    assert_ne!(
+        page.status, 200,
+        "ceo@corp.example was never verified (userinfo verified alice@gmail.example), yet \
+         it passed allowed_email_domains; the upstream saw X-Forwarded-Email {leaked:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 7: a session (or the one-request session of a bearer token) never outlives the
+// token it forwards.
+// ---------------------------------------------------------------------------------------
+
+/// Finding C. A bearer token is accepted up to `clock_skew_secs` after its `exp` (the
+/// leeway of `verify`), and no check compares the one-request session's `expires_at`
+/// (= `exp`) with now, as `load_session` does for cookies. The upstream is handed the
+/// expired token (`X-Forwarded-Id-Token`) and the identity it stood for.
+#[tokio::test]
+async fn review2_an_expired_bearer_token_never_reaches_the_upstream() {
+    let w = world(&[("bearer_tokens", "true")]).await;
+    let t = now();
+    let claims = json!({"iss": w.idp.issuer, "sub": "ci-bot", "aud": crate::support::idp::CLIENT_ID,
+        "exp": t - 10, "iat": t - 310, "email": "ci@example.test", "email_verified": true});
+    let token = w.idp.state.keys.sign(&Mint::default(), &claims);
+    let r = with_bearer(&format!("{}/api/x", w.gh.url), &token).await;
+    let forwarded = serde_json::from_str::<Value>(&r.body)
+        .ok()
+        .map(|echo| seen(&echo, "x-forwarded-id-token"))
+        .unwrap_or_default();
+    assert!(
+        forwarded.is_empty(),
+        "a token that expired 10 s ago went upstream (status {}), with the session's \
+         expires_at in the past",
+        r.status
+    );
+    assert_eq!(r.status, 401, "{r:?}");
+}
+
+/// Finding D. AKS mode: the forwarded access token's verified `exp` bounds the session, but
+/// `check_access_token` reads it with `as_u64`, so an `exp` sent as a JSON float (which
+/// `verify` accepts, and `seconds()` reads everywhere else) is lost: the session outlives
+/// the access token it forwards (here by three minutes, bounded only by the ID token).
+#[tokio::test]
+async fn review2_a_float_exp_on_the_forwarded_access_token_still_bounds_the_session() {
+    const AKS: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+    let v1 = TestIdp::start().await;
+    let w = world(&[
+        ("access_token_audience", AKS),
+        ("access_token_issuer", &v1.issuer),
+    ])
+    .await;
+    let (st, iss) = (std::sync::Arc::clone(&v1.state), v1.issuer.clone());
+    w.idp.set_mint(Mint {
+        ttl: 300,
+        body_tweak: std::sync::Arc::new(move |b, _| {
+            let t = now();
+            b["access_token"] = json!(st.keys.sign(
+                &Mint::default(),
+                &json!({"iss": iss, "sub": "alice", "aud": AKS,
+                    "exp": (t + 120) as f64 + 0.5, "iat": t}),
+            ));
+            b["expires_in"] = json!(3600);
+        }),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    let at = expires_at(&w.gh.url, &b).await as i64;
+    assert!(
+        at <= now() + 121,
+        "the forwarded access token expires in 120 s, the session in {} s",
+        at - now()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 5: the client's address.
+// ---------------------------------------------------------------------------------------
+
+/// Finding E. Through a trusted, appending load balancer, `X-Real-IP` and `Forwarded`
+/// name the right client (203.0.113.9), but `X-Forwarded-For` goes upstream whole, the
+/// client's own `6.6.6.6` first. Every upstream that takes the leftmost X-Forwarded-For
+/// entry (Express with `trust proxy`, the common `split(',')[0]` idiom, many log
+/// pipelines and rate limiters) believes 6.6.6.6: the issue's own example.
+#[tokio::test]
+async fn review2_no_address_left_of_the_believed_client_reaches_the_upstream() {
+    let idp = TestIdp::start().await;
+    let up = Upstream::start().await;
+    let gh = start(config(
+        &up.url,
+        &idp.issuer,
+        &[
+            ("trusted_proxies", "127.0.0.1/32"),
+            ("skip_auth_routes", "GET=/public/**"),
+        ],
+    ))
+    .await;
+    let r = Browser::new()
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/public/x", gh.url),
+            &[("x-forwarded-for", "6.6.6.6, 203.0.113.9")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let echo = r.json();
+    assert_eq!(seen(&echo, "x-real-ip"), vec!["203.0.113.9"]);
+    let xff = seen(&echo, "x-forwarded-for").join(", ");
+    assert!(
+        !xff.contains("6.6.6.6"),
+        "the upstream's X-Forwarded-For is `{xff}`: its leftmost entry is the client's \
+         forgery"
+    );
+}
