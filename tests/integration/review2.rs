@@ -211,3 +211,83 @@ async fn review2_no_address_left_of_the_believed_client_reaches_the_upstream() {
          forgery"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 6: one list rule for every list, files included.
+// ---------------------------------------------------------------------------------------
+
+/// Finding F. `allowed_emails_file` is a list in a file, but no line of it meets the list
+/// rule: a line with a comma or a space (`alice@x, bob@x`, the way every other email list
+/// is written) is taken whole as one "address" that nobody has, without a word at
+/// start-up or in `check` (which prints every other list as read). Both users are then
+/// refused. Either the line is refused at start-up with the fix, or it is read as the
+/// addresses it names; never silently merged.
+#[tokio::test]
+async fn review2_an_emails_file_line_never_merges_two_addresses_silently() {
+    let dir = std::env::temp_dir().join(format!("gh-review2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, line) in [
+        ("commas.txt", "alice@example.test, bob@example.test\n"),
+        ("spaces.txt", "alice@example.test bob@example.test\n"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, line).unwrap();
+        let idp = TestIdp::start().await;
+        let up = Upstream::start().await;
+        let mut raw = gatehouse::config::RawConfig::default();
+        for (k, v) in [
+            ("upstream", up.url.as_str()),
+            ("issuer_url", idp.issuer.as_str()),
+            ("client_id", crate::support::idp::CLIENT_ID),
+            ("client_secret", crate::support::idp::CLIENT_SECRET),
+            ("cookie_secret", crate::support::COOKIE_SECRET),
+            ("cookie_secure", "false"),
+            ("listen", "127.0.0.1:0"),
+            ("allowed_emails_file", path.to_str().unwrap()),
+        ] {
+            raw.set(k, v);
+        }
+        let Ok(cfg) = gatehouse::config::Config::from_raw(&raw) else {
+            continue; // refused at start-up: what the list rule asks for
+        };
+        let gh = start(cfg).await;
+        let b = Browser::new();
+        let (page, _) = b.follow(&format!("{}/", gh.url)).await;
+        assert_eq!(
+            page.status, 200,
+            "{name}: {line:?} was accepted at start-up, yet alice@example.test is refused: \
+             the line became one address"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 2 (shutdown) and "never panic on input": durations.
+// ---------------------------------------------------------------------------------------
+
+/// Finding G. Durations have no upper bound. `check` accepts
+/// `shutdown_grace_secs = 18446744073709551615`, and `serve` then panics on SIGTERM
+/// (`grace + 1 s` overflows: exit 101 with a backtrace instead of the orderly drain);
+/// `idle_timeout_secs` as large panics a connection task on every request body that
+/// arrives in pieces (`last + idle` overflows an Instant). They must be refused at start-up.
+#[test]
+fn review2_durations_that_overflow_an_instant_are_refused_at_start_up() {
+    for key in ["shutdown_grace_secs", "idle_timeout_secs"] {
+        let mut raw = gatehouse::config::RawConfig::default();
+        for (k, v) in [
+            ("upstream", "http://127.0.0.1:9"),
+            ("issuer_url", "http://127.0.0.1:9/"),
+            ("client_id", "x"),
+            ("client_secret", "y"),
+            ("cookie_secret", crate::support::COOKIE_SECRET),
+            (key, "18446744073709551615"),
+        ] {
+            raw.set(k, v);
+        }
+        assert!(
+            gatehouse::config::Config::from_raw(&raw).is_err(),
+            "{key} = u64::MAX accepted: it panics the process (or a connection) later"
+        );
+    }
+}
