@@ -291,3 +291,86 @@ fn review2_durations_that_overflow_an_instant_are_refused_at_start_up() {
         );
     }
 }
+
+/// Finding H. A refresh failure is kept (60 s for "no new ID token", 2 s for a provider
+/// outage) under the session id and refresh token, with `serve_until` computed from the
+/// session that ran the refresh. Another cookie of the same session (same id, same
+/// refresh token: a provider that does not rotate it) gets that failure, and
+/// `load_session` serves it while `now < serve_until`, never comparing with *its own*
+/// `expires_at`. So an older, long-expired cookie (S0, a copy taken earlier) is served,
+/// and its expired access token goes upstream. Takes ~65 s: a success is kept 60 s first.
+#[tokio::test]
+async fn review2_a_kept_refresh_failure_never_serves_an_older_expired_cookie() {
+    let w = world(&[
+        ("pass_authorization", "access_token"),
+        ("refresh_before_secs", "100"),
+    ])
+    .await;
+    let minted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = std::sync::Arc::clone(&minted);
+    w.idp.set_mint(Mint {
+        ttl: 150,
+        body_tweak: std::sync::Arc::new(move |b, refresh| {
+            log.lock()
+                .unwrap()
+                .push(b["access_token"].as_str().unwrap().to_string());
+            if refresh {
+                // OIDC Core 12.2, and no rotation: the refresh token stays the same.
+                let o = b.as_object_mut().unwrap();
+                o.remove("id_token");
+                o.remove("refresh_token");
+                b["expires_in"] = json!(200);
+            } else {
+                b["expires_in"] = json!(2);
+            }
+        }),
+        ..Mint::default()
+    });
+    // Sign in by hand, stopping at the callback: S0 is the cookie it sets.
+    let b = Browser::new();
+    let mut r = b.get(&format!("{}/", w.gh.url)).await;
+    while !r.set_cookies().iter().any(|c| c.starts_with("_gatehouse=")) {
+        let next = reqwest::Url::parse(&r.url)
+            .unwrap()
+            .join(&r.location().expect("a redirect on the way to the callback"))
+            .unwrap();
+        r = b.get(next.as_str()).await;
+    }
+    let s0 = b.cookie("_gatehouse").unwrap();
+    // S0 (access token for 2 s) is due at once: refresh 1 gives S1, same id and token.
+    let first = api(&b, &w.gh.url, "/one").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_ne!(b.cookie("_gatehouse").unwrap(), s0, "S1 stored");
+    let a0 = minted.lock().unwrap()[0].clone();
+    // After the kept success (60 s), S1 is due and the kept ID token too: refresh 2 brings
+    // no ID token and fails closed; the failure is kept with serve_until = S1's end.
+    tokio::time::sleep(std::time::Duration::from_secs(62)).await;
+    let second = api(&b, &w.gh.url, "/two").await;
+    assert_eq!(second.status, 200, "S1 still serves: {second:?}");
+    // The old cookie S0, expired a minute ago, now meets that kept failure.
+    let old = Browser::new();
+    old.jar
+        .lock()
+        .unwrap()
+        .insert("_gatehouse".to_string(), s0.clone());
+    let late = api(&old, &w.gh.url, "/three").await;
+    let auth = serde_json::from_str::<Value>(&late.body)
+        .ok()
+        .map(|echo| seen(&echo, "authorization"))
+        .unwrap_or_default();
+    assert_eq!(
+        late.status, 401,
+        "S0 expired ~60 s ago and was served; the upstream got Authorization {auth:?} (the \
+         sign-in's access token was Bearer {a0}, expires_in 2 s)"
+    );
+}
+
+/// A GET as an API client (401 rather than a redirect when there is no session).
+async fn api(b: &Browser, gh: &str, path: &str) -> Resp {
+    b.send(
+        reqwest::Method::GET,
+        &format!("{gh}{path}"),
+        &[("accept", "application/json")],
+    )
+    .await
+}
