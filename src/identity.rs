@@ -1,6 +1,12 @@
 //! Claims -> [`Identity`]: who the user is, by the configured mapping rules.
 //!
-//! Trusts its input: the claims come from an ID token that `oidc::verify` already checked.
+//! Trusts its input: the claims come from an ID token that `oidc::verify` already checked,
+//! and from a userinfo answer for the same `sub`, read apart from it (`sources.rs`: the
+//! ID token's own claims always win, by any path).
+
+mod sources;
+
+pub use sources::Sources;
 
 use crate::config::ClaimMapping;
 use serde::{Deserialize, Serialize};
@@ -17,14 +23,20 @@ pub struct Identity {
     pub groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_username: Option<String>,
-    /// The provider's `email_verified` (from the ID token or userinfo), when it sent one.
+    /// The provider's `email_verified` for this email, when it sent one: the ID token's,
+    /// or userinfo's for an address userinfo supplied or repeated ([`Sources::flag`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
 }
 
 /// A boolean claim, also when a provider sends it as the string "true" or "false".
 pub fn claim_bool(claims: &Value, name: &str) -> Option<bool> {
-    match claims.get(name)? {
+    as_bool(claims.get(name)?)
+}
+
+/// A boolean, also as the string "true" or "false".
+fn as_bool(v: &Value) -> Option<bool> {
+    match v {
         Value::Bool(b) => Some(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
@@ -32,7 +44,7 @@ pub fn claim_bool(claims: &Value, name: &str) -> Option<bool> {
     }
 }
 
-/// Follows a dotted path (`realm_access.roles`) into the claims.
+/// Follows a dotted path (`realm_access.roles`) into the claims of one source.
 pub fn claim_at<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
     // A claim whose own name contains dots wins over the path reading.
     if let Some(v) = claims.get(path) {
@@ -78,8 +90,8 @@ pub enum IdentityError {
 }
 
 /// One group path's values: a list, or one string that is one group (never split).
-fn groups_at(claims: &Value, path: &str) -> Vec<String> {
-    match claim_at(claims, path) {
+fn groups_at(claims: &Sources<'_>, path: &str) -> Vec<String> {
+    match claims.at(path) {
         Some(Value::Array(items)) => items.iter().filter_map(as_text).collect(),
         Some(Value::String(s)) => vec![s.clone()],
         _ => Vec::new(),
@@ -87,20 +99,15 @@ fn groups_at(claims: &Value, path: &str) -> Vec<String> {
 }
 
 /// True when a groups claim was moved out of the token (Entra ID overage: OIDC Core
-/// §5.6.2 aggregated/distributed claims).
-fn groups_overage(claims: &Value, rules: &ClaimMapping) -> bool {
-    let Some(names) = claims.get("_claim_names") else {
-        return false;
-    };
-    rules
-        .groups
-        .iter()
-        .any(|p| names.get(p).is_some() && claim_at(claims, p).is_none())
+/// §5.6.2 aggregated/distributed claims). Userinfo never stands in for groups the ID
+/// token says are held elsewhere.
+fn groups_overage(claims: &Sources<'_>, rules: &ClaimMapping) -> bool {
+    rules.groups.iter().any(|p| claims.held_elsewhere(p))
 }
 
 /// A text claim, refused when its value cannot be passed on as it is.
-fn text_claim(claims: &Value, path: &str) -> Result<Option<String>, IdentityError> {
-    let Some(v) = claim_at(claims, path).and_then(as_text) else {
+fn text_claim(claims: &Sources<'_>, path: &str) -> Result<Option<String>, IdentityError> {
+    let Some(v) = claims.at(path).and_then(as_text) else {
         return Ok(None);
     };
     match unusable(&v) {
@@ -112,18 +119,28 @@ fn text_claim(claims: &Value, path: &str) -> Result<Option<String>, IdentityErro
     }
 }
 
-/// Maps verified claims to an identity. An email the provider has not vouched for
-/// (`email_verified` false; or absent, unless `require_email_verified` is off for a
-/// provider that never sends the claim) is never passed on, and cannot be the user.
+/// Maps the verified claims of one token to an identity: [`map_sources`] without userinfo.
 pub fn map_claims(claims: &Value, rules: &ClaimMapping) -> Result<Identity, IdentityError> {
+    map_sources(&Sources::signed(claims), rules)
+}
+
+/// Maps verified claims to an identity: `sub` from the ID token, every mapped path from
+/// the source that answers it ([`Sources`]). An email the provider has not vouched for
+/// (`email_verified` false; or absent, unless `require_email_verified` is off for a
+/// provider that never sends the claim; or sent by one source for another source's
+/// address) is never passed on, and cannot be the user.
+pub fn map_sources(claims: &Sources<'_>, rules: &ClaimMapping) -> Result<Identity, IdentityError> {
     let sub = claims
+        .id_token()
         .get("sub")
         .and_then(as_text)
         .ok_or(IdentityError::NoSubject)?;
     if groups_overage(claims, rules) {
         return Err(IdentityError::GroupsOverage);
     }
-    let email_verified = claim_bool(claims, "email_verified");
+    let email_verified = claims
+        .flag(&rules.email, "email_verified")
+        .and_then(as_bool);
     let vouched = email_verified.unwrap_or(!rules.require_email_verified);
     let raw_email = text_claim(claims, &rules.email)?;
     let email = raw_email.clone().filter(|_| vouched);

@@ -11,7 +11,9 @@ mod refresh;
 mod tokens;
 
 pub use refresh::{RefreshFailure, Refresher};
-pub use tokens::{complete_claims, session_expiry, session_from_tokens, Expiries, Forwards};
+pub use tokens::{
+    complete_claims, session_expiry, session_from_tokens, Expiries, Forwards, UserClaims,
+};
 
 use crate::authz::{check_all, Denial, Policy};
 use crate::bearer::bearer_of;

@@ -1,14 +1,15 @@
 //! Sessions from token responses: a sign-in and a refresh with a new ID token build one
 //! ([`session_from_tokens`]); a refresh without one keeps the identity ([`keep_identity`],
-//! OIDC Core 12.2); userinfo completes the claims when asked to. Every path, bearer
-//! tokens included, ends the session by one rule ([`session_expiry`]): never later than a
-//! token the upstream is handed.
+//! OIDC Core 12.2); userinfo completes the claims when asked to, kept apart from the ID
+//! token's ([`UserClaims`]). Every path, bearer tokens included, ends the session by one
+//! rule ([`session_expiry`]): never later than a token the upstream is handed.
 //!
 //! Trusts its inputs: the claims come from tokens `oidc::Provider::verify_token` checked,
-//! or from a sealed session that held such a token.
+//! from the provider's userinfo endpoint for the same `sub`, or from a sealed session
+//! that held such a token.
 
 use crate::config::{Config, PassAuthorization, UserinfoMode};
-use crate::identity::map_claims;
+use crate::identity::{map_sources, Sources};
 use crate::oidc::verify::{seconds, TokenError};
 use crate::oidc::{FlowError, Loaded, Provider, TokenSet};
 use crate::session::Session;
@@ -72,23 +73,39 @@ fn lifetime_end(tokens: &TokenSet, now: u64) -> Option<u64> {
         .map(|s| now.saturating_add(s.unsigned_abs()))
 }
 
+/// What a sign-in (or a refresh with a new ID token) knows about the user: the verified
+/// ID token's claims, and the userinfo answer when it was asked, never merged (the ID
+/// token's own claims always win, by any path: `identity::Sources`).
+#[derive(Debug, Clone)]
+pub struct UserClaims {
+    pub id_token: serde_json::Value,
+    pub userinfo: Option<serde_json::Value>,
+}
+
+impl UserClaims {
+    /// The claims for the identity mapping.
+    pub fn sources(&self) -> Sources<'_> {
+        Sources::new(&self.id_token, self.userinfo.as_ref())
+    }
+}
+
 /// Builds a session from a token response whose ID token was verified into `claims`.
 pub fn session_from_tokens(
     cfg: &Config,
     tokens: TokenSet,
     id_token: String,
-    claims: &serde_json::Value,
+    claims: &UserClaims,
     id: String,
     created_at: u64,
     access_exp: Option<u64>,
 ) -> Result<Session, FlowError> {
-    let identity = map_claims(claims, &cfg.claims).map_err(|e| match e {
+    let identity = map_sources(&claims.sources(), &cfg.claims).map_err(|e| match e {
         crate::identity::IdentityError::NoSubject => FlowError::Token(TokenError::Missing("sub")),
         other => FlowError::Identity(other),
     })?;
     // A forwarded access token that expires first (its verified `exp`, or `expires_in`)
     // bounds the session: the upstream must never be handed an expired token.
-    let id_exp = seconds(claims, "exp").unwrap_or(0);
+    let id_exp = seconds(&claims.id_token, "exp").unwrap_or(0);
     let known = Expiries {
         id_token: Some(id_exp),
         access_token: access_exp,
@@ -121,31 +138,37 @@ fn lacks_mapped_claims(claims: &serde_json::Value, m: &crate::config::ClaimMappi
     !has(&m.user) || !has(&m.email) || !m.groups.iter().any(|g| has(g))
 }
 
-/// Merges userinfo claims (OIDC Core §5.3) into verified ID token claims, when
-/// `userinfo` asks for it: the userinfo `sub` must equal the ID token's, and ID token
-/// claims win over userinfo ones. With `userinfo = auto` a failing endpoint is logged
-/// and the ID token's claims are used alone; with `true` it fails the sign-in.
+/// Fetches userinfo claims (OIDC Core §5.3) beside verified ID token claims, when
+/// `userinfo` asks for it: the userinfo `sub` must equal the ID token's. They are kept
+/// apart: the mapping reads userinfo only where the ID token says nothing, and a
+/// verification flag only for its own source's address (`identity::Sources`). With
+/// `userinfo = auto` a failing endpoint is logged and the ID token's claims are used
+/// alone; with `true` it fails the sign-in.
 pub async fn complete_claims(
     cfg: &Config,
     provider: &Provider,
     loaded: &Loaded,
-    mut claims: serde_json::Value,
+    claims: serde_json::Value,
     access_token: Option<&str>,
-) -> Result<serde_json::Value, FlowError> {
+) -> Result<UserClaims, FlowError> {
+    let alone = |id_token| UserClaims {
+        id_token,
+        userinfo: None,
+    };
     let wanted = match cfg.userinfo {
         UserinfoMode::Never => false,
         UserinfoMode::Always => true,
         UserinfoMode::Auto => lacks_mapped_claims(&claims, &cfg.claims),
     };
     let (true, Some(at)) = (wanted, access_token) else {
-        return Ok(claims);
+        return Ok(alone(claims));
     };
     let info = match provider.userinfo(loaded, at).await {
-        None => return Ok(claims),
+        None => return Ok(alone(claims)),
         Some(Ok(info)) => info,
         Some(Err(e)) if cfg.userinfo == UserinfoMode::Auto => {
             tracing::warn!(error = %e, "userinfo failed; using the ID token's claims alone");
-            return Ok(claims);
+            return Ok(alone(claims));
         }
         Some(Err(e)) => return Err(e),
     };
@@ -157,12 +180,10 @@ pub async fn complete_claims(
             userinfo: info_sub.chars().take(100).collect(),
         });
     }
-    if let (Some(target), serde_json::Value::Object(extra)) = (claims.as_object_mut(), info) {
-        for (k, v) in extra {
-            target.entry(k).or_insert(v);
-        }
-    }
-    Ok(claims)
+    Ok(UserClaims {
+        id_token: claims,
+        userinfo: Some(info),
+    })
 }
 
 /// OIDC Core §12.2 lets a refresh response omit the ID token: the session keeps its

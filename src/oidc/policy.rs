@@ -19,7 +19,7 @@
 //! | groups overage, `email_verified`, user claim, unusable values | `identity.rs` `map_claims` | yes | yes | yes |
 //! | access rules (`allowed_*`, `required_claims`, Google's `hd` from `hosted_domain`) | `authz.rs` `check_all` | yes | yes | yes (403, as for a browser) |
 //! | `state`, PKCE, login timeout, the callback's `iss` (RFC 9207) | `http/login.rs` | yes | no | no: they bind a browser's round trip to the provider, which neither makes |
-//! | userinfo merged, its `sub` equal to the token's | `auth/tokens.rs` | when asked | when asked | no: gatehouse holds no access token from that sign-in to ask with; missing claims refuse the token instead |
+//! | userinfo read beside the token (never in place of its claims), its `sub` equal to the token's | `auth/tokens.rs`, `identity/sources.rs` | when asked | when asked | no: gatehouse holds no access token from that sign-in to ask with; missing claims refuse the token instead |
 //! | the forwarded access token (`access_token_audience`) | [`TokenUse::ForwardedAccessToken`] | yes | yes | no: the bearer token is what is forwarded |
 //!
 //! Fail closed: `max_age` and `acr_values` describe how the *user* must have

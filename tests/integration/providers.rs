@@ -422,3 +422,192 @@ async fn max_age_and_acr_values_are_requested_and_checked() {
     let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
     assert_eq!(page.status, 200);
 }
+
+/// Signs in (`userinfo = true`, plus `settings`) with the ID token's claims changed by
+/// `id` and the userinfo endpoint answering `info`; the page the browser lands on.
+async fn signed_in_with(
+    settings: &[(&'static str, &str)],
+    id: impl Fn(&mut serde_json::Value) + Send + Sync + 'static,
+    info: serde_json::Value,
+) -> crate::support::Resp {
+    let mut all = vec![("userinfo", "true")];
+    all.extend_from_slice(settings);
+    let w = world(&all).await;
+    w.idp.tweak(id);
+    *w.idp.state.userinfo.lock().unwrap() = Some(info);
+    let (page, _) = Browser::new().follow(&format!("{}/", w.gh.url)).await;
+    assert!(
+        !w.idp.state.userinfo_calls.lock().unwrap().is_empty(),
+        "userinfo was asked"
+    );
+    page
+}
+
+/// The headers the upstream saw on `page` (none when it is not the upstream's echo).
+fn upstream_saw(page: &crate::support::Resp, name: &str) -> Vec<String> {
+    serde_json::from_str(&page.body)
+        .map(|echo| seen(&echo, name))
+        .unwrap_or_default()
+}
+
+/// The signed ID token's own claims always win, by any path a mapping reads: a userinfo
+/// claim spelled like a dotted path, or one under a name the ID token holds, or groups
+/// the ID token says are held elsewhere, is never read in place of the token's.
+#[tokio::test]
+async fn userinfo_never_stands_in_for_an_id_token_claim_by_any_path() {
+    // The user claim as a dotted path: the token's nested value, never userinfo's key.
+    let page = signed_in_with(
+        &[("user_claim", "attributes.login")],
+        |c| c["attributes"] = json!({"login": "alice"}),
+        json!({"sub": "alice", "attributes.login": "root"}),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(upstream_saw(&page, "x-forwarded-user"), vec!["alice"]);
+    // The preferred username alike.
+    let page = signed_in_with(
+        &[("preferred_username_claim", "profile.nick")],
+        |c| c["profile"] = json!({"nick": "al"}),
+        json!({"sub": "alice", "profile.nick": "admin"}),
+    )
+    .await;
+    assert_eq!(
+        upstream_saw(&page, "x-forwarded-preferred-username"),
+        vec!["al"],
+        "{page:?}"
+    );
+    // The token's `realm_access` lists no roles: a userinfo key spelled as the path adds
+    // none.
+    let page = signed_in_with(
+        &[
+            ("groups_claim", "realm_access.roles"),
+            ("allowed_groups", "cluster-admins"),
+        ],
+        |c| {
+            c.as_object_mut().unwrap().remove("groups");
+            c["realm_access"] = json!({"account": "x"});
+        },
+        json!({"sub": "alice", "realm_access.roles": ["cluster-admins"]}),
+    )
+    .await;
+    assert_eq!(page.status, 403, "{page:?}");
+    // Groups overage: the token says its groups are held elsewhere, and userinfo's list is
+    // not them; the sign-in is refused as without userinfo.
+    let page = signed_in_with(
+        &[("allowed_groups", "cluster-admins")],
+        |c| {
+            c.as_object_mut().unwrap().remove("groups");
+            c["_claim_names"] = json!({"groups": "src1"});
+            c["_claim_sources"] = json!({"src1": {"endpoint": "https://graph.microsoft.com/v1.0/users/x/getMemberObjects"}});
+        },
+        json!({"sub": "alice", "groups": ["cluster-admins"]}),
+    )
+    .await;
+    assert_eq!(page.status, 502, "{page:?}");
+    assert!(page.body.contains("groups overage"), "{}", page.body);
+    // What the token says nothing about, userinfo still supplies (dotted names too).
+    let page = signed_in_with(
+        &[
+            ("groups_claim", "realm_access.roles"),
+            ("allowed_groups", "ops"),
+        ],
+        |c| {
+            c.as_object_mut().unwrap().remove("groups");
+        },
+        json!({"sub": "alice", "realm_access.roles": ["ops"]}),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(upstream_saw(&page, "x-forwarded-groups"), vec!["ops"]);
+}
+
+/// `email_verified` vouches only for the address of the source that sent it (OIDC Core
+/// §5.1): the ID token's flag never for userinfo's address, userinfo's never for another
+/// address than its own.
+#[tokio::test]
+async fn a_verification_flag_vouches_only_for_its_own_sources_address() {
+    let domain_rule = [
+        ("user_claim", "preferred_username"),
+        ("allowed_email_domains", "corp.example"),
+    ];
+    // The ID token vouches for no address of its own; userinfo's comes unvouched.
+    let page = signed_in_with(
+        &domain_rule,
+        |c| {
+            c.as_object_mut().unwrap().remove("email");
+            c["email_verified"] = json!(true);
+        },
+        json!({"sub": "alice", "email": "ceo@corp.example"}),
+    )
+    .await;
+    assert_eq!(page.status, 403, "{page:?}");
+    // The email as the user: userinfo's flag for another address refuses the sign-in.
+    let page = signed_in_with(
+        &[],
+        |c| {
+            c["email"] = json!("ceo@corp.example");
+            c.as_object_mut().unwrap().remove("email_verified");
+        },
+        json!({"sub": "alice", "email": "alice@gmail.example", "email_verified": true}),
+    )
+    .await;
+    assert_ne!(page.status, 200, "{page:?}");
+    assert!(
+        page.body.contains("ceo@corp.example") && page.body.contains("has not verified"),
+        "{}",
+        page.body
+    );
+    // A mapped email at another claim (`email_claim = upn`) pairs with the flag alike.
+    let page = signed_in_with(
+        &[("email_claim", "upn"), ("user_claim", "preferred_username")],
+        |c| {
+            let o = c.as_object_mut().unwrap();
+            o.remove("email");
+            o.remove("email_verified");
+            c["upn"] = json!("ceo@corp.example");
+        },
+        json!({"sub": "alice", "upn": "alice@gmail.example", "email_verified": true}),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(upstream_saw(&page, "x-forwarded-email").is_empty());
+    // The same address in both, vouched for by userinfo: that counts.
+    let page = signed_in_with(
+        &domain_rule,
+        |c| {
+            c["email"] = json!("alice@corp.example");
+            c.as_object_mut().unwrap().remove("email_verified");
+        },
+        json!({"sub": "alice", "email": "alice@corp.example", "email_verified": "true"}),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(
+        upstream_saw(&page, "x-forwarded-email"),
+        vec!["alice@corp.example"]
+    );
+}
+
+/// Rules that read claims (`required_claims`, and `hosted_domain`'s `hd`) read the signed
+/// ID token only: userinfo's `hd`, or a `phone_number_verified` it sends, never satisfies
+/// them.
+#[tokio::test]
+async fn rules_on_claims_are_met_by_the_signed_id_token_only() {
+    let page = signed_in_with(
+        &[("hosted_domain", "example.com")],
+        |c| {
+            c.as_object_mut().unwrap().remove("hd");
+        },
+        json!({"sub": "alice", "hd": "example.com"}),
+    )
+    .await;
+    assert_eq!(page.status, 403, "{page:?}");
+    assert!(page.body.contains("hd=example.com"), "{}", page.body);
+    let page = signed_in_with(
+        &[("required_claims", "phone_number_verified=true")],
+        |c| c["phone_number"] = json!("+1 555 0100"),
+        json!({"sub": "alice", "phone_number": "+1 555 0100", "phone_number_verified": true}),
+    )
+    .await;
+    assert_eq!(page.status, 403, "{page:?}");
+}
