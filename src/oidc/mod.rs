@@ -190,8 +190,8 @@ impl Provider {
     }
 
     /// With `access_token_audience`: verifies the access token that will be forwarded
-    /// (signature, issuer, that audience, expiry) and returns its expiry. `Ok(None)` when
-    /// no access token is forwarded.
+    /// (signature, issuer, that audience, expiry) and returns its expiry, which bounds the
+    /// session (`auth::session_expiry`). `Ok(None)` when no access token is forwarded.
     pub async fn check_access_token(
         &self,
         access_token: Option<&str>,
@@ -212,7 +212,8 @@ impl Provider {
             .verify_token(&loaded, at, TokenUse::ForwardedAccessToken)
             .await
             .map_err(FlowError::AccessToken)?;
-        Ok(claims.get("exp").and_then(|e| e.as_u64()))
+        // The verified `exp`, read as every other date claim is (a float too).
+        Ok(verify::seconds(&claims, "exp"))
     }
 
     /// Another issuer whose tokens are verified for `audience`: bearer tokens from

@@ -747,3 +747,49 @@ async fn a_kept_id_token_must_still_meet_max_age() {
     assert_eq!(r.status, 401, "authenticated over max_age ago: {r:?}");
     assert!(w.idp.refreshes() >= 1);
 }
+
+/// Every date claim is read one way (`verify::seconds`): the forwarded access token's
+/// `exp` sent as a JSON float bounds the session at a refresh without a new ID token, as
+/// at sign-in.
+#[tokio::test]
+async fn a_float_exp_on_a_refreshed_access_token_bounds_the_session() {
+    const AKS: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+    let v1 = crate::support::idp::TestIdp::start().await;
+    let w = world(&[
+        ("access_token_audience", AKS),
+        ("access_token_issuer", &v1.issuer),
+        ("refresh_before_secs", "100000"),
+    ])
+    .await;
+    let (st, iss) = (std::sync::Arc::clone(&v1.state), v1.issuer.clone());
+    w.idp.set_mint(Mint {
+        ttl: 3600,
+        body_tweak: std::sync::Arc::new(move |b, refresh| {
+            let t = gatehouse::util::now_secs() as i64;
+            let exp = if refresh {
+                b.as_object_mut().unwrap().remove("id_token");
+                json!((t + 120) as f64 + 0.5)
+            } else {
+                json!(t + 3000)
+            };
+            b["access_token"] = json!(st.keys.sign(
+                &Mint::default(),
+                &json!({"iss": iss, "sub": "alice", "aud": AKS, "exp": exp, "iat": t}),
+            ));
+            b["expires_in"] = json!(3600);
+        }),
+        ..Mint::default()
+    });
+    let b = Browser::new();
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    assert!(
+        w.idp.refreshes() >= 1,
+        "refresh_before asks for one at once"
+    );
+    let at = expires_at(&w, &b).await;
+    assert!(
+        about(at, 120),
+        "the refreshed access token expires in 120 s, the session in {} s",
+        at as i64 - gatehouse::util::now_secs() as i64
+    );
+}
