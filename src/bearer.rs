@@ -1,8 +1,9 @@
 //! Bearer tokens from programmatic clients (kubectl plugins, curl, CI): with
 //! `bearer_tokens = true`, `Authorization: Bearer <JWT>` meets the same policy as a
 //! browser sign-in, through the same functions: `Provider::verify_token` (signature with
-//! the issuer's keys, exact `iss`, `aud`, `exp`/`nbf`, `iat`, `sub`; `alg` from the
-//! allow-list, never `none` or HS*; `auth_time` within `max_age` and `acr` among
+//! the issuer's keys, exact `iss`, `aud`, `exp` with no leeway (the token is forwarded,
+//! never expired), `nbf`, `iat`, `sub`; `alg` from the allow-list, never `none` or HS*;
+//! `auth_time` within `max_age` and `acr` among
 //! `acr_values`, for `bearer_issuers` too), then `map_claims` (groups overage,
 //! `email_verified`, the user claim), then the access rules (`auth/mod.rs`). What cannot
 //! apply to a bearer token (`nonce`, `at_hash`, refusing `typ: at+jwt`) is listed, with
@@ -147,6 +148,14 @@ impl BearerVerifier {
             expires_in: None,
         };
         let expires_at = session_expiry(Forwards::of(cfg), known, true).unwrap_or(0);
+        // Never forwarded expired, whatever the leeway elsewhere: `verify` allows none on
+        // `exp`, and this session ends with the token, as a cookie's ends in `load_session`.
+        let now = now_secs();
+        if expires_at <= now {
+            return Err(BearerError::Invalid(
+                crate::oidc::verify::TokenError::Expired(now - expires_at),
+            ));
+        }
         let access_token = (cfg.headers.authorization == PassAuthorization::AccessToken)
             .then(|| token.to_string());
         let session = Session {
@@ -156,7 +165,7 @@ impl BearerVerifier {
             refresh_token: None,
             access_token,
             expires_at,
-            created_at: now_secs(),
+            created_at: now,
             values: Default::default(),
             claims: Default::default(),
         };

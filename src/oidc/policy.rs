@@ -11,7 +11,7 @@
 //! | check | where | sign-in | refresh | bearer |
 //! |---|---|---|---|---|
 //! | signature, `alg` from `allowed_algs` (never `none`/HS*), `kid` | `verify.rs` | yes | yes | yes |
-//! | exact `iss`, `sub`, `aud` (+ `trusted_audiences`, `azp`), `exp`/`nbf` with skew, `iat` | `verify.rs` | yes | yes | yes |
+//! | exact `iss`, `sub`, `aud` (+ `trusted_audiences`, `azp`), `exp` (no leeway), `nbf` with skew, `iat` | `verify.rs` | yes | yes | yes |
 //! | `auth_time` within `max_age`, `acr` among `acr_values` ([`AuthnPolicy`]) | here | yes | yes, also on the kept ID token | yes, `bearer_issuers` too |
 //! | not typed `at+jwt` | `verify.rs` | yes | yes | no: see [`TokenUse::Bearer`] |
 //! | `nonce` | `verify.rs` | yes | no (OIDC Core 12.2) | no: see [`TokenUse::Bearer`] |

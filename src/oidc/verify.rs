@@ -75,7 +75,7 @@ pub enum TokenError {
         "the token has several audiences and its authorized party (azp) `{0}` is not this client"
     )]
     AuthorizedParty(String),
-    #[error("the ID token expired {0} seconds ago")]
+    #[error("the token expired {0} seconds ago (no leeway applies to `exp`)")]
     Expired(u64),
     #[error("the ID token is not valid yet (nbf is {0} seconds in the future); check the clocks")]
     NotYetValid(u64),
@@ -178,8 +178,13 @@ pub fn check_claims(claims: &Value, want: &Expected<'_>) -> Result<(), TokenErro
             }
         }
     }
+    // No leeway on `exp` (RFC 7519 §4.1.4: not accepted on or after it): a session
+    // never outlives a token it forwards, so an expired token could only be forwarded
+    // expired (the Kubernetes API server allows no leeway either) or make a session that
+    // is over before it starts. `clock_skew_secs` is for `nbf` and `auth_time`, which a
+    // provider's clock running ahead would otherwise put in the future.
     let exp = num(claims, "exp")?;
-    if want.now > exp.saturating_add(want.skew) {
+    if want.now >= exp {
         return Err(TokenError::Expired(want.now - exp));
     }
     num(claims, "iat")?;
@@ -343,10 +348,37 @@ mod tests {
             check_claims(&with(good(), "exp", json!(900)), &want(None)),
             Err(TokenError::Expired(100))
         );
+        for exp in [json!(980), json!(999.9), json!(1000)] {
+            assert!(
+                matches!(
+                    check_claims(&with(good(), "exp", exp.clone()), &want(None)),
+                    Err(TokenError::Expired(_))
+                ),
+                "exp {exp} is past (or now): no leeway"
+            );
+        }
         assert_eq!(
-            check_claims(&with(good(), "exp", json!(980)), &want(None)),
+            check_claims(&with(good(), "exp", json!(1000.5)), &want(None)),
+            Err(TokenError::Expired(0)),
+            "a float exp is read in whole seconds, as everywhere"
+        );
+        assert_eq!(
+            check_claims(&with(good(), "exp", json!(1001)), &want(None)),
+            Ok(())
+        );
+        assert_eq!(
+            check_claims(&with(good(), "exp", json!("2000")), &want(None)),
+            Err(TokenError::Malformed),
+            "a string is not a NumericDate, on any path"
+        );
+        assert_eq!(
+            check_claims(&with(good(), "nbf", json!(1020)), &want(None)),
             Ok(()),
-            "within skew"
+            "nbf within skew"
+        );
+        assert_eq!(
+            check_claims(&with(good(), "iat", json!(900.7)), &want(None)),
+            Ok(())
         );
         assert_eq!(
             check_claims(&with(good(), "nbf", json!(1100)), &want(None)),

@@ -424,6 +424,10 @@ async fn a_refreshed_token_for_another_subject_or_issuer_is_refused() {
     }
 }
 
+/// An ID token already past its `exp` at the callback refuses the sign-in, saying so,
+/// even within `clock_skew_secs` (no leeway on `exp`: the session would be over before it
+/// starts). One that expires later, without a refresh token, ends the session then: the
+/// session is never served past its own end, and the next request signs in again.
 #[tokio::test]
 async fn an_expired_token_without_refresh_token_requires_login() {
     let w = world(&[("clock_skew_secs", "60")]).await;
@@ -436,10 +440,16 @@ async fn an_expired_token_without_refresh_token_requires_login() {
     let authorize = b.get(&format!("{}/", w.gh.url)).await.location().unwrap();
     let callback = b.get(&authorize).await.location().unwrap();
     let landed = b.get(&callback).await;
-    // The token was within the skew at the callback, so the login itself succeeds...
-    assert_eq!(landed.status, 302, "{landed:?}");
-    assert_eq!(landed.location().as_deref(), Some("/"));
-    // ...but the session has already expired, and there is no refresh token.
+    assert_eq!(landed.status, 502, "{landed:?}");
+    assert!(landed.body.contains("token expired 2"), "{}", landed.body);
+    assert!(b.cookie("_gatehouse").is_none(), "no session from it");
+    w.idp.set_mint(Mint {
+        ttl: 2,
+        refresh_token: false,
+        ..Mint::default()
+    });
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let next = b.get(&format!("{}/", w.gh.url)).await;
     assert_eq!(next.status, 302, "{next:?}");
     assert!(next.location().unwrap().starts_with(&w.idp.issuer));

@@ -748,6 +748,96 @@ async fn a_kept_id_token_must_still_meet_max_age() {
     assert!(w.idp.refreshes() >= 1);
 }
 
+/// Waits until `/readyz` reports every `bearer_issuers` issuer's keys loaded.
+async fn bearer_issuers_ready(w: &World) {
+    let client = reqwest::Client::new();
+    for _ in 0..500 {
+        let r: Value = client
+            .get(format!("{}/readyz", w.gh.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let all = r["bearer_issuers"].as_array().cloned().unwrap_or_default();
+        if all.iter().all(|i| i["ready"] == json!(true)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the bearer issuers' keys never loaded");
+}
+
+/// No leeway on `exp`, whichever way a token comes: past its `exp` on gatehouse's clock,
+/// however little and well within `clock_skew_secs`, a token is refused as a bearer token
+/// (from `issuer_url` or a `bearer_issuers` issuer, `exp` a float too) and as the ID
+/// token of a sign-in, so it is never forwarded expired. `nbf` keeps its leeway.
+#[tokio::test]
+async fn a_token_past_its_exp_is_refused_whatever_the_clock_skew() {
+    let other = crate::support::idp::TestIdp::start().await;
+    let pair = format!("{}=ci-pipeline", other.issuer);
+    let w = world(&[
+        ("bearer_tokens", "true"),
+        ("bearer_issuers", &pair),
+        ("clock_skew_secs", "300"),
+    ])
+    .await;
+    bearer_issuers_ready(&w).await;
+    let now = gatehouse::util::now_secs() as i64;
+    let plain = Mint::default();
+    for exp in [json!(now - 5), json!(now), json!(now as f64 - 0.5)] {
+        let token = bearer_token(&w, &plain, json!({ "exp": exp }));
+        bearer_refused(&w, &token, "expired").await;
+    }
+    let theirs = other.state.keys.sign(
+        &plain,
+        &json!({"iss": other.issuer, "sub": "pipeline-7", "aud": "ci-pipeline",
+            "exp": now - 5, "iat": now - 300, "email": "ci@example.test", "email_verified": true}),
+    );
+    bearer_refused(&w, &theirs, "expired").await;
+    let early = bearer_token(&w, &plain, json!({"nbf": now + 60}));
+    let r = with_bearer(&format!("{}/api/x", w.gh.url), &early).await;
+    assert_eq!(r.status, 200, "nbf within clock_skew_secs: {r:?}");
+    // The ID token of a sign-in, expired 5 s ago: refused at the callback, saying so.
+    w.idp.set_mint(Mint {
+        ttl: -5,
+        ..Mint::default()
+    });
+    refused(&w, 502, "expired").await;
+}
+
+/// The forwarded access token (AKS) past its `exp`, within `clock_skew_secs`: the sign-in
+/// is refused naming it, instead of a session that forwards it expired.
+#[tokio::test]
+async fn an_expired_access_token_to_forward_refuses_the_sign_in() {
+    const AKS: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+    let v1 = crate::support::idp::TestIdp::start().await;
+    let w = world(&[
+        ("access_token_audience", AKS),
+        ("access_token_issuer", &v1.issuer),
+        ("clock_skew_secs", "300"),
+    ])
+    .await;
+    let (st, iss) = (std::sync::Arc::clone(&v1.state), v1.issuer.clone());
+    w.idp.set_mint(Mint {
+        body_tweak: std::sync::Arc::new(move |b, _| {
+            let t = gatehouse::util::now_secs() as i64;
+            b["access_token"] = json!(st.keys.sign(
+                &Mint::default(),
+                &json!({"iss": iss, "sub": "alice", "aud": AKS, "exp": t - 5, "iat": t - 300}),
+            ));
+        }),
+        ..Mint::default()
+    });
+    refused(
+        &w,
+        502,
+        "access token to forward was refused: the token expired",
+    )
+    .await;
+}
+
 /// Every date claim is read one way (`verify::seconds`): the forwarded access token's
 /// `exp` sent as a JSON float bounds the session at a refresh without a new ID token, as
 /// at sign-in.
