@@ -128,7 +128,16 @@ fn with_rules(
     }
 }
 
+/// The presented session, served only before its own end. Every arm of [`load_session`]
+/// that serves the session it was given goes through here: a kept refresh failure's
+/// `serve_until` comes from the session that ran the refresh, which may be a newer
+/// cookie of the same session (same id and refresh token) than this one.
+fn serve_presented(session: Arc<Session>, now: u64) -> Option<(Arc<Session>, Vec<HeaderValue>)> {
+    (now < session.expires_at).then(|| (session, Vec::new()))
+}
+
 /// The session cookie -> a valid session, refreshed when due; `Err` is the login decision.
+/// Never a session past its `expires_at` (the first of its forwarded tokens to expire).
 async fn load_session(
     st: &AppState,
     cookies: &RequestCookies<'_>,
@@ -142,28 +151,26 @@ async fn load_session(
         return Err(login(LoginReason::NoSession));
     };
     let now = now_secs();
+    let expired = || login(LoginReason::Expired);
     if now
         >= session
             .created_at
             .saturating_add(cfg.cookie.session_lifetime.as_secs())
     {
-        return Err(login(LoginReason::Expired));
+        return Err(expired());
     }
     if now.saturating_add(cfg.refresh_before.as_secs()) < session.expires_at {
-        return Ok((session, Vec::new()));
+        return serve_presented(session, now).ok_or_else(expired);
     }
     if session.refresh_token.is_none() || st.provider.down_recently() {
         // Nothing to refresh with, or the provider just failed: the tokens serve until
         // they expire (a later request tries the refresh again).
-        if now < session.expires_at {
-            return Ok((session, Vec::new()));
-        }
-        return Err(login(LoginReason::Expired));
+        return serve_presented(session, now).ok_or_else(expired);
     }
     match st.refresher.refresh(cfg, &st.provider, &session).await {
         // A result kept for late requests with the superseded cookie (up to a minute)
         // may itself have expired by now: it is never passed on.
-        Ok(fresh) if fresh.expires_at <= now_secs() => Err(login(LoginReason::Expired)),
+        Ok(fresh) if fresh.expires_at <= now_secs() => Err(expired()),
         Ok(fresh) => match store.save(&fresh, cookies).await {
             Ok(set_cookies) => Ok((Arc::new(fresh), set_cookies)),
             Err(e) => {
@@ -175,14 +182,14 @@ async fn load_session(
         // keeps working; a later request tries the refresh again.
         Err(e) if e.transient && e.serve_until.is_some_and(|t| now < t) => {
             tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed (provider unavailable); the session is used until it expires");
-            Ok((session, Vec::new()))
+            serve_presented(session, now).ok_or_else(expired)
         }
         // No new ID token to replace the forwarded one: the session serves until that one
         // expires (the failure is kept a minute, so the provider is not asked again on
         // every request), then the user signs in.
         Err(e) if e.serve_until.is_some_and(|t| now < t) => {
             tracing::info!(user = %session.identity.user, reason = %e, "session not extended; it ends when its forwarded ID token expires");
-            Ok((session, Vec::new()))
+            serve_presented(session, now).ok_or_else(expired)
         }
         Err(e) => {
             tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed; the user must log in again");
