@@ -220,7 +220,7 @@ pub const KEYS: &[Key] = &[
     key(
         "clock_skew_secs",
         Kind::Secs,
-        "allowed clock skew for exp and nbf (default 30)",
+        "allowed clock skew for nbf and auth_time; none applies to exp (default 30)",
     ),
     key("allowed_algs", Kind::List, "accepted ID token algorithms"),
     key(
@@ -241,7 +241,7 @@ pub const KEYS: &[Key] = &[
     key(
         "userinfo",
         Kind::Str,
-        "auto (default: when the ID token lacks a mapped claim) | true | false: merge claims from the userinfo endpoint",
+        "auto (default: when the ID token lacks a mapped claim) | true | false: read claims the ID token lacks from the userinfo endpoint",
     ),
     key(
         "max_age",
