@@ -20,6 +20,7 @@ mod providers;
 mod proxy;
 mod real_upstreams;
 mod review;
+mod review2;
 mod support;
 mod tokens;
 mod upstream_wire;
