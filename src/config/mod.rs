@@ -3,6 +3,7 @@
 //! every problem, in words a user understands.
 
 mod access;
+mod bounds;
 mod header_check;
 pub mod keys;
 pub mod list;

@@ -140,6 +140,8 @@ async fn serve_worker(
             }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
+        // hyper adds the header-read timeout to a clock reading unchecked: its bound in
+        // `config/bounds.rs` is what keeps that from overflowing.
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
@@ -251,9 +253,10 @@ pub(super) async fn run(
                 // Let in-flight connections finish (each bounded by the grace period) and
                 // upgraded ones send their close frames.
                 rt.block_on(async {
-                    let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
+                    // Checked: a grace no clock can reach means no deadline, never a panic.
+                    let deadline = tokio::time::Instant::now().checked_add(limits.shutdown_grace);
                     while (open_after.load(Ordering::Relaxed) > 0 || tunnels.count() > 0)
-                        && tokio::time::Instant::now() < deadline
+                        && deadline.map_or(true, |d| tokio::time::Instant::now() < d)
                     {
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
@@ -290,7 +293,7 @@ pub(super) async fn run(
     drop(auth);
     drop(senders);
     drop(stop);
-    join_within(threads, grace + JOIN_MARGIN).await
+    join_within(threads, grace.saturating_add(JOIN_MARGIN)).await
 }
 
 /// How long past `shutdown_grace` the workers get to wind down (close frames, dropping

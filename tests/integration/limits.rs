@@ -336,3 +336,54 @@ async fn a_trickling_body_is_cut_but_a_slow_answer_is_not() {
     let r = b.get(&format!("{}/slow", w.gh.url)).await;
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+/// Configuration refuses durations no clock can hold (`config/bounds.rs`), and the
+/// running code adds durations to clock readings checked all the same: a `Config` built in
+/// code with `Duration::MAX` as the idle time and the grace still serves a request body
+/// that arrives in pieces (`last + idle` panicked the connection) and shuts down cleanly
+/// (`grace + 1 s` panicked the shutdown).
+#[tokio::test]
+async fn durations_no_clock_can_hold_never_panic_a_running_gatehouse() {
+    let idp = crate::support::idp::TestIdp::start().await;
+    let up = crate::support::upstream::Upstream::start().await;
+    let mut cfg = crate::support::config(&up.url, &idp.issuer, &[("skip_auth_routes", "/upload")]);
+    cfg.limits.idle_timeout = Duration::MAX;
+    cfg.limits.shutdown_grace = Duration::MAX;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = gatehouse::http::AppState::new(cfg).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gatehouse::http::serve_with_auth(
+        state,
+        listener,
+        None,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    crate::support::wait_until_ok(&format!("http://{addr}/readyz")).await;
+    let mut s = dangle(
+        addr,
+        "POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10\r\n\r\n01234",
+    )
+    .await;
+    // Not a wait for readiness: the pause makes gatehouse find the body unfinished (and
+    // look at the idle deadline) before the rest arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"56789").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    stop.send(()).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("shut down");
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "the shutdown failed or panicked: {stopped:?}"
+    );
+}
