@@ -334,3 +334,34 @@ async fn join_within(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A worker that never comes back (stuck in a blocking call) is left behind after the
+    /// limit, as an error; workers that finish are simply joined. Nothing from outside
+    /// can stick a worker any more (the one way, a re-read of `allowed_emails_file` on the
+    /// worker, moved to a thread of its own), so this is tested here with a thread.
+    #[tokio::test]
+    async fn a_worker_stuck_past_the_limit_is_left_behind_as_an_error() {
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let threads = vec![
+            std::thread::spawn(|| Ok(())),
+            std::thread::spawn(move || {
+                let _ = stuck.recv();
+                Ok(())
+            }),
+        ];
+        let started = Instant::now();
+        let joined = join_within(threads, Duration::from_millis(200)).await;
+        let err = joined.expect_err("a stuck worker is an error");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("still busy"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let _ = release.send(());
+        let done = vec![std::thread::spawn(|| Ok(()))];
+        assert!(join_within(done, Duration::MAX).await.is_ok());
+    }
+}
