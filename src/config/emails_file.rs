@@ -54,7 +54,7 @@ fn fault(line: &str) -> &'static str {
     }
 }
 
-/// The addresses in `text`, or every bad line (`line N: "…" …`, at most [`SHOWN`] of them
+/// The addresses in `text`, or every bad line (`line N: "…" …`, at most `SHOWN` of them
 /// and a count of the rest).
 pub fn parse(text: &str) -> Result<Vec<String>, Vec<String>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);

@@ -20,14 +20,14 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// The client's address, scheme and host as gatehouse believes them.
 #[derive(Debug, Clone)]
 pub struct Forwarded {
-    /// X-Forwarded-For to send: the vouched part of the chain ([`vouched_chain`]: the
+    /// X-Forwarded-For to send: the vouched part of the chain (`vouched_chain`: the
     /// believed client, the trusted hops right of it), then the peer, each address
     /// written canonically. It always starts with the client's text, `client_len` long.
     pub for_chain: String,
     client_len: usize,
     /// The client as gatehouse believes it (`X-Real-IP`, and `for=` in `Forwarded`): from
     /// a trusted proxy, the rightmost address of the chain that no trusted proxy is
-    /// (see `believed_client`); otherwise the peer.
+    /// (see `vouched_chain`); otherwise the peer.
     pub client: IpAddr,
     pub proto: String,
     pub host: Option<String>,
