@@ -12,14 +12,15 @@
 //! comparisons fold ASCII case only, so Unicode look-alikes (the Kelvin sign `K`) never
 //! fold into an allowed address.
 
+use crate::config::emails_file::EmailsFile;
 use crate::config::{list, AccessRules};
 use crate::identity::{claim_at, Identity};
 use crate::redirect::host_allowed;
 use serde_json::Value;
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 /// Where a rule came from, for the denial message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,69 +52,98 @@ impl std::fmt::Display for Denial {
 /// How often a changed `allowed_emails_file` is noticed, at most.
 const FILE_CHECK_EVERY: Duration = Duration::from_secs(2);
 
-/// An email list kept in a file, re-read when its modification time changes.
+/// What tells a changed file from an unchanged one without reading it.
+type Fingerprint = Option<(SystemTime, u64)>;
+
+fn fingerprint(path: &Path) -> Fingerprint {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// An email list kept in a file. Requests only read the current list (a lock held for a
+/// lookup, never for I/O); a thread of its own looks at the file every
+/// [`FILE_CHECK_EVERY`] and swaps in a new list when the file changed and reads well. So
+/// a slow mount, or a FIFO nobody writes to, holds up that thread alone, never a request.
 #[derive(Debug)]
 struct EmailFile {
     path: PathBuf,
-    state: Mutex<FileState>,
+    emails: RwLock<Arc<HashSet<String>>>,
 }
 
-#[derive(Debug)]
-struct FileState {
-    checked: Instant,
-    modified: Option<SystemTime>,
-    emails: Arc<HashSet<String>>,
-}
-
-/// Parses an email list file: one address per line, `#` comments, blank lines ignored.
-pub fn parse_email_file(text: &str) -> HashSet<String> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
+fn lower_set(emails: &[String]) -> HashSet<String> {
+    emails.iter().map(|e| e.to_ascii_lowercase()).collect()
 }
 
 impl EmailFile {
-    fn open(path: PathBuf) -> Result<EmailFile, String> {
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Ok(EmailFile {
-            path,
-            state: Mutex::new(FileState {
-                checked: Instant::now(),
-                modified,
-                emails: Arc::new(parse_email_file(&text)),
-            }),
-        })
+    /// The list as read at start-up, and the thread that keeps it current; the thread
+    /// ends once the policy is gone.
+    fn watch(file: &EmailsFile) -> Arc<EmailFile> {
+        let watched = Arc::new(EmailFile {
+            path: file.path.clone(),
+            emails: RwLock::new(Arc::new(lower_set(&file.emails))),
+        });
+        let weak = Arc::downgrade(&watched);
+        // Unknown at first: the first look reads the file again, so a change between
+        // the start-up read and now is not missed.
+        let mut seen: Fingerprint = None;
+        let spawned = std::thread::Builder::new()
+            .name("gatehouse-emails-file".into())
+            .spawn(move || loop {
+                std::thread::sleep(FILE_CHECK_EVERY);
+                let Some(file) = weak.upgrade() else { return };
+                file.reload(&mut seen);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(file = %file.path.display(), error = %e, "cannot watch allowed_emails_file; its changes are not noticed until a restart");
+        }
+        watched
     }
 
-    /// The current list; re-reads the file when it changed. An unreadable file keeps the
-    /// last good list (and says so in the log) rather than letting everyone in or out.
-    fn current(&self) -> Arc<HashSet<String>> {
-        let Ok(mut st) = self.state.lock() else {
-            return Arc::new(HashSet::new());
+    /// Whether `lower` (an address in lower case) is listed now.
+    fn contains(&self, lower: &str) -> bool {
+        let emails = match self.emails.read() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        if st.checked.elapsed() >= FILE_CHECK_EVERY {
-            st.checked = Instant::now();
-            let modified = std::fs::metadata(&self.path)
-                .and_then(|m| m.modified())
-                .ok();
-            if modified != st.modified {
-                match std::fs::read_to_string(&self.path) {
-                    Ok(text) => {
-                        st.emails = Arc::new(parse_email_file(&text));
-                        st.modified = modified;
-                        tracing::info!(file = %self.path.display(), emails = st.emails.len(), "re-read allowed_emails_file");
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %self.path.display(), error = %e, "cannot re-read allowed_emails_file; keeping the previous list")
-                    }
-                }
-            }
+        emails.contains(lower)
+    }
+
+    /// Re-reads the file if it changed since `seen`. A file that cannot be read, or has a
+    /// line that is not one address, keeps the last good list (and the log says why)
+    /// rather than letting everyone in or out; it is read again once it changes.
+    fn reload(&self, seen: &mut Fingerprint) {
+        let now = fingerprint(&self.path);
+        if now.is_some() && now == *seen {
+            return;
         }
-        Arc::clone(&st.emails)
+        let file = self.path.display();
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) => {
+                if now != *seen {
+                    tracing::warn!(%file, error = %e, "cannot re-read allowed_emails_file; keeping the previous list");
+                }
+                *seen = now;
+                return;
+            }
+        };
+        *seen = now;
+        let emails = match crate::config::emails_file::parse(&text) {
+            Ok(emails) => lower_set(&emails),
+            Err(bad) => {
+                let why = bad.join("; ");
+                tracing::warn!(%file, problems = %why, "allowed_emails_file changed and has lines that are not one address each; keeping the previous list until it is fixed");
+                return;
+            }
+        };
+        let mut current = match self.emails.write() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if **current != emails {
+            tracing::info!(%file, emails = emails.len(), "re-read allowed_emails_file");
+            *current = Arc::new(emails);
+        }
     }
 }
 
@@ -123,7 +153,7 @@ pub struct Policy {
     source: RuleSource,
     groups: Vec<String>,
     emails: HashSet<String>,
-    email_file: Option<EmailFile>,
+    email_file: Option<Arc<EmailFile>>,
     domains: Vec<String>,
     claims: Vec<(String, String)>,
 }
@@ -164,12 +194,10 @@ fn shown(list: &[String]) -> String {
 }
 
 impl Policy {
-    /// The configured rules; reads `allowed_emails_file` once now.
+    /// The configured rules, with `allowed_emails_file` as configuration read it, then
+    /// kept current by a thread of its own.
     pub fn from_config(rules: &AccessRules) -> Result<Policy, String> {
-        let email_file = match &rules.emails_file {
-            Some(p) => Some(EmailFile::open(p.clone())?),
-            None => None,
-        };
+        let email_file = rules.emails_file.as_ref().map(EmailFile::watch);
         Ok(Policy {
             source: RuleSource::Config,
             groups: rules.groups.clone(),
@@ -324,10 +352,7 @@ impl Policy {
         };
         let lower = email.to_ascii_lowercase();
         let listed = self.emails.contains(&lower)
-            || self
-                .email_file
-                .as_ref()
-                .is_some_and(|f| f.current().contains(&lower));
+            || self.email_file.as_ref().is_some_and(|f| f.contains(&lower));
         let domains: Vec<&str> = self.domains.iter().map(String::as_str).collect();
         if listed || host_allowed(&domain, &domains) {
             return Ok(());
@@ -474,27 +499,44 @@ mod tests {
         assert!(both.check(&who("c@y.org", &[]), &c).is_err());
     }
 
+    /// A policy whose `allowed_emails_file` is `path`, read as configuration reads it.
+    fn with_file(path: &std::path::Path) -> Policy {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut r = rules(&[], &[], &[]);
+        r.emails_file = Some(EmailsFile {
+            path: path.to_path_buf(),
+            emails: crate::config::emails_file::parse(&text).unwrap(),
+        });
+        Policy::from_config(&r).unwrap()
+    }
+
     #[test]
-    fn the_email_file_is_re_read_when_it_changes() {
+    fn the_email_file_is_re_read_when_it_changes_and_a_bad_one_keeps_the_last_list() {
         let dir = std::env::temp_dir().join(format!("gh-authz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("emails.txt");
         std::fs::write(&path, "# team\nalice@x.org\n").unwrap();
-        let mut r = rules(&[], &[], &[]);
-        r.emails_file = Some(path.clone());
-        let p = Policy::from_config(&r).unwrap();
+        let p = with_file(&path);
+        let file = p.email_file.as_ref().unwrap();
         let c = json!({});
-        assert!(p.check(&who("alice@x.org", &[]), &c).is_ok());
-        assert!(p.check(&who("bob@x.org", &[]), &c).is_err());
-        std::fs::write(&path, "bob@x.org\n").unwrap();
-        // Force the next check to look at the file (mtime granularity can be coarse).
-        if let Some(f) = &p.email_file {
-            let mut st = f.state.lock().unwrap();
-            st.checked = Instant::now() - FILE_CHECK_EVERY;
-            st.modified = None;
-        }
-        assert!(p.check(&who("bob@x.org", &[]), &c).is_ok());
-        assert!(p.check(&who("alice@x.org", &[]), &c).is_err());
+        let allowed = |e: &str| p.check(&who(e, &[]), &c).is_ok();
+        assert!(allowed("alice@x.org") && allowed("ALICE@x.org"));
+        assert!(!allowed("bob@x.org"));
+        // The watcher's step, run here: a fresh fingerprint reads the file.
+        let mut seen = None;
+        std::fs::write(&path, "Bob@X.org\n").unwrap();
+        file.reload(&mut seen);
+        assert!(allowed("bob@x.org") && !allowed("alice@x.org"));
+        // A line that is not one address: the last good list stays.
+        std::fs::write(&path, "carol@x.org, dave@x.org\n").unwrap();
+        let mut seen = None;
+        file.reload(&mut seen);
+        assert!(allowed("bob@x.org"));
+        assert!(!allowed("carol@x.org") && !allowed("carol@x.org, dave@x.org"));
+        // Gone: the last good list stays too.
+        std::fs::remove_file(&path).unwrap();
+        file.reload(&mut seen);
+        assert!(allowed("bob@x.org"));
         std::fs::remove_dir_all(&dir).ok();
     }
 

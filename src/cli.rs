@@ -161,7 +161,20 @@ fn describe_access(cfg: &Config) -> String {
         parts.push(list("allowed_emails", &r.emails));
     }
     if let Some(f) = &r.emails_file {
-        parts.push(format!("allowed_emails_file {}", f.display()));
+        // The file as read, one address per line: what it allows is plain to see.
+        const SHOWN: usize = 100;
+        let n = f.emails.len();
+        let shown = f.emails.get(..SHOWN).unwrap_or(&f.emails);
+        let rest = if n > SHOWN {
+            format!(" and {} more", n - SHOWN)
+        } else {
+            String::new()
+        };
+        parts.push(format!(
+            "allowed_emails_file {} ({n} address(es): {}{rest}; re-read when it changes)",
+            f.path.display(),
+            quoted(shown)
+        ));
     }
     if !r.email_domains.is_empty() {
         parts.push(list("allowed_email_domains", &r.email_domains));

@@ -49,23 +49,31 @@ pub fn request_id() -> String {
 /// An IP address as text; IPv4 by hand (the formatter costs more than the request
 /// needs, and this runs for every proxied request).
 pub fn ip_text(ip: std::net::IpAddr) -> String {
-    let std::net::IpAddr::V4(v4) = ip else {
-        return ip.to_string();
-    };
     let mut s = String::with_capacity(15);
+    push_ip_text(&mut s, ip);
+    s
+}
+
+/// [`ip_text`] appended to `out`, without a string of its own (the `X-Forwarded-For`
+/// chain is written address by address into one).
+pub fn push_ip_text(out: &mut String, ip: std::net::IpAddr) {
+    let std::net::IpAddr::V4(v4) = ip else {
+        use std::fmt::Write;
+        let _ = write!(out, "{ip}");
+        return;
+    };
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
-            s.push('.');
+            out.push('.');
         }
         if octet >= 100 {
-            s.push(char::from(b'0' + octet / 100));
+            out.push(char::from(b'0' + octet / 100));
         }
         if octet >= 10 {
-            s.push(char::from(b'0' + octet / 10 % 10));
+            out.push(char::from(b'0' + octet / 10 % 10));
         }
-        s.push(char::from(b'0' + octet % 10));
+        out.push(char::from(b'0' + octet % 10));
     }
-    s
 }
 
 /// Percent-encodes a value for a URL query string.

@@ -2,6 +2,7 @@
 //! bearer tokens, and the post-login redirect settings. Every problem is remembered in the
 //! [`Reader`], none stops the others.
 
+use super::emails_file::{self, is_email, EmailsFile};
 use super::reader::{is_loopback, read_file, valid_domain, Reader};
 use super::{AccessRules, BearerSettings, ForwardAuthClient};
 use crate::routes::SkipRoute;
@@ -121,7 +122,8 @@ pub(super) fn read_access(r: &mut Reader<'_>) -> Access {
     }
 }
 
-/// The access rules; a missing or unreadable emails file is a start-up problem.
+/// The access rules; a missing or unreadable emails file, or one with a line that is not
+/// one address, is a start-up problem.
 pub(super) fn read_rules(r: &mut Reader<'_>) -> AccessRules {
     let mut rules = AccessRules {
         groups: r.list("allowed_groups", &[]),
@@ -131,7 +133,7 @@ pub(super) fn read_rules(r: &mut Reader<'_>) -> AccessRules {
         claims: Vec::new(),
     };
     for e in &rules.emails {
-        if e.matches('@').count() != 1 || e.starts_with('@') || e.ends_with('@') {
+        if !is_email(e) {
             let entry = r.raw.get("allowed_emails");
             r.problem(
                 entry,
@@ -148,8 +150,21 @@ pub(super) fn read_rules(r: &mut Reader<'_>) -> AccessRules {
         }
     }
     if let Some(path) = r.str_opt("allowed_emails_file").filter(|s| !s.is_empty()) {
-        if read_file(r, "allowed_emails_file", &path).is_some() {
-            rules.emails_file = Some(path.into());
+        if let Some(text) = read_file(r, "allowed_emails_file", &path) {
+            match emails_file::parse(&text) {
+                Ok(emails) => {
+                    rules.emails_file = Some(EmailsFile {
+                        path: path.into(),
+                        emails,
+                    })
+                }
+                Err(bad) => {
+                    let entry = r.raw.get("allowed_emails_file");
+                    for line in bad {
+                        r.problem(entry, "allowed_emails_file", format!("{path} {line}"));
+                    }
+                }
+            }
         }
     }
     for c in r.list("required_claims", &[]) {

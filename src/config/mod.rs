@@ -3,6 +3,8 @@
 //! every problem, in words a user understands.
 
 mod access;
+mod bounds;
+pub mod emails_file;
 mod header_check;
 pub mod keys;
 pub mod list;
@@ -155,7 +157,8 @@ impl HeaderNames {
 pub struct AccessRules {
     pub groups: Vec<String>,
     pub emails: Vec<String>,
-    pub emails_file: Option<std::path::PathBuf>,
+    /// `allowed_emails_file`, as read at start-up (`authz.rs` re-reads it on change).
+    pub emails_file: Option<emails_file::EmailsFile>,
     pub email_domains: Vec<String>,
     /// (dotted claim path, required value).
     pub claims: Vec<(String, String)>,

@@ -107,6 +107,7 @@ impl Reader<'_> {
         }
     }
 
+    /// A whole number of seconds (`30` or `30s`), at most its bound (`bounds.rs`).
     pub(super) fn secs(&mut self, key: &str, default: u64) -> Duration {
         let entry = self.raw.get(key);
         let n = match entry.map(|e| &e.value) {
@@ -116,7 +117,13 @@ impl Reader<'_> {
             Some(_) => None,
         };
         match n {
-            Some(n) => Duration::from_secs(n),
+            Some(n) => match super::bounds::exceeded(key, n) {
+                None => Duration::from_secs(n),
+                Some(why) => {
+                    self.problem(entry, key, why);
+                    Duration::from_secs(default)
+                }
+            },
             None => {
                 self.problem(entry, key, "should be a whole number of seconds");
                 Duration::from_secs(default)
@@ -124,7 +131,7 @@ impl Reader<'_> {
         }
     }
 
-    /// A whole number (bytes, connections).
+    /// A whole number (bytes, connections), at most its bound (`bounds.rs`).
     pub(super) fn count(&mut self, key: &str, default: u64) -> u64 {
         let entry = self.raw.get(key);
         let n = match entry.map(|e| &e.value) {
@@ -133,10 +140,19 @@ impl Reader<'_> {
             Some(RawValue::Str(s)) => s.trim().parse::<u64>().ok(),
             Some(_) => None,
         };
-        n.unwrap_or_else(|| {
-            self.problem(entry, key, "should be a whole number");
-            default
-        })
+        match n {
+            Some(n) => match super::bounds::exceeded(key, n) {
+                None => n,
+                Some(why) => {
+                    self.problem(entry, key, why);
+                    default
+                }
+            },
+            None => {
+                self.problem(entry, key, "should be a whole number");
+                default
+            }
+        }
     }
 
     pub(super) fn header(&mut self, key: &str, value: &str) -> Option<HeaderName> {

@@ -5,6 +5,8 @@
 //! 2. [`strip_identity`]: every client copy of an identity header, in every spelling (case,
 //!    `_` for `-`, duplicates), including ones gatehouse does not inject but upstreams read;
 //! 3. [`remove_own_cookies`]: gatehouse's session and login cookies;
+//! 4. [`strip_method_override`]: on a request a skip route let through, every header
+//!    that would make the upstream run another method than the route allowed;
 //!
 //! then [`Forwarded`] (`forwarded.rs`) sets the forwarding metadata (client values
 //! believed only from trusted proxies) and [`inject`] writes the verified identity.
@@ -209,6 +211,41 @@ pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> usize {
     for name in doomed {
         removed += headers.get_all(&name).iter().count();
         tracing::debug!(header = %name, "removed a client-supplied identity header");
+        headers.remove(&name);
+    }
+    removed
+}
+
+/// Method-override headers (normalised). Express's `method-override`, Symfony and Laravel
+/// (with overrides on), and many API frameworks run a request as the method named there
+/// instead of the one on the request line.
+const METHOD_OVERRIDE_NAMES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Removes every method-override header, in every spelling, from a request that a
+/// `skip_auth_routes` route let through without a login; returns how many went. Such a
+/// route can name its methods (`POST=/hook`), and an upstream honouring an override would
+/// otherwise run `POST /hook` with `X-HTTP-Method-Override: DELETE` as a DELETE that no
+/// route allowed. Signed-in requests keep them: gatehouse decides nothing by their method,
+/// and apps whose clients can only send GET and POST rely on them.
+pub fn strip_method_override(headers: &mut HeaderMap) -> usize {
+    let is_override = |k: &HeaderName| {
+        METHOD_OVERRIDE_NAMES
+            .iter()
+            .any(|t| folded_eq(k.as_str(), t))
+    };
+    // The usual request has none: no list is built for it.
+    if !headers.keys().any(is_override) {
+        return 0;
+    }
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| is_override(k)).cloned().collect();
+    let mut removed = 0;
+    for name in doomed {
+        removed += headers.get_all(&name).iter().count();
+        tracing::debug!(header = %name, "removed a method override from a request no login was asked for");
         headers.remove(&name);
     }
     removed
@@ -562,6 +599,34 @@ mod tests {
         assert_eq!(n, 9);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn every_spelling_of_a_method_override_goes_and_nothing_else() {
+        let mut h = map(&[
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("x-http-method-override", "PUT"),
+            ("X_HTTP_Method", "DELETE"),
+            ("x.method.override", "PATCH"),
+            ("X-Method-Override", "DELETE"),
+            ("X-HTTP-Method-Overrides", "keep"),
+            ("X-Method", "keep"),
+            ("X-Http", "keep"),
+            ("Content-Type", "application/json"),
+        ]);
+        assert_eq!(strip_method_override(&mut h), 5);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                "content-type",
+                "x-http",
+                "x-http-method-overrides",
+                "x-method"
+            ]
+        );
+        assert_eq!(strip_method_override(&mut h), 0);
     }
 
     #[test]

@@ -81,6 +81,11 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     let h = req.headers_mut();
     headers::remove_hop_by_hop(h, upgrade);
     headers::strip_identity(h, &st.cfg.headers);
+    if session.is_none() {
+        // A skip route let it through, maybe for some methods only: the upstream runs the
+        // method that was checked.
+        headers::strip_method_override(h);
+    }
     headers::rewrite_cookies(h, cookie_rewrite, |n| st.sessions.owns_cookie(n));
     // What gatehouse sets goes beside the client's headers, not into their map.
     let mut add = headers::Additions::default();

@@ -351,7 +351,10 @@ impl<S> Watched<S> {
         if !self.scanner.in_body() {
             return Poll::Pending;
         }
-        let due = self.last + self.idle;
+        // Checked: an idle time no clock can reach never fires, and never panics.
+        let Some(due) = self.last.checked_add(self.idle) else {
+            return Poll::Pending;
+        };
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));

@@ -140,6 +140,8 @@ async fn serve_worker(
             }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
+        // hyper adds the header-read timeout to a clock reading unchecked: its bound in
+        // `config/bounds.rs` is what keeps that from overflowing.
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
@@ -251,9 +253,10 @@ pub(super) async fn run(
                 // Let in-flight connections finish (each bounded by the grace period) and
                 // upgraded ones send their close frames.
                 rt.block_on(async {
-                    let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
+                    // Checked: a grace no clock can reach means no deadline, never a panic.
+                    let deadline = tokio::time::Instant::now().checked_add(limits.shutdown_grace);
                     while (open_after.load(Ordering::Relaxed) > 0 || tunnels.count() > 0)
-                        && tokio::time::Instant::now() < deadline
+                        && deadline.map_or(true, |d| tokio::time::Instant::now() < d)
                     {
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
@@ -290,7 +293,7 @@ pub(super) async fn run(
     drop(auth);
     drop(senders);
     drop(stop);
-    join_within(threads, grace + JOIN_MARGIN).await
+    join_within(threads, grace.saturating_add(JOIN_MARGIN)).await
 }
 
 /// How long past `shutdown_grace` the workers get to wind down (close frames, dropping
@@ -329,5 +332,36 @@ async fn join_within(
                  (shutdown_grace_secs plus {JOIN_MARGIN:?}); exiting without it"
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A worker that never comes back (stuck in a blocking call) is left behind after the
+    /// limit, as an error; workers that finish are simply joined. Nothing from outside
+    /// can stick a worker any more (the one way, a re-read of `allowed_emails_file` on the
+    /// worker, moved to a thread of its own), so this is tested here with a thread.
+    #[tokio::test]
+    async fn a_worker_stuck_past_the_limit_is_left_behind_as_an_error() {
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let threads = vec![
+            std::thread::spawn(|| Ok(())),
+            std::thread::spawn(move || {
+                let _ = stuck.recv();
+                Ok(())
+            }),
+        ];
+        let started = Instant::now();
+        let joined = join_within(threads, Duration::from_millis(200)).await;
+        let err = joined.expect_err("a stuck worker is an error");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("still busy"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let _ = release.send(());
+        let done = vec![std::thread::spawn(|| Ok(()))];
+        assert!(join_within(done, Duration::MAX).await.is_ok());
     }
 }

@@ -714,3 +714,111 @@ fn check_explains_forward_auth_trust_and_refuses_its_mistakes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Number settings have upper bounds, stated in the refusal: `check` (and so `serve`)
+/// refuses a duration a clock cannot hold (`u64::MAX` seconds used to pass `check`, then
+/// panic `serve` on SIGTERM or a connection on a slow request body), from a flag, a
+/// variable or the file, and accepts the bound itself.
+#[test]
+fn check_refuses_numbers_past_their_bounds_naming_the_bound() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bounds.toml");
+    std::fs::write(
+        &file,
+        "issuer_url = \"https://sso.example.com\"\nclient_id = \"headlamp\"\nupstream = \"http://127.0.0.1:9\"\nsession_lifetime_secs = 31536001\n",
+    )
+    .unwrap();
+    let out = check_file_with(
+        &file,
+        &[
+            "--shutdown-grace-secs",
+            "18446744073709551615",
+            "--max-connections",
+            "18446744073709551615",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "shutdown_grace_secs (from flag --shutdown-grace-secs): 18446744073709551615 is too large: at most 86400 (one day)".to_string(),
+        "max_connections (from flag --max-connections): 18446744073709551615 is too large: at most 1048576".to_string(),
+        format!("session_lifetime_secs (from {}): 31536001 is too large: at most 31536000 (one year)", file.display()),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in:\n{err}");
+    }
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&file)
+        .env("GATEHOUSE_CLIENT_SECRET", "s")
+        .env(
+            "GATEHOUSE_COOKIE_SECRET",
+            "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+        )
+        .env("GATEHOUSE_IDLE_TIMEOUT_SECS", "3601")
+        .env("GATEHOUSE_SESSION_LIFETIME_SECS", "31536000")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("idle_timeout_secs (from env GATEHOUSE_IDLE_TIMEOUT_SECS): 3601 is too large: at most 3600 (one hour)"),
+        "{err}"
+    );
+    assert!(!err.contains("session_lifetime_secs"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `allowed_emails_file` holds one address per line: `check` shows what it read (count and
+/// addresses), and refuses a line that is not one address, naming the file and the line,
+/// instead of taking `alice@x, bob@x` as one address nobody has or cutting at a `#`.
+#[test]
+fn check_shows_the_emails_file_as_read_and_refuses_a_line_that_is_not_one_address() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-emails-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let emails = dir.join("emails.txt");
+    std::fs::write(
+        &emails,
+        "# platform team\nalice@example.com\n\n  # on call\nal#bob@example.com\r\n",
+    )
+    .unwrap();
+    let file = dir.join("gatehouse.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "issuer_url = \"https://sso.example.com\"\nclient_id = \"headlamp\"\nallowed_emails_file = {:?}\n",
+            emails.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = check_file(&file);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = format!(
+        "access: allowed_emails_file {} (2 address(es): [\"alice@example.com\", \"al#bob@example.com\"]; re-read when it changes)",
+        emails.display()
+    );
+    assert!(said.contains(&want), "missing {want:?} in:\n{said}");
+
+    for (text, line) in [
+        ("alice@example.com\nalice@example.com, bob@example.com\n", "line 2: \"alice@example.com, bob@example.com\" holds more than one address, or spaces; write one address per line"),
+        ("alice@example.com bob@example.com\n", "line 1: \"alice@example.com bob@example.com\" holds more than one address, or spaces"),
+        ("# team\nalice@example.com # lead\n", "line 2: \"alice@example.com # lead\" holds text after the address; a comment is a line of its own, starting with #"),
+        ("alice\n", "line 1: \"alice\" is not an email address"),
+    ] {
+        std::fs::write(&emails, text).unwrap();
+        let out = check_file(&file);
+        assert_eq!(out.status.code(), Some(1), "{text:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let want = format!(
+            "allowed_emails_file (from {}): {} {line}",
+            file.display(),
+            emails.display()
+        );
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

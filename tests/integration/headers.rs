@@ -180,29 +180,51 @@ async fn forwarded_headers_are_believed_from_trusted_proxies() {
 
 /// Behind a load balancer that appends to `X-Forwarded-For`, a client's own copy of the
 /// header stands left of the address the load balancer saw: the upstream is told that
-/// address, never the one the client chose.
+/// address, never the one the client chose, in every header it may read the client
+/// from. `X-Forwarded-For` starts at that address (an upstream reading its leftmost
+/// entry, as Express with `trust proxy` and `split(',')[0]` do, believes the same
+/// client), followed by the trusted hops and the peer.
 #[tokio::test]
 async fn the_upstream_is_told_the_address_the_trusted_proxy_saw_not_the_clients_claim() {
     let (w, b) = logged_in(&[("trusted_proxies", "127.0.0.1/32, 10.0.0.0/8")]).await;
-    let cases: &[(&[&str], &str, &str)] = &[
-        (&["6.6.6.6, 203.0.113.9"], "203.0.113.9", "for=203.0.113.9"),
+    let cases: &[(&[&str], &str, &str, &str)] = &[
+        (
+            &["6.6.6.6, 203.0.113.9"],
+            "203.0.113.9",
+            "for=203.0.113.9",
+            "203.0.113.9, 127.0.0.1",
+        ),
         // Two header lines, then an inner trusted proxy.
         (
             &["10.1.1.1, 6.6.6.6", "203.0.113.9, 10.0.0.7"],
             "203.0.113.9",
             "for=203.0.113.9",
+            "203.0.113.9, 10.0.0.7, 127.0.0.1",
         ),
-        // A load balancer writing the port, and IPv6.
+        // A load balancer writing the port, and IPv6: written as read, without the port.
         (
             &["6.6.6.6, [2001:db8::9]:51234"],
             "2001:db8::9",
             "for=\"[2001:db8::9]\"",
+            "2001:db8::9, 127.0.0.1",
         ),
         // Garbage stops the walk: the last trusted hop, never a value left of it.
-        (&["6.6.6.6, unknown, 10.0.0.7"], "10.0.0.7", "for=10.0.0.7"),
-        (&["6.6.6.6,"], "127.0.0.1", "for=127.0.0.1"),
+        (
+            &["6.6.6.6, unknown, 10.0.0.7"],
+            "10.0.0.7",
+            "for=10.0.0.7",
+            "10.0.0.7, 127.0.0.1",
+        ),
+        (&["6.6.6.6,"], "127.0.0.1", "for=127.0.0.1", "127.0.0.1"),
+        // Every address trusted: the whole chain, the leftmost being the client.
+        (
+            &["10.0.0.3, 10.0.0.2"],
+            "10.0.0.3",
+            "for=10.0.0.3",
+            "10.0.0.3, 10.0.0.2, 127.0.0.1",
+        ),
     ];
-    for (lines, real_ip, forwarded) in cases {
+    for (lines, real_ip, forwarded, chain) in cases {
         let mut headers: Vec<(&str, &str)> =
             lines.iter().map(|l| ("X-Forwarded-For", *l)).collect();
         headers.push(("accept", "application/json"));
@@ -218,8 +240,8 @@ async fn the_upstream_is_told_the_address_the_trusted_proxy_saw_not_the_clients_
         );
         assert_eq!(
             seen(&echo, "x-forwarded-for"),
-            vec![format!("{}, 127.0.0.1", lines.join(", "))],
-            "the chain goes on whole, with the peer"
+            vec![*chain],
+            "{lines:?}: only the vouched part of the chain, then the peer"
         );
     }
 }
@@ -478,4 +500,58 @@ async fn an_unread_body_closes_the_connection_and_says_so() {
     .await;
     assert_eq!(two.matches("HTTP/1.1 200").count(), 2, "{two}");
     assert!(two.contains("\"path\":\"/second\""), "{two}");
+}
+
+/// The method-override headers frameworks honour, in the spellings stacks fold together.
+const OVERRIDES: &[(&str, &str)] = &[
+    ("X-HTTP-Method-Override", "DELETE"),
+    ("x_http_method_override", "DELETE"),
+    ("X-HTTP-Method", "DELETE"),
+    ("X-Method-Override", "DELETE"),
+    ("X.Method.Override", "PUT"),
+];
+
+/// A skip route that allows some methods only (`POST=/hook`) lets a request through
+/// without a login; an upstream honouring `X-HTTP-Method-Override` (Express's
+/// method-override, Symfony, Laravel) would run it as a DELETE no route allowed. So a
+/// request a skip route let through reaches the upstream without any method override,
+/// in any spelling, while a signed-in user's request keeps them (apps whose clients send
+/// only GET and POST rely on them, and gatehouse decides nothing by a user's method).
+#[tokio::test]
+async fn a_skip_route_never_passes_a_method_override() {
+    let (w, b) = logged_in(&[("skip_auth_routes", "POST=/hook, GET=/public/**")]).await;
+    let names = |echo: &serde_json::Value| -> Vec<String> {
+        echo["headers"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.contains("method"))
+            .cloned()
+            .collect()
+    };
+    for (method, path) in [(Method::POST, "/hook"), (Method::GET, "/public/x")] {
+        let mut headers = OVERRIDES.to_vec();
+        headers.push(("accept", "application/json"));
+        let r = Browser::new()
+            .send(method.clone(), &format!("{}{path}", w.gh.url), &headers)
+            .await;
+        assert_eq!(r.status, 200, "{method} {path}: {r:?}");
+        let echo = r.json();
+        assert_eq!(echo["method"], method.as_str());
+        assert!(
+            names(&echo).is_empty(),
+            "{method} {path} reached the upstream with {:?}",
+            names(&echo)
+        );
+    }
+    // Signed in, the same headers go on.
+    let mut headers = OVERRIDES.to_vec();
+    headers.push(("accept", "application/json"));
+    let r = b
+        .send(Method::POST, &format!("{}/api/items/7", w.gh.url), &headers)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let echo = r.json();
+    assert_eq!(seen(&echo, "x-http-method-override"), vec!["DELETE"]);
+    assert_eq!(names(&echo).len(), OVERRIDES.len(), "{:?}", names(&echo));
 }
