@@ -232,13 +232,8 @@ const METHOD_OVERRIDE_NAMES: &[&str] = &[
 /// route allowed. Signed-in requests keep them: gatehouse decides nothing by their method,
 /// and apps whose clients can only send GET and POST rely on them.
 pub fn strip_method_override(headers: &mut HeaderMap) -> usize {
-    let is_override = |k: &HeaderName| {
-        METHOD_OVERRIDE_NAMES
-            .iter()
-            .any(|t| folded_eq(k.as_str(), t))
-    };
     // The usual request has none: no list is built for it.
-    if !headers.keys().any(is_override) {
+    if !has_method_override(headers) {
         return 0;
     }
     let doomed: Vec<HeaderName> = headers.keys().filter(|k| is_override(k)).cloned().collect();
@@ -249,6 +244,19 @@ pub fn strip_method_override(headers: &mut HeaderMap) -> usize {
         headers.remove(&name);
     }
     removed
+}
+
+fn is_override(k: &HeaderName) -> bool {
+    METHOD_OVERRIDE_NAMES
+        .iter()
+        .any(|t| folded_eq(k.as_str(), t))
+}
+
+/// Whether a request carries a method override in any spelling. In forward auth,
+/// gatehouse cannot remove it (the ingress forwards the request), so a check that carries
+/// one is never let through by a skip route.
+pub fn has_method_override(headers: &HeaderMap) -> bool {
+    headers.keys().any(is_override)
 }
 
 /// The `X-Auth-Request-*` names a forward-auth answer carries besides the configured ones.

@@ -254,7 +254,11 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
         cookies: &cookies,
         headers: req.headers(),
         method: &original.method,
-        path: original.path.as_deref().filter(|_| original.decides_skip),
+        // A method override (any spelling) would let the app run another method than the
+        // one a skip route allowed, and only the ingress could remove it: no skip then.
+        path: original.path.as_deref().filter(|_| {
+            original.decides_skip && !crate::headers::has_method_override(req.headers())
+        }),
         extra: extra.as_ref(),
     };
     let decision = authenticate(&st, &ar).await;

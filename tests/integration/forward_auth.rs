@@ -947,3 +947,43 @@ async fn a_group_name_with_a_space_is_one_group_in_settings_and_query() {
         assert!(said.contains(fix), "{q}: {}", r.body);
     }
 }
+
+/// A skip route that names its methods (`POST=/hook`) never lets through a check whose
+/// original request carries a method override: the ingress forwards the request itself,
+/// so gatehouse could not remove it, and the app would run another method.
+#[tokio::test]
+async fn a_method_override_in_a_check_never_rides_a_skip_route() {
+    let w = world(&[
+        ("skip_auth_routes", "POST=/hook"),
+        ("trusted_proxies", "127.0.0.1"),
+        ("forward_auth_client", "nginx"),
+    ])
+    .await;
+    let b = Browser::new();
+    let check = |extra: Option<(&'static str, &'static str)>| {
+        let url = format!("{}/oauth2/auth", w.gh.url);
+        let b = &b;
+        async move {
+            let mut h = vec![
+                ("x-forwarded-uri", "/hook"),
+                ("x-forwarded-method", "POST"),
+                ("accept", "application/json"),
+            ];
+            h.extend(extra);
+            b.send(Method::GET, &url, &h).await.status
+        }
+    };
+    assert_eq!(check(None).await, 200, "the skip route itself works");
+    for spelling in [
+        "X-HTTP-Method-Override",
+        "x-http-method",
+        "X-Method-Override",
+        "X_HTTP_Method_Override",
+    ] {
+        assert_eq!(
+            check(Some((spelling, "DELETE"))).await,
+            401,
+            "{spelling}: a public POST must not become a DELETE"
+        );
+    }
+}
