@@ -14,7 +14,7 @@
 
 use crate::support::idp::TestIdp;
 use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind, Wiring};
-use crate::support::{config, start_on, Gatehouse};
+use crate::support::{config, raw_http, raw_status, start_on, Gatehouse};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,28 +73,7 @@ impl Canary {
 /// Sends `request` raw to `port`; returns the status code (0 when the peer closed
 /// without one).
 async fn raw(port: u16, request: &[u8]) -> u16 {
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return 0;
-    };
-    if s.write_all(request).await.is_err() {
-        return 0;
-    }
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        let mut chunk = [0u8; 4096];
-        while buf.len() < 12 {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "no answer within 10 s");
-    std::str::from_utf8(buf.get(9..12).unwrap_or_default())
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    raw_status(&raw_http(([127, 0, 0, 1], port).into(), request).await)
 }
 
 /// Whether the app would serve `request_line` as one of the skip routes

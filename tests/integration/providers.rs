@@ -33,6 +33,7 @@ async fn provider_redirects_are_reported_not_followed() {
 }
 
 use crate::flow::{login, world};
+use crate::support::expires_at;
 use crate::support::idp::{Mint, Signer};
 use crate::support::upstream::seen;
 use crate::support::Browser;
@@ -275,19 +276,6 @@ async fn a_verified_access_token_is_forwarded_instead_of_the_id_token() {
             page.body
         );
     }
-}
-
-/// `/oauth2/userinfo`'s `expires_at` for `b`'s session (refreshing it when due).
-async fn expires_at(gh: &str, b: &Browser) -> u64 {
-    let r = b
-        .send(
-            reqwest::Method::GET,
-            &format!("{gh}/oauth2/userinfo"),
-            &[("accept", "application/json")],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json()["expires_at"].as_u64().unwrap()
 }
 
 /// AKS: the session ends no later than the forwarded access token, on every path that

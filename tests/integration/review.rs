@@ -6,24 +6,16 @@
 use crate::support::idp::TestIdp;
 use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind};
 use crate::support::upstream::Upstream;
-use crate::support::{config, start, Gatehouse};
+use crate::support::{config, raw_http, raw_status, start, Gatehouse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends `request` raw to `addr`; returns the whole answer as text (lossy).
 async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        let _ = s.read_to_end(&mut buf).await;
-    })
-    .await;
-    assert!(read.is_ok(), "no answer within 10 s");
-    String::from_utf8_lossy(&buf).into_owned()
+    String::from_utf8_lossy(&raw_http(addr, request).await).into_owned()
 }
 
 fn status(answer: &str) -> u16 {
-    answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+    raw_status(answer.as_bytes())
 }
 
 async fn gatehouse(extra: &[(&'static str, &str)]) -> (TestIdp, Gatehouse) {

@@ -3,23 +3,11 @@
 //! Names start with `review2_` so one filter runs them all.
 
 use crate::flow::{login, world};
+use crate::support::expires_at;
 use crate::support::idp::{Mint, TestIdp};
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{config, start, Browser, Resp};
 use serde_json::{json, Value};
-
-/// `/oauth2/userinfo`'s `expires_at` for `b`'s session.
-async fn expires_at(gh: &str, b: &Browser) -> u64 {
-    let r = b
-        .send(
-            reqwest::Method::GET,
-            &format!("{gh}/oauth2/userinfo"),
-            &[("accept", "application/json")],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json()["expires_at"].as_u64().unwrap()
-}
 
 fn now() -> i64 {
     gatehouse::util::now_secs() as i64

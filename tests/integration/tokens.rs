@@ -3,6 +3,7 @@
 //! page says what was wrong.
 
 use crate::flow::{login, world, World};
+use crate::support::expires_at;
 use crate::support::idp::{Mint, Signer};
 use crate::support::upstream::seen;
 use crate::support::{Browser, Resp};
@@ -126,19 +127,6 @@ async fn at_hash_is_checked_when_present() {
     refused(&w, 502, "at_hash").await;
 }
 
-/// `/oauth2/userinfo`'s `expires_at` for `b`'s session (refreshing it when due).
-async fn expires_at(w: &World, b: &Browser) -> u64 {
-    let r = b
-        .send(
-            reqwest::Method::GET,
-            &format!("{}/oauth2/userinfo", w.gh.url),
-            &[("accept", "application/json")],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json()["expires_at"].as_u64().unwrap()
-}
-
 /// `at` is `want` seconds from now, give or take the test's own running time.
 fn about(at: u64, want: i64) -> bool {
     let now = gatehouse::util::now_secs() as i64;
@@ -179,7 +167,7 @@ async fn string_expires_in_and_refreshes_without_an_id_token_keep_the_session() 
             .any(|c| c.starts_with("_gatehouse=")),
         "the refreshed session is stored"
     );
-    let at = expires_at(&w, &b).await;
+    let at = expires_at(&w.gh.url, &b).await;
     assert!(about(at, 3600), "extended by expires_in: {at}");
 }
 
@@ -205,7 +193,7 @@ async fn a_session_never_outlives_the_id_token_it_forwards() {
     assert_eq!(first.status, 200, "{first:?}");
     let token = seen(&first.json(), "x-forwarded-id-token")[0].clone();
     let exp = crate::interop::decode(&token)["exp"].as_u64().unwrap();
-    assert_eq!(expires_at(&w, &b).await, exp);
+    assert_eq!(expires_at(&w.gh.url, &b).await, exp);
     // Due for refresh: the provider answers without an ID token.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let again = b
@@ -222,7 +210,7 @@ async fn a_session_never_outlives_the_id_token_it_forwards() {
     );
     assert_eq!(w.idp.refreshes(), 1);
     assert_eq!(
-        expires_at(&w, &b).await,
+        expires_at(&w.gh.url, &b).await,
         exp,
         "not extended past the forwarded ID token's exp"
     );
@@ -259,7 +247,7 @@ async fn a_forwarded_access_token_bounds_the_session_by_expires_in() {
     let b = Browser::new();
     let echo = login(&w, &b, "/").await.json();
     assert!(seen(&echo, "authorization")[0].starts_with("Bearer at-"));
-    let at = expires_at(&w, &b).await;
+    let at = expires_at(&w.gh.url, &b).await;
     assert!(
         about(at, 100),
         "bounded by expires_in, not the ID token: {at}"
@@ -273,7 +261,7 @@ async fn a_forwarded_access_token_bounds_the_session_by_expires_in() {
     });
     let b = Browser::new();
     login(&w, &b, "/").await;
-    let at = expires_at(&w, &b).await;
+    let at = expires_at(&w.gh.url, &b).await;
     assert!(about(at, 600), "the ID token's exp: {at}");
 }
 
@@ -876,7 +864,7 @@ async fn a_float_exp_on_a_refreshed_access_token_bounds_the_session() {
         w.idp.refreshes() >= 1,
         "refresh_before asks for one at once"
     );
-    let at = expires_at(&w, &b).await;
+    let at = expires_at(&w.gh.url, &b).await;
     assert!(
         about(at, 120),
         "the refreshed access token expires in 120 s, the session in {} s",

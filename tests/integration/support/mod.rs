@@ -102,6 +102,44 @@ pub async fn start(cfg: Config) -> Gatehouse {
     gh
 }
 
+/// `/oauth2/userinfo`'s `expires_at` for `b`'s session at gatehouse `gh` (refreshing it
+/// when due).
+pub async fn expires_at(gh: &str, b: &Browser) -> u64 {
+    let r = b
+        .send(
+            reqwest::Method::GET,
+            &format!("{gh}/oauth2/userinfo"),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["expires_at"].as_u64().unwrap()
+}
+
+/// Sends `request` raw to `addr` and reads until the peer closes (10 s at most): for
+/// bytes no HTTP client library would send.
+pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return Vec::new();
+    };
+    if s.write_all(request).await.is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "no answer within 10 s");
+    buf
+}
+
+/// The status code of a raw answer (0 when there is none).
+pub fn raw_status(answer: &[u8]) -> u16 {
+    std::str::from_utf8(answer.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Polls `url` until it answers 200 (10 s at most).
 pub async fn wait_until_ok(url: &str) {
     let client = reqwest::Client::new();
