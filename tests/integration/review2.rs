@@ -3,28 +3,14 @@
 //! Names start with `review2_` so one filter runs them all.
 
 use crate::flow::{login, world};
-use crate::support::expires_at;
 use crate::support::idp::{Mint, TestIdp};
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{config, start, Browser, Resp};
+use crate::support::{expires_at, with_bearer};
 use serde_json::{json, Value};
 
 fn now() -> i64 {
     gatehouse::util::now_secs() as i64
-}
-
-/// `token` sent as `Authorization: Bearer` to `url`, as an API client.
-async fn with_bearer(url: &str, token: &str) -> Resp {
-    Browser::new()
-        .send(
-            reqwest::Method::GET,
-            url,
-            &[
-                ("authorization", &format!("Bearer {token}")),
-                ("accept", "application/json"),
-            ],
-        )
-        .await
 }
 
 // ---------------------------------------------------------------------------------------

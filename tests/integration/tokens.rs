@@ -3,9 +3,9 @@
 //! page says what was wrong.
 
 use crate::flow::{login, world, World};
-use crate::support::expires_at;
 use crate::support::idp::{Mint, Signer};
 use crate::support::upstream::seen;
+use crate::support::{expires_at, with_bearer};
 use crate::support::{Browser, Resp};
 use serde_json::{json, Value};
 
@@ -481,20 +481,6 @@ fn bearer_token(w: &World, mint: &Mint, over: Value) -> String {
         }
     }
     w.idp.state.keys.sign(mint, &claims)
-}
-
-/// `token` sent as `Authorization: Bearer` to `url`, as an API client.
-async fn with_bearer(url: &str, token: &str) -> Resp {
-    Browser::new()
-        .send(
-            reqwest::Method::GET,
-            url,
-            &[
-                ("authorization", &format!("Bearer {token}")),
-                ("accept", "application/json"),
-            ],
-        )
-        .await
 }
 
 /// A bearer token refused with 401 `invalid_token` on the sidecar and the forward-auth

@@ -116,6 +116,20 @@ pub async fn expires_at(gh: &str, b: &Browser) -> u64 {
     r.json()["expires_at"].as_u64().unwrap()
 }
 
+/// `token` sent as `Authorization: Bearer` to `url`, as an API client.
+pub async fn with_bearer(url: &str, token: &str) -> Resp {
+    Browser::new()
+        .send(
+            reqwest::Method::GET,
+            url,
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("accept", "application/json"),
+            ],
+        )
+        .await
+}
+
 /// Sends `request` raw to `addr` and reads until the peer closes (10 s at most): for
 /// bytes no HTTP client library would send.
 pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
