@@ -5,7 +5,8 @@
 use crate::config::keys::KEYS;
 use crate::config::list::quoted;
 use crate::config::{Config, ConfigError, ProcessEnv, RawConfig};
-use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,7 +41,7 @@ pub enum Command {
     Secret,
     /// Run a tiny upstream that shows the identity headers it receives.
     Whoami {
-        #[arg(long, default_value = "127.0.0.1:4181")]
+        #[arg(long, default_value = "127.0.0.1:4181", allow_hyphen_values = true)]
         listen: SocketAddr,
     },
 }
@@ -49,10 +50,73 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct ConfigArgs {
     /// TOML configuration file (see config/gatehouse.example.toml).
-    #[arg(long, short = 'c')]
+    #[arg(long, short = 'c', allow_hyphen_values = true)]
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub flags: ConfigFlags,
+}
+
+/// Parses the command line. Option values may begin with `-` (`gatehouse secret` prints one
+/// that does once in 64 runs), so a forgotten value would silently swallow the next option
+/// (`--cookie-secret --upstream http://x`): an option given where a value belongs is
+/// refused first, naming the option whose value is missing.
+pub fn parse_args<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    let mut cmd = Cli::command();
+    cmd.build();
+    if let Some(e) = value_is_an_option(&cmd, &argv) {
+        return Err(e);
+    }
+    Cli::try_parse_from(argv)
+}
+
+/// The error for `--name` followed by another option of the same subcommand, when `--name`
+/// needs a value.
+fn value_is_an_option(cmd: &clap::Command, argv: &[std::ffi::OsString]) -> Option<clap::Error> {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let sub = cmd.find_subcommand(words.get(1)?)?;
+    let find = |w: &str| {
+        let option = w.split('=').next().unwrap_or(w);
+        sub.get_arguments().find(|a| {
+            a.get_long().is_some_and(|l| option == format!("--{l}"))
+                || a.get_short().is_some_and(|s| option == format!("-{s}"))
+        })
+    };
+    let needs_value = |a: &Arg| {
+        matches!(a.get_action(), ArgAction::Set | ArgAction::Append)
+            && !matches!(a.get_num_args(), Some(n) if n.min_values() == 0)
+    };
+    let mut i = 2;
+    while let Some(w) = words.get(i) {
+        if w == "--" {
+            break;
+        }
+        match find(w) {
+            Some(a) if needs_value(a) && !w.contains('=') => {
+                if let Some(next) = words.get(i + 1).filter(|n| find(n).is_some()) {
+                    let name = a.get_long().map_or_else(
+                        || format!("-{}", a.get_short().unwrap_or('?')),
+                        |l| format!("--{l}"),
+                    );
+                    let mut sub = sub.clone();
+                    return Some(sub.error(
+                        ErrorKind::InvalidValue,
+                        format!("a value is required for '{name}' but none was supplied (the next argument, '{next}', is an option)"),
+                    ));
+                }
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// The configuration flags that were given, as (key, value).
@@ -81,11 +145,12 @@ impl Args for ConfigFlags {
                 .value_name("VALUE")
                 .help(format!("{} [env {}]", k.help, k.env_name()))
                 .action(ArgAction::Set);
-            // `--forward-auth-redirect` alone means true; `--forward-auth-redirect false` works too.
+            // `--forward-auth-redirect` alone means true; `--forward-auth-redirect false` works
+            // too. Every other value may begin with `-` (a secret, a group name).
             let arg = if k.kind == crate::config::keys::Kind::Bool {
                 arg.num_args(0..=1).default_missing_value("true")
             } else {
-                arg
+                arg.allow_hyphen_values(true)
             };
             c.arg(arg)
         })
@@ -198,6 +263,11 @@ fn describe_access(cfg: &Config) -> String {
     line
 }
 
+/// `GATEHOUSE_*` variables in the process environment that gatehouse does not read.
+fn env_warnings() -> Vec<String> {
+    crate::config::sources::unknown_env_vars(&ProcessEnv)
+}
+
 fn print_problems(e: &ConfigError) {
     eprintln!("gatehouse: {e}");
     eprintln!("(configuration comes from --config FILE, GATEHOUSE_* variables and flags; see `gatehouse serve --help`)");
@@ -278,7 +348,7 @@ async fn whoami(listen: SocketAddr) -> Result<(), String> {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -296,7 +366,7 @@ pub fn main() -> ExitCode {
         }
         Command::Check { args, online } => match args.load() {
             Ok(cfg) => {
-                for w in &cfg.warnings {
+                for w in env_warnings().iter().chain(&cfg.warnings) {
                     println!("warning: {w}");
                 }
                 let upstream = cfg
@@ -329,13 +399,22 @@ pub fn main() -> ExitCode {
                 Ok(())
             }
             Err(e) => {
+                for w in env_warnings() {
+                    eprintln!("warning: {w}");
+                }
                 print_problems(&e);
                 return ExitCode::from(1);
             }
         },
         Command::Serve(args) => match args.load() {
-            Ok(cfg) => runtime.block_on(serve(cfg)),
+            Ok(mut cfg) => {
+                cfg.warnings.splice(0..0, env_warnings());
+                runtime.block_on(serve(cfg))
+            }
             Err(e) => {
+                for w in env_warnings() {
+                    eprintln!("warning: {w}");
+                }
                 print_problems(&e);
                 return ExitCode::from(2);
             }
@@ -349,5 +428,105 @@ pub fn main() -> ExitCode {
             eprintln!("gatehouse: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::keys::Kind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        parse_args(std::iter::once("gatehouse").chain(args.iter().copied()))
+    }
+
+    fn flags(cli: Cli) -> Vec<(&'static str, String)> {
+        match cli.command {
+            Command::Serve(a) | Command::Check { args: a, .. } => a.flags.0,
+            _ => panic!("not serve or check"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_value_of_every_option_may_begin_with_a_hyphen() {
+        for sub in ["serve", "check"] {
+            for k in KEYS.iter().filter(|k| k.kind != Kind::Bool) {
+                let flag = format!("--{}", k.flag_name());
+                for value in ["-x3Jq_secret", "--looks-like-an-option", "-"] {
+                    let cli = parse(&[sub, &flag, value, "-c", "x.toml"])
+                        .unwrap_or_else(|e| panic!("{sub} {flag} {value}: {e}"));
+                    let got = flags(cli);
+                    assert!(
+                        got.contains(&(k.name, value.to_string())),
+                        "{flag} {value}: {got:?}"
+                    );
+                    let eq = format!("{flag}={value}");
+                    let got = flags(parse(&[sub, &eq]).unwrap());
+                    assert!(got.contains(&(k.name, value.to_string())), "{eq}: {got:?}");
+                }
+            }
+        }
+        let cli = parse(&["check", "--config", "-odd.toml", "--online"]).unwrap();
+        match cli.command {
+            Command::Check { args, online } => {
+                assert_eq!(args.config, Some(PathBuf::from("-odd.toml")));
+                assert!(online);
+            }
+            _ => panic!("not check"),
+        }
+        let cli = parse(&[
+            "demo",
+            "--group",
+            "-devs",
+            "--extra-client",
+            "-app:-s3cret:http://127.0.0.1:9/cb",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Demo(d) => {
+                assert_eq!(d.group, "-devs");
+                assert_eq!(d.extra_clients, ["-app:-s3cret:http://127.0.0.1:9/cb"]);
+            }
+            _ => panic!("not demo"),
+        }
+    }
+
+    #[test]
+    fn a_missing_value_is_still_named_as_missing() {
+        for args in [
+            &["check", "--cookie-secret"][..],
+            &[
+                "check",
+                "--cookie-secret",
+                "--upstream",
+                "http://127.0.0.1:1",
+            ],
+            &["check", "--client-secret", "--online"],
+            &["serve", "--client-id", "-c", "x.toml"],
+            &["serve", "--upstream", "--help"],
+            &["demo", "--group", "--listen", "127.0.0.1:1"],
+        ] {
+            let e = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            let shown = e.to_string();
+            assert!(
+                shown.contains("a value is required for '--"),
+                "{args:?}: {shown}"
+            );
+        }
+        // a boolean flag alone still means true, and does not swallow the next option
+        let got =
+            flags(parse(&["check", "--forward-auth-redirect", "--upstream", "http://a"]).unwrap());
+        assert!(
+            got.contains(&("forward_auth_redirect", "true".into())),
+            "{got:?}"
+        );
+        assert!(got.contains(&("upstream", "http://a".into())), "{got:?}");
     }
 }

@@ -12,32 +12,36 @@ use tokio::net::TcpListener;
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Where gatehouse listens.
-    #[arg(long, default_value = "127.0.0.1:4180")]
+    #[arg(long, default_value = "127.0.0.1:4180", allow_hyphen_values = true)]
     pub listen: SocketAddr,
     /// Where the development IdP listens (port 0: any free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, default_value = "127.0.0.1:0", allow_hyphen_values = true)]
     pub idp_listen: SocketAddr,
     /// Also serve the internal forward-auth listener here (`auth_listen`): an ingress
     /// in front of the demo asks `/oauth2/auth` on it and gets the ID token too.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub auth_listen: Option<SocketAddr>,
     /// Where the built-in whoami upstream listens (port 0: any free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, default_value = "127.0.0.1:0", allow_hyphen_values = true)]
     pub upstream_listen: SocketAddr,
     /// Use this upstream instead of the built-in whoami page.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub upstream: Option<url::Url>,
     /// The group the login form suggests.
-    #[arg(long, default_value = "developers")]
+    #[arg(long, default_value = "developers", allow_hyphen_values = true)]
     pub group: String,
     /// ID token lifetime at the dev IdP, in seconds. gatehouse refreshes 60 s before
     /// expiry (`refresh_before_secs`), so at 60 or less every request refreshes.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, allow_hyphen_values = true)]
     pub token_ttl: u64,
     /// Another client the dev IdP accepts, as ID:SECRET:REDIRECT_URI (the redirect URI
     /// on loopback, plain http). Repeatable. bench/run.sh signs Apache with
     /// mod_auth_openidc in with it, so every peer uses the same provider.
-    #[arg(long = "extra-client", value_name = "ID:SECRET:REDIRECT_URI")]
+    #[arg(
+        long = "extra-client",
+        value_name = "ID:SECRET:REDIRECT_URI",
+        allow_hyphen_values = true
+    )]
     pub extra_clients: Vec<String>,
 }
 

@@ -314,31 +314,46 @@ impl Config {
         validate::build(raw)
     }
 
-    /// Loads file (optional) < env < flags and validates the result.
+    /// Loads file (optional) < env < flags and validates the result. Unknown keys and
+    /// mistyped values in the file are reported together with everything validation finds.
     pub fn load(
         file: Option<&std::path::Path>,
         env: &dyn Environment,
         flags: RawConfig,
     ) -> Result<Config, ConfigError> {
-        Config::from_raw(&Config::layer(file, env, flags)?)
+        let (raw, mut problems) = Config::layer(file, env, flags)?;
+        match Config::from_raw(&raw) {
+            Ok(cfg) if problems.is_empty() => Ok(cfg),
+            Ok(_) => Err(ConfigError { problems }),
+            Err(e) => {
+                problems.extend(e.problems);
+                Err(ConfigError { problems })
+            }
+        }
     }
 
-    /// Layers the sources without validating.
+    /// Layers the sources without validating; also returns the file's own problems
+    /// (unknown keys, mistyped values). A file that cannot be read or is not TOML is an
+    /// `Err` alone: what validation would say without it would only mislead.
     pub fn layer(
         file: Option<&std::path::Path>,
         env: &dyn Environment,
         flags: RawConfig,
-    ) -> Result<RawConfig, ConfigError> {
-        let base = match file {
+    ) -> Result<(RawConfig, Vec<String>), ConfigError> {
+        let (base, problems) = match file {
             Some(path) => {
                 let shown = path.display().to_string();
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
                     problems: vec![format!("cannot read config file {shown}: {e}")],
                 })?;
-                RawConfig::from_toml(&text, &shown).map_err(|problems| ConfigError { problems })?
+                RawConfig::from_toml_with_problems(&text, &shown)
+                    .map_err(|problems| ConfigError { problems })?
             }
-            None => RawConfig::default(),
+            None => (RawConfig::default(), Vec::new()),
         };
-        Ok(base.overlay(RawConfig::from_env(env)).overlay(flags))
+        Ok((
+            base.overlay(RawConfig::from_env(env)).overlay(flags),
+            problems,
+        ))
     }
 }

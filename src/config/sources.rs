@@ -55,6 +55,8 @@ pub struct RawConfig {
 /// Read access to environment variables.
 pub trait Environment {
     fn var(&self, name: &str) -> Option<String>;
+    /// The names of every variable that is set (for warning about misspelt ones).
+    fn names(&self) -> Vec<String>;
 }
 
 /// The real process environment.
@@ -64,17 +66,74 @@ impl Environment for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
+    fn names(&self) -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect()
+    }
 }
 
 impl Environment for HashMap<String, String> {
     fn var(&self, name: &str) -> Option<String> {
         self.get(name).cloned()
     }
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+}
+
+/// `GATEHOUSE_*` variables that are not configuration keys but are read all the same: by
+/// gatehouse at run time (`GATEHOUSE_WORKERS`, `http/workers.rs`) and by its test harness
+/// (the peers the interop tests run). None of them is warned about.
+pub const OTHER_ENV_VARS: &[&str] = &[
+    "GATEHOUSE_WORKERS",
+    "GATEHOUSE_CHROMIUM",
+    "GATEHOUSE_NGINX",
+    "GATEHOUSE_CADDY",
+    "GATEHOUSE_TRAEFIK",
+    "GATEHOUSE_ENVOY",
+];
+
+/// One warning for every `GATEHOUSE_*` variable gatehouse does not read, with the nearest
+/// setting's variable when there is a near miss (`GATEHOUSE_UPSTRAEM`).
+pub fn unknown_env_vars(env: &dyn Environment) -> Vec<String> {
+    let mut names: Vec<String> = env
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("GATEHOUSE_"))
+        .filter(|n| !OTHER_ENV_VARS.contains(&n.as_str()))
+        .filter(|n| !KEYS.iter().any(|k| k.env_name() == *n))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let hint = nearest(&n["GATEHOUSE_".len()..])
+                .map(|k| format!(" (did you mean `{}`?)", k.env_name()))
+                .unwrap_or_default();
+            format!("env {n} is not a gatehouse setting and is ignored{hint}")
+        })
+        .collect()
 }
 
 impl RawConfig {
     /// Parses a TOML document. Unknown keys and values of the wrong type are problems.
     pub fn from_toml(text: &str, path: &str) -> Result<RawConfig, Vec<String>> {
+        let (raw, problems) = RawConfig::from_toml_with_problems(text, path)?;
+        if problems.is_empty() {
+            Ok(raw)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Parses a TOML document, keeping every key it understands next to the problems
+    /// (unknown keys, values of the wrong type), so that validation can still report what
+    /// else is wrong in the same run. Only a document that is not TOML at all is an `Err`.
+    pub fn from_toml_with_problems(
+        text: &str,
+        path: &str,
+    ) -> Result<(RawConfig, Vec<String>), Vec<String>> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             vec![format!("{path}: not valid TOML: {}", e.message())]
         })?;
@@ -96,11 +155,7 @@ impl RawConfig {
                 )),
             }
         }
-        if problems.is_empty() {
-            Ok(raw)
-        } else {
-            Err(problems)
-        }
+        Ok((raw, problems))
     }
 
     /// Reads every `GATEHOUSE_<KEY>` variable that is set.
@@ -193,12 +248,56 @@ fn kind_words(kind: Kind) -> &'static str {
 
 /// " (did you mean `x`?)" for a near miss, else "".
 fn suggest(name: &str) -> String {
-    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
-    let n = norm(name);
-    KEYS.iter()
-        .find(|k| k.name == n || k.name.contains(n.as_str()) || n.contains(k.name))
+    nearest(name)
         .map(|k| format!(" (did you mean `{}`?)", k.name))
         .unwrap_or_default()
+}
+
+/// The key a misspelt name most likely meant: case and `-` for `_` ignored, then the
+/// fewest single-character edits (a swap of neighbours counts as one), within about one
+/// edit per four characters; failing that, a key that contains the name or is contained
+/// in it (`groups`, `allowed_groups_list`).
+pub fn nearest(name: &str) -> Option<&'static keys::Key> {
+    let n = name.to_ascii_lowercase().replace('-', "_");
+    let budget = (n.chars().count() / 4).clamp(1, 3);
+    let by_edits = KEYS
+        .iter()
+        .map(|k| (edit_distance(&n, k.name), k))
+        .filter(|(d, _)| *d <= budget)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k);
+    by_edits.or_else(|| {
+        KEYS.iter()
+            .find(|k| n.len() >= 4 && (k.name.contains(n.as_str()) || n.contains(k.name)))
+    })
+}
+
+/// Optimal string alignment distance: insertions, omissions, substitutions and
+/// transpositions of adjacent characters each cost one.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // rows[i][j]: distance between a[..i] and b[..j]
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -212,6 +311,70 @@ mod tests {
             .unwrap();
         assert_eq!(err.len(), 3, "{err:?}");
         assert!(err.iter().any(|p| p.contains("did you mean `issuer_url`")));
+    }
+
+    #[test]
+    fn near_misses_of_every_kind_get_the_key_they_meant() {
+        for (typo, meant) in [
+            ("client_secert", "client_secret"), // transposition
+            ("clientsecret", "client_secret"),  // omission
+            ("upstreamm", "upstream"),          // insertion
+            ("cookie_secrat", "cookie_secret"), // substitution
+            ("allowed_group", "allowed_groups"),
+            ("issuer-url", "issuer_url"),
+            ("Issuer_URL", "issuer_url"),
+            ("upstraem", "upstream"),
+        ] {
+            assert_eq!(
+                suggest(typo),
+                format!(" (did you mean `{meant}`?)"),
+                "{typo}"
+            );
+        }
+        // far from every key: no guess
+        for far in ["bogus", "x", "zzzzzzzzzzzz"] {
+            assert_eq!(suggest(far), "", "{far}");
+        }
+        assert_eq!(edit_distance("ab", "ba"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn a_toml_typo_keeps_the_other_keys_for_validation() {
+        let (raw, problems) = RawConfig::from_toml_with_problems(
+            "client_secert = \"s\"\nupstream = \"http://a\"\n",
+            "g.toml",
+        )
+        .unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("did you mean `client_secret`"));
+        assert!(raw.get("upstream").is_some());
+        assert!(RawConfig::from_toml_with_problems("= x", "g.toml").is_err());
+    }
+
+    #[test]
+    fn unknown_gatehouse_variables_are_warned_about_with_a_suggestion() {
+        let env: HashMap<String, String> = [
+            ("GATEHOUSE_UPSTRAEM", "http://a"),
+            ("GATEHOUSE_UPSTREAM", "http://a"),
+            ("GATEHOUSE_CLIENT_SECERT", "s"),
+            ("GATEHOUSE_NOTHING_LIKE_IT", "1"),
+            ("GATEHOUSE_WORKERS", "2"),
+            ("GATEHOUSE_CHROMIUM", "/usr/bin/chromium"),
+            ("GATEHOUSE_NGINX", "/usr/sbin/nginx"),
+            ("PATH", "/bin"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let w = unknown_env_vars(&env);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[0].contains("GATEHOUSE_CLIENT_SECERT") && w[0].contains("`GATEHOUSE_CLIENT_SECRET`")
+        );
+        assert!(w[1].contains("GATEHOUSE_NOTHING_LIKE_IT") && !w[1].contains("did you mean"));
+        assert!(w[2].contains("GATEHOUSE_UPSTRAEM") && w[2].contains("`GATEHOUSE_UPSTREAM`"));
     }
 
     #[test]

@@ -822,3 +822,241 @@ fn check_shows_the_emails_file_as_read_and_refuses_a_line_that_is_not_one_addres
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A fresh temporary directory for one test.
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gatehouse-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `gatehouse secret` prints base64url, which begins with `-` once in 64 runs: such a
+/// secret, and any other value that looks like an option, is taken as the value it is;
+/// a value that is really missing is still named as missing.
+#[test]
+fn option_values_may_begin_with_a_hyphen_and_a_missing_one_is_named() {
+    for (cookie, client, group) in [
+        (
+            "-bhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+            "-s",
+            "-admins",
+        ),
+        (
+            "--hHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+            "--not-a-flag",
+            "--ops",
+        ),
+    ] {
+        let out = gatehouse()
+            .args(["check", "--issuer-url", "https://sso.example.com"])
+            .args(["--client-id", "c", "--upstream", "http://127.0.0.1:1"])
+            .args(["--cookie-secret", cookie, "--client-secret", client])
+            .args(["--allowed-groups", group])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{cookie}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("access: allowed_groups [\"{group}\"]")),
+            "{stdout}"
+        );
+    }
+    // the same through `=` and for demo's own options
+    let out = gatehouse()
+        .args([
+            "demo",
+            "--group=-x",
+            "--extra-client",
+            "-a:-b:http://127.0.0.1:9/cb",
+        ])
+        .args(["--listen", "not-an-address"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid value 'not-an-address' for '--listen"),
+        "{err}"
+    );
+    assert!(!err.contains("unexpected argument"), "{err}");
+
+    for (args, named) in [
+        (&["check", "--cookie-secret"][..], "--cookie-secret"),
+        (
+            &[
+                "check",
+                "--cookie-secret",
+                "--upstream",
+                "http://127.0.0.1:1",
+            ],
+            "--cookie-secret",
+        ),
+        (
+            &["serve", "--client-secret", "-c", "g.toml"],
+            "--client-secret",
+        ),
+        (&["demo", "--group", "--listen", "127.0.0.1:0"], "--group"),
+    ] {
+        let out = gatehouse().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("a value is required for '{named}")),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// Transpositions, omissions, insertions and substitutions in a key name each get the key
+/// they meant; a name far from every key gets no guess.
+#[test]
+fn check_suggests_the_key_a_misspelt_name_meant() {
+    let dir = temp_dir("typos");
+    let file = dir.join("typos.toml");
+    std::fs::write(
+        &file,
+        "client_secert = \"s\"\nupstraem = \"http://a\"\nallowed_group = \"x\"\nissuer-url = \"https://sso.example.com\"\nclientid = \"c\"\ncookie_secrat = \"x\"\nfrobnicate = 1\n",
+    )
+    .unwrap();
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for (typo, meant) in [
+        ("client_secert", "client_secret"),
+        ("upstraem", "upstream"),
+        ("allowed_group", "allowed_groups"),
+        ("issuer-url", "issuer_url"),
+        ("clientid", "client_id"),
+        ("cookie_secrat", "cookie_secret"),
+    ] {
+        assert!(
+            err.contains(&format!("unknown key `{typo}` (did you mean `{meant}`?)")),
+            "{typo}:\n{err}"
+        );
+    }
+    assert!(err.contains("unknown key `frobnicate`\n"), "{err}");
+}
+
+/// Unknown keys do not hide what validation finds: one run lists both, and `serve`
+/// refuses with the same whole list.
+#[test]
+fn check_and_serve_report_unknown_keys_and_missing_settings_in_one_list() {
+    let dir = temp_dir("all-problems");
+    let file = dir.join("g.toml");
+    std::fs::write(
+        &file,
+        "client_secert = \"s\"\nissuer_url = \"https://sso.example.com\"\nheader_user = \"bad header\"\n",
+    )
+    .unwrap();
+    for (sub, code) in [("check", 1), ("serve", 2)] {
+        let out = gatehouse()
+            .args([sub, "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{sub}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for needle in [
+            "unknown key `client_secert` (did you mean `client_secret`?)",
+            "client_id is required",
+            "cookie_secret is required",
+            "not a valid header name",
+        ] {
+            assert!(err.contains(needle), "{sub}: missing {needle:?} in:\n{err}");
+        }
+        assert!(
+            err.contains("the configuration has 4 problem(s)"),
+            "{sub}:\n{err}"
+        );
+    }
+}
+
+/// A misspelt `GATEHOUSE_*` variable is warned about with the variable it meant, by
+/// `check` (passing or not) and by `serve` at start-up; the variables gatehouse and its
+/// test harness read that are not settings are not.
+#[test]
+fn misspelt_gatehouse_variables_are_warned_about_with_a_suggestion() {
+    let good = |c: &mut Command| {
+        c.args([
+            "--issuer-url",
+            "https://sso.example.com",
+            "--client-id",
+            "c",
+        ])
+        .args(["--client-secret", "s", "--upstream", "http://127.0.0.1:1"])
+        .args([
+            "--cookie-secret",
+            "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+        ])
+        .env("GATEHOUSE_UPSTRAEM", "http://127.0.0.1:2")
+        .env("GATEHOUSE_ALOWED_GROUPS", "admins")
+        .env("GATEHOUSE_WORKERS", "1")
+        .env("GATEHOUSE_CHROMIUM", "/usr/bin/chromium")
+        .env("GATEHOUSE_NGINX", "/usr/sbin/nginx");
+    };
+    let expect = |text: &str| {
+        for line in [
+            "warning: env GATEHOUSE_UPSTRAEM is not a gatehouse setting and is ignored (did you mean `GATEHOUSE_UPSTREAM`?)",
+            "warning: env GATEHOUSE_ALOWED_GROUPS is not a gatehouse setting and is ignored (did you mean `GATEHOUSE_ALLOWED_GROUPS`?)",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        for known in ["GATEHOUSE_WORKERS", "GATEHOUSE_CHROMIUM", "GATEHOUSE_NGINX"] {
+            assert!(!text.contains(known), "{known} warned about:\n{text}");
+        }
+    };
+    let mut c = gatehouse();
+    c.arg("check");
+    good(&mut c);
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expect(&String::from_utf8_lossy(&out.stdout));
+
+    // with problems too, next to them
+    let out = gatehouse()
+        .args(["check"])
+        .env("GATEHOUSE_UPSTRAEM", "http://127.0.0.1:2")
+        .env("GATEHOUSE_ALOWED_GROUPS", "admins")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    expect(&err);
+    assert!(err.contains("client_id is required"), "{err}");
+
+    // serve logs them at start-up, before it serves
+    let mut c = gatehouse();
+    c.args(["serve", "--listen", "127.0.0.1:0"]);
+    good(&mut c);
+    let mut child = c
+        .env("GATEHOUSE_LOG_FORMAT", "text")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _guard = Killed(child);
+    let lines: Vec<String> = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.contains("gatehouse serving"))
+        .collect();
+    let log = lines.join("\n");
+    assert!(
+        log.contains("GATEHOUSE_UPSTRAEM") && log.contains("`GATEHOUSE_UPSTREAM`"),
+        "{log}"
+    );
+    assert!(log.contains("`GATEHOUSE_ALLOWED_GROUPS`"), "{log}");
+    assert!(!log.contains("GATEHOUSE_WORKERS"), "{log}");
+}
