@@ -97,6 +97,14 @@ impl AppError {
             | AppError::LoginExpired { .. }
             | AppError::MissingParam(_)
             | AppError::IssuerParam { .. } => StatusCode::BAD_REQUEST,
+            // A configuration mismatch: gatehouse asks for a claim the provider does not
+            // send. Not the client's fault (4xx), and not a bug in gatehouse (500 means
+            // one here): the gateway got an answer from the provider that its settings
+            // cannot use, so 502, under a title of its own that blames neither the user
+            // nor the application behind gatehouse.
+            AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => {
+                StatusCode::BAD_GATEWAY
+            }
             AppError::Flow(FlowError::Token(TokenError::Nonce)) => StatusCode::BAD_REQUEST,
             AppError::Flow(FlowError::Token(TokenError::Acr { .. })) => StatusCode::FORBIDDEN,
             AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_grant" => {
@@ -135,6 +143,7 @@ impl AppError {
             AppError::Flow(FlowError::Token(TokenError::Audience { .. })) => "audience_mismatch",
             AppError::Flow(FlowError::Token(_)) => "invalid_id_token",
             AppError::Flow(FlowError::Identity(IdentityError::GroupsOverage)) => "groups_overage",
+            AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => "claim_mismatch",
             AppError::Flow(FlowError::Identity(_)) => "invalid_id_token",
             AppError::Flow(_) => "token_endpoint_error",
             AppError::SessionTooLarge { .. } => "session_too_large",
@@ -167,6 +176,10 @@ impl AppError {
             AppError::Flow(FlowError::Token(TokenError::Audience { .. })) => "Set client_id to the client the provider issues tokens for, or fix the client's audience at the provider.",
             AppError::Flow(FlowError::Token(TokenError::Nonce)) => "Start the sign-in again.",
             AppError::Flow(FlowError::Token(TokenError::Acr { .. })) => "Sign in again with the required method (for example with a second factor); an administrator can check acr_values against what the provider offers.",
+            AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(m))) => match m.setting {
+                "user_claim" => "An administrator should set user_claim to a claim this provider sends (see the list above: `sub` always; often `preferred_username`), or make the provider send this one: request the scope that adds it (scopes, e.g. `email` for the email claim) or pick the provider preset that matches the provider (provider).",
+                _ => "An administrator should point the setting named above at a claim this provider sends (see the list above), or make the provider send it: request the scope that adds it (scopes) or pick the provider preset that matches the provider (provider).",
+            },
             AppError::Flow(FlowError::Identity(IdentityError::GroupsOverage)) => "An administrator should make the provider send fewer groups: in Entra ID, set the app registration's groupMembershipClaims to ApplicationGroup and assign the groups that matter to the application (or use app roles).",
             AppError::Flow(FlowError::Token(TokenError::AlgNotAllowed(alg))) if alg.starts_with("HS") => "The provider signs ID tokens with a shared secret (HS*), which neither gatehouse nor the Kubernetes API server can verify. In Authentik, choose a signing key (certificate) for the application's provider; elsewhere, configure an RS256 or ES256 signing key.",
             AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_grant" => "The sign-in code expired or was already used: start the sign-in again.",
@@ -192,6 +205,9 @@ impl AppError {
     fn title(&self) -> &'static str {
         match self {
             AppError::ProviderUnavailable { .. } => return "The sign-in service is not answering",
+            AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => {
+                return "gatehouse's configuration does not match the identity provider"
+            }
             AppError::ClientIdentityHeader { .. } => return "Request refused",
             _ => {}
         }
@@ -219,13 +235,20 @@ impl AppError {
             _ => None,
         };
         let mut resp = if json {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "error": self.code(),
                 "message": self.to_string(),
                 "advice": self.advice(),
                 "request_id": request_id,
                 "login_url": login_url,
             });
+            if let AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(m))) = self {
+                // Names only: a claim's value never reaches the page.
+                body["claim"] = m.claim.as_str().into();
+                body["setting"] = m.setting.into();
+                body["token_claims"] = m.token_claims.clone().into();
+                body["userinfo_claims"] = m.userinfo_claims.clone().into();
+            }
             (status, axum::Json(body)).into_response()
         } else {
             let retry = match self {
@@ -238,6 +261,8 @@ impl AppError {
                 | AppError::ClientIdentityHeader { .. }
                 | AppError::AuthListenerOnly
                 | AppError::NoUpstream => None,
+                // Signing in again would meet the same mismatch until the settings change.
+                AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => None,
                 // Signing in again would land on the same refusal: offer another account.
                 AppError::Denied { .. } | AppError::CrossSiteSignOut => {
                     Some(("Sign out", "/oauth2/sign_out"))

@@ -14,6 +14,7 @@ mod ingress;
 mod interop;
 mod limits;
 mod matching;
+mod mismatch;
 mod outages;
 mod presets;
 mod providers;
