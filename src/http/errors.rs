@@ -8,6 +8,7 @@ use crate::identity::IdentityError;
 use crate::oidc::discovery::DiscoveryError;
 use crate::oidc::verify::TokenError;
 use crate::oidc::FlowError;
+use crate::proxy::failure::UpstreamFailure;
 use crate::session::SessionError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -64,8 +65,11 @@ pub enum AppError {
     CrossSiteSignOut,
     #[error("gatehouse runs in auth-only mode (no upstream is configured), so it serves nothing at this path")]
     NoUpstream,
-    #[error("the upstream {upstream} is not accepting connections: {reason}")]
-    UpstreamDown { upstream: String, reason: String },
+    #[error("the upstream {upstream} {failure}")]
+    UpstreamFailed {
+        upstream: String,
+        failure: UpstreamFailure,
+    },
     #[error("the upstream {upstream} did not answer within {secs} seconds")]
     UpstreamTimeout { upstream: String, secs: u64 },
     #[error("internal error: {0}")]
@@ -112,7 +116,7 @@ impl AppError {
             }
             AppError::Flow(_)
             | AppError::SessionTooLarge { .. }
-            | AppError::UpstreamDown { .. } => StatusCode::BAD_GATEWAY,
+            | AppError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             AppError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             AppError::NotReady(_) | AppError::ProviderUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -158,7 +162,7 @@ impl AppError {
             AppError::AuthListenerOnly => "auth_listener_only",
             AppError::AmbiguousFraming(_) => "ambiguous_framing",
             AppError::NoUpstream => "no_upstream",
-            AppError::UpstreamDown { .. } => "upstream_unavailable",
+            AppError::UpstreamFailed { failure, .. } => failure.code(),
             AppError::UpstreamTimeout { .. } => "upstream_timeout",
             AppError::Internal(_) => "internal_error",
         }
@@ -197,7 +201,9 @@ impl AppError {
             AppError::ClientIdentityHeader { .. } => "Send the request without identity headers of your own; gatehouse sets them after you sign in. An administrator should make the ingress remove client copies of these headers, as the message says.",
             AppError::AuthListenerOnly => "Route users to gatehouse's main listener (listen); only the ingress's forward-auth calls go to auth_listen.",
             AppError::NoUpstream => "Point your ingress's forward-auth at /oauth2/auth, or set upstream to proxy requests through gatehouse.",
-            AppError::UpstreamDown { .. } | AppError::UpstreamTimeout { .. } => "The application behind gatehouse is down or slow: retry shortly, or ask an administrator to check it.",
+            AppError::UpstreamFailed { failure: UpstreamFailure::Malformed(_), .. } => "The application behind gatehouse answered something that is not HTTP/1.1 gatehouse can pass on: an administrator should check that upstream points at the application's plain-HTTP port (not a TLS, HTTP/2-only or other port) and read the application's log.",
+            AppError::UpstreamFailed { failure: UpstreamFailure::Closed | UpstreamFailure::Broken(_), .. } => "The application behind gatehouse dropped the request without answering: it may have crashed or refused it. Retry shortly; an administrator should read the application's log for this request.",
+            AppError::UpstreamFailed { .. } | AppError::UpstreamTimeout { .. } => "The application behind gatehouse is down or slow: retry shortly, or ask an administrator to check it.",
             AppError::Internal(_) => "This is a bug in gatehouse: please report it with the request id.",
         }
     }
@@ -253,7 +259,7 @@ impl AppError {
         } else {
             let retry = match self {
                 AppError::ProviderUnavailable { .. } => Some(("Try again", "/oauth2/start")),
-                AppError::UpstreamDown { .. }
+                AppError::UpstreamFailed { .. }
                 | AppError::UpstreamTimeout { .. }
                 | AppError::NotReady(_)
                 | AppError::BadAuthQuery(_)
