@@ -70,10 +70,27 @@ pub enum AppError {
         upstream: String,
         failure: UpstreamFailure,
     },
+    #[error("the upstream {upstream} refused the request as too large (431 Request Header Fields Too Large) once gatehouse had added its headers: {}; {total} bytes in all, besides the browser's own headers (cookies among them)", shown_sizes(.sent))]
+    IdentityHeadersTooLarge {
+        upstream: String,
+        /// The names and sizes in bytes (name, value and separators) of the headers
+        /// gatehouse added, never their values.
+        sent: Vec<(String, usize)>,
+        total: usize,
+    },
     #[error("the upstream {upstream} did not answer within {secs} seconds")]
     UpstreamTimeout { upstream: String, secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// `x-forwarded-user 31 bytes, x-forwarded-groups 5210 bytes`.
+fn shown_sizes(sent: &[(String, usize)]) -> String {
+    let parts: Vec<String> = sent
+        .iter()
+        .map(|(name, bytes)| format!("{name} {bytes} bytes"))
+        .collect();
+    parts.join(", ")
 }
 
 impl From<SessionError> for AppError {
@@ -117,6 +134,10 @@ impl AppError {
             AppError::Flow(_)
             | AppError::SessionTooLarge { .. }
             | AppError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            // The browser's request was fine; the upstream refused what gatehouse made of
+            // it (the identity headers it added): a gateway's failure, 502, under a title
+            // that says so rather than the 431 that would blame the browser.
+            AppError::IdentityHeadersTooLarge { .. } => StatusCode::BAD_GATEWAY,
             AppError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             AppError::NotReady(_) | AppError::ProviderUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -163,6 +184,7 @@ impl AppError {
             AppError::AmbiguousFraming(_) => "ambiguous_framing",
             AppError::NoUpstream => "no_upstream",
             AppError::UpstreamFailed { failure, .. } => failure.code(),
+            AppError::IdentityHeadersTooLarge { .. } => "identity_headers_too_large",
             AppError::UpstreamTimeout { .. } => "upstream_timeout",
             AppError::Internal(_) => "internal_error",
         }
@@ -201,6 +223,7 @@ impl AppError {
             AppError::ClientIdentityHeader { .. } => "Send the request without identity headers of your own; gatehouse sets them after you sign in. An administrator should make the ingress remove client copies of these headers, as the message says.",
             AppError::AuthListenerOnly => "Route users to gatehouse's main listener (listen); only the ingress's forward-auth calls go to auth_listen.",
             AppError::NoUpstream => "Point your ingress's forward-auth at /oauth2/auth, or set upstream to proxy requests through gatehouse.",
+            AppError::IdentityHeadersTooLarge { .. } => "An administrator should make gatehouse send less or let the application take more: fewer groups (groups_claim naming a narrower claim, fewer scopes, or only the groups assigned to this application at the provider; header_groups names every header that carries them), no forwarded ID token (header_id_token = \"\"), or a larger header limit at the application (Go servers such as Headlamp take 1 MB by default, MaxHeaderBytes; nginx takes 8 KB per header line by default, large_client_header_buffers).",
             AppError::UpstreamFailed { failure: UpstreamFailure::Malformed(_), .. } => "The application behind gatehouse answered something that is not HTTP/1.1 gatehouse can pass on: an administrator should check that upstream points at the application's plain-HTTP port (not a TLS, HTTP/2-only or other port) and read the application's log.",
             AppError::UpstreamFailed { failure: UpstreamFailure::Closed | UpstreamFailure::Broken(_), .. } => "The application behind gatehouse dropped the request without answering: it may have crashed or refused it. Retry shortly; an administrator should read the application's log for this request.",
             AppError::UpstreamFailed { .. } | AppError::UpstreamTimeout { .. } => "The application behind gatehouse is down or slow: retry shortly, or ask an administrator to check it.",
@@ -213,6 +236,9 @@ impl AppError {
             AppError::ProviderUnavailable { .. } => return "The sign-in service is not answering",
             AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => {
                 return "gatehouse's configuration does not match the identity provider"
+            }
+            AppError::IdentityHeadersTooLarge { .. } => {
+                return "The application refused gatehouse's identity headers as too large"
             }
             AppError::ClientIdentityHeader { .. } => return "Request refused",
             _ => {}
@@ -255,11 +281,20 @@ impl AppError {
                 body["token_claims"] = m.token_claims.clone().into();
                 body["userinfo_claims"] = m.userinfo_claims.clone().into();
             }
+            if let AppError::IdentityHeadersTooLarge { sent, total, .. } = self {
+                // Names and sizes only: the values are the user's identity and tokens.
+                body["headers"] = sent
+                    .iter()
+                    .map(|(name, bytes)| serde_json::json!({"name": name, "bytes": bytes}))
+                    .collect();
+                body["total_bytes"] = (*total).into();
+            }
             (status, axum::Json(body)).into_response()
         } else {
             let retry = match self {
                 AppError::ProviderUnavailable { .. } => Some(("Try again", "/oauth2/start")),
                 AppError::UpstreamFailed { .. }
+                | AppError::IdentityHeadersTooLarge { .. }
                 | AppError::UpstreamTimeout { .. }
                 | AppError::NotReady(_)
                 | AppError::BadAuthQuery(_)

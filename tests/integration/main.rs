@@ -9,6 +9,7 @@ mod bypass;
 mod cli;
 mod flow;
 mod forward_auth;
+mod header_limit;
 mod headers;
 mod ingress;
 mod interop;
