@@ -87,7 +87,7 @@ pub enum IdentityError {
     MissingClaim(Box<MissingClaim>),
     #[error("the `{claim}` claim cannot be passed on: {why}")]
     Unusable { claim: String, why: &'static str },
-    #[error("the user would be the email {email}, which the provider has not verified (email_verified {state}); map the user from another claim (user_claim, e.g. preferred_username or sub) or have the provider verify emails")]
+    #[error("the user would be the email {email}, which the provider has not verified (email_verified {state}); map the user from another claim (user_claim, e.g. preferred_username or sub) or have the provider verify emails{}", if *.state == "is missing" { "; a provider that never sends email_verified (Vault, tsidp) needs require_email_verified = false" } else { "" })]
     UnverifiedEmailAsUser { email: String, state: &'static str },
 }
 

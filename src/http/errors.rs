@@ -234,8 +234,19 @@ impl AppError {
     fn title(&self) -> &'static str {
         match self {
             AppError::ProviderUnavailable { .. } => return "The sign-in service is not answering",
-            AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => {
-                return "gatehouse's configuration does not match the identity provider"
+            // What the provider sent and what gatehouse is set to expect disagree.
+            AppError::Flow(
+                FlowError::Identity(IdentityError::MissingClaim(_))
+                | FlowError::Token(TokenError::Issuer { .. } | TokenError::Audience { .. }),
+            ) => return "gatehouse's configuration does not match the identity provider",
+            AppError::Flow(FlowError::Identity(IdentityError::UnverifiedEmailAsUser {
+                state: "is missing",
+                ..
+            })) => return "gatehouse's configuration does not match the identity provider",
+            // The rest of a failed sign-in is between gatehouse and the provider: never
+            // "something behind gatehouse", which reads as the application.
+            AppError::Flow(_) if self.status() == StatusCode::BAD_GATEWAY => {
+                return "The sign-in failed between gatehouse and the identity provider"
             }
             AppError::IdentityHeadersTooLarge { .. } => {
                 return "The application refused gatehouse's identity headers as too large"

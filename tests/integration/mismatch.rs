@@ -183,3 +183,55 @@ async fn an_email_rule_against_a_token_without_email_names_the_mismatch() {
         "{body}"
     );
 }
+
+/// The rest of the class: a token for another issuer or audience than configured, and an
+/// email as the user from a provider that never sends `email_verified`, are titled as a
+/// mismatch; any other failed sign-in as one between gatehouse and the provider. None is
+/// "something behind gatehouse failed", which reads as the application.
+#[tokio::test]
+async fn other_sign_in_failures_never_blame_the_application() {
+    type Tweak = fn(&mut serde_json::Value);
+    let cases: [(&str, Tweak, &str); 4] = [
+        (
+            "iss",
+            |c| c["iss"] = json!("https://other.example"),
+            "configuration does not match",
+        ),
+        (
+            "aud",
+            |c| c["aud"] = json!("someone-else"),
+            "configuration does not match",
+        ),
+        (
+            "email_verified",
+            |c| {
+                c.as_object_mut().unwrap().remove("email_verified");
+            },
+            "configuration does not match",
+        ),
+        (
+            "exp",
+            |c| c["exp"] = json!(1_000_000),
+            "failed between gatehouse and the identity provider",
+        ),
+    ];
+    for (what, tweak, title) in cases {
+        let w = world(&[]).await;
+        w.idp.tweak(tweak);
+        let page = callback(&w, false).await;
+        assert_eq!(page.status, 502, "{what}: {page:?}");
+        assert!(page.body.contains(title), "{what}: {}", page.body);
+        assert!(
+            !page.body.contains("Something behind gatehouse failed"),
+            "{what}: {}",
+            page.body
+        );
+        if what == "email_verified" {
+            assert!(
+                page.body.contains("require_email_verified = false"),
+                "{}",
+                page.body
+            );
+        }
+    }
+}
