@@ -330,7 +330,7 @@ impl Policy {
             if !claim_holds(claims, path, want) {
                 let found = claim_at(claims, path)
                     .map(|v| v.to_string())
-                    .unwrap_or_else(|| "no such claim".into());
+                    .unwrap_or_else(|| format!("no such claim{}", carried(claims)));
                 return self.deny(
                     "required_claims",
                     format!(
@@ -512,6 +512,15 @@ mod tests {
         let d = p.check(&who("a@x", &[]), &bad).unwrap_err();
         assert!(d.to_string().contains("realm_access.roles=admin"), "{d}");
         assert!(p.check(&who("a@x", &[]), &json!({})).is_err());
+        // A claim the token does not carry at all: the denial lists what it does carry.
+        let d = p
+            .check(&who("a@x", &[]), &json!({"sub": "1", "tenant": "acme"}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            d.contains("no such claim; the ID token carries the claims sub, tenant"),
+            "{d}"
+        );
     }
 
     #[test]
