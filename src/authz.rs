@@ -193,6 +193,19 @@ fn shown(list: &[String]) -> String {
     }
 }
 
+/// The names (never the values) of the token's claims, for a denial that may come from a
+/// configuration mismatch; nothing when the claims were not read.
+fn carried(claims: &Value) -> String {
+    match claims.as_object() {
+        Some(m) if !m.is_empty() => {
+            let mut names: Vec<&str> = m.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            format!("; the ID token carries the claims {}", names.join(", "))
+        }
+        _ => String::new(),
+    }
+}
+
 impl Policy {
     /// The configured rules, with `allowed_emails_file` as configuration read it, then
     /// kept current by a thread of its own.
@@ -289,6 +302,19 @@ impl Policy {
         if self.has_email_rule() {
             self.check_email(id, claims)?;
         }
+        if !self.groups.is_empty() && id.groups.is_empty() {
+            // No groups at all is most often a configuration mismatch, not a user outside
+            // every group: the provider sends no claim where groups_claim looks.
+            return self.deny(
+                "allowed_groups",
+                format!(
+                    "requires one of the groups {}, and {} has no groups at all: the provider sent no groups where groups_claim looks (or an empty list){}. If it sends none, this is a mismatch between gatehouse's configuration and the provider: set groups_claim to the claim that holds the groups, request the scope that adds them (scopes, e.g. `groups`), or use the provider preset that matches the provider",
+                    self.groups.join(", "),
+                    id.user,
+                    carried(claims)
+                ),
+            );
+        }
         if !self.groups.is_empty() && !id.groups.iter().any(|g| self.groups.contains(g)) {
             return self.deny(
                 "allowed_groups",
@@ -304,7 +330,7 @@ impl Policy {
             if !claim_holds(claims, path, want) {
                 let found = claim_at(claims, path)
                     .map(|v| v.to_string())
-                    .unwrap_or_else(|| "no such claim".into());
+                    .unwrap_or_else(|| format!("no such claim{}", carried(claims)));
                 return self.deny(
                     "required_claims",
                     format!(
@@ -330,8 +356,9 @@ impl Policy {
                 format!("needs an email the provider has verified, and {}'s email is marked email_verified: false (the provider must vouch for its emails: in Authentik, return email_verified: true from the email scope mapping for sources you trust)", id.user)
             } else {
                 format!(
-                    "needs a verified email address, and {}'s token has none",
-                    id.user
+                    "needs a verified email address, and {} has none: the provider sent no email where email_claim looks, or did not vouch for it (no email_verified){}. This is a mismatch between gatehouse's configuration and the provider: request the `email` scope (scopes), set email_claim to the claim that holds the address, or, for a provider that never sends email_verified, set require_email_verified = false",
+                    id.user,
+                    carried(claims)
                 )
             };
             return self.deny(rule, detail);
@@ -457,6 +484,18 @@ mod tests {
             "{text}"
         );
         assert!(p.check(&who("a@x", &["Admins"]), &json!({})).is_err());
+        // No groups at all: named as a likely mismatch, with the setting and the names.
+        let d = p
+            .check(&who("a@x", &[]), &json!({"sub": "1", "roles": ["x"]}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            d.contains("no groups at all")
+                && d.contains("groups_claim")
+                && d.contains("carries the claims roles, sub")
+                && !d.contains("\"x\""),
+            "{d}"
+        );
     }
 
     #[test]
@@ -473,6 +512,15 @@ mod tests {
         let d = p.check(&who("a@x", &[]), &bad).unwrap_err();
         assert!(d.to_string().contains("realm_access.roles=admin"), "{d}");
         assert!(p.check(&who("a@x", &[]), &json!({})).is_err());
+        // A claim the token does not carry at all: the denial lists what it does carry.
+        let d = p
+            .check(&who("a@x", &[]), &json!({"sub": "1", "tenant": "acme"}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            d.contains("no such claim; the ID token carries the claims sub, tenant"),
+            "{d}"
+        );
     }
 
     #[test]

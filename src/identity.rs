@@ -81,12 +81,84 @@ pub enum IdentityError {
     /// Entra ID with more than 200 groups: `_claim_names.groups` points elsewhere.
     #[error("the provider left the groups out of the token because the user is in too many of them (groups overage: `_claim_names` names `groups` instead of listing them), so gatehouse cannot tell which groups the user is in")]
     GroupsOverage,
-    #[error("the token (and userinfo) has no `{0}` claim, which user_claim names; gatehouse does not fall back to `sub`, since an email and a subject id must never share one namespace. Set user_claim to a claim the provider sends")]
-    MissingUserClaim(String),
+    /// A claim the configuration reads is not sent: gatehouse's settings and what the
+    /// provider sends disagree (neither the user's fault nor the upstream's).
+    #[error("{0}")]
+    MissingClaim(Box<MissingClaim>),
     #[error("the `{claim}` claim cannot be passed on: {why}")]
     Unusable { claim: String, why: &'static str },
-    #[error("the user would be the email {email}, which the provider has not verified (email_verified {state}); map the user from another claim (user_claim, e.g. preferred_username or sub) or have the provider verify emails")]
+    #[error("the user would be the email {email}, which the provider has not verified (email_verified {state}); map the user from another claim (user_claim, e.g. preferred_username or sub) or have the provider verify emails{}", if *.state == "is missing" { "; a provider that never sends email_verified (Vault, tsidp) needs require_email_verified = false" } else { "" })]
     UnverifiedEmailAsUser { email: String, state: &'static str },
+}
+
+/// A claim that gatehouse's configuration needs and the provider did not send, with the
+/// names (never the values) of the claims it did send and the setting that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingClaim {
+    /// The claim (or dotted path) that was looked for.
+    pub claim: String,
+    /// The setting that names it, e.g. `user_claim`.
+    pub setting: &'static str,
+    /// The ID token's claim names, sorted.
+    pub token_claims: Vec<String>,
+    /// Userinfo's claim names, sorted, when userinfo was read.
+    pub userinfo_claims: Option<Vec<String>>,
+}
+
+impl MissingClaim {
+    /// The claim `claim`, named by `setting`, missing from `sources`.
+    pub fn new(claim: &str, setting: &'static str, sources: &Sources<'_>) -> MissingClaim {
+        let (mut token_claims, mut userinfo_claims) = sources.names();
+        token_claims.sort();
+        if let Some(u) = userinfo_claims.as_mut() {
+            u.sort();
+        }
+        MissingClaim {
+            claim: claim.to_string(),
+            setting,
+            token_claims,
+            userinfo_claims,
+        }
+    }
+
+    /// The claim names that were sent, source by source, for a message.
+    pub fn carried(&self) -> String {
+        let list = |n: &[String]| {
+            if n.is_empty() {
+                "no claims".to_string()
+            } else {
+                n.join(", ")
+            }
+        };
+        match &self.userinfo_claims {
+            Some(u) => format!(
+                "the ID token carries {}; userinfo carries {}",
+                list(&self.token_claims),
+                list(u)
+            ),
+            None => format!(
+                "the ID token carries {} (userinfo was not read)",
+                list(&self.token_claims)
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for MissingClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "gatehouse's configuration does not match what the identity provider sends: {} = \"{}\", but the provider sent no `{}` claim ({})",
+            self.setting,
+            self.claim,
+            self.claim,
+            self.carried()
+        )?;
+        if self.setting == "user_claim" {
+            write!(f, "; gatehouse does not fall back to `sub`, since an email and a subject id must never share one namespace")?;
+        }
+        Ok(())
+    }
 }
 
 /// One group path's values: a list, or one string that is one group (never split).
@@ -144,8 +216,13 @@ pub fn map_sources(claims: &Sources<'_>, rules: &ClaimMapping) -> Result<Identit
     let vouched = email_verified.unwrap_or(!rules.require_email_verified);
     let raw_email = text_claim(claims, &rules.email)?;
     let email = raw_email.clone().filter(|_| vouched);
-    let user = text_claim(claims, &rules.user)?
-        .ok_or_else(|| IdentityError::MissingUserClaim(rules.user.clone()))?;
+    let user = text_claim(claims, &rules.user)?.ok_or_else(|| {
+        IdentityError::MissingClaim(Box::new(MissingClaim::new(
+            &rules.user,
+            "user_claim",
+            claims,
+        )))
+    })?;
     if !vouched && rules.user == rules.email {
         return Err(IdentityError::UnverifiedEmailAsUser {
             email: user,
@@ -214,10 +291,12 @@ mod tests {
     #[test]
     fn no_fallback_to_sub_and_a_string_groups_claim_is_one_group() {
         let c = json!({"sub": "42", "groups": "a b"});
-        assert_eq!(
-            map_claims(&c, &rules("email", "groups")),
-            Err(IdentityError::MissingUserClaim("email".into()))
-        );
+        let Err(IdentityError::MissingClaim(m)) = map_claims(&c, &rules("email", "groups")) else {
+            panic!("a missing user claim is a configuration mismatch");
+        };
+        assert_eq!((m.claim.as_str(), m.setting), ("email", "user_claim"));
+        assert_eq!(m.token_claims, vec!["groups", "sub"], "names, never values");
+        assert!(!m.to_string().contains("a b"), "{m}");
         let id = map_claims(&c, &rules("sub", "groups")).unwrap();
         assert_eq!(id.user, "42");
         assert_eq!(id.groups, vec!["a b"], "one group, never split");

@@ -120,11 +120,23 @@ fn with_rules(
             session,
             set_cookies,
         },
-        Err(denial) => Decision::Deny {
-            session,
-            denial,
-            set_cookies,
-        },
+        Err(denial) => {
+            // The denial names the token's claims (names only) when no identity was found
+            // for a rule, which is most often a configuration mismatch: decoded only here,
+            // on the refusal path, when the rules did not need them.
+            let denial = if needs_claims {
+                denial
+            } else {
+                check_all(&st.policy, req.extra, &session.identity, session.claims())
+                    .err()
+                    .unwrap_or(denial)
+            };
+            Decision::Deny {
+                session,
+                denial,
+                set_cookies,
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use crate::identity::IdentityError;
 use crate::oidc::discovery::DiscoveryError;
 use crate::oidc::verify::TokenError;
 use crate::oidc::FlowError;
+use crate::proxy::failure::UpstreamFailure;
 use crate::session::SessionError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -64,12 +65,32 @@ pub enum AppError {
     CrossSiteSignOut,
     #[error("gatehouse runs in auth-only mode (no upstream is configured), so it serves nothing at this path")]
     NoUpstream,
-    #[error("the upstream {upstream} is not accepting connections: {reason}")]
-    UpstreamDown { upstream: String, reason: String },
+    #[error("the upstream {upstream} {failure}")]
+    UpstreamFailed {
+        upstream: String,
+        failure: UpstreamFailure,
+    },
+    #[error("the upstream {upstream} refused the request as too large (431 Request Header Fields Too Large) once gatehouse had added its headers: {}; {total} bytes in all, besides the browser's own headers (cookies among them)", shown_sizes(.sent))]
+    IdentityHeadersTooLarge {
+        upstream: String,
+        /// The names and sizes in bytes (name, value and separators) of the headers
+        /// gatehouse added, never their values.
+        sent: Vec<(String, usize)>,
+        total: usize,
+    },
     #[error("the upstream {upstream} did not answer within {secs} seconds")]
     UpstreamTimeout { upstream: String, secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// `x-forwarded-user 31 bytes, x-forwarded-groups 5210 bytes`.
+fn shown_sizes(sent: &[(String, usize)]) -> String {
+    let parts: Vec<String> = sent
+        .iter()
+        .map(|(name, bytes)| format!("{name} {bytes} bytes"))
+        .collect();
+    parts.join(", ")
 }
 
 impl From<SessionError> for AppError {
@@ -97,6 +118,14 @@ impl AppError {
             | AppError::LoginExpired { .. }
             | AppError::MissingParam(_)
             | AppError::IssuerParam { .. } => StatusCode::BAD_REQUEST,
+            // A configuration mismatch: gatehouse asks for a claim the provider does not
+            // send. Not the client's fault (4xx), and not a bug in gatehouse (500 means
+            // one here): the gateway got an answer from the provider that its settings
+            // cannot use, so 502, under a title of its own that blames neither the user
+            // nor the application behind gatehouse.
+            AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => {
+                StatusCode::BAD_GATEWAY
+            }
             AppError::Flow(FlowError::Token(TokenError::Nonce)) => StatusCode::BAD_REQUEST,
             AppError::Flow(FlowError::Token(TokenError::Acr { .. })) => StatusCode::FORBIDDEN,
             AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_grant" => {
@@ -104,7 +133,11 @@ impl AppError {
             }
             AppError::Flow(_)
             | AppError::SessionTooLarge { .. }
-            | AppError::UpstreamDown { .. } => StatusCode::BAD_GATEWAY,
+            | AppError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            // The browser's request was fine; the upstream refused what gatehouse made of
+            // it (the identity headers it added): a gateway's failure, 502, under a title
+            // that says so rather than the 431 that would blame the browser.
+            AppError::IdentityHeadersTooLarge { .. } => StatusCode::BAD_GATEWAY,
             AppError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             AppError::NotReady(_) | AppError::ProviderUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -135,6 +168,7 @@ impl AppError {
             AppError::Flow(FlowError::Token(TokenError::Audience { .. })) => "audience_mismatch",
             AppError::Flow(FlowError::Token(_)) => "invalid_id_token",
             AppError::Flow(FlowError::Identity(IdentityError::GroupsOverage)) => "groups_overage",
+            AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => "claim_mismatch",
             AppError::Flow(FlowError::Identity(_)) => "invalid_id_token",
             AppError::Flow(_) => "token_endpoint_error",
             AppError::SessionTooLarge { .. } => "session_too_large",
@@ -149,7 +183,8 @@ impl AppError {
             AppError::AuthListenerOnly => "auth_listener_only",
             AppError::AmbiguousFraming(_) => "ambiguous_framing",
             AppError::NoUpstream => "no_upstream",
-            AppError::UpstreamDown { .. } => "upstream_unavailable",
+            AppError::UpstreamFailed { failure, .. } => failure.code(),
+            AppError::IdentityHeadersTooLarge { .. } => "identity_headers_too_large",
             AppError::UpstreamTimeout { .. } => "upstream_timeout",
             AppError::Internal(_) => "internal_error",
         }
@@ -167,6 +202,10 @@ impl AppError {
             AppError::Flow(FlowError::Token(TokenError::Audience { .. })) => "Set client_id to the client the provider issues tokens for, or fix the client's audience at the provider.",
             AppError::Flow(FlowError::Token(TokenError::Nonce)) => "Start the sign-in again.",
             AppError::Flow(FlowError::Token(TokenError::Acr { .. })) => "Sign in again with the required method (for example with a second factor); an administrator can check acr_values against what the provider offers.",
+            AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(m))) => match m.setting {
+                "user_claim" => "An administrator should set user_claim to a claim this provider sends (see the list above: `sub` always; often `preferred_username`), or make the provider send this one: request the scope that adds it (scopes, e.g. `email` for the email claim) or pick the provider preset that matches the provider (provider).",
+                _ => "An administrator should point the setting named above at a claim this provider sends (see the list above), or make the provider send it: request the scope that adds it (scopes) or pick the provider preset that matches the provider (provider).",
+            },
             AppError::Flow(FlowError::Identity(IdentityError::GroupsOverage)) => "An administrator should make the provider send fewer groups: in Entra ID, set the app registration's groupMembershipClaims to ApplicationGroup and assign the groups that matter to the application (or use app roles).",
             AppError::Flow(FlowError::Token(TokenError::AlgNotAllowed(alg))) if alg.starts_with("HS") => "The provider signs ID tokens with a shared secret (HS*), which neither gatehouse nor the Kubernetes API server can verify. In Authentik, choose a signing key (certificate) for the application's provider; elsewhere, configure an RS256 or ES256 signing key.",
             AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_grant" => "The sign-in code expired or was already used: start the sign-in again.",
@@ -184,7 +223,10 @@ impl AppError {
             AppError::ClientIdentityHeader { .. } => "Send the request without identity headers of your own; gatehouse sets them after you sign in. An administrator should make the ingress remove client copies of these headers, as the message says.",
             AppError::AuthListenerOnly => "Route users to gatehouse's main listener (listen); only the ingress's forward-auth calls go to auth_listen.",
             AppError::NoUpstream => "Point your ingress's forward-auth at /oauth2/auth, or set upstream to proxy requests through gatehouse.",
-            AppError::UpstreamDown { .. } | AppError::UpstreamTimeout { .. } => "The application behind gatehouse is down or slow: retry shortly, or ask an administrator to check it.",
+            AppError::IdentityHeadersTooLarge { .. } => "An administrator should make gatehouse send less or let the application take more: fewer groups (groups_claim naming a narrower claim, fewer scopes, or only the groups assigned to this application at the provider; header_groups names every header that carries them), no forwarded ID token (header_id_token = \"\"), or a larger header limit at the application (Go servers such as Headlamp take 1 MB by default, MaxHeaderBytes; nginx takes 8 KB per header line by default, large_client_header_buffers).",
+            AppError::UpstreamFailed { failure: UpstreamFailure::Malformed(_), .. } => "The application behind gatehouse answered something that is not HTTP/1.1 gatehouse can pass on: an administrator should check that upstream points at the application's plain-HTTP port (not a TLS, HTTP/2-only or other port) and read the application's log.",
+            AppError::UpstreamFailed { failure: UpstreamFailure::Closed | UpstreamFailure::Broken(_), .. } => "The application behind gatehouse dropped the request without answering: it may have crashed or refused it. Retry shortly; an administrator should read the application's log for this request.",
+            AppError::UpstreamFailed { .. } | AppError::UpstreamTimeout { .. } => "The application behind gatehouse is down or slow: retry shortly, or ask an administrator to check it.",
             AppError::Internal(_) => "This is a bug in gatehouse: please report it with the request id.",
         }
     }
@@ -192,6 +234,23 @@ impl AppError {
     fn title(&self) -> &'static str {
         match self {
             AppError::ProviderUnavailable { .. } => return "The sign-in service is not answering",
+            // What the provider sent and what gatehouse is set to expect disagree.
+            AppError::Flow(
+                FlowError::Identity(IdentityError::MissingClaim(_))
+                | FlowError::Token(TokenError::Issuer { .. } | TokenError::Audience { .. }),
+            ) => return "gatehouse's configuration does not match the identity provider",
+            AppError::Flow(FlowError::Identity(IdentityError::UnverifiedEmailAsUser {
+                state: "is missing",
+                ..
+            })) => return "gatehouse's configuration does not match the identity provider",
+            // The rest of a failed sign-in is between gatehouse and the provider: never
+            // "something behind gatehouse", which reads as the application.
+            AppError::Flow(_) if self.status() == StatusCode::BAD_GATEWAY => {
+                return "The sign-in failed between gatehouse and the identity provider"
+            }
+            AppError::IdentityHeadersTooLarge { .. } => {
+                return "The application refused gatehouse's identity headers as too large"
+            }
             AppError::ClientIdentityHeader { .. } => return "Request refused",
             _ => {}
         }
@@ -219,18 +278,34 @@ impl AppError {
             _ => None,
         };
         let mut resp = if json {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "error": self.code(),
                 "message": self.to_string(),
                 "advice": self.advice(),
                 "request_id": request_id,
                 "login_url": login_url,
             });
+            if let AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(m))) = self {
+                // Names only: a claim's value never reaches the page.
+                body["claim"] = m.claim.as_str().into();
+                body["setting"] = m.setting.into();
+                body["token_claims"] = m.token_claims.clone().into();
+                body["userinfo_claims"] = m.userinfo_claims.clone().into();
+            }
+            if let AppError::IdentityHeadersTooLarge { sent, total, .. } = self {
+                // Names and sizes only: the values are the user's identity and tokens.
+                body["headers"] = sent
+                    .iter()
+                    .map(|(name, bytes)| serde_json::json!({"name": name, "bytes": bytes}))
+                    .collect();
+                body["total_bytes"] = (*total).into();
+            }
             (status, axum::Json(body)).into_response()
         } else {
             let retry = match self {
                 AppError::ProviderUnavailable { .. } => Some(("Try again", "/oauth2/start")),
-                AppError::UpstreamDown { .. }
+                AppError::UpstreamFailed { .. }
+                | AppError::IdentityHeadersTooLarge { .. }
                 | AppError::UpstreamTimeout { .. }
                 | AppError::NotReady(_)
                 | AppError::BadAuthQuery(_)
@@ -238,6 +313,8 @@ impl AppError {
                 | AppError::ClientIdentityHeader { .. }
                 | AppError::AuthListenerOnly
                 | AppError::NoUpstream => None,
+                // Signing in again would meet the same mismatch until the settings change.
+                AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => None,
                 // Signing in again would land on the same refusal: offer another account.
                 AppError::Denied { .. } | AppError::CrossSiteSignOut => {
                     Some(("Sign out", "/oauth2/sign_out"))

@@ -13,12 +13,53 @@ use super::login::{cookies_of, safe_target};
 use super::{peer_of, AppError, AppState, Ctx};
 use crate::auth::{authenticate, AuthRequest, Decision};
 use crate::headers::{self, SetHeader};
+use crate::session::Session;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use std::sync::Arc;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A 431 body longer than this is the upstream's own explanation, passed on as it is;
+/// an empty or short one (Go's net/http sends its status line as text, without a length)
+/// tells the user nothing, so gatehouse's page replaces it.
+const OWN_EXPLANATION: u64 = 1024;
+
+/// True when the upstream declared a body long enough to be a page of its own.
+fn explains_itself(resp: &Response) -> bool {
+    resp.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > OWN_EXPLANATION)
+}
+
+/// The upstream refused the headers gatehouse sent it (431): names and sizes of what
+/// gatehouse added, rebuilt from the session only on this path (nothing is kept per
+/// request for it), never the values.
+fn headers_too_large(st: &AppState, ctx: &Ctx, session: &Session) -> AppError {
+    let mut add = headers::Additions::default();
+    ctx.forwarded.apply(&mut add);
+    headers::inject(&mut add, &st.cfg.headers, session.values(&st.cfg.headers));
+    // As on the wire: `name: value\r\n`.
+    let sent: Vec<(String, usize)> = add
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), n.as_str().len() + v.len() + 4))
+        .collect();
+    let total = sent.iter().map(|(_, b)| b).sum();
+    AppError::IdentityHeadersTooLarge {
+        upstream: st
+            .cfg
+            .upstream
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_string())
+            .unwrap_or_default(),
+        sent,
+        total,
+    }
+}
 
 pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response {
     let ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
@@ -104,6 +145,14 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         Ok(resp) => resp,
         Err(e) => return ctx.fail(e),
     };
+    if let (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Some(session)) = (resp.status(), &session)
+    {
+        if !explains_itself(&resp) {
+            let mut resp = ctx.fail(headers_too_large(&st, &ctx, session));
+            add_cookies(&mut resp, set_cookies);
+            return resp;
+        }
+    }
     headers::shield_from_shared_caches(resp.headers_mut(), authenticated, !set_cookies.is_empty());
     add_cookies(&mut resp, set_cookies);
     resp

@@ -134,7 +134,9 @@ pub async fn callback(
     req: Request,
 ) -> Response {
     let mut ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
-    ctx.api = false;
+    // The provider's redirect (or form_post) is a browser's navigation and gets a page;
+    // only a client that asks for JSON alone (a script driving the flow) gets JSON.
+    ctx.api = super::is_api_request(&axum::http::Method::GET, req.headers());
     let Ok(Query(q)) = q else {
         return ctx.fail(AppError::MissingParam("state"));
     };

@@ -104,6 +104,17 @@ impl<'a> Sources<'a> {
         }
     }
 
+    /// The names (never the values) of the claims each source carried: the ID token's,
+    /// and userinfo's when it was read. For pages that name a configuration mismatch.
+    pub fn names(&self) -> (Vec<String>, Option<Vec<String>>) {
+        let names = |v: &Value| -> Vec<String> {
+            v.as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        (names(self.id_token), self.userinfo.map(names))
+    }
+
     /// True when the value at `path` was moved out of its source (`_claim_names` names it,
     /// and the source holds no value there: Entra ID's groups overage).
     pub fn held_elsewhere(&self, path: &str) -> bool {

@@ -5,6 +5,7 @@
 //! Trusts its input: `http::gate` already sanitised the headers.
 
 pub mod chunked;
+pub mod failure;
 mod h1;
 mod pool;
 pub mod response;
@@ -135,26 +136,11 @@ impl Proxy {
                 upstream: self.shown.clone(),
                 secs: self.timeout.as_secs(),
             }),
-            Ok(Err(e)) => Err(AppError::UpstreamDown {
+            Ok(Err(e)) => Err(AppError::UpstreamFailed {
                 upstream: self.shown.clone(),
-                reason: match e {
-                    SendError::Connect(why) => format!("connection failed: {why}"),
-                    SendError::Send(e) => error_chain(&e),
-                    SendError::Exchange(e) => error_chain(&e),
-                },
+                failure: failure::UpstreamFailure::of(&e),
             }),
             Ok(Ok(resp)) => Ok(resp),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
