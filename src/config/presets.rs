@@ -38,8 +38,13 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "vault",
-        defaults: &[("scopes", "openid"), ("require_email_verified", "false")],
+        defaults: &[
+            ("scopes", "openid"),
+            ("user_claim", "sub"),
+            ("require_email_verified", "false"),
+        ],
         notes: &[
+            "scope openid gives only sub (the entity ID), aud, iat, exp and nonce: the user is sub, as the API server's --oidc-username-claim=sub; to map a name, add a scope whose template sets it and set user_claim",
             "Vault sends no email_verified claim: emails from its scope templates are trusted as they are (require_email_verified = false)",
             "Vault issues no refresh tokens: the session lasts until the ID token expires, then the next navigation signs in again",
             "claims such as email and groups come from the provider's scope templates: add those scopes to `scopes`",
@@ -76,10 +81,11 @@ pub const PRESETS: &[Preset] = &[
         name: "keycloak",
         defaults: &[
             ("groups_claim", "groups,realm_access.roles,resource_access.{client_id}.roles"),
+            ("groups_trim_leading_slash", "true"),
         ],
         notes: &[
             "the issuer is https://<host>/realms/<realm> (or /auth/realms/<realm> before Keycloak 17)",
-            "groups merge the groups claim (a group mapper) with realm roles and this client's roles; groups_trim_leading_slash turns /admins into admins",
+            "groups merge the groups claim (a group mapper) with realm roles and this client's roles; groups_trim_leading_slash (on) turns a group mapper's full paths such as /admins into admins",
             "sign-out goes to Keycloak's end-session endpoint with id_token_hint",
         ],
     },
