@@ -14,6 +14,9 @@ pub struct Preset {
     defaults: &'static [(&'static str, &'static str)],
     /// What a user should know, printed by `check`.
     pub notes: &'static [&'static str],
+    /// ID tokens may name the issuer without its `https://` (Google's
+    /// `accounts.google.com`): that spelling of the configured issuer is accepted too.
+    issuer_without_scheme: bool,
 }
 
 /// Every preset, `oidc` (no defaults) first.
@@ -22,6 +25,7 @@ pub const PRESETS: &[Preset] = &[
         name: "oidc",
         defaults: &[],
         notes: &[],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "tsidp",
@@ -35,6 +39,7 @@ pub const PRESETS: &[Preset] = &[
             "tokens live 5 minutes and are renewed refresh_before_secs ahead; each single-use refresh token is spent once, whatever the concurrency",
             "tsidp has no end-session endpoint: sign-out ends the gatehouse session only",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "vault",
@@ -50,6 +55,7 @@ pub const PRESETS: &[Preset] = &[
             "claims such as email and groups come from the provider's scope templates: add those scopes to `scopes`",
             "keys may be EdDSA, which the Kubernetes API server cannot verify: use an RS256 key for the provider if Headlamp forwards the token",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "authentik",
@@ -63,6 +69,7 @@ pub const PRESETS: &[Preset] = &[
             "recent Authentik marks emails email_verified: false; the user is mapped from preferred_username. To have Authentik vouch for emails, set email_verified in the email scope mapping",
             "an application without a signing key signs with HS256, which gatehouse and the Kubernetes API server refuse: choose a signing key for it",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "entra",
@@ -76,6 +83,7 @@ pub const PRESETS: &[Preset] = &[
             "above 200 groups Entra sends no groups claim (overage): gatehouse refuses the login and says so; assign groups to the application or use app roles",
             "user_claim may be oid, preferred_username (default) or upn; Entra's email claim is not verified",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "keycloak",
@@ -88,6 +96,7 @@ pub const PRESETS: &[Preset] = &[
             "groups merge the groups claim (a group mapper) with realm roles and this client's roles; groups_trim_leading_slash (on) turns a group mapper's full paths such as /admins into admins",
             "sign-out goes to Keycloak's end-session endpoint with id_token_hint",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "dex",
@@ -95,6 +104,7 @@ pub const PRESETS: &[Preset] = &[
         notes: &[
             "groups and offline_access are requested: Dex sends groups and refresh tokens only for those scopes, and rotates refresh tokens",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "google",
@@ -105,7 +115,9 @@ pub const PRESETS: &[Preset] = &[
         notes: &[
             "Google sends no groups; hosted_domain limits sign-in to a Workspace domain (the hd claim is checked)",
             "access_type=offline and prompt=consent are sent so that Google issues a refresh token",
+            "ID tokens may carry iss accounts.google.com, without https://: both spellings are accepted",
         ],
+        issuer_without_scheme: true,
     },
 ];
 
@@ -146,6 +158,17 @@ impl Preset {
                 Some((*k, v))
             })
             .collect()
+    }
+
+    /// The spellings of `issuer` besides itself that this provider's ID tokens may carry
+    /// in `iss` (none for most providers: `iss` is compared byte for byte).
+    pub fn issuer_aliases(&self, issuer: &str) -> Vec<String> {
+        issuer
+            .strip_prefix("https://")
+            .or_else(|| issuer.strip_prefix("http://"))
+            .filter(|_| self.issuer_without_scheme)
+            .map(|bare| vec![bare.to_string()])
+            .unwrap_or_default()
     }
 
     /// `raw` with this preset's defaults underneath.
@@ -345,6 +368,35 @@ mod tests {
         assert!(!kc
             .check(&RawConfig::default(), &[], "https://kc/main")
             .is_empty());
+    }
+
+    #[test]
+    fn only_google_accepts_its_issuer_without_the_scheme() {
+        let google = "https://accounts.google.com";
+        for p in PRESETS {
+            let want: Vec<String> = match p.name {
+                "google" => vec!["accounts.google.com".into()],
+                _ => vec![],
+            };
+            assert_eq!(p.issuer_aliases(google), want, "{}", p.name);
+        }
+        // Through the configuration, as the verifier gets it.
+        let cfg = |provider: &str| {
+            let r = raw(&[
+                ("provider", provider),
+                ("issuer_url", google),
+                ("client_id", "c"),
+                ("client_secret", "s"),
+                ("upstream", "http://127.0.0.1:9"),
+                (
+                    "cookie_secret",
+                    "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+                ),
+            ]);
+            crate::config::Config::from_raw(&r).map(|c| c.issuer_aliases)
+        };
+        assert_eq!(cfg("google").unwrap(), vec!["accounts.google.com"]);
+        assert!(cfg("oidc").unwrap().is_empty());
     }
 
     #[test]

@@ -505,6 +505,35 @@ async fn google_defaults_sign_in_with_its_verified_email() {
 }
 
 #[tokio::test]
+async fn google_accepts_its_issuer_without_the_scheme_and_no_other_preset_does() {
+    let bare = ["--iss-without-scheme"];
+    let Some(echo) = defaults_only("google", &bare, "gus").await else {
+        return;
+    };
+    let token = &seen(&echo, "x-forwarded-id-token")[0];
+    let iss = gatehouse::oidc::verify::payload(token).unwrap()["iss"].clone();
+    assert!(
+        iss.as_str().is_some_and(|i| i.starts_with("127.0.0.1:")),
+        "{iss}"
+    );
+    assert_eq!(seen(&echo, "x-forwarded-user"), one("gus@example.test"));
+    // The same provider, any other preset: `iss` is compared byte for byte.
+    for name in ["oidc", "dex", "keycloak"] {
+        let quirks = ["--profile", "google", "--iss-without-scheme"];
+        let Some(s) = stack_exactly(&quirks, &[("provider", name)]).await else {
+            return;
+        };
+        let page = login(&s, &Browser::new(), "gus").await;
+        assert_eq!(page.status, 502, "{name}: {page:?}");
+        assert!(
+            page.body.contains("issuer is `127.0.0.1:"),
+            "{name}: {}",
+            page.body
+        );
+    }
+}
+
+#[tokio::test]
 async fn oidc_defaults_sign_in_against_a_plain_provider() {
     let Some(echo) = defaults_only("oidc", &[], "olga").await else {
         return;

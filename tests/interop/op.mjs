@@ -18,7 +18,7 @@
 //               [--signing-alg RS256|PS256|ES256|EdDSA] [--no-refresh-token]
 //               [--single-use-refresh] [--claims-in-userinfo-only]
 //               [--userinfo-sub SUB] [--aud-string] [--extra-aud AUD ...]
-//               [--no-end-session] [--profile NAME]
+//               [--no-end-session] [--profile NAME] [--iss-without-scheme]
 //
 // --profile NAME sends what that provider sends (PROFILES below): the scopes
 // it knows, the claims each scope adds to the ID token, and whether refresh
@@ -75,6 +75,7 @@ try {
       'extra-aud': { type: 'string', multiple: true },
       'no-end-session': { type: 'boolean', default: false },
       profile: { type: 'string', default: 'default' },
+      'iss-without-scheme': { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -497,6 +498,24 @@ if (extraAudiences.length > 0) {
   const originalFind = provider.Client.find;
   provider.Client.find = function findWithAudienceArray(id, ...rest) {
     return originalFind.call(this, Array.isArray(id) ? id[0] : id, ...rest);
+  };
+}
+
+// --iss-without-scheme (Google): ID tokens carry the issuer without its
+// scheme (`accounts.google.com`); discovery and everything else keep it.
+// IdToken#issue signs with provider.issuer, so swap it for the signing only.
+if (opts['iss-without-scheme']) {
+  if (extraAudiences.length > 0) fail('--iss-without-scheme and --extra-aud do not combine');
+  const originalIssue = provider.IdToken.prototype.issue;
+  provider.IdToken.prototype.issue = async function issueWithoutScheme(options = {}) {
+    if (options.use !== 'idtoken') return originalIssue.call(this, options);
+    const full = provider.issuer;
+    provider.issuer = full.replace(/^https?:\/\//, '');
+    try {
+      return await originalIssue.call(this, options);
+    } finally {
+      provider.issuer = full;
+    }
   };
 }
 
