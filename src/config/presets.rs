@@ -90,10 +90,12 @@ pub const PRESETS: &[Preset] = &[
         defaults: &[
             ("groups_claim", "groups,realm_access.roles,resource_access.{client_id}.roles"),
             ("groups_trim_leading_slash", "true"),
+            ("user_claim", "preferred_username"),
         ],
         notes: &[
             "the issuer is https://<host>/realms/<realm> (or /auth/realms/<realm> before Keycloak 17)",
             "groups merge the groups claim (a group mapper) with realm roles and this client's roles; groups_trim_leading_slash (on) turns a group mapper's full paths such as /admins into admins",
+            "the user is mapped from preferred_username (the Keycloak username, always sent): Keycloak sends email_verified: false for users whose email nobody verified, and an unverified email cannot be the user",
             "sign-out goes to Keycloak's end-session endpoint with id_token_hint",
         ],
         issuer_without_scheme: false,

@@ -169,12 +169,13 @@ const PROFILES = {
     refresh: 'offline',
     account: (login, groups) => ({ oid: guid(`oid:${login}`), tid: guid('tenant'), email: `${login}@example.test`, preferred_username: `${login}@example.test`, name: login, groups: groups.map(guid) }),
   },
-  // Group paths (/admins) and realm roles in realm_access.roles; refresh tokens always.
+  // Group paths (/admins) and realm roles in realm_access.roles; email_verified
+  // false (a user an administrator created, with no verification); refresh tokens always.
   keycloak: {
     scopes: ['openid', 'offline_access', 'email', 'profile'],
     claims: { openid: ['sub', 'groups', 'realm_access'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username', 'given_name'] },
     refresh: 'always',
-    account: (login, groups) => ({ email: `${login}@example.test`, email_verified: true, preferred_username: login, name: login, given_name: login, groups: groups.map((g) => `/${g}`), realm_access: { roles: ['realm-viewer'] } }),
+    account: (login, groups) => ({ email: `${login}@example.test`, email_verified: false, preferred_username: login, name: login, given_name: login, groups: groups.map((g) => `/${g}`), realm_access: { roles: ['realm-viewer'] } }),
   },
   // groups with the groups scope, email_verified, refresh only with offline_access.
   dex: {
