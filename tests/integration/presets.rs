@@ -508,6 +508,19 @@ async fn google_defaults_sign_in_with_its_verified_email() {
 }
 
 #[tokio::test]
+async fn google_hosted_domain_admits_the_workspace_the_token_names_in_hd() {
+    // The google profile sends hd = example.test, as Google does for a Workspace account.
+    for (domain, status) in [("example.test", 200), ("example.com", 403)] {
+        let settings = [("provider", "google"), ("hosted_domain", domain)];
+        let Some(s) = stack_exactly(&["--profile", "google"], &settings).await else {
+            return;
+        };
+        let page = login(&s, &Browser::new(), "gus").await;
+        assert_eq!(page.status, status, "{domain}: {page:?}");
+    }
+}
+
+#[tokio::test]
 async fn google_accepts_its_issuer_without_the_scheme_and_no_other_preset_does() {
     let bare = ["--iss-without-scheme"];
     let Some(echo) = defaults_only("google", &bare, "gus").await else {
