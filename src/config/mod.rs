@@ -245,6 +245,9 @@ pub struct Config {
     pub upstream: Option<Url>,
     /// Exactly as configured: compared byte for byte with `iss`.
     pub issuer_url: String,
+    /// Other spellings of `issuer_url` the provider preset accepts in `iss` (google:
+    /// without the scheme); empty for every other preset.
+    pub issuer_aliases: Vec<String>,
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub client_auth: ClientAuth,

@@ -14,6 +14,9 @@ pub struct Preset {
     defaults: &'static [(&'static str, &'static str)],
     /// What a user should know, printed by `check`.
     pub notes: &'static [&'static str],
+    /// ID tokens may name the issuer without its `https://` (Google's
+    /// `accounts.google.com`): that spelling of the configured issuer is accepted too.
+    issuer_without_scheme: bool,
 }
 
 /// Every preset, `oidc` (no defaults) first.
@@ -22,6 +25,7 @@ pub const PRESETS: &[Preset] = &[
         name: "oidc",
         defaults: &[],
         notes: &[],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "tsidp",
@@ -35,16 +39,23 @@ pub const PRESETS: &[Preset] = &[
             "tokens live 5 minutes and are renewed refresh_before_secs ahead; each single-use refresh token is spent once, whatever the concurrency",
             "tsidp has no end-session endpoint: sign-out ends the gatehouse session only",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "vault",
-        defaults: &[("scopes", "openid"), ("require_email_verified", "false")],
+        defaults: &[
+            ("scopes", "openid"),
+            ("user_claim", "sub"),
+            ("require_email_verified", "false"),
+        ],
         notes: &[
+            "scope openid gives only sub (the entity ID), aud, iat, exp and nonce: the user is sub, as the API server's --oidc-username-claim=sub; to map a name, add a scope whose template sets it and set user_claim",
             "Vault sends no email_verified claim: emails from its scope templates are trusted as they are (require_email_verified = false)",
             "Vault issues no refresh tokens: the session lasts until the ID token expires, then the next navigation signs in again",
             "claims such as email and groups come from the provider's scope templates: add those scopes to `scopes`",
             "keys may be EdDSA, which the Kubernetes API server cannot verify: use an RS256 key for the provider if Headlamp forwards the token",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "authentik",
@@ -58,6 +69,7 @@ pub const PRESETS: &[Preset] = &[
             "recent Authentik marks emails email_verified: false; the user is mapped from preferred_username. To have Authentik vouch for emails, set email_verified in the email scope mapping",
             "an application without a signing key signs with HS256, which gatehouse and the Kubernetes API server refuse: choose a signing key for it",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "entra",
@@ -71,17 +83,22 @@ pub const PRESETS: &[Preset] = &[
             "above 200 groups Entra sends no groups claim (overage): gatehouse refuses the login and says so; assign groups to the application or use app roles",
             "user_claim may be oid, preferred_username (default) or upn; Entra's email claim is not verified",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "keycloak",
         defaults: &[
             ("groups_claim", "groups,realm_access.roles,resource_access.{client_id}.roles"),
+            ("groups_trim_leading_slash", "true"),
+            ("user_claim", "preferred_username"),
         ],
         notes: &[
             "the issuer is https://<host>/realms/<realm> (or /auth/realms/<realm> before Keycloak 17)",
-            "groups merge the groups claim (a group mapper) with realm roles and this client's roles; groups_trim_leading_slash turns /admins into admins",
+            "groups merge the groups claim (a group mapper) with realm roles and this client's roles; groups_trim_leading_slash (on) turns a group mapper's full paths such as /admins into admins",
+            "the user is mapped from preferred_username (the Keycloak username, always sent): Keycloak sends email_verified: false for users whose email nobody verified, and an unverified email cannot be the user",
             "sign-out goes to Keycloak's end-session endpoint with id_token_hint",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "dex",
@@ -89,6 +106,7 @@ pub const PRESETS: &[Preset] = &[
         notes: &[
             "groups and offline_access are requested: Dex sends groups and refresh tokens only for those scopes, and rotates refresh tokens",
         ],
+        issuer_without_scheme: false,
     },
     Preset {
         name: "google",
@@ -99,7 +117,9 @@ pub const PRESETS: &[Preset] = &[
         notes: &[
             "Google sends no groups; hosted_domain limits sign-in to a Workspace domain (the hd claim is checked)",
             "access_type=offline and prompt=consent are sent so that Google issues a refresh token",
+            "ID tokens may carry iss accounts.google.com, without https://: both spellings are accepted",
         ],
+        issuer_without_scheme: true,
     },
 ];
 
@@ -140,6 +160,17 @@ impl Preset {
                 Some((*k, v))
             })
             .collect()
+    }
+
+    /// The spellings of `issuer` besides itself that this provider's ID tokens may carry
+    /// in `iss` (none for most providers: `iss` is compared byte for byte).
+    pub fn issuer_aliases(&self, issuer: &str) -> Vec<String> {
+        issuer
+            .strip_prefix("https://")
+            .or_else(|| issuer.strip_prefix("http://"))
+            .filter(|_| self.issuer_without_scheme)
+            .map(|bare| vec![bare.to_string()])
+            .unwrap_or_default()
     }
 
     /// `raw` with this preset's defaults underneath.
@@ -339,6 +370,35 @@ mod tests {
         assert!(!kc
             .check(&RawConfig::default(), &[], "https://kc/main")
             .is_empty());
+    }
+
+    #[test]
+    fn only_google_accepts_its_issuer_without_the_scheme() {
+        let google = "https://accounts.google.com";
+        for p in PRESETS {
+            let want: Vec<String> = match p.name {
+                "google" => vec!["accounts.google.com".into()],
+                _ => vec![],
+            };
+            assert_eq!(p.issuer_aliases(google), want, "{}", p.name);
+        }
+        // Through the configuration, as the verifier gets it.
+        let cfg = |provider: &str| {
+            let r = raw(&[
+                ("provider", provider),
+                ("issuer_url", google),
+                ("client_id", "c"),
+                ("client_secret", "s"),
+                ("upstream", "http://127.0.0.1:9"),
+                (
+                    "cookie_secret",
+                    "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+                ),
+            ]);
+            crate::config::Config::from_raw(&r).map(|c| c.issuer_aliases)
+        };
+        assert_eq!(cfg("google").unwrap(), vec!["accounts.google.com"]);
+        assert!(cfg("oidc").unwrap().is_empty());
     }
 
     #[test]

@@ -399,6 +399,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             preset_defaults,
             listen,
             upstream,
+            issuer_aliases: preset.issuer_aliases(&issuer_url),
             issuer_url,
             client_id,
             client_secret: client_secret.map(Secret::new),

@@ -94,6 +94,8 @@ pub struct Loaded {
 /// Client settings the flow needs.
 pub struct Client {
     pub issuer: String,
+    /// Other spellings of `issuer` accepted in `iss` (the provider preset's).
+    pub issuer_aliases: Vec<String>,
     pub client_id: String,
     pub secret: Option<Secret>,
     pub auth: ClientAuth,
@@ -160,6 +162,7 @@ impl Provider {
         Provider {
             client: Client {
                 issuer: cfg.issuer_url.clone(),
+                issuer_aliases: cfg.issuer_aliases.clone(),
                 client_id: cfg.client_id.clone(),
                 secret: cfg.client_secret.clone(),
                 auth: cfg.client_auth,
@@ -224,6 +227,7 @@ impl Provider {
     pub fn for_bearer_issuer(cfg: &Config, issuer: &str, audience: &str) -> Provider {
         let mut p = Provider::plain(cfg);
         p.client.issuer = issuer.to_string();
+        p.client.issuer_aliases.clear();
         p.client.client_id = audience.to_string();
         p.client.secret = None;
         p

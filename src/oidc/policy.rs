@@ -146,6 +146,7 @@ impl Provider {
         }
         let want = Expected {
             issuer: &c.issuer,
+            issuer_aliases: &c.issuer_aliases,
             client_id: audience,
             nonce,
             now: crate::util::now_secs(),

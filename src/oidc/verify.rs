@@ -14,6 +14,9 @@ use serde_json::Value;
 /// What a valid token must say.
 pub struct Expected<'a> {
     pub issuer: &'a str,
+    /// Other spellings of `issuer` accepted in `iss`, from the provider preset (google's
+    /// `accounts.google.com`); empty otherwise, and then `iss` must be `issuer` exactly.
+    pub issuer_aliases: &'a [String],
     pub client_id: &'a str,
     /// Required for tokens from the code flow; `None` for refreshed tokens.
     pub nonce: Option<&'a str>,
@@ -138,7 +141,7 @@ pub fn check_claims(claims: &Value, want: &Expected<'_>) -> Result<(), TokenErro
         .get("iss")
         .and_then(Value::as_str)
         .ok_or(TokenError::Missing("iss"))?;
-    if iss != want.issuer {
+    if iss != want.issuer && !want.issuer_aliases.iter().any(|a| a == iss) {
         let hint = if iss.trim_end_matches('/') == want.issuer.trim_end_matches('/') {
             " (only a trailing slash differs)"
         } else {
@@ -291,6 +294,7 @@ mod tests {
     fn want(nonce: Option<&'static str>) -> Expected<'static> {
         Expected {
             issuer: "https://idp",
+            issuer_aliases: &[],
             client_id: "app",
             nonce,
             now: 1000,
@@ -405,6 +409,22 @@ mod tests {
         );
         let azp_ok = with(multi.clone(), "azp", json!("app"));
         assert_eq!(check_claims(&azp_ok, &trusting), Ok(()));
+    }
+
+    #[test]
+    fn issuer_spellings_are_accepted_only_when_listed() {
+        let bare = with(good(), "iss", json!("idp"));
+        let e = check_claims(&bare, &want(None)).unwrap_err();
+        assert!(matches!(e, TokenError::Issuer { .. }), "{e:?}");
+        let aliases = ["idp".to_string()];
+        let listing = Expected {
+            issuer_aliases: &aliases,
+            ..want(None)
+        };
+        assert_eq!(check_claims(&bare, &listing), Ok(()));
+        assert_eq!(check_claims(&good(), &listing), Ok(()));
+        let other = with(good(), "iss", json!("idp.evil"));
+        assert!(check_claims(&other, &listing).is_err());
     }
 
     #[test]

@@ -53,7 +53,8 @@ async fn keycloak_realm_issuer_path() {
     };
     assert!(s.op.issuer.ends_with("/realms/main"), "{}", s.op.issuer);
     let echo = login(&s, &Browser::new(), "kate").await.json();
-    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["kate@example.test"]);
+    // The preset maps the user from preferred_username.
+    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["kate"]);
     assert_eq!(seen(&echo, "x-forwarded-group"), vec!["admins,dev"]);
 }
 
@@ -104,7 +105,9 @@ async fn vault_without_refresh_tokens_serves_until_the_id_token_ends() {
     };
     let b = Browser::new();
     let echo = login(&s, &b, "val").await.json();
-    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["val@example.test"]);
+    // The preset maps the user from sub (the entity ID), whatever the scopes add.
+    assert_eq!(seen(&echo, "x-forwarded-user"), vec!["val"]);
+    assert_eq!(seen(&echo, "x-forwarded-email"), vec!["val@example.test"]);
     // No refresh token: the session holds none and still serves until the ID token ends.
     let again = b.get(&format!("{}/again", s.gh.url)).await;
     assert_eq!(again.status, 200);
@@ -374,4 +377,207 @@ async fn entra_and_dex_presets_sign_in_with_their_defaults() {
             .any(|c| c.starts_with("_gatehouse=")),
         "offline_access gave a refresh token, and it was used"
     );
+}
+
+/// Signs `user` in with nothing but `provider = <name>` (and the issuer, client, secret and
+/// cookie secret every configuration needs) against oidc-provider sending what that
+/// provider sends (`--profile <name>`), and returns the headers the upstream got.
+async fn defaults_only(name: &str, quirks: &[&str], user: &str) -> Option<serde_json::Value> {
+    // `oidc` stands for any standard provider: oidc-provider's full default profile.
+    let profile = if name == "oidc" { "default" } else { name };
+    let mut all = vec!["--profile", profile];
+    all.extend_from_slice(quirks);
+    let s = stack_exactly(&all, &[("provider", name)]).await?;
+    let page = login(&s, &Browser::new(), user).await;
+    assert_eq!(page.status, 200, "{name} with its defaults: {page:?}");
+    Some(page.json())
+}
+
+/// The identity headers the upstream got: user, email, groups, preferred username.
+fn identity(echo: &serde_json::Value) -> [Vec<String>; 4] {
+    [
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-group",
+        "x-forwarded-preferred-username",
+    ]
+    .map(|h| seen(echo, h))
+}
+
+fn one(s: &str) -> Vec<String> {
+    vec![s.to_string()]
+}
+
+#[tokio::test]
+async fn vault_defaults_sign_in_with_scope_openid_and_the_subject() {
+    let vault = ["--issuer-path", "/v1/identity/oidc/provider/default"];
+    let Some(echo) = defaults_only("vault", &vault, "val").await else {
+        return;
+    };
+    // Only sub, aud, iat, exp and nonce arrive: the user is the entity ID.
+    let [user, email, groups, preferred] = identity(&echo);
+    assert_eq!(user, one("val"));
+    assert!(email.is_empty() && groups.is_empty() && preferred.is_empty());
+    let token = &seen(&echo, "x-forwarded-id-token")[0];
+    let claims = gatehouse::oidc::verify::payload(token).unwrap();
+    assert!(claims.get("email").is_none(), "{claims}");
+}
+
+#[tokio::test]
+async fn tsidp_defaults_trust_its_email_without_email_verified() {
+    let Some(echo) = defaults_only("tsidp", &["--no-end-session"], "tom").await else {
+        return;
+    };
+    let [user, email, groups, preferred] = identity(&echo);
+    assert_eq!(user, one("tom@example.test"));
+    assert_eq!(email, one("tom@example.test"));
+    assert!(groups.is_empty(), "tsidp sends no groups: {groups:?}");
+    assert_eq!(preferred, one("tom"));
+}
+
+#[tokio::test]
+async fn authentik_defaults_map_the_username_and_drop_the_unverified_email() {
+    let ak = ["--issuer-path", "/application/o/headlamp/"];
+    let Some(echo) = defaults_only("authentik", &ak, "anna").await else {
+        return;
+    };
+    let [user, email, groups, preferred] = identity(&echo);
+    assert_eq!(user, one("anna"));
+    assert!(email.is_empty(), "email_verified is false: {email:?}");
+    assert_eq!(groups, one("admins,dev"));
+    assert_eq!(preferred, one("anna"));
+}
+
+#[tokio::test]
+async fn entra_defaults_map_preferred_username_and_pass_group_object_ids() {
+    let Some(echo) = defaults_only("entra", &[], "erin").await else {
+        return;
+    };
+    let [user, email, groups, _] = identity(&echo);
+    assert_eq!(user, one("erin@example.test"));
+    assert!(email.is_empty(), "Entra's email is unverified: {email:?}");
+    let ids: Vec<&str> = groups[0].split(',').collect();
+    assert_eq!(ids.len(), 2, "{groups:?}");
+    assert!(
+        ids.iter()
+            .all(|g| g.len() == 36 && g.split('-').count() == 5),
+        "{groups:?}"
+    );
+}
+
+#[tokio::test]
+async fn keycloak_defaults_map_the_username_and_merge_group_paths_and_realm_roles() {
+    let kc = ["--issuer-path", "/realms/main"];
+    let Some(echo) = defaults_only("keycloak", &kc, "kate").await else {
+        return;
+    };
+    let [user, email, groups, preferred] = identity(&echo);
+    // email_verified is false, as for a user an administrator created: the username is
+    // the user, and the unverified email is not passed on.
+    assert_eq!(user, one("kate"));
+    assert!(email.is_empty(), "{email:?}");
+    // The group mapper's full paths lose their slash; realm roles join them.
+    assert_eq!(groups, one("admins,dev,realm-viewer"));
+    assert_eq!(preferred, one("kate"));
+}
+
+#[tokio::test]
+async fn dex_defaults_ask_for_groups_and_verified_emails() {
+    let Some(echo) = defaults_only("dex", &[], "dan").await else {
+        return;
+    };
+    let [user, email, groups, preferred] = identity(&echo);
+    assert_eq!(user, one("dan@example.test"));
+    assert_eq!(email, one("dan@example.test"));
+    assert_eq!(groups, one("admins,dev"));
+    assert_eq!(preferred, one("dan"));
+}
+
+#[tokio::test]
+async fn google_defaults_sign_in_with_its_verified_email() {
+    let Some(echo) = defaults_only("google", &[], "gus").await else {
+        return;
+    };
+    let [user, email, groups, preferred] = identity(&echo);
+    assert_eq!(user, one("gus@example.test"));
+    assert_eq!(email, one("gus@example.test"));
+    assert!(
+        groups.is_empty() && preferred.is_empty(),
+        "{groups:?} {preferred:?}"
+    );
+}
+
+#[tokio::test]
+async fn google_hosted_domain_admits_the_workspace_the_token_names_in_hd() {
+    // The google profile sends hd = example.test, as Google does for a Workspace account.
+    for (domain, status) in [("example.test", 200), ("example.com", 403)] {
+        let settings = [("provider", "google"), ("hosted_domain", domain)];
+        let Some(s) = stack_exactly(&["--profile", "google"], &settings).await else {
+            return;
+        };
+        let page = login(&s, &Browser::new(), "gus").await;
+        assert_eq!(page.status, status, "{domain}: {page:?}");
+    }
+}
+
+#[tokio::test]
+async fn google_accepts_its_issuer_without_the_scheme_and_no_other_preset_does() {
+    let bare = ["--iss-without-scheme"];
+    let Some(echo) = defaults_only("google", &bare, "gus").await else {
+        return;
+    };
+    let token = &seen(&echo, "x-forwarded-id-token")[0];
+    let iss = gatehouse::oidc::verify::payload(token).unwrap()["iss"].clone();
+    assert!(
+        iss.as_str().is_some_and(|i| i.starts_with("127.0.0.1:")),
+        "{iss}"
+    );
+    assert_eq!(seen(&echo, "x-forwarded-user"), one("gus@example.test"));
+    // The same provider, any other preset: `iss` is compared byte for byte.
+    for name in ["oidc", "dex", "keycloak"] {
+        let quirks = ["--profile", "google", "--iss-without-scheme"];
+        let Some(s) = stack_exactly(&quirks, &[("provider", name)]).await else {
+            return;
+        };
+        let page = login(&s, &Browser::new(), "gus").await;
+        assert_eq!(page.status, 502, "{name}: {page:?}");
+        assert!(
+            page.body.contains("issuer is `127.0.0.1:"),
+            "{name}: {}",
+            page.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn oidc_defaults_sign_in_against_a_plain_provider() {
+    let Some(echo) = defaults_only("oidc", &[], "olga").await else {
+        return;
+    };
+    let [user, email, _, _] = identity(&echo);
+    assert_eq!(user, one("olga@example.test"));
+    assert_eq!(email, one("olga@example.test"));
+}
+
+#[tokio::test]
+async fn presets_that_ask_for_offline_access_get_and_use_refresh_tokens() {
+    // Authentik, Entra and Dex issue refresh tokens only for offline_access, which
+    // their presets request; every request is "due", so a held refresh token is used.
+    for name in ["authentik", "entra", "dex"] {
+        let settings = [("provider", name), ("refresh_before_secs", "100000")];
+        let Some(s) = stack_exactly(&["--profile", name], &settings).await else {
+            return;
+        };
+        let b = Browser::new();
+        assert_eq!(login(&s, &b, "rita").await.status, 200, "{name}");
+        let again = b.get(&format!("{}/again", s.gh.url)).await;
+        assert_eq!(again.status, 200, "{name}");
+        assert!(
+            again
+                .set_cookies()
+                .iter()
+                .any(|c| c.starts_with("_gatehouse=")),
+            "{name}: a refresh token came with offline_access and renewed the session"
+        );
+    }
 }

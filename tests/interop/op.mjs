@@ -18,7 +18,12 @@
 //               [--signing-alg RS256|PS256|ES256|EdDSA] [--no-refresh-token]
 //               [--single-use-refresh] [--claims-in-userinfo-only]
 //               [--userinfo-sub SUB] [--aud-string] [--extra-aud AUD ...]
-//               [--no-end-session]
+//               [--no-end-session] [--profile NAME] [--iss-without-scheme]
+//
+// --profile NAME sends what that provider sends (PROFILES below): the scopes
+// it knows, the claims each scope adds to the ID token, and whether refresh
+// tokens come always, never, or only with offline_access. `default` (no
+// option) sends every claim for every scope and a refresh token every time.
 
 import http from 'node:http';
 import https from 'node:https';
@@ -69,6 +74,8 @@ try {
       'aud-string': { type: 'boolean', default: false },
       'extra-aud': { type: 'string', multiple: true },
       'no-end-session': { type: 'boolean', default: false },
+      profile: { type: 'string', default: 'default' },
+      'iss-without-scheme': { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -117,7 +124,78 @@ const SIGNING_ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
 const signingAlg = opts['signing-alg'];
 if (!SIGNING_ALGS.includes(signingAlg)) fail(`--signing-alg must be one of ${SIGNING_ALGS.join(', ')}, got ${JSON.stringify(signingAlg)}`);
 
-const noRefreshToken = opts['no-refresh-token'];
+// ---------------------------------------------------------------------------
+// Provider profiles: what each provider puts into an ID token for its scopes
+// (CONTRACTS.md §3, examples/providers/<name>/README.md). `account` builds the
+// claims of a login from the groups typed on the login form; `claims` says
+// which of them each scope releases; `refresh` is always | never | offline.
+
+const guid = (name) => {
+  const h = crypto.createHash('sha256').update(name).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+};
+const PROFILES = {
+  default: {
+    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'], groups: ['groups'] },
+    refresh: 'always',
+    account: (login, groups) => ({ email: `${login}@example.test`, email_verified: true, preferred_username: login, name: login, groups }),
+  },
+  // Only the scopes openid, email and profile; no groups, no email_verified.
+  tsidp: {
+    scopes: ['openid', 'email', 'profile'],
+    claims: { openid: ['sub'], email: ['email'], profile: ['name', 'preferred_username', 'picture'] },
+    refresh: 'always',
+    account: (login) => ({ email: `${login}@example.test`, preferred_username: login, name: login, picture: 'https://example.test/p.png' }),
+  },
+  // Scope openid yields sub, aud, iat, exp, nonce and nothing else; no refresh tokens.
+  vault: {
+    scopes: ['openid'],
+    claims: { openid: ['sub'] },
+    refresh: 'never',
+    account: () => ({}),
+  },
+  // email_verified false by default; groups with the profile scope; refresh only with offline_access.
+  authentik: {
+    scopes: ['openid', 'offline_access', 'email', 'profile'],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'given_name', 'preferred_username', 'nickname', 'groups'] },
+    refresh: 'offline',
+    account: (login, groups) => ({ email: `${login}@example.test`, email_verified: false, preferred_username: login, nickname: login, name: login, given_name: login, groups }),
+  },
+  // Groups are object IDs (GUIDs) in every ID token; email unverified and without email_verified.
+  entra: {
+    scopes: ['openid', 'offline_access', 'email', 'profile'],
+    claims: { openid: ['sub', 'oid', 'tid', 'groups'], email: ['email'], profile: ['name', 'preferred_username'] },
+    refresh: 'offline',
+    account: (login, groups) => ({ oid: guid(`oid:${login}`), tid: guid('tenant'), email: `${login}@example.test`, preferred_username: `${login}@example.test`, name: login, groups: groups.map(guid) }),
+  },
+  // Group paths (/admins) and realm roles in realm_access.roles; email_verified
+  // false (a user an administrator created, with no verification); refresh tokens always.
+  keycloak: {
+    scopes: ['openid', 'offline_access', 'email', 'profile'],
+    claims: { openid: ['sub', 'groups', 'realm_access'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username', 'given_name'] },
+    refresh: 'always',
+    account: (login, groups) => ({ email: `${login}@example.test`, email_verified: false, preferred_username: login, name: login, given_name: login, groups: groups.map((g) => `/${g}`), realm_access: { roles: ['realm-viewer'] } }),
+  },
+  // groups with the groups scope, email_verified, refresh only with offline_access.
+  dex: {
+    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'], groups: ['groups'] },
+    refresh: 'offline',
+    account: (login, groups) => ({ email: `${login}@example.test`, email_verified: true, preferred_username: login, name: login, groups }),
+  },
+  // No groups, no preferred_username; hd for a Workspace domain; refresh with access_type=offline.
+  google: {
+    scopes: ['openid', 'email', 'profile'],
+    claims: { openid: ['sub', 'hd'], email: ['email', 'email_verified'], profile: ['name', 'given_name', 'picture'] },
+    refresh: 'always',
+    account: (login) => ({ hd: 'example.test', email: `${login}@example.test`, email_verified: true, name: login, given_name: login, picture: 'https://example.test/p.png' }),
+  },
+};
+const profile = PROFILES[opts.profile];
+if (!profile) fail(`--profile must be one of ${Object.keys(PROFILES).join(', ')}, got ${JSON.stringify(opts.profile)}`);
+
+const noRefreshToken = opts['no-refresh-token'] || profile.refresh === 'never';
 if (noRefreshToken && opts['single-use-refresh']) fail('--no-refresh-token and --single-use-refresh contradict each other');
 const claimsInUserinfoOnly = opts['claims-in-userinfo-only'];
 const userinfoSub = opts['userinfo-sub'];
@@ -143,14 +221,7 @@ function accountFor(login) {
   return {
     accountId: login,
     async claims() {
-      return {
-        sub: login,
-        email: `${login}@example.test`,
-        email_verified: true,
-        preferred_username: login,
-        name: login,
-        groups: [...(groupsByLogin.get(login) ?? [])],
-      };
+      return { sub: login, ...profile.account(login, [...(groupsByLogin.get(login) ?? [])]) };
     },
   };
 }
@@ -206,6 +277,18 @@ function freshSigningJwk(alg) {
 // because the issuer contains the port the OS picked.
 
 let providerHandler = null;
+
+// Profiles whose provider issues refresh tokens only for offline_access:
+// oidc-provider drops that scope from a request without prompt=consent, which
+// these providers do not need, so remember the requests that asked for it by
+// their nonce (the code carries it to the token endpoint).
+const offlineNonces = new Set();
+function rememberOffline(url) {
+  const query = new URLSearchParams((url ?? '').split('?')[1] ?? '');
+  const nonce = query.get('nonce');
+  if (nonce && (query.get('scope') ?? '').split(' ').includes('offline_access')) offlineNonces.add(nonce);
+}
+
 let interactionHandler = null;
 
 const server = (tlsOptions ? https : http).createServer(tlsOptions ?? {}, (req, res) => {
@@ -252,6 +335,7 @@ const server = (tlsOptions ? https : http).createServer(tlsOptions ?? {}, (req, 
     });
     return;
   }
+  if (profile.refresh === 'offline' && path === '/auth') rememberOffline(req.url);
   providerHandler(req, res);
 });
 
@@ -294,13 +378,8 @@ const configuration = {
   pkce: {
     required: () => true,
   },
-  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
-  claims: {
-    openid: ['sub'],
-    email: ['email', 'email_verified'],
-    profile: ['name', 'preferred_username'],
-    groups: ['groups'],
-  },
+  scopes: profile.scopes,
+  claims: profile.claims,
   // Put the scope-derived claims into the ID token itself, not only userinfo.
   // With --claims-in-userinfo-only (oidc-provider's own default), the ID token
   // of the code flow keeps only the protocol claims and the scope-derived
@@ -310,8 +389,10 @@ const configuration = {
   // Hand out a refresh token with every code exchange, no offline_access or
   // prompt=consent needed, and rotate it on each use (a used one is refused
   // with invalid_grant, and oidc-provider then revokes the whole grant).
-  // --no-refresh-token: never.
-  issueRefreshToken: async () => !noRefreshToken,
+  // --no-refresh-token (or a profile without them): never; a profile that
+  // issues them only for offline_access: when the grant holds that scope.
+  issueRefreshToken: async (_ctx, _client, code) =>
+    !noRefreshToken && (profile.refresh !== 'offline' || offlineNonces.has(code.nonce)),
   rotateRefreshToken: true,
   ttl: {
     AccessToken: accessTokenTtl,
@@ -418,6 +499,24 @@ if (extraAudiences.length > 0) {
   const originalFind = provider.Client.find;
   provider.Client.find = function findWithAudienceArray(id, ...rest) {
     return originalFind.call(this, Array.isArray(id) ? id[0] : id, ...rest);
+  };
+}
+
+// --iss-without-scheme (Google): ID tokens carry the issuer without its
+// scheme (`accounts.google.com`); discovery and everything else keep it.
+// IdToken#issue signs with provider.issuer, so swap it for the signing only.
+if (opts['iss-without-scheme']) {
+  if (extraAudiences.length > 0) fail('--iss-without-scheme and --extra-aud do not combine');
+  const originalIssue = provider.IdToken.prototype.issue;
+  provider.IdToken.prototype.issue = async function issueWithoutScheme(options = {}) {
+    if (options.use !== 'idtoken') return originalIssue.call(this, options);
+    const full = provider.issuer;
+    provider.issuer = full.replace(/^https?:\/\//, '');
+    try {
+      return await originalIssue.call(this, options);
+    } finally {
+      provider.issuer = full;
+    }
   };
 }
 
