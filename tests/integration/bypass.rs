@@ -14,7 +14,7 @@
 
 use crate::support::idp::TestIdp;
 use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind, Wiring};
-use crate::support::{config, raw_http, raw_status, start_on, Gatehouse};
+use crate::support::{config, raw_http_status, start_on, Gatehouse};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,7 +73,7 @@ impl Canary {
 /// Sends `request` raw to `port`; returns the status code (0 when the peer closed
 /// without one).
 async fn raw(port: u16, request: &[u8]) -> u16 {
-    raw_status(&raw_http(([127, 0, 0, 1], port).into(), request).await)
+    raw_http_status(([127, 0, 0, 1], port).into(), request).await
 }
 
 /// Whether the app would serve `request_line` as one of the skip routes

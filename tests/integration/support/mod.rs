@@ -146,6 +146,32 @@ pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     buf
 }
 
+/// Sends `request` raw to `addr` and reads only as far as the status code (0 when the
+/// peer closed without one). Not to the end: Envoy holds a closing connection open for
+/// a second (`delayed_close_timeout`), which would cost that much per request.
+pub async fn raw_http_status(addr: SocketAddr, request: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return 0;
+    };
+    if s.write_all(request).await.is_err() {
+        return 0;
+    }
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 4096];
+        while buf.len() < 12 {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 10 s");
+    raw_status(&buf)
+}
+
 /// The status code of a raw answer (0 when there is none).
 pub fn raw_status(answer: &[u8]) -> u16 {
     std::str::from_utf8(answer.get(9..12).unwrap_or_default())
