@@ -23,6 +23,7 @@ mod proxy;
 mod real_upstreams;
 mod review;
 mod review2;
+mod review3;
 mod support;
 mod tokens;
 mod upstream_wire;
