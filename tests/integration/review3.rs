@@ -190,3 +190,36 @@ async fn review3_upstream_credentials_never_reach_an_error_page() {
         r.body
     );
 }
+
+/// Finding 6 (upgrade hazard). Before issue 15 a `provider = "keycloak"` deployment without
+/// `user_claim` sent its users upstream as their (verified) email; now the same file sends
+/// their Keycloak username. Every upstream that keys accounts, ACLs or audit by the user
+/// header meets new users, and a username can equal a name the upstream already knew for
+/// someone else. Nothing at start-up or in `check` says the user header changed: a
+/// configuration that relies on the preset's user_claim should be warned once.
+#[test]
+fn review3_the_keycloak_presets_new_user_claim_is_announced() {
+    let mut raw = gatehouse::config::RawConfig::default();
+    for (k, v) in [
+        ("provider", "keycloak"),
+        ("issuer_url", "https://kc.example.test/realms/main"),
+        ("client_id", "headlamp"),
+        ("client_secret", "s"),
+        ("upstream", "http://127.0.0.1:9"),
+        (
+            "cookie_secret",
+            "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+        ),
+    ] {
+        raw.set(k, v);
+    }
+    let cfg = gatehouse::config::Config::from_raw(&raw).unwrap();
+    assert_eq!(cfg.claims.user, "preferred_username");
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.contains("user_claim") && w.contains("preferred_username")),
+        "no warning that the user header is now the username: {:?}",
+        cfg.warnings
+    );
+}
