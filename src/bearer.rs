@@ -116,7 +116,11 @@ impl BearerVerifier {
     ) -> Result<Session, BearerError> {
         let unverified = crate::oidc::verify::payload(token).ok_or(BearerError::NotJwt)?;
         let iss = unverified.get("iss").and_then(|v| v.as_str()).unwrap_or("");
-        let claims = if iss == main.client.issuer {
+        // The main issuer in any spelling its preset accepts (google's scheme-less one),
+        // as the ID token check does.
+        let main_issuer =
+            iss == main.client.issuer || main.client.issuer_aliases.iter().any(|a| a == iss);
+        let claims = if main_issuer {
             let loaded = main
                 .loaded()
                 .ok_or_else(|| BearerError::NotReady(iss.to_string()))?;

@@ -105,6 +105,8 @@ fn value_is_an_option(cmd: &clap::Command, argv: &[std::ffi::OsString]) -> Optio
                         || format!("-{}", a.get_short().unwrap_or('?')),
                         |l| format!("--{l}"),
                     );
+                    // Only the option's name: `--client-secret=VALUE` carries a secret.
+                    let next = next.split('=').next().unwrap_or_default();
                     let mut sub = sub.clone();
                     return Some(sub.error(
                         ErrorKind::InvalidValue,

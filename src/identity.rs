@@ -223,7 +223,13 @@ pub fn map_sources(claims: &Sources<'_>, rules: &ClaimMapping) -> Result<Identit
             claims,
         )))
     })?;
-    if !vouched && rules.user == rules.email {
+    // An unverified email is never the user: by the email claim itself, or by another
+    // claim carrying the same address (Keycloak's "email as username" makes
+    // `preferred_username` the email, which a user may set without verifying it).
+    let same_address = raw_email
+        .as_deref()
+        .is_some_and(|e| e.eq_ignore_ascii_case(&user));
+    if !vouched && (rules.user == rules.email || (same_address && email_verified == Some(false))) {
         return Err(IdentityError::UnverifiedEmailAsUser {
             email: user,
             state: if email_verified == Some(false) {

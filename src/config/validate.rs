@@ -48,6 +48,11 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             let entry = raw.get("upstream");
             r.problem(entry, "upstream", "https upstreams are not supported yet: reach the upstream over plain http on loopback or the pod network (as a sidecar does)");
         }
+        if !u.username().is_empty() || u.password().is_some() {
+            // Never sent upstream, and an error page would show the URL to every user.
+            let entry = raw.get("upstream");
+            r.problem(entry, "upstream", "must not carry a user name or password: gatehouse never sends them, and error pages name the upstream; give the app its credentials another way");
+        }
         if u.path() != "/" || u.query().is_some() {
             let entry = raw.get("upstream");
             r.problem(entry, "upstream", "must not have a path or query: gatehouse forwards the request path unchanged (keep Headlamp's -base-url prefix in the request instead)");
@@ -184,6 +189,19 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         login_timeout: r.secs("login_timeout_secs", 600),
     };
 
+    // The vault and keycloak presets map the user from another claim than they once did
+    // (`sub`, `preferred_username`; before: `email`): the user header changes on upgrade.
+    if let Some(super::sources::Entry {
+        origin: super::sources::Origin::Preset(p),
+        value: super::sources::RawValue::Str(claim),
+    }) = raw
+        .get("user_claim")
+        .filter(|_| matches!(preset.name, "vault" | "keycloak"))
+    {
+        warnings.push(format!(
+            "the {p} preset maps the user (X-Forwarded-User) from `{claim}`; releases before December 2026 used `email`. Set user_claim explicitly to choose, and check that the app and the API server's RBAC expect this name"
+        ));
+    }
     let client_id_for_paths = client_id.clone();
     let claims = ClaimMapping {
         user: r.str_or("user_claim", "email"),
