@@ -12,9 +12,10 @@
 //!
 //! What it believes about the original request is `original.rs`'s one value or unknown.
 //! Rules in the query (`authz::Policy::from_query`) narrow the configured ones in every
-//! form: the bare `/oauth2/auth?...` reads its whole query as rules; below it (Envoy), the
-//! query is the original request's, and any rule keys in it still apply (they can only
-//! narrow), so no path form drops a rule.
+//! form, read as `QueryForm` says: strictly where the query is the auth URL's (the bare
+//! endpoint, or below it from a named nginx, ingress-nginx, Traefik or Caddy), and below
+//! it from Envoy or `auto` as the original request's, whose rule keys still apply; an
+//! escaped `?` (`%3F`) carrying rules is refused. No path form drops a rule.
 //!
 //! The ID token and `Authorization` go only into answers on the internal listener
 //! (`auth_listen`, marked [`AuthListener`]): on the public one a page script could
@@ -213,8 +214,8 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
     };
     let (extra, redirect_param) = match query_rules(query, form) {
         Ok(rules) => rules,
-        // Below the endpoint the query is the checked request's own (Envoy): say so.
-        Err(e) if below.is_some() => {
+        // There the query is the checked request's own (Envoy, or `auto` below): say so.
+        Err(e) if form != QueryForm::AuthUrl => {
             return ctx.fail(AppError::BadAuthQuery(format!(
                 "the checked request's own query has a rule parameter gatehouse cannot apply ({e}); rule keys there narrow access like the auth URL's"
             )))
