@@ -442,6 +442,16 @@ impl Additions {
 
 /// Writes the verified identity. Runs after [`strip_identity`], so each header is ours alone.
 pub fn inject(headers: &mut impl SetHeader, names: &HeaderNames, v: &IdentityValues) {
+    inject_identity(headers, names, v, true);
+}
+
+/// [`inject`]; without the ID token and `Authorization` unless `with_tokens`.
+fn inject_identity(
+    headers: &mut impl SetHeader,
+    names: &HeaderNames,
+    v: &IdentityValues,
+    with_tokens: bool,
+) {
     let mut put = |name: &HeaderName, value: &Option<HeaderValue>| {
         if let Some(value) = value {
             headers.set(name.clone(), value.clone());
@@ -452,6 +462,9 @@ pub fn inject(headers: &mut impl SetHeader, names: &HeaderNames, v: &IdentityVal
     put(&names.preferred_username, &v.preferred_username);
     for name in &names.groups {
         put(name, &v.groups);
+    }
+    if !with_tokens {
+        return;
     }
     if let Some(name) = &names.id_token {
         put(name, &v.id_token);
@@ -538,16 +551,7 @@ pub fn write_auth_response(
     put(X_AUTH_REQUEST_EMAIL, &v.email);
     put(X_AUTH_REQUEST_GROUPS, &v.groups);
     put(X_AUTH_REQUEST_PREFERRED_USERNAME, &v.preferred_username);
-    if with_tokens {
-        inject(headers, names, v);
-    } else {
-        let without = IdentityValues {
-            id_token: None,
-            bearer: None,
-            ..v.clone()
-        };
-        inject(headers, names, &without);
-    }
+    inject_identity(headers, names, v, with_tokens);
 }
 
 /// A header map from pairs, appending repeated names (tests only).

@@ -174,21 +174,20 @@ pub(crate) fn escaped_bare(path: &str) -> bool {
 /// What the refusal says when the ingress escaped the auth URL's `?`.
 pub(super) const ESCAPED_QUERY: &str = "the auth URL's query arrived escaped (`%3F` in the path): nginx does this to `auth_request /oauth2/auth?...` when the auth location proxies without a URI of its own, and the rules in it would be lost. Put the query on proxy_pass in that location (proxy_pass http://gatehouse:4181/oauth2/auth?allowed_groups=...;)";
 
-/// Logs, once, that skip routes were not applied to a check in Envoy's form under `auto`.
-fn warn_auto_below() {
-    static ONCE: AtomicBool = AtomicBool::new(false);
-    if !ONCE.swap(true, Ordering::Relaxed) {
-        tracing::warn!("forward-auth: a check below /oauth2/auth (Envoy's form, or an auth URL with a trailing slash) with forward_auth_client = auto: skip_auth_routes do not apply to it, since a fixed auth URL looks the same. With Envoy, set forward_auth_client = envoy");
+/// Logs `message` the first time `flag` is raised, never again in this process.
+fn warn_first_time(flag: &AtomicBool, message: &str) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        tracing::warn!("{message}");
     }
 }
 
-/// Logs, once, that an answer on the public listener left the token out.
-fn warn_tokens_withheld() {
-    static ONCE: AtomicBool = AtomicBool::new(false);
-    if !ONCE.swap(true, Ordering::Relaxed) {
-        tracing::warn!("forward-auth on the public listener: the answer carries no ID token and no Authorization (a page script could read them there). If the app needs the token (Headlamp does), set auth_listen and point the ingress's auth URL at that port");
-    }
-}
+/// Skip routes were not applied to a check in Envoy's form under `auto`.
+static AUTO_BELOW: AtomicBool = AtomicBool::new(false);
+const AUTO_BELOW_WARNING: &str = "forward-auth: a check below /oauth2/auth (Envoy's form, or an auth URL with a trailing slash) with forward_auth_client = auto: skip_auth_routes do not apply to it, since a fixed auth URL looks the same. With Envoy, set forward_auth_client = envoy";
+
+/// An answer on the public listener left the token out.
+static TOKENS_WITHHELD: AtomicBool = AtomicBool::new(false);
+const TOKENS_WITHHELD_WARNING: &str = "forward-auth on the public listener: the answer carries no ID token and no Authorization (a page script could read them there). If the app needs the token (Headlamp does), set auth_listen and point the ingress's auth URL at that port";
 
 pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let mut ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
@@ -238,7 +237,7 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
     });
     ctx.api = is_api_request(&original.method, req.headers());
     if below.is_some() && !original.decides_skip && !st.cfg.skip_auth_routes.is_empty() {
-        warn_auto_below();
+        warn_first_time(&AUTO_BELOW, AUTO_BELOW_WARNING);
     }
     if let Some((theirs, ours)) = crate::headers::emitted_alias(req.headers(), &st.cfg.headers) {
         let fix = removal_fix(client);
@@ -273,7 +272,7 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
             let carries_token = names.id_token.is_some()
                 || names.authorization != crate::config::PassAuthorization::None;
             if !internal && carries_token {
-                warn_tokens_withheld();
+                warn_first_time(&TOKENS_WITHHELD, TOKENS_WITHHELD_WARNING);
             }
             crate::headers::write_auth_response(
                 resp.headers_mut(),
