@@ -170,6 +170,9 @@ impl BearerVerifier {
             access_token,
             expires_at,
             created_at: now,
+            sid: None,
+            seen: now,
+            ticket: None,
             values: Default::default(),
             claims: Default::default(),
         };

@@ -7,9 +7,11 @@
 //! that code; a session never outlives a token it forwards: [`session_expiry`]), and
 //! `refresh.rs` coordinates refreshes.
 
+mod context;
 mod refresh;
 mod tokens;
 
+pub use context::AuthContext;
 pub use refresh::{RefreshFailure, Refresher};
 pub use tokens::{
     complete_claims, session_expiry, session_from_tokens, Expiries, Forwards, UserClaims,
@@ -17,7 +19,6 @@ pub use tokens::{
 
 use crate::authz::{check_all, Denial, Policy};
 use crate::bearer::bearer_of;
-use crate::http::AppState;
 use crate::routes::skip_rule;
 use crate::session::chunks::RequestCookies;
 use crate::session::Session;
@@ -56,6 +57,9 @@ pub enum Decision {
     },
     /// An `Authorization: Bearer` token that does not verify: 401, never a redirect.
     BadToken { reason: String },
+    /// The session store (Redis) cannot answer: 503 naming it and the cause, never a
+    /// login (the session may well be fine).
+    StoreDown { cause: String },
 }
 
 /// What the auth step looks at in a request.
@@ -73,7 +77,7 @@ pub struct AuthRequest<'a> {
 
 /// The auth step, shared by the sidecar, `/oauth2/userinfo` and `/oauth2/auth`:
 /// skip routes -> bearer token or session -> refresh -> identity -> rules.
-pub async fn authenticate(st: &AppState, req: &AuthRequest<'_>) -> Decision {
+pub async fn authenticate(st: &AuthContext, req: &AuthRequest<'_>) -> Decision {
     let cfg = &st.cfg;
     if let Some(path) = req.path {
         if let Some(rule) = skip_rule(&cfg.skip_auth_routes, req.method, path) {
@@ -98,7 +102,7 @@ pub async fn authenticate(st: &AppState, req: &AuthRequest<'_>) -> Decision {
 
 /// Applies the configured and per-request rules to a verified identity.
 fn with_rules(
-    st: &AppState,
+    st: &AuthContext,
     req: &AuthRequest<'_>,
     session: Arc<Session>,
     set_cookies: Vec<HeaderValue>,
@@ -148,10 +152,11 @@ fn serve_presented(session: Arc<Session>, now: u64) -> Option<(Arc<Session>, Vec
     (now < session.expires_at).then(|| (session, Vec::new()))
 }
 
-/// The session cookie -> a valid session, refreshed when due; `Err` is the login decision.
-/// Never a session past its `expires_at` (the first of its forwarded tokens to expire).
+/// The session cookie -> a valid session, refreshed when due; `Err` is the login decision
+/// (or the store being down). Never a session past its `expires_at` (the first of its
+/// forwarded tokens to expire), its lifetime, or its idle timeout.
 async fn load_session(
-    st: &AppState,
+    st: &AuthContext,
     cookies: &RequestCookies<'_>,
 ) -> Result<(Arc<Session>, Vec<HeaderValue>), Decision> {
     let (cfg, store) = (&st.cfg, &st.sessions);
@@ -159,8 +164,10 @@ async fn load_session(
         reason,
         clear: store.clear(cookies),
     };
-    let Some(session) = store.load(cookies).await else {
-        return Err(login(LoginReason::NoSession));
+    let session = match store.load(cookies).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(login(LoginReason::NoSession)),
+        Err(e) => return Err(Decision::StoreDown { cause: e.0 }),
     };
     let now = now_secs();
     let expired = || login(LoginReason::Expired);
@@ -171,6 +178,68 @@ async fn load_session(
     {
         return Err(expired());
     }
+    if let Some(idle) = cfg.cookie.idle_timeout {
+        if now >= last_use(&session).saturating_add(idle.as_secs()) {
+            tracing::info!(user = %session.identity.user, "the session was idle for longer than session_idle_timeout_secs");
+            return Err(expired());
+        }
+    }
+    let (session, set_cookies) = refreshed(st, cookies, session, now).await?;
+    Ok(touched(st, cookies, session, set_cookies).await)
+}
+
+/// When a session was last used (its start, before use was recorded).
+fn last_use(s: &Session) -> u64 {
+    s.seen.max(s.created_at)
+}
+
+/// With an idle timeout, records that the session is in use, at most every quarter of
+/// the timeout (a minute at most), so an active session never idles out. A failure to
+/// record it is logged; the request goes on.
+async fn touched(
+    st: &AuthContext,
+    cookies: &RequestCookies<'_>,
+    session: Arc<Session>,
+    mut set_cookies: Vec<HeaderValue>,
+) -> (Arc<Session>, Vec<HeaderValue>) {
+    let Some(idle) = st.cfg.cookie.idle_timeout else {
+        return (session, set_cookies);
+    };
+    let now = now_secs();
+    let every = (idle.as_secs() / 4).clamp(1, 60);
+    if now < last_use(&session).saturating_add(every) {
+        return (session, set_cookies);
+    }
+    let mut used = (*session).clone();
+    used.seen = now;
+    match st.sessions.save(&used, cookies).await {
+        Ok(c) => {
+            // The touch re-seals the same session: its cookies replace any set before.
+            if !c.is_empty() {
+                set_cookies = c;
+            }
+            (Arc::new(used), set_cookies)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record that the session is in use");
+            (session, set_cookies)
+        }
+    }
+}
+
+/// The session, refreshed when due.
+async fn refreshed(
+    st: &AuthContext,
+    cookies: &RequestCookies<'_>,
+    session: Arc<Session>,
+    now: u64,
+) -> Result<(Arc<Session>, Vec<HeaderValue>), Decision> {
+    let (cfg, store) = (&st.cfg, &st.sessions);
+    let login = |reason| Decision::Login {
+        reason,
+        clear: store.clear(cookies),
+    };
+    let expired = || login(LoginReason::Expired);
     if now.saturating_add(cfg.refresh_before.as_secs()) < session.expires_at {
         return serve_presented(session, now).ok_or_else(expired);
     }
@@ -179,11 +248,15 @@ async fn load_session(
         // they expire (a later request tries the refresh again).
         return serve_presented(session, now).ok_or_else(expired);
     }
-    match st.refresher.refresh(cfg, &st.provider, &session).await {
+    match st
+        .refresher
+        .refresh(cfg, &st.provider, &st.sessions, &session)
+        .await
+    {
         // A result kept for late requests with the superseded cookie (up to a minute)
         // may itself have expired by now: it is never passed on.
         Ok(fresh) if fresh.expires_at <= now_secs() => Err(expired()),
-        Ok(fresh) => match store.save(&fresh, cookies).await {
+        Ok(fresh) => match store.after_refresh(&fresh, cookies).await {
             Ok(set_cookies) => Ok((Arc::new(fresh), set_cookies)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not store the refreshed session; asking the user to log in again");

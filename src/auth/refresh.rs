@@ -2,12 +2,18 @@
 //! that requests still carrying the old cookie reuse it instead of spending a single-use
 //! refresh token twice (tsidp, Dex rotation). A refreshed ID token must keep the subject
 //! (OIDC Core 12.2) and meet the same checks as at sign-in (`oidc/policy.rs`).
+//!
+//! Within a replica, concurrent requests share one refresh (below). Across replicas the
+//! session store decides whose turn it is (`SessionStore::refresh_turn`: with Redis, a
+//! lock with a renewed lease; the others reuse the stored result), so a single-use refresh
+//! token is spent once whichever replicas the requests land on. The cookie store has no
+//! shared state: several replicas then need sticky sessions.
 
 use super::tokens::{complete_claims, keep_identity, session_from_tokens};
 use crate::config::Config;
 use crate::oidc::verify::same_subject;
 use crate::oidc::{FlowError, Loaded, Provider};
-use crate::session::Session;
+use crate::session::{RefreshTurn, Session, SessionStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +89,7 @@ impl Refresher {
         &self,
         cfg: &Arc<Config>,
         provider: &Arc<Provider>,
+        store: &Arc<SessionStore>,
         old: &Session,
     ) -> Result<Session, RefreshFailure> {
         // Keyed by the refresh token itself (digested): a rotated token means a new refresh.
@@ -93,15 +100,16 @@ impl Refresher {
             .map(|b| format!("{b:02x}"))
             .collect();
         let slot = self.slot(format!("{}:{tag}", old.id));
-        let (cfg, provider, old) = (Arc::clone(cfg), Arc::clone(provider), old.clone());
+        let (cfg, provider, store, old) = (
+            Arc::clone(cfg),
+            Arc::clone(provider),
+            Arc::clone(store),
+            old.clone(),
+        );
         let task = tokio::spawn(async move {
-            slot.get_or_init(|| async {
-                refresh_once(&cfg, &provider, &old)
-                    .await
-                    .map_err(|e| RefreshFailure::new(&e, &old))
-            })
-            .await
-            .clone()
+            slot.get_or_init(|| async { in_turn(&cfg, &provider, &store, &old).await })
+                .await
+                .clone()
         });
         task.await.unwrap_or_else(|e| {
             Err(RefreshFailure {
@@ -111,6 +119,60 @@ impl Refresher {
             })
         })
     }
+}
+
+/// Refreshes `old` in this replica's turn: another replica's result is reused, and this
+/// one's is stored before the turn passes on.
+async fn in_turn(
+    cfg: &Config,
+    provider: &Provider,
+    store: &SessionStore,
+    old: &Session,
+) -> Result<Session, RefreshFailure> {
+    let lease = match store.refresh_turn(old).await {
+        Ok(RefreshTurn::Mine(lease)) => lease,
+        Ok(RefreshTurn::Done(mut fresh)) => {
+            tracing::debug!("another replica refreshed the session; using its result");
+            fresh.ticket = old.ticket.clone();
+            return Ok(*fresh);
+        }
+        Ok(RefreshTurn::Ended) => return Err(RefreshFailure {
+            message:
+                "the session was ended (signed out, or its refresh was refused on another replica)"
+                    .into(),
+            transient: false,
+            serve_until: None,
+        }),
+        // The store is down: the session serves until it expires, like a provider outage.
+        Err(e) => {
+            return Err(RefreshFailure {
+                message: e.to_string(),
+                transient: true,
+                serve_until: Some(old.expires_at),
+            })
+        }
+    };
+    let result = refresh_once(cfg, provider, old).await.map(|mut s| {
+        s.ticket = old.ticket.clone();
+        s
+    });
+    let refused = matches!(&result, Err(e) if !e.is_transient() && !matches!(e, FlowError::IdTokenNotRenewed { .. }));
+    if let Err(e) = store
+        .finish_refresh(lease, old, result.as_ref().ok(), refused)
+        .await
+    {
+        tracing::warn!(error = %e, "could not store the refreshed session");
+        if result.is_ok() {
+            // Not stored: other replicas would spend the old refresh token again, which
+            // the provider has rotated. Fail closed: this request signs in again.
+            return Err(RefreshFailure {
+                message: format!("the refreshed session could not be stored: {e}"),
+                transient: false,
+                serve_until: None,
+            });
+        }
+    }
+    result.map_err(|e| RefreshFailure::new(&e, old))
 }
 
 async fn refresh_once(

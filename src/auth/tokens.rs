@@ -127,6 +127,13 @@ pub fn session_from_tokens(
         access_token,
         expires_at,
         created_at,
+        sid: claims
+            .id_token
+            .get("sid")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        seen: now_secs(),
+        ticket: None,
         values: Default::default(),
         claims: Default::default(),
     })

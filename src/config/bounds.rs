@@ -35,6 +35,8 @@ pub(super) const BOUNDS: &[Bound] = &[
     bound("session_lifetime_secs", YEAR, "one year"),
     bound("max_age", YEAR, "one year"),
     bound("login_timeout_secs", DAY, "one day"),
+    bound("session_idle_timeout_secs", YEAR, "one year"),
+    bound("redis_timeout_ms", 60_000, "one minute"),
     // Above every token's lifetime it means "refresh on every request", which tests and
     // debugging use: as long as a session may live.
     bound("refresh_before_secs", YEAR, "one year"),

@@ -40,7 +40,10 @@ impl Key {
 
     /// Whether the value is a secret that must never be printed.
     pub fn is_secret(&self) -> bool {
-        matches!(self.name, "client_secret" | "cookie_secret")
+        matches!(
+            self.name,
+            "client_secret" | "cookie_secret" | "redis_password"
+        )
     }
 }
 
@@ -126,6 +129,67 @@ pub const KEYS: &[Key] = &[
         "login_timeout_secs",
         Kind::Secs,
         "how long a login may take (default 600)",
+    ),
+    key(
+        "session_idle_timeout_secs",
+        Kind::Secs,
+        "end a session unused for this long (default 0: only session_lifetime_secs ends it)",
+    ),
+    key(
+        "session_store",
+        Kind::Str,
+        "cookie (default: the session sealed in the cookie) | redis (Redis or Valkey; the cookie carries a ticket only)",
+    ),
+    key(
+        "redis_url",
+        Kind::Str,
+        "one Redis server: redis://host:6379/0, or rediss:// for TLS (no credentials in it)",
+    ),
+    key(
+        "redis_sentinel_master",
+        Kind::Str,
+        "Sentinel: the name of the master the sentinels watch",
+    ),
+    key(
+        "redis_sentinel_addrs",
+        Kind::List,
+        "Sentinel: the sentinels, host:port separated by commas",
+    ),
+    key(
+        "redis_cluster_nodes",
+        Kind::List,
+        "Cluster: seed nodes, host:port separated by commas (the rest are discovered)",
+    ),
+    key(
+        "redis_tls",
+        Kind::Bool,
+        "TLS to Sentinel or Cluster nodes (a standalone server: use rediss://)",
+    ),
+    key(
+        "redis_ca_file",
+        Kind::Str,
+        "PEM file of CA certificates trusted for TLS to Redis, besides the system's",
+    ),
+    key("redis_username", Kind::Str, "Redis ACL user name"),
+    key(
+        "redis_password",
+        Kind::Str,
+        "Redis password: from the environment (GATEHOUSE_REDIS_PASSWORD) or the file, never a flag",
+    ),
+    key(
+        "redis_password_file",
+        Kind::Str,
+        "file holding the Redis password",
+    ),
+    key(
+        "redis_key_prefix",
+        Kind::Str,
+        "prefix of every key gatehouse writes (default gatehouse:)",
+    ),
+    key(
+        "redis_timeout_ms",
+        Kind::Count,
+        "longest one Redis call may take, in milliseconds (default 1000)",
     ),
     key(
         "user_claim",

@@ -13,11 +13,13 @@ mod provider_settings;
 mod reader;
 pub mod secret;
 pub mod sources;
+pub mod store;
 mod validate;
 
 pub(crate) use reader::is_loopback;
 pub use secret::{CookieKey, Secret};
 pub use sources::{Environment, ProcessEnv, RawConfig};
+pub use store::{RedisSettings, RedisTopology, StoreSettings};
 
 use axum::http::HeaderName;
 use ipnet::IpNet;
@@ -195,6 +197,8 @@ pub struct CookieSettings {
     /// First seals, all open.
     pub keys: Vec<CookieKey>,
     pub session_lifetime: Duration,
+    /// A session unused this long ends (`None`: only `session_lifetime` ends it).
+    pub idle_timeout: Option<Duration>,
     pub login_timeout: Duration,
 }
 
@@ -241,6 +245,8 @@ pub struct Config {
     /// The defaults the preset laid under the configuration (for `check`).
     pub preset_defaults: Vec<(&'static str, String)>,
     pub listen: SocketAddr,
+    /// Where sessions live (`session_store`).
+    pub session_store: StoreSettings,
     /// `None`: auth-only mode (only `/oauth2/*`, `/healthz`, `/readyz` are served).
     pub upstream: Option<Url>,
     /// Exactly as configured: compared byte for byte with `iss`.

@@ -186,6 +186,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| "/oauth2/callback".into()),
         keys,
         session_lifetime: r.secs("session_lifetime_secs", 7 * 24 * 3600),
+        idle_timeout: Some(r.secs("session_idle_timeout_secs", 0)).filter(|d| !d.is_zero()),
         login_timeout: r.secs("login_timeout_secs", 600),
     };
 
@@ -404,6 +405,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    let session_store = super::store::read_store(&mut r);
     let allowed_upgrades = r
         .list("allowed_upgrades", &["websocket"])
         .into_iter()
@@ -416,6 +418,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             provider: preset.name,
             preset_defaults,
             listen,
+            session_store,
             upstream,
             issuer_aliases: preset.issuer_aliases(&issuer_url),
             issuer_url,

@@ -83,6 +83,12 @@ pub async fn refusal(
             resp
         }
         Decision::BadToken { reason } => ctx.fail(AppError::InvalidBearer { reason }),
+        Decision::StoreDown { cause } => {
+            let mut resp = ctx.fail(AppError::SessionStoreDown { cause });
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            resp
+        }
         Decision::Allow { .. } | Decision::Public { .. } => ctx.fail(AppError::Internal(
             "an allowed request reached the refusal path".into(),
         )),

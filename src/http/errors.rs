@@ -43,6 +43,8 @@ pub enum AppError {
         "the identity provider {issuer} is not answering, so nobody can sign in right now: {cause}"
     )]
     ProviderUnavailable { issuer: String, cause: String },
+    #[error("gatehouse cannot reach its session store, so it cannot tell who you are right now: {cause}")]
+    SessionStoreDown { cause: String },
     #[error("you are not signed in")]
     Unauthenticated { login_url: String },
     #[error("the bearer token was refused: {reason}")]
@@ -98,6 +100,11 @@ impl From<SessionError> for AppError {
         match e {
             SessionError::TooLarge { bytes, max } => AppError::SessionTooLarge { bytes, max },
             SessionError::Seal => AppError::Internal(e.to_string()),
+            SessionError::Unavailable(u) => AppError::SessionStoreDown { cause: u.0 },
+            // A session ended between reading and writing it: sign in again.
+            SessionError::Ended => AppError::Unauthenticated {
+                login_url: "/oauth2/start".into(),
+            },
         }
     }
 }
@@ -139,9 +146,9 @@ impl AppError {
             // that says so rather than the 431 that would blame the browser.
             AppError::IdentityHeadersTooLarge { .. } => StatusCode::BAD_GATEWAY,
             AppError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            AppError::NotReady(_) | AppError::ProviderUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::NotReady(_)
+            | AppError::ProviderUnavailable { .. }
+            | AppError::SessionStoreDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Unauthenticated { .. } | AppError::InvalidBearer { .. } => {
                 StatusCode::UNAUTHORIZED
             }
@@ -174,6 +181,7 @@ impl AppError {
             AppError::SessionTooLarge { .. } => "session_too_large",
             AppError::NotReady(_) => "not_ready",
             AppError::ProviderUnavailable { .. } => "provider_unavailable",
+            AppError::SessionStoreDown { .. } => "session_store_unavailable",
             AppError::Unauthenticated { .. } => "unauthenticated",
             AppError::InvalidBearer { .. } => "invalid_token",
             AppError::Denied { .. } => "denied_by_rule",
@@ -212,6 +220,7 @@ impl AppError {
             AppError::Flow(FlowError::Refused { error, .. }) if error == "invalid_client" => "The provider rejected gatehouse's client credentials: check client_id, client_secret and client_auth_method.",
             AppError::Flow(_) => "This is a problem between gatehouse and the identity provider: an administrator should check gatehouse's log for this request id.",
             AppError::SessionTooLarge { .. } => "An administrator should reduce the claims or scopes requested.",
+            AppError::SessionStoreDown { .. } => "Reload in a few seconds: your session is kept and works again as soon as the store answers. If it lasts, an administrator should check Redis (gatehouse's /readyz and log name the cause).",
             AppError::ProviderUnavailable { .. } => "Try again in a minute. People already signed in keep working until their sessions expire. If it lasts, an administrator should check that the provider is up and reachable from gatehouse (see gatehouse's log for this request id).",
             AppError::NotReady(_) => "Wait a moment and reload; if it persists, an administrator should check issuer_url and the provider's reachability.",
             AppError::Unauthenticated { .. } => "Sign in at the login URL, then retry.",
@@ -234,6 +243,7 @@ impl AppError {
     fn title(&self) -> &'static str {
         match self {
             AppError::ProviderUnavailable { .. } => return "The sign-in service is not answering",
+            AppError::SessionStoreDown { .. } => return "gatehouse cannot reach its session store",
             // What the provider sent and what gatehouse is set to expect disagree.
             AppError::Flow(
                 FlowError::Identity(IdentityError::MissingClaim(_))
@@ -304,6 +314,7 @@ impl AppError {
         } else {
             let retry = match self {
                 AppError::ProviderUnavailable { .. } => Some(("Try again", "/oauth2/start")),
+                AppError::SessionStoreDown { .. } => None,
                 AppError::UpstreamFailed { .. }
                 | AppError::IdentityHeadersTooLarge { .. }
                 | AppError::UpstreamTimeout { .. }

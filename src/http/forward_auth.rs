@@ -261,7 +261,7 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
         }),
         extra: extra.as_ref(),
     };
-    let decision = authenticate(&st, &ar).await;
+    let decision = authenticate(&st.auth, &ar).await;
     let mut resp = StatusCode::OK.into_response();
     match decision {
         Decision::Allow {

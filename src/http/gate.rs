@@ -75,9 +75,12 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
             path: Some(req.uri().path()),
             extra: None,
         };
-        let decision = authenticate(&st, &ar).await;
+        let decision = authenticate(&st.auth, &ar).await;
         // What the upstream gets of the Cookie header, from the same parse.
-        (decision, cookies.without(|n| st.sessions.owns_cookie(n)))
+        (
+            decision,
+            cookies.without(|n| st.auth.sessions.owns_cookie(n)),
+        )
     };
     let (session, set_cookies) = match decision {
         Decision::Allow {
@@ -108,7 +111,12 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     // An upgraded connection (WebSocket) closes when the session behind it ends.
     let tether = upgrade.then(|| {
         let tether = crate::proxy::Tether {
-            session: session.as_ref().map(|s| s.id.clone()),
+            session: session.as_ref().map(|s| crate::proxy::tunnels::Owner {
+                id: s.id.clone(),
+                sid: s.sid.clone(),
+                sub: s.identity.sub.clone(),
+                created_at: s.created_at,
+            }),
             ends_at: session.as_ref().map(|s| {
                 s.expires_at.min(
                     s.created_at
@@ -127,7 +135,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         // method that was checked.
         headers::strip_method_override(h);
     }
-    headers::rewrite_cookies(h, cookie_rewrite, |n| st.sessions.owns_cookie(n));
+    headers::rewrite_cookies(h, cookie_rewrite, |n| st.auth.sessions.owns_cookie(n));
     // What gatehouse sets goes beside the client's headers, not into their map.
     let mut add = headers::Additions::default();
     ctx.forwarded.apply(&mut add);

@@ -45,16 +45,16 @@ pub async fn begin_login(
     return_to: String,
     mut cookies: Vec<HeaderValue>,
 ) -> Response {
-    let Some(loaded) = st.provider.loaded() else {
+    let Some(loaded) = st.auth.provider.loaded() else {
         return ctx.fail(AppError::NotReady(
             "discovery and keys are not loaded yet".into(),
         ));
     };
     // Only send the browser to a provider that answers: otherwise it would end on a
     // browser error page instead of this one, which names the provider and the cause.
-    if let Err(cause) = st.provider.reachable().await {
+    if let Err(cause) = st.auth.provider.reachable().await {
         return ctx.fail(AppError::ProviderUnavailable {
-            issuer: st.provider.client.issuer.clone(),
+            issuer: st.auth.provider.client.issuer.clone(),
             cause,
         });
     }
@@ -65,12 +65,12 @@ pub async fn begin_login(
         return_to,
         created_at: now_secs(),
     };
-    let cookie = match st.sessions.start_login(&login) {
+    let cookie = match st.auth.sessions.start_login(&login) {
         Ok(c) => c,
         Err(e) => return ctx.fail(e.into()),
     };
     cookies.push(cookie);
-    let url = st.provider.authorize_url(
+    let url = st.auth.provider.authorize_url(
         &loaded,
         &ctx.redirect_uri(&st.cfg),
         &login.state,
@@ -142,7 +142,7 @@ pub async fn callback(
     };
     let cookies = cookies_of(req.headers());
     let (login, clear_login) = match q.state.as_deref() {
-        Some(state) => st.sessions.finish_login(&cookies, state),
+        Some(state) => st.auth.sessions.finish_login(&cookies, state),
         None => (None, None),
     };
     let with_clear = |mut resp: Response| {
@@ -156,7 +156,7 @@ pub async fn callback(
         return ctx.fail(AppError::MissingParam("state"));
     }
     let Some(login) = login else {
-        let err = if st.sessions.has_login_cookie(&cookies) {
+        let err = if st.auth.sessions.has_login_cookie(&cookies) {
             AppError::StateMismatch
         } else if st.cfg.cookie.secure && ctx.forwarded.proto == "http" {
             AppError::SecureCookieOverHttp { minutes }
@@ -190,13 +190,13 @@ pub async fn callback(
             }));
         }
     }
-    let Some(loaded) = st.provider.loaded() else {
+    let Some(loaded) = st.auth.provider.loaded() else {
         return ctx.fail(AppError::NotReady(
             "discovery and keys are not loaded yet".into(),
         ));
     };
     match finish(&st, &ctx, &loaded, &login, &code).await {
-        Ok(session) => match st.sessions.save(&session, &cookies).await {
+        Ok(session) => match st.auth.sessions.save(&session, &cookies).await {
             Ok(mut set) => {
                 tracing::info!(request_id = %ctx.request_id, user = %session.identity.user, "user logged in");
                 set.extend(clear_login);
@@ -216,6 +216,7 @@ async fn finish(
     code: &str,
 ) -> Result<crate::session::Session, AppError> {
     let mut tokens = st
+        .auth
         .provider
         .exchange(
             loaded,
@@ -226,7 +227,7 @@ async fn finish(
         .await
         .map_err(|e| match e {
             crate::oidc::FlowError::Unreachable(cause) => AppError::ProviderUnavailable {
-                issuer: st.provider.client.issuer.clone(),
+                issuer: st.auth.provider.client.issuer.clone(),
                 cause,
             },
             other => other.into(),
@@ -236,6 +237,7 @@ async fn finish(
         .take()
         .ok_or(crate::oidc::FlowError::NoIdToken)?;
     let claims = st
+        .auth
         .provider
         .verify(
             loaded,
@@ -247,13 +249,14 @@ async fn finish(
         .map_err(crate::oidc::FlowError::Token)?;
     let claims = crate::auth::complete_claims(
         &st.cfg,
-        &st.provider,
+        &st.auth.provider,
         loaded,
         claims,
         tokens.access_token.as_deref(),
     )
     .await?;
     let access_exp = st
+        .auth
         .provider
         .check_access_token(tokens.access_token.as_deref())
         .await?;
@@ -306,14 +309,33 @@ pub async fn sign_out(State(st): State<Arc<AppState>>, req: Request) -> Response
         return ctx.fail(AppError::CrossSiteSignOut);
     }
     let cookies = cookies_of(req.headers());
-    let session = st.sessions.load(&cookies).await;
-    let clear = st.sessions.clear(&cookies);
-    let loaded = st.provider.loaded();
+    let everywhere = req.uri().query().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "everywhere" && v != "0" && v != "false")
+    });
+    let store = &st.auth.sessions;
+    // A store that cannot answer must not look like a sign-out that worked: the session
+    // would live on elsewhere.
+    let session = match store.load(&cookies).await {
+        Ok(s) => s,
+        Err(e) => return ctx.fail(AppError::SessionStoreDown { cause: e.0 }),
+    };
+    let clear = store.clear(&cookies);
+    let loaded = st.auth.provider.loaded();
     if let Some(s) = &session {
+        let ended = if everywhere {
+            store.end_user(s).await.map(|n| n.max(1))
+        } else {
+            store.end(s, &cookies).await.map(|_| 1)
+        };
+        let ended = match ended {
+            Ok(n) => n,
+            Err(e) => return ctx.fail(AppError::SessionStoreDown { cause: e.0 }),
+        };
         let closed = st.tunnels.end_session(&s.id);
-        tracing::info!(request_id = %ctx.request_id, user = %s.identity.user, websockets_closed = closed, "user signed out");
+        tracing::info!(request_id = %ctx.request_id, user = %s.identity.user, everywhere, sessions_ended = ended, websockets_closed = closed, "user signed out");
         if let (Some(l), Some(rt)) = (&loaded, &s.refresh_token) {
-            match st.provider.revoke(l, rt).await {
+            match st.auth.provider.revoke(l, rt).await {
                 Some(Err(e)) => {
                     tracing::warn!(request_id = %ctx.request_id, error = %e, "could not revoke the refresh token at the provider")
                 }
@@ -330,7 +352,7 @@ pub async fn sign_out(State(st): State<Arc<AppState>>, req: Request) -> Response
         .as_ref()
         .map(|u| u.to_string());
     let end = loaded.and_then(|l| {
-        st.provider.end_session_url(
+        st.auth.provider.end_session_url(
             &l,
             session.as_ref().map(|s| s.id_token.as_str()),
             post_logout.as_deref(),
@@ -361,7 +383,7 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, req: Request) -> Response
         path: None,
         extra: None,
     };
-    match authenticate(&st, &ar).await {
+    match authenticate(&st.auth, &ar).await {
         Decision::Allow {
             session,
             set_cookies,

@@ -19,15 +19,11 @@ mod workers;
 
 pub use errors::AppError;
 
-use crate::auth::Refresher;
-use crate::authz::Policy;
-use crate::bearer::BearerVerifier;
+use crate::auth::AuthContext;
 use crate::config::Config;
 use crate::headers::Forwarded;
-use crate::oidc::Provider;
 use crate::proxy::tunnels::Tunnels;
 use crate::proxy::Proxy;
-use crate::session::SessionStore;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,16 +32,12 @@ use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Everything a request handler needs, shared.
+/// Everything a request handler needs, shared: the auth step's context, and what only
+/// the HTTP layer uses (the upstream client, open upgraded connections).
 pub struct AppState {
     pub cfg: Arc<Config>,
-    pub provider: Arc<Provider>,
-    pub sessions: Arc<SessionStore>,
-    pub refresher: Arc<Refresher>,
-    /// The configured access rules.
-    pub policy: Arc<Policy>,
-    /// `Some` when bearer tokens are accepted.
-    pub bearer: Option<Arc<BearerVerifier>>,
+    /// The auth step's context (provider, rules, sessions, refresher, bearer tokens).
+    pub auth: Arc<AuthContext>,
     /// Per worker thread: its upstream connections live on that thread's runtime.
     pub proxy: Proxy,
     /// Open upgraded connections (all workers), closed on sign-out and shutdown.
@@ -55,13 +47,9 @@ pub struct AppState {
 impl AppState {
     pub fn new(cfg: Config) -> Result<Arc<AppState>, AppError> {
         let cfg = Arc::new(cfg);
-        let policy = Policy::from_config(&cfg.rules).map_err(AppError::Internal)?;
+        let auth = AuthContext::new(Arc::clone(&cfg)).map_err(AppError::Internal)?;
         Ok(Arc::new(AppState {
-            provider: Arc::new(Provider::new(&cfg)),
-            sessions: Arc::new(SessionStore::new(cfg.cookie.clone())),
-            refresher: Arc::new(Refresher::default()),
-            policy: Arc::new(policy),
-            bearer: BearerVerifier::new(&cfg).map(Arc::new),
+            auth: Arc::new(auth),
             proxy: Proxy::new(&cfg),
             tunnels: Arc::default(),
             cfg,
@@ -72,11 +60,7 @@ impl AppState {
     pub(crate) fn for_worker(&self) -> Arc<AppState> {
         Arc::new(AppState {
             cfg: Arc::clone(&self.cfg),
-            provider: Arc::clone(&self.provider),
-            sessions: Arc::clone(&self.sessions),
-            refresher: Arc::clone(&self.refresher),
-            policy: Arc::clone(&self.policy),
-            bearer: self.bearer.clone(),
+            auth: Arc::clone(&self.auth),
             proxy: Proxy::new(&self.cfg),
             tunnels: Arc::clone(&self.tunnels),
         })
@@ -183,6 +167,7 @@ async fn healthz() -> &'static str {
 /// readiness back: sign-in works without them.
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     let bearer: Vec<serde_json::Value> = st
+        .auth
         .bearer
         .as_ref()
         .map(|b| b.status())
@@ -190,10 +175,13 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         .into_iter()
         .map(|(issuer, ready)| serde_json::json!({"issuer": issuer, "ready": ready}))
         .collect();
-    if let Some(issuer) = st.provider.access_token_issuer_pending() {
+    if let Some(cause) = st.auth.sessions.down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"ready": false, "reason": cause, "session_store": st.auth.sessions.kind()}))).into_response();
+    }
+    if let Some(issuer) = st.auth.provider.access_token_issuer_pending() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"ready": false, "reason": format!("the keys of the access token issuer {issuer} are not loaded yet; see the log")}))).into_response();
     }
-    match st.provider.loaded() {
+    match st.auth.provider.loaded() {
         Some(l) => Json(serde_json::json!({"ready": true, "issuer": l.meta.issuer, "keys": l.jwks.len(), "bearer_issuers": bearer})).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"ready": false, "reason": "discovery and keys not loaded yet; see the log"}))).into_response(),
     }
@@ -262,8 +250,30 @@ pub async fn serve_with_auth(
     auth: Option<tokio::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    state.provider.spawn_loader();
-    if let Some(b) = &state.bearer {
+    state.auth.provider.spawn_loader();
+    state.auth.sessions.start();
+    // Session ends heard of (here, or with Redis on any replica) close the WebSockets
+    // those sessions opened on this replica.
+    let mut ended = state.auth.sessions.subscribe_ended();
+    let tunnels = Arc::clone(&state.tunnels);
+    tokio::spawn(async move {
+        loop {
+            match ended.recv().await {
+                Ok(e) => {
+                    let closed = tunnels.end_matching(&e);
+                    if closed > 0 {
+                        tracing::info!(
+                            websockets_closed = closed,
+                            "closed the WebSockets of ended sessions"
+                        );
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    });
+    if let Some(b) = &state.auth.bearer {
         b.spawn_loaders();
     }
     workers::run(state, listener, auth, shutdown).await

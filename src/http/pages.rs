@@ -77,7 +77,9 @@ pub fn sign_out_confirm() -> Html<String> {
     shell(
         "Sign out",
         "<h1>Sign out?</h1><p>This ends your gatehouse session (and, where the identity provider supports it, your session there).</p>\
-<form method=\"post\" action=\"/oauth2/sign_out\"><button class=\"button\" type=\"submit\">Sign out</button></form>",
+<form method=\"post\" action=\"/oauth2/sign_out\"><button class=\"button\" type=\"submit\">Sign out</button></form>\
+<form method=\"post\" action=\"/oauth2/sign_out?everywhere=1\"><button class=\"button\" type=\"submit\">Sign out everywhere</button></form>\
+<p>\u{201c}Everywhere\u{201d} also ends your sessions in every other browser and device signed in here.</p>",
     )
 }
 

@@ -1,6 +1,7 @@
 //! The open upgraded connections (WebSockets) of one gatehouse, with the session each was
-//! opened by, so that signing out closes the ones that session opened on this replica,
-//! and shutting down closes every one with a close frame instead of dropping it.
+//! opened by, so that a session's end (sign-out here or on another replica, sign-out
+//! everywhere, a back-channel logout) closes the ones that session opened, and shutting
+//! down closes every one with a close frame instead of dropping it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -38,8 +39,17 @@ impl Stop {
     }
 }
 
-/// An open connection: the id of the session that opened it, and its stop signal.
-type Open = (Option<String>, Arc<Stop>);
+/// The session behind a connection: what a session end may name it by.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub id: String,
+    pub sid: Option<String>,
+    pub sub: String,
+    pub created_at: u64,
+}
+
+/// An open connection: the session that opened it, and its stop signal.
+type Open = (Option<Owner>, Arc<Stop>);
 
 /// Every open upgraded connection, shared by all workers.
 #[derive(Default)]
@@ -50,7 +60,7 @@ pub struct Tunnels {
 
 impl Tunnels {
     /// Records a new upgraded connection, opened by the session `session` (its id), if any.
-    pub fn register(self: &Arc<Self>, session: Option<String>) -> Registration {
+    pub fn register(self: &Arc<Self>, session: Option<Owner>) -> Registration {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         let stop = Arc::new(Stop::default());
         if let Ok(mut open) = self.open.lock() {
@@ -65,7 +75,15 @@ impl Tunnels {
 
     /// Asks every connection opened by session `id` to close; returns how many.
     pub fn end_session(&self, id: &str) -> usize {
-        self.ask(|session| session == Some(id), Why::SessionEnded)
+        self.ask(|o| o.is_some_and(|o| o.id == id), Why::SessionEnded)
+    }
+
+    /// Asks every connection opened by a session among `ended` to close; returns how many.
+    pub fn end_matching(&self, ended: &crate::session::Ended) -> usize {
+        self.ask(
+            |o| o.is_some_and(|o| ended.covers(&o.id, o.sid.as_deref(), &o.sub, o.created_at)),
+            Why::SessionEnded,
+        )
     }
 
     /// Asks every connection to close (shutdown); returns how many.
@@ -78,13 +96,13 @@ impl Tunnels {
         self.open.lock().map(|o| o.len()).unwrap_or(0)
     }
 
-    fn ask(&self, matches: impl Fn(Option<&str>) -> bool, why: Why) -> usize {
+    fn ask(&self, matches: impl Fn(Option<&Owner>) -> bool, why: Why) -> usize {
         let Ok(open) = self.open.lock() else {
             return 0;
         };
         let mut asked = 0;
         for (session, stop) in open.values() {
-            if matches(session.as_deref()) {
+            if matches(session.as_ref()) {
                 stop.ask(why);
                 asked += 1;
             }
@@ -125,12 +143,50 @@ impl Drop for Registration {
 mod tests {
     use super::*;
 
+    fn owner(id: &str) -> Option<Owner> {
+        Some(Owner {
+            id: id.into(),
+            sid: Some(format!("sid-{id}")),
+            sub: format!("sub-{id}"),
+            created_at: 100,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_back_channel_logout_closes_the_connections_of_the_sessions_it_names() {
+        use crate::session::Ended;
+        let t = Arc::new(Tunnels::default());
+        let a = t.register(owner("a"));
+        let b = t.register(owner("b"));
+        let by_sid = Ended::Matching {
+            sid: Some("sid-a".into()),
+            sub: None,
+            before: 0,
+        };
+        assert_eq!(t.end_matching(&by_sid), 1);
+        assert_eq!(a.asked().await, Why::SessionEnded);
+        // Only sessions that began before the logout end by `sub`.
+        let too_early = Ended::Matching {
+            sid: None,
+            sub: Some("sub-b".into()),
+            before: 99,
+        };
+        assert_eq!(t.end_matching(&too_early), 0);
+        let by_sub = Ended::Matching {
+            sid: None,
+            sub: Some("sub-b".into()),
+            before: 100,
+        };
+        assert_eq!(t.end_matching(&by_sub), 1);
+        assert_eq!(b.asked().await, Why::SessionEnded);
+    }
+
     #[tokio::test]
     async fn sign_out_closes_only_that_sessions_connections() {
         let t = Arc::new(Tunnels::default());
-        let a1 = t.register(Some("a".into()));
-        let a2 = t.register(Some("a".into()));
-        let b = t.register(Some("b".into()));
+        let a1 = t.register(owner("a"));
+        let a2 = t.register(owner("a"));
+        let b = t.register(owner("b"));
         let bearer = t.register(None);
         assert_eq!(t.count(), 4);
         assert_eq!(t.end_session("a"), 2);

@@ -21,8 +21,8 @@ const SPLICE_BUF: usize = 4 * 1024;
 
 /// What ties an upgraded connection to the session that opened it.
 pub struct Tether {
-    /// The session's id (sign-out closes its connections), if a session opened it.
-    pub session: Option<String>,
+    /// The session that opened it (its end closes the connection), if any.
+    pub session: Option<crate::proxy::tunnels::Owner>,
     /// When the session expires (Unix seconds).
     pub ends_at: Option<u64>,
     /// The protocol is WebSocket, so a close frame can say why it ends.
@@ -31,7 +31,7 @@ pub struct Tether {
 
 /// Joins the client's and the upstream's upgraded connections in a background task,
 /// registered in `tunnels`. The connection is closed, with a WebSocket close frame to the
-/// client, at `ends_at`, when the session signs out on this replica, or on shutdown, so
+/// client, at `ends_at`, when the session ends (signed out, or ended on another replica or by the provider), or on shutdown, so
 /// an upgrade never outlives its session; the client reconnects through the auth step.
 pub fn splice(client: OnUpgrade, upstream: OnUpgrade, tunnels: Arc<Tunnels>, tether: Tether) {
     tokio::spawn(async move {

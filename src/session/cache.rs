@@ -5,12 +5,19 @@
 //! Safe by construction: the key is the exact sealed cookie value (which authenticates
 //! itself), compared in full; validity (expiry, lifetime) is still checked on every
 //! request by the auth step; and the map is bounded, cleared when full.
+//!
+//! The redis store caches what a ticket opened for a moment only (`max_age`), so a
+//! session ended on another replica stops working here within that moment even when no
+//! message about it arrives; a message that does arrive ([`forget_all`]) ends every
+//! cached entry at once.
 
 use super::Session;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Most sessions kept per thread (each a few KB).
 const MAX_ENTRIES: usize = 1024;
@@ -18,8 +25,16 @@ const MAX_ENTRIES: usize = 1024;
 const TAG_CHARS: usize = 22;
 
 type Key = (u64, [u8; TAG_CHARS]);
-/// The exact sealed value and what it opened to.
-type Entry = (Box<str>, Arc<Session>);
+/// The exact sealed value, what it opened to, when, and the generation it belongs to.
+type Entry = (Box<str>, Arc<Session>, Instant, u64);
+
+/// Bumped whenever a session ends anywhere: entries of an older generation are stale.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Makes every cached session, on every thread, stale (a session ended somewhere).
+pub fn forget_all() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
 
 /// The key's tag is random (a GCM tag), so hashing it is just folding its bytes: SipHash
 /// showed up in the per-request instruction count for no benefit.
@@ -56,19 +71,29 @@ fn key(store: u64, sealed: &str) -> Option<Key> {
         .map(|tag| (store, *tag))
 }
 
-/// The session opened earlier from exactly `sealed` by store `store`.
-pub fn get(store: u64, sealed: &str) -> Option<Arc<Session>> {
+/// The session opened earlier from exactly `sealed` by store `store`, no older than
+/// `max_age` when given.
+pub fn get(store: u64, sealed: &str, max_age: Option<Duration>) -> Option<Arc<Session>> {
     let key = key(store, sealed)?;
+    let generation = GENERATION.load(Ordering::Acquire);
     OPENED.with(|m| {
         m.borrow()
             .get(&key)
-            .filter(|(s, _)| &**s == sealed)
-            .map(|(_, session)| Arc::clone(session))
+            .filter(|(s, _, at, g)| {
+                &**s == sealed && *g == generation && max_age.map_or(true, |max| at.elapsed() < max)
+            })
+            .map(|(_, session, _, _)| Arc::clone(session))
     })
 }
 
-/// Remembers that `sealed` opens to `session`.
-pub fn put(store: u64, sealed: &str, session: &Arc<Session>) {
+/// The current generation: read it before fetching what [`put`] will remember, so a
+/// session that ends meanwhile is never remembered as current.
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// Remembers that `sealed` opens to `session`, as of `generation`.
+pub fn put(store: u64, sealed: &str, session: &Arc<Session>, generation: u64) {
     let Some(key) = key(store, sealed) else {
         return;
     };
@@ -77,6 +102,14 @@ pub fn put(store: u64, sealed: &str, session: &Arc<Session>) {
         if m.len() >= MAX_ENTRIES {
             m.clear();
         }
-        m.insert(key, (sealed.into(), Arc::clone(session)));
+        m.insert(
+            key,
+            (
+                sealed.into(),
+                Arc::clone(session),
+                Instant::now(),
+                generation,
+            ),
+        );
     });
 }

@@ -1,25 +1,31 @@
-//! Sessions: what a logged-in browser carries, and the store that keeps it.
+//! Sessions: what a signed-in browser holds, and the store that keeps it.
 //!
-//! [`SessionStore`] is the one interface the request path uses (async, so a server-side
-//! store such as Redis can sit behind it later); today it keeps the whole session in the
-//! AEAD-sealed, chunked cookie (`codec.rs`, `chunks.rs`). The login in progress (state,
-//! nonce, PKCE verifier, return target) is kept in a short-lived sealed cookie of its own,
-//! one per login so that two tabs logging in at once do not clobber each other.
+//! [`SessionStore`] is the one interface the auth step and the HTTP layer use, with two
+//! stores chosen once at start-up: the cookie store (the whole session AEAD-sealed and
+//! chunked into the cookie: `sealed.rs`, `codec.rs`, `chunks.rs`, plus this replica's
+//! revocation list, `revoked.rs`) and the redis store (the cookie carries a ticket,
+//! `ticket.rs`; the session is sealed in Redis under a key only the ticket opens:
+//! `redis/`). Logins in progress are always cookies (`jar.rs`).
 
 mod cache;
 pub mod chunks;
 pub mod codec;
+mod jar;
+pub mod redis;
+mod revoked;
+mod sealed;
+mod ticket;
 
-use crate::config::CookieSettings;
+use crate::config::{CookieSettings, StoreSettings};
 use crate::identity::Identity;
 use axum::http::HeaderValue;
 pub use chunks::{CookieRewrite, RequestCookies};
-use codec::CookieCodec;
-use cookie::{Cookie, SameSite};
+pub use jar::{CookieJar, HEADER_LIMIT_WARNING};
+use revoked::Revocations;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+pub use ticket::Ticket;
 
 /// A logged-in session.
 #[derive(Clone, Serialize, Deserialize)]
@@ -43,6 +49,16 @@ pub struct Session {
     /// When the user logged in (Unix seconds); bounds the session's lifetime.
     #[serde(rename = "c")]
     pub created_at: u64,
+    /// The provider's session id (the ID token's `sid`), for back-channel logout.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// When the session was last used, to the minute or so (Unix seconds; 0: not
+    /// recorded); `session_idle_timeout_secs` ends a session unused for longer.
+    #[serde(rename = "l", default)]
+    pub seen: u64,
+    /// The redis store's ticket this session was opened with (never stored).
+    #[serde(skip)]
+    pub ticket: Option<Ticket>,
     /// Header values built from this session, once (not stored in the cookie).
     #[serde(skip)]
     pub values: std::sync::OnceLock<crate::headers::IdentityValues>,
@@ -109,219 +125,328 @@ pub enum SessionError {
     TooLarge { bytes: usize, max: usize },
     #[error("the session could not be sealed")]
     Seal,
+    #[error("the session store is unavailable: {0}")]
+    Unavailable(#[from] Unavailable),
+    #[error("the session was ended meanwhile")]
+    Ended,
 }
 
-/// Keeps sessions and logins in progress.
+/// What ended: sessions by id (sign-out, sign-out everywhere, a refresh the provider
+/// refused), or whatever matches a back-channel logout (the provider's `sid`; or, with
+/// only `sub`, every session of that user that began at or before `before`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Sessions(Vec<String>),
+    Matching {
+        sid: Option<String>,
+        sub: Option<String>,
+        before: u64,
+    },
+}
+
+impl Ended {
+    /// Whether `session` (its id, provider session id, subject and start) is among these.
+    pub fn covers(&self, id: &str, sid: Option<&str>, sub: &str, created_at: u64) -> bool {
+        match self {
+            Ended::Sessions(ids) => ids.iter().any(|i| i == id),
+            Ended::Matching { sid: Some(s), .. } => sid == Some(s.as_str()),
+            Ended::Matching {
+                sid: None,
+                sub: Some(u),
+                before,
+            } => sub == u && created_at <= *before,
+            Ended::Matching { .. } => false,
+        }
+    }
+}
+
+/// Which store keeps the sessions.
+enum Backend {
+    /// Sealed in the cookie (`sealed.rs`), with this replica's revocation list.
+    Cookie(Revocations),
+    /// In Redis or Valkey; the cookie carries a ticket (`redis/`).
+    Redis(redis::RedisStore),
+}
+
+/// Keeps sessions and logins in progress: the one interface the auth step and the HTTP
+/// layer use, whichever store was chosen at start-up.
 pub struct SessionStore {
-    codec: CookieCodec,
-    settings: CookieSettings,
-    /// The session cookie's name: `__Host-<cookie_name>` when cookies are Secure and
-    /// host-only (the browser then refuses it from a subdomain or over http), else as set.
-    session_name: String,
-    /// Login-state cookies' name stem: `__Secure-<cookie_name>` when Secure. They are
-    /// scoped to the callback path, so `__Host-` (which demands `Path=/`) cannot apply.
-    login_name: String,
-    /// Distinguishes stores (and so keys) in the per-thread cache of opened sessions.
-    id: u64,
+    jar: CookieJar,
+    backend: Backend,
+    /// Every session end this replica hears of (its own, and with Redis the other
+    /// replicas'), for the HTTP layer to close the WebSockets those sessions opened.
+    ended: tokio::sync::broadcast::Sender<Ended>,
 }
 
-/// Sealed sessions beyond this many bytes trip common 8 KB header limits in front proxies.
-pub const HEADER_LIMIT_WARNING: usize = 7 * 1024;
+/// A store that cannot answer: sessions cannot be read or written now.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
 
 impl SessionStore {
+    /// The cookie store.
     pub fn new(settings: CookieSettings) -> SessionStore {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        let prefix = match (settings.secure, &settings.domain) {
-            (true, None) => "__Host-",
-            (true, Some(_)) => "__Secure-",
-            (false, _) => "",
+        SessionStore::with_backend(settings, Backend::Cookie(Revocations::default()))
+    }
+
+    /// The store `cfg` asks for. The redis client connects in the background; until it
+    /// does, requests that need a session are answered 503 (`Unavailable`).
+    pub fn for_config(cfg: &crate::config::Config) -> Result<SessionStore, String> {
+        let backend = match &cfg.session_store {
+            StoreSettings::Cookie => Backend::Cookie(Revocations::default()),
+            StoreSettings::Redis(r) => Backend::Redis(redis::RedisStore::new(r, cfg)?),
         };
-        let login_prefix = if settings.secure { "__Secure-" } else { "" };
+        Ok(SessionStore::with_backend(cfg.cookie.clone(), backend))
+    }
+
+    fn with_backend(settings: CookieSettings, backend: Backend) -> SessionStore {
+        let (ended, _) = tokio::sync::broadcast::channel(256);
         SessionStore {
-            codec: CookieCodec::new(&settings.keys),
-            session_name: format!("{prefix}{}", settings.name),
-            login_name: format!("{login_prefix}{}", settings.name),
-            settings,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            jar: CookieJar::new(settings),
+            backend,
+            ended,
         }
+    }
+
+    /// Starts what the store runs in the background (Redis: connecting, health checks, the
+    /// subscription to other replicas' session ends). Call once, on a long-lived runtime.
+    pub fn start(&self) {
+        if let Backend::Redis(r) = &self.backend {
+            r.start(self.ended.clone());
+        }
+    }
+
+    /// Session ends, as they are heard of.
+    pub fn subscribe_ended(&self) -> tokio::sync::broadcast::Receiver<Ended> {
+        self.ended.subscribe()
+    }
+
+    /// `Some(cause)` while the store cannot be reached (for `/readyz`).
+    pub fn down(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Cookie(_) => None,
+            Backend::Redis(r) => r.down(),
+        }
+    }
+
+    /// A short name for pages and logs: `cookie` or `redis`.
+    pub fn kind(&self) -> &'static str {
+        match &self.backend {
+            Backend::Cookie(_) => "cookie",
+            Backend::Redis(_) => "redis",
+        }
+    }
+
+    /// Whether sessions live server-side, shared by every replica.
+    pub fn shared(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
     }
 
     pub fn cookie_name(&self) -> &str {
-        &self.session_name
+        self.jar.cookie_name()
     }
 
-    fn login_purpose(&self) -> String {
-        format!("{}_login", self.login_name)
-    }
-
-    fn login_cookie_name(&self, state: &str) -> String {
-        let tag: String = state
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(12)
-            .collect();
-        format!("{}_login_{tag}", self.login_name)
-    }
-
-    /// Reads the session, if the request carries one that opens. Bad input is `None`.
-    pub async fn load(&self, cookies: &RequestCookies<'_>) -> Option<Arc<Session>> {
-        let sealed = chunks::join(cookies, &self.session_name)?;
-        if let Some(hit) = cache::get(self.id, &sealed) {
-            return Some(hit);
+    /// The request's session, if it carries one that opens and was not ended.
+    pub async fn load(
+        &self,
+        cookies: &RequestCookies<'_>,
+    ) -> Result<Option<Arc<Session>>, Unavailable> {
+        match &self.backend {
+            Backend::Cookie(revoked) => {
+                Ok(sealed::load(&self.jar, cookies).filter(|s| !revoked.ended(s)))
+            }
+            Backend::Redis(r) => r.load(&self.jar, cookies).await,
         }
-        let plain = self.codec.open(&self.session_name, &sealed)?;
-        let session = Arc::new(serde_json::from_slice::<Session>(&plain).ok()?);
-        cache::put(self.id, &sealed, &session);
-        Some(session)
     }
 
-    /// `Set-Cookie` values that store `session`, clearing chunks it no longer uses.
+    /// Stores `session`; returns the `Set-Cookie` values the response must carry (none
+    /// with Redis when the request already holds this session's ticket).
     pub async fn save(
         &self,
         session: &Session,
         cookies: &RequestCookies<'_>,
     ) -> Result<Vec<HeaderValue>, SessionError> {
-        let plain = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
-        let sealed = self
-            .codec
-            .seal(&self.session_name, &plain)
-            .map_err(|_| SessionError::Seal)?;
-        if sealed.len() > HEADER_LIMIT_WARNING {
-            tracing::warn!(
-                bytes = sealed.len(),
-                "the session cookie is large: proxies in front of gatehouse with 8 KB header limits (nginx's default) may refuse requests; request fewer claims or scopes"
-            );
+        match &self.backend {
+            Backend::Cookie(_) => sealed::save(&self.jar, session, cookies),
+            Backend::Redis(r) => r.save(&self.jar, session, cookies).await,
         }
-        let max = chunks::CHUNK_LEN * chunks::MAX_CHUNKS;
-        let parts = chunks::split(&self.session_name, &sealed).ok_or(SessionError::TooLarge {
-            bytes: sealed.len(),
-            max,
-        })?;
-        let max_age = cookie::time::Duration::seconds(
-            i64::try_from(self.settings.session_lifetime.as_secs()).unwrap_or(i64::MAX),
-        );
-        let mut out: Vec<HeaderValue> = parts
-            .iter()
-            .filter_map(|(n, v)| self.cookie(n.clone(), v.clone(), Some(max_age)))
-            .collect();
-        for old in cookies.names() {
-            if chunks::is_session_cookie(&self.session_name, old)
-                && !parts.iter().any(|(n, _)| n == old)
-            {
-                out.extend(self.removal(old));
+    }
+
+    /// What a refreshed session needs in the response. The redis store wrote it while
+    /// holding the refresh lock (`refresh_turn`), so nothing is left to do.
+    pub async fn after_refresh(
+        &self,
+        session: &Session,
+        cookies: &RequestCookies<'_>,
+    ) -> Result<Vec<HeaderValue>, SessionError> {
+        match &self.backend {
+            Backend::Cookie(_) => sealed::save(&self.jar, session, cookies),
+            Backend::Redis(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Waits for this replica's turn to refresh `old` (Redis: one refresh per session
+    /// across every replica). See [`RefreshTurn`].
+    pub async fn refresh_turn(&self, old: &Session) -> Result<RefreshTurn, Unavailable> {
+        match &self.backend {
+            Backend::Cookie(_) => Ok(RefreshTurn::Mine(None)),
+            Backend::Redis(r) => r.refresh_turn(old).await,
+        }
+    }
+
+    /// Records the outcome of a refresh made in this replica's turn (Redis: writes the
+    /// new session, or ends the session when the provider refused its refresh token, then
+    /// frees the lock).
+    pub async fn finish_refresh(
+        &self,
+        lease: Option<redis::Lease>,
+        old: &Session,
+        fresh: Option<&Session>,
+        refused: bool,
+    ) -> Result<(), Unavailable> {
+        match (&self.backend, lease) {
+            (Backend::Redis(r), Some(lease)) => r.finish_refresh(lease, fresh, refused, old).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends one session everywhere the store reaches; returns the `Set-Cookie` values that
+    /// clear the request's session cookies.
+    pub async fn end(
+        &self,
+        session: &Session,
+        cookies: &RequestCookies<'_>,
+    ) -> Result<Vec<HeaderValue>, Unavailable> {
+        self.end_all(
+            Ended::Sessions(vec![session.id.clone()]),
+            session_end(&self.jar, session),
+        )
+        .await?;
+        Ok(self.clear(cookies))
+    }
+
+    /// Ends every session of `session`'s user (sign out everywhere); returns how many.
+    pub async fn end_user(&self, session: &Session) -> Result<usize, Unavailable> {
+        let ended = match &self.backend {
+            Backend::Cookie(_) => Ended::Matching {
+                sid: None,
+                sub: Some(session.identity.sub.clone()),
+                before: crate::util::now_secs(),
+            },
+            Backend::Redis(r) => Ended::Sessions(r.sessions_of_user(&session.identity.sub).await?),
+        };
+        let n = match &ended {
+            Ended::Sessions(ids) => ids.len(),
+            Ended::Matching { .. } => 1,
+        };
+        let until =
+            crate::util::now_secs().saturating_add(self.jar.settings.session_lifetime.as_secs());
+        self.end_all(ended, until).await?;
+        Ok(n)
+    }
+
+    /// Ends what a back-channel logout names; returns how many sessions (Redis) or 0
+    /// (cookie store: remembered in this replica's revocation list, count unknown).
+    pub async fn end_matching(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        before: u64,
+    ) -> Result<usize, Unavailable> {
+        let until =
+            crate::util::now_secs().saturating_add(self.jar.settings.session_lifetime.as_secs());
+        let matching = Ended::Matching {
+            sid: sid.map(str::to_string),
+            sub: sub.map(str::to_string),
+            before,
+        };
+        match &self.backend {
+            Backend::Cookie(_) => {
+                self.end_all(matching, until).await?;
+                Ok(0)
+            }
+            Backend::Redis(r) => {
+                let ids = r.sessions_matching(sid, sub, before).await?;
+                let n = ids.len();
+                self.end_all(Ended::Sessions(ids), until).await?;
+                Ok(n)
             }
         }
-        Ok(out)
+    }
+
+    /// True the first time `key` (an issuer's logout token `jti`) is seen before `until`
+    /// (Unix seconds); false for a replay.
+    pub async fn first_use(&self, key: &str, until: u64) -> Result<bool, Unavailable> {
+        match &self.backend {
+            Backend::Cookie(revoked) => Ok(revoked.first_use(key, until)),
+            Backend::Redis(r) => r.first_use(key, until).await,
+        }
+    }
+
+    async fn end_all(&self, ended: Ended, until: u64) -> Result<(), Unavailable> {
+        match &self.backend {
+            Backend::Cookie(revoked) => {
+                revoked.add(&ended, until);
+                let _ = self.ended.send(ended);
+            }
+            // Other replicas (and this one) hear of it through the subscription; this
+            // replica's own listeners are told at once as well.
+            Backend::Redis(r) => {
+                if let Ended::Sessions(ids) = &ended {
+                    r.end(ids).await?;
+                }
+                let _ = self.ended.send(ended);
+            }
+        }
+        Ok(())
     }
 
     /// `Set-Cookie` values that remove every session cookie the request carried.
     pub fn clear(&self, cookies: &RequestCookies<'_>) -> Vec<HeaderValue> {
-        cookies
-            .names()
-            .filter(|n| chunks::is_session_cookie(&self.session_name, n))
-            .filter_map(|n| self.removal(n))
-            .collect()
+        self.jar.clear(cookies)
     }
 
     /// Seals a login in progress; returns its `Set-Cookie`.
     pub fn start_login(&self, login: &LoginState) -> Result<HeaderValue, SessionError> {
-        let plain = serde_json::to_vec(login).map_err(|_| SessionError::Seal)?;
-        let sealed = self
-            .codec
-            .seal(&self.login_purpose(), &plain)
-            .map_err(|_| SessionError::Seal)?;
-        let max_age = cookie::time::Duration::seconds(
-            i64::try_from(self.settings.login_timeout.as_secs()).unwrap_or(600),
-        );
-        self.login_cookie(self.login_cookie_name(&login.state), sealed, max_age)
-            .ok_or(SessionError::Seal)
+        self.jar.start_login(login)
     }
 
-    /// Finds the login for `state`: the sealed cookie must open and carry that exact state.
-    /// Also returns the `Set-Cookie` that removes it.
+    /// Finds the login for `state` (and the `Set-Cookie` that removes its cookie).
     pub fn finish_login(
         &self,
         cookies: &RequestCookies<'_>,
         state: &str,
     ) -> (Option<LoginState>, Option<HeaderValue>) {
-        let name = self.login_cookie_name(state);
-        let Some(sealed) = cookies.get(&name) else {
-            return (None, None);
-        };
-        let login = self
-            .codec
-            .open(&self.login_purpose(), sealed)
-            .and_then(|p| serde_json::from_slice::<LoginState>(&p).ok())
-            .filter(|l| l.state == state);
-        let removal = self.login_cookie(name, String::new(), cookie::time::Duration::ZERO);
-        (login, removal)
+        self.jar.finish_login(cookies, state)
     }
 
-    /// True when the request carries any login-in-progress cookie (to tell "cookies are
-    /// blocked" from "the login was started elsewhere" in error pages).
+    /// True when the request carries any login-in-progress cookie.
     pub fn has_login_cookie(&self, cookies: &RequestCookies<'_>) -> bool {
-        let prefix = format!("{}_login_", self.login_name);
-        cookies.names().any(|n| n.starts_with(&prefix))
+        self.jar.has_login_cookie(cookies)
     }
 
-    /// True for any cookie gatehouse owns (removed before requests go upstream), with or
-    /// without a `__Host-`/`__Secure-` prefix.
+    /// True for any cookie gatehouse owns (removed before requests go upstream).
     pub fn owns_cookie(&self, name: &str) -> bool {
-        let bare = name
-            .strip_prefix("__Host-")
-            .or_else(|| name.strip_prefix("__Secure-"))
-            .unwrap_or(name);
-        bare.strip_prefix(self.settings.name.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+        self.jar.owns_cookie(name)
     }
+}
 
-    /// A login-state cookie: scoped to the callback path (never sent on app requests, so
-    /// logins in progress cannot grow every request's cookie header), and small.
-    fn login_cookie(
-        &self,
-        name: String,
-        value: String,
-        max_age: cookie::time::Duration,
-    ) -> Option<HeaderValue> {
-        let mut c = Cookie::build((name, value))
-            .path(self.settings.login_path.clone())
-            .http_only(true)
-            .secure(self.settings.secure)
-            .same_site(SameSite::Lax)
-            .max_age(max_age);
-        if let Some(d) = &self.settings.domain {
-            c = c.domain(d.clone());
-        }
-        HeaderValue::from_str(&c.build().to_string()).ok()
-    }
+/// When a session could end at the latest: entries about it are kept until then.
+fn session_end(jar: &CookieJar, s: &Session) -> u64 {
+    s.created_at
+        .saturating_add(jar.settings.session_lifetime.as_secs())
+        .max(s.expires_at)
+}
 
-    fn cookie(
-        &self,
-        name: String,
-        value: String,
-        max_age: Option<cookie::time::Duration>,
-    ) -> Option<HeaderValue> {
-        let mut c = Cookie::build((name, value))
-            .path("/")
-            .http_only(true)
-            .secure(self.settings.secure)
-            .same_site(SameSite::Lax);
-        if let Some(age) = max_age {
-            c = c.max_age(age);
-        }
-        if let Some(d) = &self.settings.domain {
-            c = c.domain(d.clone());
-        }
-        HeaderValue::from_str(&c.build().to_string()).ok()
-    }
-
-    fn removal(&self, name: &str) -> Option<HeaderValue> {
-        self.cookie(
-            name.to_string(),
-            String::new(),
-            Some(cookie::time::Duration::ZERO),
-        )
-    }
+/// Whose turn it is to refresh a session.
+pub enum RefreshTurn {
+    /// This replica's: call the provider, then [`SessionStore::finish_refresh`] with the
+    /// lease (Redis) so the others see the result.
+    Mine(Option<redis::Lease>),
+    /// Another replica refreshed it meanwhile: here is the result.
+    Done(Box<Session>),
+    /// The session was ended meanwhile (signed out, or its refresh was refused).
+    Ended,
 }
 
 #[cfg(test)]
@@ -338,6 +463,7 @@ mod tests {
             login_path: "/oauth2/callback".into(),
             keys: vec![CookieKey::derive(&crate::config::secret::generate()).unwrap()],
             session_lifetime: Duration::from_secs(3600),
+            idle_timeout: None,
             login_timeout: Duration::from_secs(600),
         })
     }
@@ -355,6 +481,9 @@ mod tests {
             access_token: None,
             expires_at: 10,
             created_at: 1,
+            sid: None,
+            seen: 0,
+            ticket: None,
             values: Default::default(),
             claims: Default::default(),
         }
@@ -388,7 +517,7 @@ mod tests {
         let header = as_request_header(&set);
         let cookies = RequestCookies::parse([header.as_str()]);
         let back = s.load(&cookies).await.unwrap();
-        assert_eq!(back.id_token.len(), 9000);
+        assert_eq!(back.unwrap().id_token.len(), 9000);
         // A smaller session replaces the chunks with one cookie and expires the rest.
         let set2 = s.save(&session(10), &cookies).await.unwrap();
         let removed = set2

@@ -399,6 +399,14 @@ fn the_example_configuration_and_every_documented_value_in_it_are_valid() {
         "provider_ca_file",
         "client_secret",
         "cookie_secret",
+        // The redis store: one of three ways to reach it, and files of the admin's.
+        "session_store",
+        "redis_url",
+        "redis_sentinel_master",
+        "redis_sentinel_addrs",
+        "redis_cluster_nodes",
+        "redis_ca_file",
+        "redis_password_file",
     ];
     let mut seen = std::collections::HashSet::new();
     let all: String = text

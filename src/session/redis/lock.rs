@@ -1,0 +1,91 @@
+//! The refresh lock: one refresh per session across every replica. `SET NX PX` takes a
+//! lease; while the token call runs, the holder renews it (a third of the lease at a time,
+//! only while it still holds it), so a slow provider never lets a second replica in; a
+//! crashed holder's lease simply runs out. Release deletes the lock only if it is still
+//! ours. The session is written (`SET XX`) before the release, so the next holder reads
+//! the refreshed tokens and never spends a used refresh token.
+
+use fred::prelude::*;
+use std::time::Duration;
+
+/// How long a lease lasts without renewal: a crashed holder blocks refreshes this long.
+pub const LEASE: Duration = Duration::from_secs(5);
+
+const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+const RELEASE: &str =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+/// A held refresh lock; renewed in the background until released or dropped.
+pub struct Lease {
+    client: Client,
+    key: String,
+    owner: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Tries to take the lock `key`; `Ok(None)` when another holder has it.
+    pub async fn try_take(client: &Client, key: String) -> Result<Option<Lease>, Error> {
+        let owner = crate::util::random_token(18);
+        let lease_ms = i64::try_from(LEASE.as_millis()).unwrap_or(5000);
+        let taken: Option<String> = client
+            .set(
+                key.as_str(),
+                owner.as_str(),
+                Some(Expiration::PX(lease_ms)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await?;
+        if taken.is_none() {
+            return Ok(None);
+        }
+        let renewer = {
+            let (client, key, owner) = (client.clone(), key.clone(), owner.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEASE / 3).await;
+                    let renewed: Result<i64, Error> = client
+                        .eval(
+                            RENEW,
+                            vec![key.as_str()],
+                            vec![owner.clone(), lease_ms.to_string()],
+                        )
+                        .await;
+                    match renewed {
+                        Ok(1) => {}
+                        Ok(_) => {
+                            tracing::warn!("the refresh lock was lost while the token call ran (Redis failed over or was restarted)");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not renew the refresh lock"),
+                    }
+                }
+            })
+        };
+        Ok(Some(Lease {
+            client: client.clone(),
+            key,
+            owner,
+            renewer,
+        }))
+    }
+
+    /// Frees the lock if it is still ours.
+    pub async fn release(self) {
+        self.renewer.abort();
+        let freed: Result<i64, Error> = self
+            .client
+            .eval(RELEASE, vec![self.key.as_str()], vec![self.owner.as_str()])
+            .await;
+        if let Err(e) = freed {
+            tracing::warn!(error = %e, "could not free the refresh lock; it runs out by itself");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
