@@ -12,7 +12,10 @@
 //!   base64url of nonce + ciphertext + tag; it does not open under another purpose or
 //!   with another key; two seals of the same plaintext differ (fresh nonce);
 //! - a sealed value edited in any way (bytes set, inserted, removed, truncated,
-//!   appended) either fails to open or decodes to the very same sealed bytes.
+//!   appended) either fails to open or decodes to the very same sealed bytes;
+//! - the plaintext is packed (`compress.rs`) so that it unpacks to itself and grows by one
+//!   byte at most; unpacking any bytes (any marker, any deflate stream) never panics and
+//!   never gives more than `MAX_PLAIN_LEN` bytes.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -20,6 +23,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use gatehouse::config::CookieKey;
 use gatehouse::session::codec::{CookieCodec, MAX_SEALED_LEN};
+use gatehouse::session::compress;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -83,6 +87,8 @@ enum Op {
     Garbage { purpose: u8, text: String },
     /// Seal then open.
     RoundTrip { purpose: String, plain: Vec<u8> },
+    /// Bytes as an opened value's plaintext, before unpacking.
+    Unpack { bytes: Vec<u8> },
     /// Seal, edit, open.
     Tamper {
         purpose: u8,
@@ -104,7 +110,15 @@ fn seal(codec: &CookieCodec, purpose: &str, plain: &[u8]) -> String {
 fn check_round_trip(purpose: &str, plain: &[u8]) {
     let c = codecs();
     let sealed = seal(&c.a, purpose, plain);
-    let raw_len = 12 + plain.len() + 16;
+    // The plaintext is packed first: deflated only when that is smaller, else as it is
+    // (one marker byte more when it starts with a marker byte).
+    let packed = compress::pack(plain);
+    assert!(
+        packed.len() <= plain.len() + 1,
+        "packing grew the plaintext"
+    );
+    assert_eq!(compress::unpack(packed.clone()).as_deref(), Some(plain));
+    let raw_len = 12 + packed.len() + 16;
     assert_eq!(
         sealed.len(),
         (raw_len * 4).div_ceil(3),
@@ -189,6 +203,15 @@ fuzz_target!(|op: Op| {
             // opens to what was sealed under that purpose, which this cannot know.
             let _ = c.a.open(purpose(p), &text);
             let _ = c.rotated.open(purpose(p), &text);
+        }
+        Op::Unpack { bytes } => {
+            // What an authenticated value could hold, were a key ever to seal it: any
+            // marker, any deflate stream, any span table. Never a panic, never past the bound.
+            for packed in [bytes.clone(), [&[0x01][..], &bytes].concat()] {
+                if let Some(plain) = compress::unpack(packed) {
+                    assert!(plain.len() <= compress::MAX_PLAIN_LEN);
+                }
+            }
         }
         Op::RoundTrip { purpose, plain } => {
             check_round_trip(&purpose, &plain);

@@ -1,5 +1,5 @@
 //! A per-thread cache of opened sessions, so a browser's every request does not pay for
-//! base64, AES-GCM and JSON again. Workers are single-threaded runtimes
+//! base64, AES-GCM, inflating and JSON again. Workers are single-threaded runtimes
 //! (`http/workers.rs`), so a thread-local map needs no lock.
 //!
 //! Safe by construction: the key is the exact sealed cookie value (which authenticates

@@ -10,6 +10,7 @@
 mod cache;
 pub mod chunks;
 pub mod codec;
+pub mod compress;
 mod jar;
 pub mod redis;
 mod revoked;
@@ -468,7 +469,11 @@ mod tests {
         })
     }
 
+    /// A session whose ID token is `token_len` random base64url characters: sessions are
+    /// compressed before sealing, so a repeated character would shrink to nothing.
     fn session(token_len: usize) -> Session {
+        let mut id_token = crate::util::random_token(token_len);
+        id_token.truncate(token_len);
         Session {
             id: "sid".into(),
             identity: Identity {
@@ -476,7 +481,7 @@ mod tests {
                 user: "alice".into(),
                 ..Identity::default()
             },
-            id_token: "t".repeat(token_len),
+            id_token,
             refresh_token: Some("r".into()),
             access_token: None,
             expires_at: 10,
@@ -556,7 +561,8 @@ mod tests {
 
     #[test]
     fn debug_hides_tokens() {
-        let dbg = format!("{:?}", session(5));
-        assert!(!dbg.contains("ttttt"), "{dbg}");
+        let s = session(40);
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains(&s.id_token), "{dbg}");
     }
 }

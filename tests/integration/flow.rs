@@ -458,7 +458,9 @@ async fn an_expired_token_without_refresh_token_requires_login() {
 #[tokio::test]
 async fn big_sessions_are_chunked_and_never_reach_the_upstream() {
     let w = world(&[]).await;
-    w.idp.tweak(|c| c["padding"] = "p".repeat(6000).into());
+    // Random text: sessions are compressed, and a repeated character would shrink to nothing.
+    let padding = gatehouse::util::random_token(4500);
+    w.idp.tweak(move |c| c["padding"] = padding.clone().into());
     let b = Browser::new();
     let echo = login(&w, &b, "/").await.json();
     assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"]);
@@ -476,10 +478,61 @@ async fn big_sessions_are_chunked_and_never_reach_the_upstream() {
     );
 }
 
+/// An Entra-style object id.
+fn object_id() -> String {
+    let mut b = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).unwrap();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+#[tokio::test]
+async fn a_200_group_session_fits_three_cookies_and_forwards_the_token_as_signed() {
+    let w = world(&[]).await;
+    let groups: Vec<String> = (0..200).map(|_| object_id()).collect();
+    let minted = groups.clone();
+    w.idp.tweak(move |c| c["groups"] = minted.clone().into());
+    let b = Browser::new();
+    let echo = login(&w, &b, "/").await.json();
+    let names: Vec<String> = b.jar.lock().unwrap().keys().cloned().collect();
+    let chunks = names
+        .iter()
+        .filter(|n| n.starts_with("_gatehouse_"))
+        .count();
+    // Uncompressed, this session took 7 cookies (about 25 KB).
+    assert!((2..=3).contains(&chunks), "{names:?}");
+    // Read back from the cookies on a later request, the ID token still verifies with
+    // the provider's key: byte for byte what the provider signed.
+    let echo2 = b.get(&format!("{}/later", w.gh.url)).await.json();
+    let key: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(w.idp.state.keys.rsa1_jwk.clone()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&key).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[crate::support::idp::CLIENT_ID]);
+    v.set_issuer(&[w.idp.issuer.as_str()]);
+    for e in [&echo, &echo2] {
+        let token = seen(e, "x-forwarded-id-token");
+        assert_eq!(token.len(), 1, "{e}");
+        let claims = jsonwebtoken::decode::<serde_json::Value>(&token[0], &key, &v)
+            .unwrap()
+            .claims;
+        assert_eq!(claims["groups"], serde_json::json!(groups));
+        assert_eq!(seen(e, "x-forwarded-groups"), vec![groups.join(",")]);
+    }
+}
+
 #[tokio::test]
 async fn a_session_too_big_for_cookies_is_explained() {
     let w = world(&[]).await;
-    w.idp.tweak(|c| c["padding"] = "p".repeat(40_000).into());
+    let padding = gatehouse::util::random_token(30_000);
+    w.idp.tweak(move |c| c["padding"] = padding.clone().into());
     let b = Browser::new();
     let (resp, _) = b.follow(&format!("{}/", w.gh.url)).await;
     assert_eq!(resp.status, 502);
