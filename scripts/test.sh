@@ -17,17 +17,29 @@ as_root() {
 
 # Debian packages: Chromium for the browser login test; nginx and Caddy as forward-auth
 # ingress peers (tests start their own on ephemeral ports and never use the system
-# services Debian may start); python3-venv for the virtualenv below. One apt-get update,
-# one install, only for what is missing.
+# services Debian may start); redis-server and redis-sentinel (with redis-tools'
+# redis-cli) for the session-store tests, which likewise start their own servers,
+# Sentinels and Clusters on ephemeral ports; python3-venv for the virtualenv below. One
+# apt-get update, one install, only for what is missing.
 apt_missing=()
 [ -x "${GATEHOUSE_CHROMIUM:-/usr/bin/chromium}" ] || apt_missing+=(chromium)
 [ -x /usr/sbin/nginx ] || apt_missing+=(nginx-light)
 [ -x /usr/bin/caddy ] || apt_missing+=(caddy)
+[ -x /usr/bin/redis-server ] || apt_missing+=(redis-server)
+[ -x /usr/bin/redis-sentinel ] || apt_missing+=(redis-sentinel)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_missing+=(python3-venv)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   log "installing ${apt_missing[*]} (apt-get)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+  # Where an init system runs, the Redis packages start their services on 6379 and
+  # 26379 at install. The tests never use them: stop the services just installed
+  # (and only those; a Redis this machine already ran is left alone).
+  for svc in redis-server redis-sentinel; do
+    if [[ " ${apt_missing[*]} " == *" $svc "* ]] && command -v service >/dev/null 2>&1; then
+      as_root service "$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # Traefik and Envoy as forward-auth ingress peers: the real binaries, shipped in pinned

@@ -21,6 +21,7 @@ mod presets;
 mod providers;
 mod proxy;
 mod real_upstreams;
+mod redis_harness;
 mod review;
 mod review2;
 mod review3;

@@ -1,7 +1,8 @@
 //! Test harness: gatehouse served in-process on `127.0.0.1:0`, an in-process test IdP that
 //! signs whatever tokens a test asks for (`idp.rs`), an echo upstream with WebSocket
 //! support (`upstream.rs`), real peers started as child processes (`peers.rs`), real
-//! ingress programs in front of the forward-auth endpoint (`ingress.rs`), and a tiny
+//! ingress programs in front of the forward-auth endpoint (`ingress.rs`), real Redis
+//! (standalone, Sentinel, Cluster: `redis.rs`), and a tiny
 //! cookie-keeping HTTP client that behaves like a browser about redirects.
 
 #![allow(dead_code)]
@@ -9,6 +10,7 @@
 pub mod idp;
 pub mod ingress;
 pub mod peers;
+pub mod redis;
 pub mod upstream;
 
 use gatehouse::config::{Config, RawConfig};
