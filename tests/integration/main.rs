@@ -25,6 +25,7 @@ mod redis_harness;
 mod review;
 mod review2;
 mod review3;
+mod sessions_redis;
 mod support;
 mod tokens;
 mod upstream_wire;

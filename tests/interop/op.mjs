@@ -19,6 +19,13 @@
 //               [--single-use-refresh] [--claims-in-userinfo-only]
 //               [--userinfo-sub SUB] [--aud-string] [--extra-aud AUD ...]
 //               [--no-end-session] [--profile NAME] [--iss-without-scheme]
+//               [--slow-refresh-ms N]
+//
+// GET /test/stats answers what the provider has counted since it started:
+// {"refreshes": successful refresh_token grants, "grant_errors": refused
+// token requests, "grants_revoked": grants revoked (a rotated refresh token
+// used twice revokes the whole grant)}. --slow-refresh-ms N holds every
+// refresh_token answer N ms after the token was rotated (a slow provider).
 //
 // --profile NAME sends what that provider sends (PROFILES below): the scopes
 // it knows, the claims each scope adds to the ID token, and whether refresh
@@ -76,6 +83,7 @@ try {
       'no-end-session': { type: 'boolean', default: false },
       profile: { type: 'string', default: 'default' },
       'iss-without-scheme': { type: 'boolean', default: false },
+      'slow-refresh-ms': { type: 'string', default: '0' },
     },
     strict: true,
     allowPositionals: false,
@@ -336,6 +344,11 @@ const server = (tlsOptions ? https : http).createServer(tlsOptions ?? {}, (req, 
     return;
   }
   if (profile.refresh === 'offline' && path === '/auth') rememberOffline(req.url);
+  if (path === '/test/stats') {
+    res.setHeader('Content-Type', 'application/json');
+    res.end(JSON.stringify(stats));
+    return;
+  }
   providerHandler(req, res);
 });
 
@@ -518,6 +531,27 @@ if (opts['iss-without-scheme']) {
       provider.issuer = full;
     }
   };
+}
+
+// What GET /test/stats answers.
+const stats = { refreshes: 0, grant_errors: 0, grants_revoked: 0 };
+provider.on('grant.success', (ctx) => {
+  if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refreshes += 1;
+});
+provider.on('grant.error', () => { stats.grant_errors += 1; });
+provider.on('grant.revoked', () => { stats.grants_revoked += 1; });
+
+// --slow-refresh-ms: the refresh is done (the old token is spent) before the
+// answer is held back, as a slow network or provider would.
+const slowRefreshMs = Number(opts['slow-refresh-ms']);
+if (!Number.isInteger(slowRefreshMs) || slowRefreshMs < 0) fail(`--slow-refresh-ms must be a whole number, got ${JSON.stringify(opts['slow-refresh-ms'])}`);
+if (slowRefreshMs > 0) {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'token' && ctx.oidc?.params?.grant_type === 'refresh_token') {
+      await new Promise((resolve) => { setTimeout(resolve, slowRefreshMs); });
+    }
+  });
 }
 
 for (const event of ['server_error', 'authorization.error', 'grant.error', 'end_session.error', 'userinfo.error', 'jwks.error', 'discovery.error']) {
