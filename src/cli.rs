@@ -200,6 +200,29 @@ fn print_lists(cfg: &Config) {
 
 /// One line saying who may enter, for `check`.
 /// Which ingress `/oauth2/auth` believes, and where its answers carry the ID token.
+/// Where sessions live, for `check`.
+fn describe_sessions(cfg: &Config) -> String {
+    let idle = cfg.cookie.idle_timeout.map_or_else(
+        || "no idle timeout".to_string(),
+        |d| format!("idle timeout {} s", d.as_secs()),
+    );
+    let lifetime = format!(
+        "lifetime {} s, {idle}",
+        cfg.cookie.session_lifetime.as_secs()
+    );
+    match &cfg.session_store {
+        crate::config::StoreSettings::Cookie => format!("cookie store (sealed in the cookie; ended sessions are known to this replica only), {lifetime}"),
+        crate::config::StoreSettings::Redis(r) => format!(
+            "redis store at {} (key prefix {}, {} ms per call{}{}), {lifetime}",
+            crate::session::redis::describe(r),
+            r.key_prefix,
+            r.timeout.as_millis(),
+            if r.username.is_some() { ", ACL user" } else { "" },
+            if r.password.is_some() { ", password set" } else { "" },
+        ),
+    }
+}
+
 fn describe_forward_auth(cfg: &Config) -> String {
     use crate::config::ForwardAuthClient as C;
     let client = match cfg.forward_auth_client {
@@ -381,6 +404,7 @@ pub fn main() -> ExitCode {
                 );
                 println!("access: {}", describe_access(&cfg));
                 println!("forward auth: {}", describe_forward_auth(&cfg));
+                println!("sessions: {}", describe_sessions(&cfg));
                 print_lists(&cfg);
                 print_preset(&cfg);
                 if online {

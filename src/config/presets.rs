@@ -17,6 +17,9 @@ pub struct Preset {
     /// ID tokens may name the issuer without its `https://` (Google's
     /// `accounts.google.com`): that spelling of the configured issuer is accepted too.
     issuer_without_scheme: bool,
+    /// The provider rotates refresh tokens and refuses a used one (tsidp, Dex): several
+    /// replicas on the cookie store would spend one twice.
+    pub rotates_refresh_tokens: bool,
 }
 
 /// Every preset, `oidc` (no defaults) first.
@@ -25,6 +28,7 @@ pub const PRESETS: &[Preset] = &[
         name: "oidc",
         defaults: &[],
         notes: &[],
+        rotates_refresh_tokens: false,
         issuer_without_scheme: false,
     },
     Preset {
@@ -39,6 +43,7 @@ pub const PRESETS: &[Preset] = &[
             "tokens live 5 minutes and are renewed refresh_before_secs ahead; each single-use refresh token is spent once, whatever the concurrency",
             "tsidp has no end-session endpoint: sign-out ends the gatehouse session only",
         ],
+        rotates_refresh_tokens: true,
         issuer_without_scheme: false,
     },
     Preset {
@@ -55,6 +60,7 @@ pub const PRESETS: &[Preset] = &[
             "claims such as email and groups come from the provider's scope templates: add those scopes to `scopes`",
             "keys may be EdDSA, which the Kubernetes API server cannot verify: use an RS256 key for the provider if Headlamp forwards the token",
         ],
+        rotates_refresh_tokens: false,
         issuer_without_scheme: false,
     },
     Preset {
@@ -69,6 +75,7 @@ pub const PRESETS: &[Preset] = &[
             "recent Authentik marks emails email_verified: false; the user is mapped from preferred_username. To have Authentik vouch for emails, set email_verified in the email scope mapping",
             "an application without a signing key signs with HS256, which gatehouse and the Kubernetes API server refuse: choose a signing key for it",
         ],
+        rotates_refresh_tokens: false,
         issuer_without_scheme: false,
     },
     Preset {
@@ -83,6 +90,7 @@ pub const PRESETS: &[Preset] = &[
             "above 200 groups Entra sends no groups claim (overage): gatehouse refuses the login and says so; assign groups to the application or use app roles",
             "user_claim may be oid, preferred_username (default) or upn; Entra's email claim is not verified",
         ],
+        rotates_refresh_tokens: false,
         issuer_without_scheme: false,
     },
     Preset {
@@ -98,6 +106,7 @@ pub const PRESETS: &[Preset] = &[
             "the user is mapped from preferred_username (the Keycloak username, always sent): Keycloak sends email_verified: false for users whose email nobody verified, and an unverified email cannot be the user",
             "sign-out goes to Keycloak's end-session endpoint with id_token_hint",
         ],
+        rotates_refresh_tokens: false,
         issuer_without_scheme: false,
     },
     Preset {
@@ -106,6 +115,7 @@ pub const PRESETS: &[Preset] = &[
         notes: &[
             "groups and offline_access are requested: Dex sends groups and refresh tokens only for those scopes, and rotates refresh tokens",
         ],
+        rotates_refresh_tokens: true,
         issuer_without_scheme: false,
     },
     Preset {
@@ -119,6 +129,7 @@ pub const PRESETS: &[Preset] = &[
             "access_type=offline and prompt=consent are sent so that Google issues a refresh token",
             "ID tokens may carry iss accounts.google.com, without https://: both spellings are accepted",
         ],
+        rotates_refresh_tokens: false,
         issuer_without_scheme: true,
     },
 ];

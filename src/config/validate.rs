@@ -406,6 +406,12 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     }
 
     let session_store = super::store::read_store(&mut r);
+    if preset.rotates_refresh_tokens && matches!(session_store, super::StoreSettings::Cookie) {
+        warnings.push(format!(
+            "{} rotates refresh tokens and refuses a used one: with the cookie store (the default), run one replica or sticky sessions; behind a Service with several replicas, two replicas refreshing the same session at once spend the token twice and sign the user out. Set session_store = \"redis\" to share sessions and refreshes between replicas",
+            preset.name
+        ));
+    }
     let allowed_upgrades = r
         .list("allowed_upgrades", &["websocket"])
         .into_iter()

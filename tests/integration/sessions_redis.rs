@@ -431,3 +431,37 @@ async fn a_token_call_slower_than_the_lock_lease_still_spends_the_token_once() {
     assert_eq!(after["grant_errors"], before["grant_errors"], "{after}");
     assert_eq!(after["grants_revoked"], 0, "{after}");
 }
+
+/// `session_idle_timeout_secs` ends a session nobody uses, in both stores, while one in
+/// use lives on: its use is recorded (the cookie store re-seals the cookie, the redis
+/// store rewrites the entry).
+#[tokio::test]
+async fn an_idle_session_ends_and_one_in_use_lives_on_in_both_stores() {
+    if skip_without_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let url = redis.url();
+    for store in ["cookie", "redis"] {
+        // Three seconds: a replica's view of the last use may lag by its cache's second
+        // plus the second between recorded uses.
+        let mut extra = vec![("session_idle_timeout_secs", "3"), ("session_store", store)];
+        if store == "redis" {
+            extra.push(("redis_url", url.as_str()));
+        }
+        let w = world(&extra).await;
+        let (busy, idle) = (Browser::new(), Browser::new());
+        assert_eq!(login(&w, &busy, "/").await.status, 200);
+        assert_eq!(login(&w, &idle, "/").await.status, 200);
+        let who = format!("{}/who", w.gh.url);
+        // Busy: a request every 600 ms for 5 s, well past the idle timeout.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            let r = api(&busy, &who).await;
+            assert_eq!(r.status, 200, "{store}: a session in use idled out: {r:?}");
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        let r = api(&idle, &who).await;
+        assert_eq!(r.status, 401, "{store}: an idle session lived on: {r:?}");
+    }
+}

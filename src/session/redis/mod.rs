@@ -19,6 +19,7 @@
 mod client;
 mod lock;
 
+pub use client::describe;
 pub use lock::Lease;
 
 use super::jar::CookieJar;
@@ -227,6 +228,12 @@ impl RedisStore {
                 None => (Ticket::new(&session.id).ok_or(SessionError::Seal)?, true),
             };
         self.write(&ticket, session, !new).await?;
+        if let Some(value) = cookies.get(jar.cookie_name()).filter(|_| !new) {
+            // This thread serves the session as written from now on.
+            let mut kept = session.clone();
+            kept.ticket = Some(ticket.clone());
+            cache::put(jar.id, value, &Arc::new(kept), cache::generation());
+        }
         if !new {
             // The request may carry this ticket already, or (a refresh by another
             // replica) only the cookie store's leftovers: send it when it is not there.
