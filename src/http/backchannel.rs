@@ -66,9 +66,13 @@ fn unavailable(ctx: &Ctx, why: &str) -> Response {
     resp
 }
 
-/// Why a body is not a back-channel logout request, or `Ok` with its `logout_token`.
+/// Why a body is not a back-channel logout request.
 enum BodyError {
+    /// Larger than [`MAX_BODY`]; not read to its end.
     TooLarge,
+    /// Refused without reading it to its end (its type, or a read that failed).
+    Unread(&'static str),
+    /// Read whole, and not one `logout_token`.
     Invalid(&'static str),
 }
 
@@ -85,7 +89,7 @@ async fn logout_token_of(req: Request) -> Result<String, BodyError> {
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
     if !form {
-        return Err(BodyError::Invalid(
+        return Err(BodyError::Unread(
             "the body must be application/x-www-form-urlencoded with a logout_token field",
         ));
     }
@@ -104,7 +108,7 @@ async fn logout_token_of(req: Request) -> Result<String, BodyError> {
             if e.is::<http_body_util::LengthLimitError>() {
                 BodyError::TooLarge
             } else {
-                BodyError::Invalid("the request body could not be read")
+                BodyError::Unread("the request body could not be read")
             }
         })?
         .to_bytes();
@@ -152,6 +156,7 @@ pub async fn logout(State(st): State<Arc<AppState>>, req: Request) -> Response {
                 ),
             );
         }
+        Err(BodyError::Unread(why)) => return invalid(&ctx, why),
         Err(BodyError::Invalid(why)) => return read_fully(invalid(&ctx, why)),
     };
     let Some(loaded) = st.auth.provider.loaded() else {

@@ -315,6 +315,11 @@ async fn malformed_requests_are_refused_with_json() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.headers().get("connection").map(|v| v.to_str().unwrap()),
+        Some("close"),
+        "the body was left unread: the client is told the connection ends"
+    );
     assert!(r.text().await.unwrap().contains("x-www-form-urlencoded"));
     for (body, needle) in [
         ("other=1".to_string(), "no logout_token"),
@@ -377,6 +382,10 @@ async fn malformed_requests_are_refused_with_json() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("connection").is_none(),
+        "the body was read whole: the connection stays usable"
+    );
 }
 
 #[tokio::test]
