@@ -1,8 +1,8 @@
 //! `gatehouse check --online`: asks the live provider what `serve` would meet, and says in
 //! plain words what is wrong and how to fix it: the issuer (byte for byte), reachability
 //! and TLS, signing algorithms the Kubernetes API server cannot accept, scopes the provider
-//! does not list, refresh tokens that will not come, the callback URL, and the clock.
-//! Then it prints the API server settings that make it accept the token Headlamp
+//! does not list, refresh tokens that will not come, the callback URL, the clock, and
+//! whether the provider does back-channel logout (with the URI to register). Then it prints the API server settings that make it accept the token Headlamp
 //! forwards. Every finding is a line; any `error:` makes the exit status non-zero.
 //!
 //! Trusts nothing it fetches: it only reads and reports.
@@ -108,6 +108,7 @@ pub async fn check(cfg: &Config) -> Vec<Finding> {
     check_keys(&http, &meta, &raw, &mut out).await;
     check_scopes(cfg, &raw, &mut out);
     check_callback(cfg, &mut out);
+    check_backchannel(cfg, &raw, &mut out);
     out
 }
 
@@ -192,6 +193,34 @@ fn check_callback(cfg: &Config, out: &mut Vec<Finding>) {
     }
     if cfg.headers.authorization == PassAuthorization::AccessToken {
         out.push(Finding::Warning("pass_authorization = access_token: the Kubernetes API server must accept that access token (its issuer and audience), not the ID token".into()));
+    }
+}
+
+/// Back-Channel Logout 1.0 §2.1: whether the provider says it sends logout tokens (and
+/// with `sid`), and the `backchannel_logout_uri` to register for gatehouse.
+fn check_backchannel(cfg: &Config, raw: &Value, out: &mut Vec<Finding>) {
+    let path = crate::http::backchannel::PATH;
+    let register = match &cfg.redirect_url {
+        Some(u) => format!(
+            "register {}{path} as the client's backchannel_logout_uri",
+            u.origin().ascii_serialization()
+        ),
+        None => format!("register gatehouse's public URL followed by {path} (https://<gatehouse host>{path}) as the client's backchannel_logout_uri; with redirect_url set, the exact URI is printed here"),
+    };
+    let flag = |k: &str| raw.get(k).and_then(Value::as_bool) == Some(true);
+    if flag("backchannel_logout_supported") {
+        let sid = if flag("backchannel_logout_session_supported") {
+            "with the provider's session id (backchannel_logout_session_supported): a sign-out at the provider ends that sign-in's sessions here (ask for it with backchannel_logout_session_required)"
+        } else {
+            "without session ids (backchannel_logout_session_supported is not true): a logout token ends every session of that user here"
+        };
+        out.push(Finding::Ok(format!(
+            "the provider supports back-channel logout (backchannel_logout_supported), {sid}; {register}"
+        )));
+    } else {
+        out.push(Finding::Warning(format!(
+            "the provider does not advertise back-channel logout (backchannel_logout_supported): signing out at the provider leaves sessions here alive until they expire or the user signs out at gatehouse; if it supports it all the same, {register}"
+        )));
     }
 }
 

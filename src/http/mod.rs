@@ -2,10 +2,12 @@
 //! assembled), and serving.
 //!
 //! Routes: `/oauth2/{start,callback,sign_out,userinfo}` (login flow), `/oauth2/auth`
-//! (forward-auth verdict, `forward_auth.rs`), `/healthz`, `/readyz`, and everything else
-//! through the auth step to the upstream (`gate.rs`; 404 in auth-only mode).
+//! (forward-auth verdict, `forward_auth.rs`), `/oauth2/backchannel_logout` (the provider's
+//! logout tokens, `backchannel.rs`), `/healthz`, `/readyz`, and everything else through the
+//! auth step to the upstream (`gate.rs`; 404 in auth-only mode).
 
 mod answer;
+pub mod backchannel;
 mod errors;
 pub mod forward_auth;
 pub(crate) mod framing;
@@ -197,6 +199,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(login::sign_out_page).post(login::sign_out),
         )
         .route("/oauth2/userinfo", get(login::userinfo))
+        // The provider's logout tokens; any method, so that others get a JSON 405.
+        .route(backchannel::PATH, any(backchannel::logout))
         // The forward-auth verdict, any method; Envoy appends the original path.
         .route(forward_auth::AUTH_PATH, any(forward_auth::auth))
         .route("/oauth2/auth/", any(forward_auth::auth))
@@ -218,6 +222,7 @@ pub(crate) fn routed(path: &str) -> bool {
             | "/oauth2/callback"
             | "/oauth2/sign_out"
             | "/oauth2/userinfo"
+            | backchannel::PATH
             | forward_auth::AUTH_PATH
             | "/healthz"
             | "/readyz"

@@ -134,6 +134,19 @@ impl JwksCache {
         }
     }
 
+    /// A cache that holds the usable keys of `doc` and never fetches (unit tests).
+    #[cfg(test)]
+    pub(crate) fn holding(doc: &serde_json::Value) -> JwksCache {
+        let cache = JwksCache::new(String::new(), reqwest::Client::new());
+        if let Ok(mut slot) = cache.keys.write() {
+            *slot = Arc::new(parse_jwks(doc));
+        }
+        if let Ok(mut last) = cache.last_fetch.lock() {
+            *last = Some(Instant::now());
+        }
+        cache
+    }
+
     fn snapshot(&self) -> Arc<Vec<VerifyKey>> {
         self.keys.read().map(|k| Arc::clone(&k)).unwrap_or_default()
     }

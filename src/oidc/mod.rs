@@ -1,6 +1,7 @@
 //! The OpenID Provider as gatehouse sees it: discovery, keys, the authorization-code flow
-//! with PKCE (RFC 7636), token exchange and refresh (RFC 6749 §4.1, §6), and ID token
-//! verification (OIDC Core §3.1.3.7).
+//! with PKCE (RFC 7636), token exchange and refresh (RFC 6749 §4.1, §6), ID token
+//! verification (OIDC Core §3.1.3.7), and logout tokens (Back-Channel Logout 1.0,
+//! `logout_token.rs`).
 //!
 //! [`Provider`] is loaded in the background at start-up and retried until it works;
 //! `/readyz` reports ready once discovery and keys are in.
@@ -17,6 +18,7 @@
 pub mod discovery;
 pub mod health;
 pub mod jwks;
+pub mod logout_token;
 pub mod policy;
 pub mod token;
 pub mod verify;

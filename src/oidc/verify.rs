@@ -89,7 +89,7 @@ pub enum TokenError {
 }
 
 /// The JOSE header's `alg`, `kid` and `typ`, read without trusting anything.
-fn header(token: &str) -> Result<(String, Option<String>, Option<String>), TokenError> {
+pub(crate) fn header(token: &str) -> Result<(String, Option<String>, Option<String>), TokenError> {
     let mut parts = token.split('.');
     let (Some(h), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -128,7 +128,7 @@ pub fn seconds(claims: &Value, name: &str) -> Option<u64> {
 }
 
 /// A date claim the token must carry: [`seconds`], or why not.
-fn num(claims: &Value, name: &'static str) -> Result<u64, TokenError> {
+pub(crate) fn num(claims: &Value, name: &'static str) -> Result<u64, TokenError> {
     match claims.get(name) {
         Some(_) => seconds(claims, name).ok_or(TokenError::Malformed),
         None => Err(TokenError::Missing(name)),
@@ -137,50 +137,13 @@ fn num(claims: &Value, name: &'static str) -> Result<u64, TokenError> {
 
 /// Checks the claims of a token whose signature was verified.
 pub fn check_claims(claims: &Value, want: &Expected<'_>) -> Result<(), TokenError> {
-    let iss = claims
-        .get("iss")
-        .and_then(Value::as_str)
-        .ok_or(TokenError::Missing("iss"))?;
-    if iss != want.issuer && !want.issuer_aliases.iter().any(|a| a == iss) {
-        let hint = if iss.trim_end_matches('/') == want.issuer.trim_end_matches('/') {
-            " (only a trailing slash differs)"
-        } else {
-            ""
-        };
-        return Err(TokenError::Issuer {
-            expected: want.issuer.into(),
-            found: iss.into(),
-            hint,
-        });
-    }
+    check_issuer(claims, want.issuer, want.issuer_aliases)?;
     claims
         .get("sub")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or(TokenError::Missing("sub"))?;
-    if !matches!(claims.get("aud"), Some(Value::String(_) | Value::Array(_))) {
-        return Err(TokenError::Missing("aud"));
-    }
-    let auds = audiences(claims);
-    if !auds.contains(&want.client_id) {
-        return Err(TokenError::Audience {
-            expected: want.client_id.into(),
-            found: auds.join(", "),
-        });
-    }
-    if let Some(other) = auds
-        .iter()
-        .find(|a| **a != want.client_id && !want.trusted_audiences.iter().any(|t| t == *a))
-    {
-        return Err(TokenError::UntrustedAudience((*other).to_string()));
-    }
-    if auds.len() > 1 {
-        if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
-            if azp != want.client_id {
-                return Err(TokenError::AuthorizedParty(azp.into()));
-            }
-        }
-    }
+    check_audience(claims, want.client_id, want.trusted_audiences)?;
     // No leeway on `exp` (RFC 7519 §4.1.4: not accepted on or after it): a session
     // never outlives a token it forwards, so an expired token could only be forwarded
     // expired (the Kubernetes API server allows no leeway either) or make a session that
@@ -205,6 +168,64 @@ pub fn check_claims(claims: &Value, want: &Expected<'_>) -> Result<(), TokenErro
     want.policy.check(claims, want.now, want.skew)
 }
 
+/// `iss` is `issuer` exactly, or one of the preset's `aliases`.
+pub(crate) fn check_issuer(
+    claims: &Value,
+    issuer: &str,
+    aliases: &[String],
+) -> Result<(), TokenError> {
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or(TokenError::Missing("iss"))?;
+    if iss != issuer && !aliases.iter().any(|a| a == iss) {
+        let hint = if iss.trim_end_matches('/') == issuer.trim_end_matches('/') {
+            " (only a trailing slash differs)"
+        } else {
+            ""
+        };
+        return Err(TokenError::Issuer {
+            expected: issuer.into(),
+            found: iss.into(),
+            hint,
+        });
+    }
+    Ok(())
+}
+
+/// `aud` names `client_id`, any other audience is in `trusted`, and with several the
+/// authorized party (`azp`), when present, is this client (OIDC Core §3.1.3.7 steps 3-5).
+pub(crate) fn check_audience(
+    claims: &Value,
+    client_id: &str,
+    trusted: &[String],
+) -> Result<(), TokenError> {
+    if !matches!(claims.get("aud"), Some(Value::String(_) | Value::Array(_))) {
+        return Err(TokenError::Missing("aud"));
+    }
+    let auds = audiences(claims);
+    if !auds.contains(&client_id) {
+        return Err(TokenError::Audience {
+            expected: client_id.into(),
+            found: auds.join(", "),
+        });
+    }
+    if let Some(other) = auds
+        .iter()
+        .find(|a| **a != client_id && !trusted.iter().any(|t| t == *a))
+    {
+        return Err(TokenError::UntrustedAudience((*other).to_string()));
+    }
+    if auds.len() > 1 {
+        if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
+            if azp != client_id {
+                return Err(TokenError::AuthorizedParty(azp.into()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The token's `aud`, a string or a list of strings (others are skipped).
 pub fn audiences(claims: &Value) -> Vec<&str> {
     match claims.get("aud") {
@@ -225,20 +246,51 @@ pub async fn verify(
         return Err(TokenError::AlgNone);
     }
     if let Some(typ) = typ.filter(|_| want.id_token) {
-        let t = typ.to_ascii_lowercase();
-        if t.strip_prefix("application/").unwrap_or(&t) == "at+jwt" {
+        if media_type_is(&typ, "at+jwt") {
             return Err(TokenError::AccessTokenAsIdToken(typ));
         }
     }
+    let (claims, alg) = signed_claims(token, &alg_name, kid.as_deref(), want.algs, jwks).await?;
+    check_claims(&claims, want)?;
+    if let (Some(at), Some(claimed)) = (
+        want.access_token,
+        claims.get("at_hash").and_then(Value::as_str),
+    ) {
+        if at_hash(alg, at).as_deref() != Some(claimed) {
+            return Err(TokenError::AtHash);
+        }
+    }
+    Ok(claims)
+}
+
+/// Whether a JOSE `typ` names the media type `application/<short>`: compared without
+/// regard to case, with the `application/` prefix optional (RFC 7515 §4.1.9).
+pub(crate) fn media_type_is(typ: &str, short: &str) -> bool {
+    let t = typ.to_ascii_lowercase();
+    t.strip_prefix("application/").unwrap_or(&t) == short
+}
+
+/// The claims of a token whose signature verifies with the provider's key for its `kid`
+/// and `alg` (read from the header by the caller): `none`, algorithms outside `algs`
+/// and HS* are refused before any key is looked up. Checks no claim.
+pub(crate) async fn signed_claims(
+    token: &str,
+    alg_name: &str,
+    kid: Option<&str>,
+    algs: &[Algorithm],
+    jwks: &JwksCache,
+) -> Result<(Value, Algorithm), TokenError> {
+    if alg_name.eq_ignore_ascii_case("none") {
+        return Err(TokenError::AlgNone);
+    }
     let alg: Algorithm = alg_name
         .parse()
-        .map_err(|_| TokenError::AlgNotAllowed(alg_name.clone()))?;
-    if !want.algs.contains(&alg)
-        || matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+        .map_err(|_| TokenError::AlgNotAllowed(alg_name.to_string()))?;
+    if !algs.contains(&alg) || matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
     {
-        return Err(TokenError::AlgNotAllowed(alg_name));
+        return Err(TokenError::AlgNotAllowed(alg_name.to_string()));
     }
-    let key = jwks.key_for(kid.as_deref(), alg).await?;
+    let key = jwks.key_for(kid, alg).await?;
     let mut validation = Validation::new(alg);
     validation.validate_exp = false;
     validation.validate_nbf = false;
@@ -250,16 +302,7 @@ pub async fn verify(
             | jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
             _ => TokenError::Malformed,
         })?;
-    check_claims(&data.claims, want)?;
-    if let (Some(at), Some(claimed)) = (
-        want.access_token,
-        data.claims.get("at_hash").and_then(Value::as_str),
-    ) {
-        if at_hash(alg, at).as_deref() != Some(claimed) {
-            return Err(TokenError::AtHash);
-        }
-    }
-    Ok(data.claims)
+    Ok((data.claims, alg))
 }
 
 /// OIDC Core §3.1.3.6: base64url of the left half of the access token's hash, with the

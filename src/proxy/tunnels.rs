@@ -158,14 +158,21 @@ mod tests {
         let t = Arc::new(Tunnels::default());
         let a = t.register(owner("a"));
         let b = t.register(owner("b"));
+        // Only sessions that began by the logout end, by `sid` as by `sub`: a later
+        // sign-in that kept the provider's `sid` is another session.
+        let later_sign_in = Ended::Matching {
+            sid: Some("sid-a".into()),
+            sub: None,
+            before: 99,
+        };
+        assert_eq!(t.end_matching(&later_sign_in), 0);
         let by_sid = Ended::Matching {
             sid: Some("sid-a".into()),
             sub: None,
-            before: 0,
+            before: 100,
         };
         assert_eq!(t.end_matching(&by_sid), 1);
         assert_eq!(a.asked().await, Why::SessionEnded);
-        // Only sessions that began before the logout end by `sub`.
         let too_early = Ended::Matching {
             sid: None,
             sub: Some("sub-b".into()),

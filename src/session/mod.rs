@@ -133,8 +133,10 @@ pub enum SessionError {
 }
 
 /// What ended: sessions by id (sign-out, sign-out everywhere, a refresh the provider
-/// refused), or whatever matches a back-channel logout (the provider's `sid`; or, with
-/// only `sub`, every session of that user that began at or before `before`).
+/// refused), or whatever matches a back-channel logout: the sessions that began at or
+/// before `before` with the provider's `sid`, or, with only `sub`, of that user. A session
+/// begun later is a new sign-in (a provider may keep its `sid` when it signed the user out
+/// of this client only) and lives on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     Sessions(Vec<String>),
@@ -150,7 +152,11 @@ impl Ended {
     pub fn covers(&self, id: &str, sid: Option<&str>, sub: &str, created_at: u64) -> bool {
         match self {
             Ended::Sessions(ids) => ids.iter().any(|i| i == id),
-            Ended::Matching { sid: Some(s), .. } => sid == Some(s.as_str()),
+            Ended::Matching {
+                sid: Some(s),
+                before,
+                ..
+            } => sid == Some(s.as_str()) && created_at <= *before,
             Ended::Matching {
                 sid: None,
                 sub: Some(u),
@@ -557,6 +563,58 @@ mod tests {
         assert!(s.finish_login(&cookies, "abcDEF123456xyz").0.is_some());
         assert!(s.finish_login(&cookies, "abcDEF123456other").0.is_none());
         assert!(s.has_login_cookie(&cookies));
+    }
+
+    /// A back-channel logout ends the sessions with that provider session (or user) that
+    /// began by the logout; a later sign-in that kept the provider's `sid` (a provider
+    /// that signed the user out of this client only) is a new session and lives on.
+    #[tokio::test]
+    async fn a_back_channel_logout_ends_sessions_begun_by_it_not_later_ones() {
+        let s = store();
+        let saved = |sid: &str, sub: &str, created_at: u64| {
+            let mut x = session(10);
+            x.id = format!("{sid}-{created_at}");
+            x.sid = Some(sid.into());
+            x.identity.sub = sub.into();
+            x.created_at = created_at;
+            x
+        };
+        let cookies_of = |sess: &Session| {
+            let set = sealed::save(&s.jar, sess, &RequestCookies::default()).unwrap();
+            as_request_header(&set)
+        };
+        let before = cookies_of(&saved("s1", "u1", 100));
+        let later = cookies_of(&saved("s1", "u1", 200));
+        let other = cookies_of(&saved("s2", "u2", 100));
+        let open = |h: &str| {
+            let h = h.to_string();
+            let s = &s;
+            async move {
+                s.load(&RequestCookies::parse([h.as_str()]))
+                    .await
+                    .unwrap()
+                    .is_some()
+            }
+        };
+        s.end_matching(Some("s1"), Some("u1"), 150).await.unwrap();
+        assert!(!open(&before).await, "begun before the logout: ended");
+        assert!(
+            open(&later).await,
+            "a later sign-in with the same sid lives"
+        );
+        assert!(open(&other).await);
+        let by_sub = cookies_of(&saved("s3", "u2", 120));
+        s.end_matching(None, Some("u2"), 110).await.unwrap();
+        assert!(!open(&other).await, "u2's session begun at 100 ended");
+        assert!(open(&by_sub).await, "u2's session begun at 120 lives");
+        let ended = Ended::Matching {
+            sid: Some("s1".into()),
+            sub: None,
+            before: 150,
+        };
+        assert!(ended.covers("x", Some("s1"), "u1", 150));
+        assert!(!ended.covers("x", Some("s1"), "u1", 151));
+        assert!(!ended.covers("x", Some("s2"), "u1", 100));
     }
 
     #[test]

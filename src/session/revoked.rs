@@ -1,6 +1,6 @@
 //! Sessions ended before their time on this replica: by sign-out (the session's id) and
-//! by back-channel logout (the provider's `sid`, or every session of a `sub` that began
-//! before the logout). The cookie store's only way to end a session it cannot reach; each
+//! by back-channel logout (the sessions with the provider's `sid`, or of a `sub`, that
+//! began before the logout). The cookie store's only way to end a session it cannot reach; each
 //! entry is kept as long as a session it matches could still live, then dropped.
 //!
 //! Checked on every request with a session, so the empty case is one atomic load.
@@ -18,8 +18,8 @@ const MAX_ENTRIES: usize = 100_000;
 struct Lists {
     /// Session id -> kept until.
     ids: HashMap<String, u64>,
-    /// Provider session id -> kept until.
-    sids: HashMap<String, u64>,
+    /// Provider session id -> (sessions that began at or before this time end, kept until).
+    sids: HashMap<String, (u64, u64)>,
     /// Subject -> (sessions that began at or before this time end, kept until).
     subs: HashMap<String, (u64, u64)>,
     /// Logout tokens seen (issuer and `jti`) -> kept until.
@@ -53,17 +53,15 @@ impl Revocations {
                 }
             }
             Ended::Matching { sid, sub, before } => {
-                if let Some(sid) = sid {
-                    if prune(&mut l.sids) {
-                        l.sids.insert(sid.clone(), until);
-                    }
-                }
-                if let (Some(sub), None) = (sub, sid) {
-                    l.subs.retain(|_, (_, u)| *u > now);
-                    if l.subs.len() < MAX_ENTRIES {
-                        let e = l.subs.entry(sub.clone()).or_insert((0, until));
-                        *e = (e.0.max(*before), e.1.max(until));
-                    }
+                let (map, key) = match (sid, sub) {
+                    (Some(sid), _) => (&mut l.sids, sid),
+                    (None, Some(sub)) => (&mut l.subs, sub),
+                    (None, None) => return,
+                };
+                map.retain(|_, (_, u)| *u > now);
+                if map.len() < MAX_ENTRIES {
+                    let e = map.entry(key.clone()).or_insert((0, until));
+                    *e = (e.0.max(*before), e.1.max(until));
                 }
             }
         }
@@ -99,10 +97,14 @@ impl Revocations {
         };
         let now = now_secs();
         let live = |u: Option<&u64>| u.is_some_and(|u| *u > now);
+        let begun_before = |e: Option<&(u64, u64)>| {
+            e.is_some_and(|(before, until)| *until > now && session.created_at <= *before)
+        };
         live(l.ids.get(&session.id))
-            || session.sid.as_ref().is_some_and(|s| live(l.sids.get(s)))
-            || l.subs
-                .get(&session.identity.sub)
-                .is_some_and(|(before, until)| *until > now && session.created_at <= *before)
+            || session
+                .sid
+                .as_ref()
+                .is_some_and(|s| begun_before(l.sids.get(s)))
+            || begun_before(l.subs.get(&session.identity.sub))
     }
 }

@@ -19,6 +19,7 @@
 //               [--single-use-refresh] [--claims-in-userinfo-only]
 //               [--userinfo-sub SUB] [--aud-string] [--extra-aud AUD ...]
 //               [--no-end-session] [--profile NAME] [--iss-without-scheme]
+//               [--backchannel-logout-uri URI]
 //               [--slow-refresh-ms N]
 //
 // GET /test/stats answers what the provider has counted since it started:
@@ -84,6 +85,7 @@ try {
       profile: { type: 'string', default: 'default' },
       'iss-without-scheme': { type: 'boolean', default: false },
       'slow-refresh-ms': { type: 'string', default: '0' },
+      'backchannel-logout-uri': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -216,6 +218,31 @@ const endSession = !opts['no-end-session'];
 if (!endSession && postLogoutRedirectUris.length > 0 && verbose) {
   process.stderr.write('op.mjs: --no-end-session: ignoring --post-logout-redirect-uri\n');
 }
+
+// --backchannel-logout-uri URI: Back-Channel Logout 1.0. The client registers URI
+// with backchannel_logout_session_required, so ID tokens and logout tokens carry
+// `sid`; a sign-out at /session/end posts a logout token there.
+const backchannelLogoutUri = opts['backchannel-logout-uri'];
+if (backchannelLogoutUri !== undefined) {
+  let parsedUri;
+  try {
+    parsedUri = new URL(backchannelLogoutUri);
+  } catch {
+    fail(`--backchannel-logout-uri must be an absolute URL, got ${JSON.stringify(backchannelLogoutUri)}`);
+  }
+  if (!['http:', 'https:'].includes(parsedUri.protocol)) fail('--backchannel-logout-uri must be http or https');
+  if (!endSession) fail('--backchannel-logout-uri needs the end-session endpoint (drop --no-end-session)');
+}
+
+// oidc-provider 9 sends outgoing requests (the logout tokens among them) through its
+// `fetch` option with an undici dispatcher that destroys any connection to a
+// special-use address, loopback included (helpers/fetch_request.js, SSRF
+// protection). The RP under test listens on 127.0.0.1, so with
+// --backchannel-logout-uri, and only then, the option drops that dispatcher.
+const loopbackFetch = (url, options) => {
+  const { dispatcher: _ssrfGuard, ...rest } = options;
+  return globalThis.fetch(url, rest);
+};
 
 const { default: Provider } = await import('oidc-provider');
 
@@ -374,8 +401,12 @@ const configuration = {
       redirect_uris: redirectUris,
       ...(endSession ? { post_logout_redirect_uris: postLogoutRedirectUris } : {}),
       id_token_signed_response_alg: signingAlg,
+      ...(backchannelLogoutUri !== undefined
+        ? { backchannel_logout_uri: backchannelLogoutUri, backchannel_logout_session_required: true }
+        : {}),
     },
   ],
+  ...(backchannelLogoutUri !== undefined ? { fetch: loopbackFetch } : {}),
   jwks: { keys: [freshSigningJwk(signingAlg)] },
   cookies: {
     keys: [crypto.randomBytes(32).toString('base64url')],
@@ -423,6 +454,7 @@ const configuration = {
     devInteractions: { enabled: false },
     revocation: { enabled: true },
     introspection: { enabled: true },
+    backchannelLogout: { enabled: backchannelLogoutUri !== undefined },
     rpInitiatedLogout: {
       enabled: endSession,
       // `form` is the library's hidden form (id "op.logoutForm", posting the
@@ -554,9 +586,14 @@ if (slowRefreshMs > 0) {
   });
 }
 
-for (const event of ['server_error', 'authorization.error', 'grant.error', 'end_session.error', 'userinfo.error', 'jwks.error', 'discovery.error']) {
+for (const event of ['server_error', 'authorization.error', 'grant.error', 'end_session.error', 'userinfo.error', 'jwks.error', 'discovery.error', 'backchannel.error']) {
   provider.on(event, (_ctx, err) => {
     process.stderr.write(`op.mjs: ${event}: ${err?.name ?? 'Error'}: ${err?.message ?? err}${err?.error_description ? ` (${err.error_description})` : ''}\n`);
+  });
+}
+if (verbose) {
+  provider.on('backchannel.success', (_ctx, client, accountId, sid) => {
+    process.stderr.write(`op.mjs: backchannel.success: ${client.clientId} sub ${accountId} sid ${sid}\n`);
   });
 }
 

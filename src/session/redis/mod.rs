@@ -359,8 +359,8 @@ impl RedisStore {
             .collect())
     }
 
-    /// The sessions a back-channel logout names: those of provider session `sid`; or,
-    /// with only `sub`, that user's sessions begun at or before `before`.
+    /// The sessions a back-channel logout names, begun at or before `before`: those of
+    /// provider session `sid`; or, with only `sub`, that user's.
     pub async fn sessions_matching(
         &self,
         sid: Option<&str>,
@@ -372,6 +372,7 @@ impl RedisStore {
                 .indexed("p", sid)
                 .await?
                 .into_iter()
+                .filter(|(_, at)| *at <= before)
                 .map(|(id, _)| id)
                 .collect()),
             (None, Some(sub)) => Ok(self

@@ -184,6 +184,9 @@ pub struct IdpState {
     pending: Mutex<HashMap<String, Pending>>,
     /// `sub` of the identity logged in at the next `/authorize`.
     pub next_sub: Mutex<String>,
+    /// The `sid` (provider session id) of the next ID tokens; `None`: `op-<sub>`, one
+    /// provider session per user, kept across refreshes as a real provider does.
+    pub next_sid: Mutex<Option<String>>,
     /// What `/userinfo` answers (404 when `None`), and the bearer tokens it was sent.
     pub userinfo: Mutex<Option<Value>>,
     pub userinfo_calls: Mutex<Vec<String>>,
@@ -193,6 +196,8 @@ pub struct IdpState {
     pub token_redirect_uris: Mutex<Vec<String>>,
     /// While set, every request is accepted and never answered (a hung provider).
     pub hang: AtomicBool,
+    /// Whether discovery advertises back-channel logout (with `sid`); default true.
+    pub backchannel_logout: AtomicBool,
 }
 
 pub struct TestIdp {
@@ -225,11 +230,13 @@ impl TestIdp {
             deny: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             next_sub: Mutex::new("alice".into()),
+            next_sid: Mutex::new(None),
             userinfo: Mutex::new(None),
             userinfo_calls: Mutex::new(Vec::new()),
             revoked: Mutex::new(Vec::new()),
             token_redirect_uris: Mutex::new(Vec::new()),
             hang: AtomicBool::new(false),
+            backchannel_logout: AtomicBool::new(true),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -328,6 +335,7 @@ async fn revoke(
 async fn discovery(State(st): State<Arc<IdpState>>) -> Json<Value> {
     let i = st.issuer.lock().unwrap().clone();
     let base = i.trim_end_matches('/');
+    let backchannel = st.backchannel_logout.load(Ordering::SeqCst);
     Json(json!({
         "issuer": i,
         "authorization_endpoint": format!("{base}/authorize"),
@@ -337,6 +345,8 @@ async fn discovery(State(st): State<Arc<IdpState>>) -> Json<Value> {
         "userinfo_endpoint": format!("{base}/userinfo"),
         "revocation_endpoint": format!("{base}/revoke"),
         "code_challenge_methods_supported": ["S256"],
+        "backchannel_logout_supported": backchannel,
+        "backchannel_logout_session_supported": backchannel,
     }))
 }
 
@@ -395,8 +405,14 @@ pub fn mint_response(st: &IdpState, nonce: Option<&str>) -> Value {
     let mint = st.mint.lock().unwrap().clone();
     let now = gatehouse::util::now_secs() as i64;
     let sub = st.next_sub.lock().unwrap().clone();
+    let sid = st
+        .next_sid
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| format!("op-{sub}"));
     let mut claims = json!({
-        "iss": st.issuer.lock().unwrap().clone(), "sub": sub, "aud": CLIENT_ID,
+        "iss": st.issuer.lock().unwrap().clone(), "sub": sub, "aud": CLIENT_ID, "sid": sid,
         "exp": now + mint.ttl, "iat": now, "email": format!("{sub}@example.test"),
         "email_verified": true,
         "preferred_username": sub, "groups": ["admins", "dev"],
