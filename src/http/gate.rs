@@ -116,6 +116,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
                 sid: s.sid.clone(),
                 sub: s.identity.sub.clone(),
                 created_at: s.created_at,
+                stored: s.ticket.is_some(),
             }),
             ends_at: session.as_ref().map(|s| {
                 s.expires_at.min(

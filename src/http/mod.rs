@@ -278,6 +278,30 @@ pub async fn serve_with_auth(
             }
         }
     });
+    if state.auth.sessions.shared() {
+        // A message about an end can be missed (a replica reconnecting as it was sent):
+        // once a second, the sessions behind open WebSockets are looked up, and those
+        // no longer stored are closed. A store that cannot answer closes nothing.
+        let (auth, tunnels) = (Arc::clone(&state.auth), Arc::clone(&state.tunnels));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let ids = tunnels.session_ids();
+                if ids.is_empty() {
+                    continue;
+                }
+                if let Ok(gone) = auth.sessions.ended_among(&ids).await {
+                    if !gone.is_empty() {
+                        let closed = tunnels.end_matching(&crate::session::Ended::Sessions(gone));
+                        tracing::info!(
+                            websockets_closed = closed,
+                            "closed the WebSockets of sessions ended elsewhere"
+                        );
+                    }
+                }
+            }
+        });
+    }
     if let Some(b) = &state.auth.bearer {
         b.spawn_loaders();
     }

@@ -46,6 +46,9 @@ pub struct Owner {
     pub sid: Option<String>,
     pub sub: String,
     pub created_at: u64,
+    /// Kept in a shared store (Redis), where its end can be looked up; a bearer token's
+    /// or a cookie session is not.
+    pub stored: bool,
 }
 
 /// An open connection: the session that opened it, and its stop signal.
@@ -89,6 +92,20 @@ impl Tunnels {
     /// Asks every connection to close (shutdown); returns how many.
     pub fn close_all(&self) -> usize {
         self.ask(|_| true, Why::ShuttingDown)
+    }
+
+    /// The distinct ids of the stored sessions behind open connections.
+    pub fn session_ids(&self) -> Vec<String> {
+        let Ok(open) = self.open.lock() else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = open
+            .values()
+            .filter_map(|(o, _)| o.as_ref().filter(|o| o.stored).map(|o| o.id.clone()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// How many upgraded connections are open.
@@ -149,6 +166,7 @@ mod tests {
             sid: Some(format!("sid-{id}")),
             sub: format!("sub-{id}"),
             created_at: 100,
+            stored: true,
         })
     }
 

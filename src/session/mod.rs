@@ -381,6 +381,16 @@ impl SessionStore {
         }
     }
 
+    /// The sessions among `ids` that ended elsewhere (Redis: no longer stored), so the
+    /// WebSockets they opened close even if the message about them was missed. The
+    /// cookie store knows of no end it was not told about: none.
+    pub async fn ended_among(&self, ids: &[String]) -> Result<Vec<String>, Unavailable> {
+        match &self.backend {
+            Backend::Cookie(_) => Ok(Vec::new()),
+            Backend::Redis(r) => r.ended_among(ids).await,
+        }
+    }
+
     /// True the first time `key` (an issuer's logout token `jti`) is seen before `until`
     /// (Unix seconds); false for a replay.
     pub async fn first_use(&self, key: &str, until: u64) -> Result<bool, Unavailable> {

@@ -290,7 +290,7 @@ async fn extra_audiences_need_trusted_audiences() {
 }
 
 /// A CA and a server certificate for 127.0.0.1, as PEM files in a fresh directory.
-fn private_ca() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+pub fn private_ca() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
     let dir = std::env::temp_dir().join(format!(
         "gh-ca-{}-{}",

@@ -465,3 +465,57 @@ async fn an_idle_session_ends_and_one_in_use_lives_on_in_both_stores() {
         assert_eq!(r.status, 401, "{store}: an idle session lived on: {r:?}");
     }
 }
+
+/// `rediss://` to a Redis whose certificate a private CA signed: works with
+/// `redis_ca_file`; without it, nothing is turned off: /readyz and requests say 503,
+/// naming Redis and the certificate problem.
+#[tokio::test]
+async fn rediss_with_a_private_ca_needs_redis_ca_file() {
+    if skip_without_redis() {
+        return;
+    }
+    let (ca, cert, key) = crate::presets::private_ca();
+    let tls_port = free_port();
+    let _redis = RedisServer::start_with_config(&format!(
+        "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\n",
+        cert.display(),
+        key.display(),
+        ca.display()
+    ));
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let ca_file = ca.display().to_string();
+    let w = world(&[
+        ("session_store", "redis"),
+        ("redis_url", &url),
+        ("redis_ca_file", &ca_file),
+    ])
+    .await;
+    let b = Browser::new();
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    assert_eq!(api(&b, &format!("{}/who", w.gh.url)).await.status, 200);
+
+    let untrusting = crate::support::start_unready(config(
+        &w.up.url,
+        &w.idp.issuer,
+        &[("session_store", "redis"), ("redis_url", &url)],
+    ))
+    .await;
+    let asked = Instant::now();
+    let ready = loop {
+        let r = Browser::new()
+            .get(&format!("{}/readyz", untrusting.url))
+            .await;
+        if r.status == 503 && r.body.contains("Redis") && !r.body.contains("not reached") {
+            break r;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(10), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        ready.body.to_ascii_lowercase().contains("certificate"),
+        "names the certificate problem: {}",
+        ready.body
+    );
+    let r = api(&b, &format!("{}/who", untrusting.url)).await;
+    assert_eq!(r.status, 503, "{r:?}");
+}

@@ -82,13 +82,43 @@ impl RedisStore {
             Arc::clone(&self.down),
             self.place.clone(),
         );
+        // Why the last connection attempt failed (a refused connection, a certificate the
+        // roots do not trust, a wrong password): what a ping's own error cannot say.
+        let last_failure: Arc<Mutex<Option<String>>> = Arc::default();
+        {
+            let last = Arc::clone(&last_failure);
+            let _errors = client.on_error(move |(e, _server)| {
+                if let Ok(mut l) = last.lock() {
+                    *l = Some(e.to_string());
+                }
+                async { Ok(()) }
+            });
+            let last = Arc::clone(&last_failure);
+            let _reconnects = client.on_reconnect(move |_server| {
+                if let Ok(mut l) = last.lock() {
+                    *l = None;
+                }
+                async { Ok(()) }
+            });
+        }
+        // Connecting retries for ever in the background: the health loop starts at once.
+        let connecting = client.clone();
         tokio::spawn(async move {
-            let _ = client.init().await;
+            let _ = connecting.init().await;
+        });
+        tokio::spawn(async move {
             loop {
                 let answer: Result<String, Error> = client.ping(None).await;
                 let now = match answer {
                     Ok(_) => None,
-                    Err(e) => Some(format!("Redis ({place}) does not answer: {e}")),
+                    Err(e) => {
+                        let why = last_failure
+                            .lock()
+                            .ok()
+                            .and_then(|l| l.clone())
+                            .unwrap_or_else(|| e.to_string());
+                        Some(format!("Redis ({place}) does not answer: {why}"))
+                    }
                 };
                 if let Ok(mut d) = down.lock() {
                     if d.is_some() != now.is_some() {
@@ -109,8 +139,16 @@ impl RedisStore {
             let mut messages = sub.message_rx();
             let _ = sub.init().await;
             let _resubscribe = sub.manage_subscriptions();
-            if let Err(e) = sub.subscribe(channel.as_str()).await {
-                tracing::warn!(error = %e, "could not subscribe to session ends; other replicas' sign-outs reach this one within a second through the cache's limit");
+            // Tracked (and so renewed after a reconnect) only once it succeeds: retried
+            // until it does. Meanwhile the cache's second and the WebSocket sweep
+            // (`ended_among`) still end sessions ended elsewhere.
+            let mut warned = false;
+            while let Err(e) = sub.subscribe(channel.as_str()).await {
+                if !warned {
+                    tracing::warn!(error = %e, "could not subscribe to session ends yet; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
             while let Ok(m) = messages.recv().await {
                 let Some(text) = m.value.as_string() else {
@@ -407,6 +445,23 @@ impl RedisStore {
             .await
             .map_err(|e| self.unavailable(&e))?;
         Ok(())
+    }
+
+    /// The ids among `ids` whose sessions are no longer stored (ended, or expired).
+    pub async fn ended_among(&self, ids: &[String]) -> Result<Vec<String>, Unavailable> {
+        let mut gone = Vec::new();
+        // One EXISTS per key: in a Cluster the keys live in different slots.
+        for id in ids {
+            let n: i64 = self
+                .client
+                .exists(self.entry_key(id).as_str())
+                .await
+                .map_err(|e| self.unavailable(&e))?;
+            if n == 0 {
+                gone.push(id.clone());
+            }
+        }
+        Ok(gone)
     }
 
     /// True the first time `key` is recorded before `until`.
