@@ -22,6 +22,7 @@ mod providers;
 mod proxy;
 mod real_upstreams;
 mod redis_harness;
+mod redis_topologies;
 mod review;
 mod review2;
 mod review3;

@@ -1,0 +1,264 @@
+//! The redis store on the topologies production runs, with real Redis from the harness
+//! (`support/redis.rs`): a Sentinel failover mid-traffic loses no session.
+//!
+//! Harness calls block, so every test runs on the multi-thread runtime and makes them
+//! through [`blocking`]: gatehouse's Redis client runs on this runtime too, and must
+//! keep running while the harness waits for a failover.
+
+use crate::support::idp::TestIdp;
+use crate::support::redis::SentinelSet;
+use crate::support::redis::{self, Conn, RedisServer, Reply};
+use crate::support::upstream::{seen, Upstream};
+use crate::support::{config, start, Browser, Resp};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a replica may serve a session from its cache (`session::redis::CACHE_FOR`).
+const CACHE_FOR: Duration = gatehouse::session::redis::CACHE_FOR;
+
+/// Runs blocking harness code without stalling the runtime's other worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Signs `sub` in at gatehouse `gh` (the test IdP logs in whoever `next_sub` names).
+async fn sign_in(idp: &TestIdp, gh: &str, sub: &str) -> Browser {
+    *idp.state.next_sub.lock().unwrap() = sub.to_string();
+    let b = Browser::new();
+    let (resp, visited) = b.follow(&format!("{gh}/home/{sub}")).await;
+    assert_eq!(resp.status, 200, "{sub} signs in: {resp:?}\n{visited:?}");
+    assert_eq!(
+        seen(&resp.json(), "x-forwarded-user"),
+        vec![format!("{sub}@example.test")]
+    );
+    b
+}
+
+/// One request as an API client would send it (a login would be a 401, not a redirect).
+async fn api_get(b: &Browser, url: &str) -> Resp {
+    b.send(reqwest::Method::GET, url, &[("accept", "application/json")])
+        .await
+}
+
+/// The session entries (`gatehouse:{<id>}:s`) a node holds.
+fn session_keys(node: &RedisServer) -> Vec<String> {
+    let reply = node.cmd(&["KEYS", "gatehouse:{*}:s"]);
+    let mut keys: Vec<String> = reply.items().iter().filter_map(Reply::text).collect();
+    keys.sort();
+    keys
+}
+
+/// Whether `r` is gatehouse's "session store down" answer naming Redis.
+fn names_redis(r: &Resp) -> bool {
+    r.status == 503
+        && r.headers
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or("").contains("json"))
+        && r.json()["error"] == "session_store_unavailable"
+        && r.json()["message"].as_str().unwrap_or("").contains("Redis")
+}
+
+/// What a request of the traffic loop got, and when it was sent.
+struct Outcome {
+    sent: Instant,
+    user: String,
+    status: u16,
+    body: String,
+}
+
+/// Users sending requests one after another each, round-robin over `replicas`, until
+/// `stop` is set (30 s at most).
+fn traffic(
+    users: Arc<Vec<(String, Browser)>>,
+    replicas: Vec<String>,
+    stop: Arc<AtomicBool>,
+    out: Arc<Mutex<Vec<Outcome>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut loops = Vec::new();
+        for i in 0..users.len() {
+            let (users, replicas, stop, out) = (
+                Arc::clone(&users),
+                replicas.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&out),
+            );
+            loops.push(tokio::spawn(async move {
+                let (user, b) = &users[i];
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut n = 0usize;
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    let gh = &replicas[(i + n) % replicas.len()];
+                    let sent = Instant::now();
+                    let r = api_get(b, &format!("{gh}/work/{user}/{n}")).await;
+                    out.lock().unwrap().push(Outcome {
+                        sent,
+                        user: user.clone(),
+                        status: r.status,
+                        body: r.body,
+                    });
+                    n += 1;
+                }
+            }));
+        }
+        for l in loops {
+            l.await.unwrap();
+        }
+    })
+}
+
+/// Polls until `b` gets 200 as `user` from `url` (10 s at most).
+async fn until_ok(b: &Browser, url: &str, user: &str) -> Resp {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = api_get(b, url).await;
+        if r.status == 200 {
+            assert_eq!(
+                seen(&r.json(), "x-forwarded-user"),
+                vec![format!("{user}@example.test")]
+            );
+            return r;
+        }
+        assert!(
+            r.status == 503 && names_redis(&r),
+            "{user}: only 200 or a 503 naming Redis, got {} {}",
+            r.status,
+            r.body
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{user} did not get 200 again within 10 s: {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_mid_traffic_loses_no_session() {
+    if redis::skip_unless_available() {
+        return;
+    }
+    let mut set = blocking(SentinelSet::start);
+    let idp = TestIdp::start().await;
+    let up = Upstream::start().await;
+    let addrs = set.sentinel_addrs().join(",");
+    let settings = [
+        ("session_store", "redis"),
+        ("redis_sentinel_master", set.master_name()),
+        ("redis_sentinel_addrs", addrs.as_str()),
+    ];
+    // Two replicas sharing the Sentinel set, as a Deployment with two pods would.
+    let a = start(config(&up.url, &idp.issuer, &settings)).await;
+    let b = start(config(&up.url, &idp.issuer, &settings)).await;
+    let replicas = vec![a.url.clone(), b.url.clone()];
+
+    let mut users = Vec::new();
+    for i in 0..4 {
+        let sub = format!("user{i}");
+        let gh = &replicas[i % 2];
+        let browser = sign_in(&idp, gh, &sub).await;
+        users.push((sub, browser));
+    }
+    let old = blocking(|| set.current_master_port());
+    blocking(|| {
+        // WAIT counts only this connection's writes: one write after gatehouse's, on the
+        // same replication stream, acknowledged by the replica, means theirs arrived too.
+        let mut c = Conn::open(old, None).unwrap();
+        assert_eq!(
+            c.cmd(&["SET", "test:marker", "1"]).unwrap(),
+            Reply::Status("OK".into())
+        );
+        assert_eq!(c.cmd(&["WAIT", "1", "2000"]).unwrap(), Reply::Int(1));
+    });
+    let before = blocking(|| session_keys(set.server(old)));
+    assert_eq!(
+        before.len(),
+        users.len(),
+        "one entry per session: {before:?}"
+    );
+    let users = Arc::new(users);
+    let stop = Arc::new(AtomicBool::new(false));
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let loop_task = traffic(
+        Arc::clone(&users),
+        replicas.clone(),
+        Arc::clone(&stop),
+        Arc::clone(&outcomes),
+    );
+    // Traffic flows before the master dies.
+    until_answered(&outcomes, 4 * users.len()).await;
+    let killed_at = Instant::now();
+    let (set, new) = tokio::task::spawn_blocking(move || {
+        let killed = set.kill_master();
+        assert_eq!(killed, old);
+        let new = set.wait_for_failover(old, Duration::from_secs(15));
+        (set, new)
+    })
+    .await
+    .unwrap();
+    let failed_over_at = Instant::now();
+    assert_ne!(new, old);
+    // Sentinel declares the master down after a second (down-after-milliseconds), so by
+    // now no replica serves any session from its cache: each 200 below was read from
+    // the new master.
+    assert!(killed_at.elapsed() > CACHE_FOR);
+
+    for (i, (user, browser)) in users.iter().enumerate() {
+        let gh = &replicas[i % 2];
+        until_ok(browser, &format!("{gh}/after/{user}"), user).await;
+        let other = &replicas[(i + 1) % 2];
+        until_ok(browser, &format!("{other}/after/{user}"), user).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    loop_task.await.unwrap();
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+
+    let during = outcomes
+        .iter()
+        .filter(|o| o.sent >= killed_at && o.sent < failed_over_at)
+        .count();
+    assert!(during > 0, "the traffic ran through the failover");
+    let bad: Vec<String> = outcomes
+        .iter()
+        .filter(|o| {
+            !(o.status == 200
+                || o.status == 503
+                    && serde_json::from_str::<serde_json::Value>(&o.body)
+                        .is_ok_and(|j| j["message"].as_str().unwrap_or("").contains("Redis")))
+        })
+        .map(|o| format!("{} {} {}", o.user, o.status, o.body))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "during the failover only 200 or a 503 naming Redis, never 500, 401 or a login: {bad:#?}\n{}",
+        set.logs()
+    );
+    eprintln!(
+        "{} requests, {} during the failover ({:?}), {} answered 503",
+        outcomes.len(),
+        during,
+        failed_over_at - killed_at,
+        outcomes.iter().filter(|o| o.status == 503).count()
+    );
+
+    // Every session is on the new master; a new sign-in lands there too.
+    let after = blocking(|| session_keys(set.server(new)));
+    assert_eq!(after, before, "no session lost in the failover");
+    let late = sign_in(&idp, &a.url, "late").await;
+    let r = api_get(&late, &format!("{}/late", b.url)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let now = blocking(|| session_keys(set.server(new)));
+    assert_eq!(now.len(), before.len() + 1, "{now:?}");
+}
+
+/// Polls until the traffic loop has recorded `n` answers (10 s at most).
+async fn until_answered(out: &Mutex<Vec<Outcome>>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while out.lock().unwrap().len() < n {
+        assert!(Instant::now() < deadline, "the traffic loop got no answers");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
