@@ -16,6 +16,7 @@
 //! call is bounded by `redis_timeout_ms`; when Redis cannot answer, requests that need a
 //! session get 503 naming Redis and the cause ([`Unavailable`]), never a login loop.
 
+mod ask;
 mod client;
 mod lock;
 
@@ -184,9 +185,7 @@ impl RedisStore {
     /// The session `ticket` opens, read from Redis now.
     async fn fetch(&self, ticket: &Ticket) -> Result<Option<Session>, Unavailable> {
         let key = self.entry_key(&ticket.id);
-        let raw: Option<Vec<u8>> = self
-            .client
-            .get(key.as_str())
+        let raw: Option<Vec<u8>> = ask::call(&self.client, "GET", &key, vec![key.as_str().into()])
             .await
             .map_err(|e| self.unavailable(&e))?;
         let Some(raw) = raw else {
@@ -279,15 +278,16 @@ impl RedisStore {
             .seal_entry(&self.keys, &key, &plain)
             .ok_or(SessionError::Seal)?;
         let end = self.end_ms(session);
-        let written: Option<String> = self
-            .client
-            .set(
-                key.as_str(),
-                sealed,
-                Some(Expiration::PXAT(end)),
-                update.then_some(SetOptions::XX),
-                false,
-            )
+        let mut args: Vec<Value> = vec![
+            key.as_str().into(),
+            sealed.as_slice().into(),
+            "PXAT".into(),
+            end.into(),
+        ];
+        if update {
+            args.push("XX".into());
+        }
+        let written: Option<String> = ask::call(&self.client, "SET", &key, args)
             .await
             .map_err(|e| self.unavailable(&e))?;
         if update && written.is_none() {
@@ -308,16 +308,18 @@ impl RedisStore {
             sets.push(self.index_key("p", sid, first));
         }
         for set in sets {
-            let _: i64 = self
-                .client
-                .sadd(set.as_str(), member.as_str())
+            let added: Vec<Value> = vec![set.as_str().into(), member.as_str().into()];
+            let _: i64 = ask::call(&self.client, "SADD", &set, added)
                 .await
                 .map_err(|e| self.unavailable(&e))?;
-            let _: i64 = self
-                .client
-                .expire(set.as_str(), ttl, None)
-                .await
-                .map_err(|e| self.unavailable(&e))?;
+            let _: i64 = ask::call(
+                &self.client,
+                "EXPIRE",
+                &set,
+                vec![set.as_str().into(), ttl.into()],
+            )
+            .await
+            .map_err(|e| self.unavailable(&e))?;
         }
         Ok(())
     }
@@ -328,11 +330,10 @@ impl RedisStore {
         let mut out = Vec::new();
         for k in &self.keys {
             let set = self.index_key(kind, value, k);
-            let members: Vec<String> = self
-                .client
-                .smembers(set.as_str())
-                .await
-                .map_err(|e| self.unavailable(&e))?;
+            let members: Vec<String> =
+                ask::call(&self.client, "SMEMBERS", &set, vec![set.as_str().into()])
+                    .await
+                    .map_err(|e| self.unavailable(&e))?;
             for m in members {
                 if let Some((id, at)) = m.rsplit_once(':') {
                     out.push((id.to_string(), at.parse().unwrap_or(0)));
@@ -386,9 +387,7 @@ impl RedisStore {
         let keys: Vec<String> = ids.iter().map(|id| self.entry_key(id)).collect();
         // One DEL per key: in a Cluster the keys live in different slots.
         for k in &keys {
-            let _: i64 = self
-                .client
-                .del(k.as_str())
+            let _: i64 = ask::call(&self.client, "DEL", k, vec![k.as_str().into()])
                 .await
                 .map_err(|e| self.unavailable(&e))?;
         }
@@ -411,15 +410,14 @@ impl RedisStore {
         let k = format!("{}j:{hex}", self.prefix);
         let until_ms =
             i64::try_from(until.max(now_secs() + 1).saturating_mul(1000)).unwrap_or(i64::MAX);
-        let set: Option<String> = self
-            .client
-            .set(
-                k.as_str(),
-                "1",
-                Some(Expiration::PXAT(until_ms)),
-                Some(SetOptions::NX),
-                false,
-            )
+        let args: Vec<Value> = vec![
+            k.as_str().into(),
+            "1".into(),
+            "PXAT".into(),
+            until_ms.into(),
+            "NX".into(),
+        ];
+        let set: Option<String> = ask::call(&self.client, "SET", &k, args)
             .await
             .map_err(|e| self.unavailable(&e))?;
         Ok(set.is_some())
