@@ -3,7 +3,8 @@
 //! three-master Cluster spreads sessions over every master and keeps serving a session
 //! whose slot moves while it is in use (ASK, then MOVED); a user in 200 groups signs in
 //! through nginx with its default buffers (and, as the control, with the cookie store
-//! the callback's cookies are too big for them).
+//! the callback's cookies are too big for them); an ACL user's password comes from a
+//! file, and a wrong one is a 503 naming Redis and its refusal.
 //!
 //! Harness calls block, so every test runs on the multi-thread runtime and makes them
 //! through [`blocking`]: gatehouse's Redis client runs on this runtime too, and must
@@ -14,7 +15,7 @@ use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind};
 use crate::support::redis::{self, Conn, RedisServer, Reply};
 use crate::support::redis::{Cluster, SentinelSet};
 use crate::support::upstream::{seen, Upstream};
-use crate::support::{config, start, Browser, Resp};
+use crate::support::{config, start, start_unready, Browser, Resp};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -576,4 +577,103 @@ async fn the_same_200_group_sign_in_on_the_cookie_store_meets_nginxs_default_buf
         "{}",
         nginx.log()
     );
+}
+
+/// A file in the temp directory holding `text`, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "gatehouse-{name}-{}-{}",
+            std::process::id(),
+            gatehouse::util::random_token(6)
+        ));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether `text` names Redis refusing the credentials.
+fn names_auth_failure(text: &str) -> bool {
+    text.contains("Redis") && (text.contains("WRONGPASS") || text.contains("username-password"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_signs_in_with_a_password_file_and_a_wrong_password_is_a_503_naming_redis() {
+    if redis::skip_unless_available() {
+        return;
+    }
+    let server = blocking(|| RedisServer::start_with_auth("gatehouse", "s3cret-acl"));
+    let idp = TestIdp::start().await;
+    let up = Upstream::start().await;
+    let url = server.url();
+    let good = TempFile::new("redis-password", "s3cret-acl\n");
+    let gh = start(config(
+        &up.url,
+        &idp.issuer,
+        &[
+            ("session_store", "redis"),
+            ("redis_url", url.as_str()),
+            ("redis_username", "gatehouse"),
+            ("redis_password_file", good.path()),
+        ],
+    ))
+    .await;
+    let b = sign_in(&idp, &gh.url, "alice").await;
+    assert_eq!(blocking(|| session_keys(&server)).len(), 1);
+
+    // The same Redis with a wrong password: not ready, and the signed-in user's
+    // requests get a 503 that names Redis and its refusal, never a login or a 500.
+    let bad = TempFile::new("redis-password", "not-the-password\n");
+    let wrong = start_unready(config(
+        &up.url,
+        &idp.issuer,
+        &[
+            ("session_store", "redis"),
+            ("redis_url", url.as_str()),
+            ("redis_username", "gatehouse"),
+            ("redis_password_file", bad.path()),
+        ],
+    ))
+    .await;
+    let readyz = format!("{}/readyz", wrong.url);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reason = loop {
+        let r = Browser::new().get(&readyz).await;
+        assert_eq!(r.status, 503, "{}", r.body);
+        let reason = r.json()["reason"].as_str().unwrap_or("").to_string();
+        if names_auth_failure(&reason) {
+            break reason;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never named the refused password: {reason}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("/readyz with a wrong password: {reason}");
+    assert!(!reason.contains("not-the-password"), "{reason}");
+    let r = api_get(&b, &format!("{}/reports", wrong.url)).await;
+    assert!(names_redis(&r), "{} {}", r.status, r.body);
+    let message = r.json()["message"].as_str().unwrap_or("").to_string();
+    assert!(names_auth_failure(&message), "{message}");
+    let page = b.get(&format!("{}/reports", wrong.url)).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(names_auth_failure(&page.body), "{}", page.body);
+    // A new sign-in cannot be kept either: 503 at the callback, not a loop.
+    *idp.state.next_sub.lock().unwrap() = "bob".into();
+    let (end, _) = Browser::new().follow(&format!("{}/", wrong.url)).await;
+    assert_eq!(end.status, 503, "{}", end.body);
+    assert!(end.body.contains("Redis"), "{}", end.body);
 }

@@ -51,6 +51,9 @@ pub struct RedisStore {
     wait_for_refresh: Duration,
     /// `Some(cause)` while Redis does not answer.
     down: Arc<Mutex<Option<String>>>,
+    /// The last error met connecting to Redis (refused, a wrong password, TLS), until a
+    /// PING is answered: commands that only time out name it as their cause.
+    refused: Arc<Mutex<Option<String>>>,
 }
 
 impl RedisStore {
@@ -71,27 +74,56 @@ impl RedisStore {
             down: Arc::new(Mutex::new(Some(format!(
                 "gatehouse has not reached Redis ({place}) yet"
             )))),
+            refused: Arc::new(Mutex::new(None)),
             place,
         })
     }
 
     /// Connects, keeps the health flag current, and listens for other replicas' ends.
     pub fn start(&self, ended: tokio::sync::broadcast::Sender<Ended>) {
-        let (client, down, place) = (
+        // fred retries a refused connection for ever without failing a command: its
+        // reason only reaches us here.
+        let (mut errors, refused) = (self.client.error_rx(), Arc::clone(&self.refused));
+        tokio::spawn(async move {
+            loop {
+                match errors.recv().await {
+                    Ok((e, _)) => {
+                        if let Ok(mut r) = refused.lock() {
+                            *r = Some(e.to_string());
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                }
+            }
+        });
+        let (client, down, place, refused) = (
             self.client.clone(),
             Arc::clone(&self.down),
             self.place.clone(),
+            Arc::clone(&self.refused),
         );
         tokio::spawn(async move {
-            let _ = client.init().await;
+            // Not `init`: it waits for a first connection, which a wrong password never
+            // gives, and the health flag must name that.
+            let _connection = client.connect();
             loop {
                 let answer: Result<String, Error> = client.ping(None).await;
                 let now = match answer {
-                    Ok(_) => None,
-                    Err(e) => Some(format!("Redis ({place}) does not answer: {e}")),
+                    Ok(_) => {
+                        if let Ok(mut r) = refused.lock() {
+                            *r = None;
+                        }
+                        None
+                    }
+                    Err(e) => Some(format!(
+                        "Redis ({place}) does not answer: {e}{}",
+                        refusal(&refused)
+                    )),
                 };
                 if let Ok(mut d) = down.lock() {
-                    if d.is_some() != now.is_some() {
+                    // Every new cause is logged: a wrong password at start-up is one.
+                    if *d != now {
                         match &now {
                             Some(cause) => {
                                 tracing::error!(cause = %cause, "the session store is down: requests that need a session get 503 until it answers")
@@ -128,7 +160,11 @@ impl RedisStore {
     }
 
     fn unavailable(&self, e: &Error) -> Unavailable {
-        let cause = format!("Redis ({}) did not answer: {e}", self.place);
+        let cause = format!(
+            "Redis ({}) did not answer: {e}{}",
+            self.place,
+            refusal(&self.refused)
+        );
         if let Ok(mut d) = self.down.lock() {
             d.get_or_insert_with(|| cause.clone());
         }
@@ -484,4 +520,15 @@ impl RedisStore {
         lease.release().await;
         result
     }
+}
+
+/// ` (connecting, it said: <error>)` when a connection attempt failed since the last
+/// answered PING.
+fn refusal(refused: &Mutex<Option<String>>) -> String {
+    refused
+        .lock()
+        .ok()
+        .and_then(|r| r.clone())
+        .map(|e| format!(" (connecting, it said: {e})"))
+        .unwrap_or_default()
 }
