@@ -4,7 +4,8 @@
 //! whose slot moves while it is in use (ASK, then MOVED); a user in 200 groups signs in
 //! through nginx with its default buffers (and, as the control, with the cookie store
 //! the callback's cookies are too big for them); an ACL user's password comes from a
-//! file, and a wrong one is a 503 naming Redis and its refusal.
+//! file or the environment, a wrong one is a 503 naming Redis and its refusal, and one
+//! given as a flag is refused at start-up.
 //!
 //! Harness calls block, so every test runs on the multi-thread runtime and makes them
 //! through [`blocking`]: gatehouse's Redis client runs on this runtime too, and must
@@ -15,7 +16,7 @@ use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind};
 use crate::support::redis::{self, Conn, RedisServer, Reply};
 use crate::support::redis::{Cluster, SentinelSet};
 use crate::support::upstream::{seen, Upstream};
-use crate::support::{config, start, start_unready, Browser, Resp};
+use crate::support::{config, start, start_unready, Browser, RealGatehouse, Resp};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -676,4 +677,105 @@ async fn an_acl_user_signs_in_with_a_password_file_and_a_wrong_password_is_a_503
     let (end, _) = Browser::new().follow(&format!("{}/", wrong.url)).await;
     assert_eq!(end.status, 503, "{}", end.body);
     assert!(end.body.contains("Redis"), "{}", end.body);
+}
+
+/// Runs the real binary with `args` (and `env`) and waits for it to exit (10 s at most);
+/// (exit code, stderr).
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GATEHOUSE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("gatehouse {args:?} was still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_password_never_comes_from_a_flag_but_does_from_the_environment() {
+    if redis::skip_unless_available() {
+        return;
+    }
+    let server = blocking(|| RedisServer::start_with_auth("gatehouse", "s3cret-acl"));
+    let idp = TestIdp::start().await;
+    let up = Upstream::start().await;
+    let url = server.url();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let common = [
+        "serve",
+        "--listen",
+        listen.as_str(),
+        "--upstream",
+        up.url.as_str(),
+        "--issuer-url",
+        idp.issuer.as_str(),
+        "--client-id",
+        crate::support::idp::CLIENT_ID,
+        "--client-secret",
+        crate::support::idp::CLIENT_SECRET,
+        "--cookie-secret",
+        crate::support::COOKIE_SECRET,
+        "--cookie-secure",
+        "false",
+        "--session-store",
+        "redis",
+        "--redis-url",
+        url.as_str(),
+        "--redis-username",
+        "gatehouse",
+    ];
+    // As a flag, every user of the machine could read it in `ps`: refused at start-up.
+    let mut args = common.to_vec();
+    args.extend(["--redis-password", "s3cret-acl"]);
+    let (code, stderr) = blocking(|| run_to_exit(&args, &[]));
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {stderr}");
+    assert!(
+        stderr.contains("redis_password") && stderr.contains("redis_password_file"),
+        "the refusal names the setting and the way to give it: {stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cret-acl"),
+        "the password is not echoed: {stderr}"
+    );
+
+    // From the environment it works: the real binary signs a user in.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(common)
+        .env("GATEHOUSE_REDIS_PASSWORD", "s3cret-acl")
+        .env("GATEHOUSE_WORKERS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let real = RealGatehouse {
+        child,
+        url: format!("http://{listen}"),
+    };
+    crate::support::wait_until_ok(&format!("{}/readyz", real.url)).await;
+    let b = sign_in(&idp, &real.url, "carol").await;
+    let r = api_get(&b, &format!("{}/again", real.url)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(blocking(|| session_keys(&server)).len(), 1);
 }
