@@ -23,6 +23,7 @@ mod providers;
 mod proxy;
 mod real_upstreams;
 mod redis_harness;
+mod redis_topologies;
 mod review;
 mod review2;
 mod review3;

@@ -3,7 +3,8 @@
 //! - Sentinel: the client asks the sentinels for the master and follows a failover by
 //!   itself; redis-rs's async Sentinel client hands back a connection and leaves
 //!   re-resolving after a failover to the application.
-//! - Cluster: `MOVED`/`ASK` followed and slots refreshed in the client (both have this).
+//! - Cluster: `MOVED` followed and slots refreshed in the client (both have this). fred
+//!   10.1 does not follow `ASK` (a slot being moved): `ask.rs` does.
 //! - Reconnects with a policy, commands queued across a reconnect and bounded by one
 //!   command timeout; pub/sub that resubscribes after a reconnect (`SubscriberClient`).
 //! - rustls (ring) for `rediss://`, with our own CA roots.
@@ -84,6 +85,9 @@ pub fn builder(s: &RedisSettings) -> Result<Builder, String> {
         c.connection_timeout = timeout.max(Duration::from_millis(500));
         c.internal_command_timeout = timeout.max(Duration::from_millis(500));
         c.max_command_attempts = 2;
+        // One redirection, fewer than the write attempts: a command fred cannot take
+        // through an `ASK` fails instead of ending the client (`ask.rs`).
+        c.max_redirections = 1;
         c.tcp = TcpConfig {
             nodelay: Some(true),
             ..Default::default()

@@ -28,15 +28,14 @@ impl Lease {
     pub async fn try_take(client: &Client, key: String) -> Result<Option<Lease>, Error> {
         let owner = crate::util::random_token(18);
         let lease_ms = i64::try_from(LEASE.as_millis()).unwrap_or(5000);
-        let taken: Option<String> = client
-            .set(
-                key.as_str(),
-                owner.as_str(),
-                Some(Expiration::PX(lease_ms)),
-                Some(SetOptions::NX),
-                false,
-            )
-            .await?;
+        let args: Vec<Value> = vec![
+            key.as_str().into(),
+            owner.as_str().into(),
+            "PX".into(),
+            lease_ms.into(),
+            "NX".into(),
+        ];
+        let taken: Option<String> = super::ask::call(client, "SET", &key, args).await?;
         if taken.is_none() {
             return Ok(None);
         }
@@ -45,13 +44,8 @@ impl Lease {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(LEASE / 3).await;
-                    let renewed: Result<i64, Error> = client
-                        .eval(
-                            RENEW,
-                            vec![key.as_str()],
-                            vec![owner.clone(), lease_ms.to_string()],
-                        )
-                        .await;
+                    let renewed: Result<i64, Error> =
+                        script(&client, RENEW, &key, &[&owner, &lease_ms.to_string()]).await;
                     match renewed {
                         Ok(1) => {}
                         Ok(_) => {
@@ -74,14 +68,19 @@ impl Lease {
     /// Frees the lock if it is still ours.
     pub async fn release(self) {
         self.renewer.abort();
-        let freed: Result<i64, Error> = self
-            .client
-            .eval(RELEASE, vec![self.key.as_str()], vec![self.owner.as_str()])
-            .await;
+        let freed: Result<i64, Error> =
+            script(&self.client, RELEASE, &self.key, &[&self.owner]).await;
         if let Err(e) = freed {
             tracing::warn!(error = %e, "could not free the refresh lock; it runs out by itself");
         }
     }
+}
+
+/// `EVAL script 1 key args...`
+async fn script(client: &Client, script: &str, key: &str, args: &[&str]) -> Result<i64, Error> {
+    let mut all: Vec<Value> = vec![script.into(), 1.into(), key.into()];
+    all.extend(args.iter().map(|a| Value::from(*a)));
+    super::ask::call(client, "EVAL", key, all).await
 }
 
 impl Drop for Lease {

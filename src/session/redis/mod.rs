@@ -16,6 +16,7 @@
 //! call is bounded by `redis_timeout_ms`; when Redis cannot answer, requests that need a
 //! session get 503 naming Redis and the cause ([`Unavailable`]), never a login loop.
 
+mod ask;
 mod client;
 mod lock;
 
@@ -51,6 +52,9 @@ pub struct RedisStore {
     wait_for_refresh: Duration,
     /// `Some(cause)` while Redis does not answer.
     down: Arc<Mutex<Option<String>>>,
+    /// The last error met connecting to Redis (refused, a wrong password, TLS), until a
+    /// PING is answered: commands that only time out name it as their cause.
+    refused: Arc<Mutex<Option<String>>>,
 }
 
 impl RedisStore {
@@ -71,57 +75,56 @@ impl RedisStore {
             down: Arc::new(Mutex::new(Some(format!(
                 "gatehouse has not reached Redis ({place}) yet"
             )))),
+            refused: Arc::new(Mutex::new(None)),
             place,
         })
     }
 
     /// Connects, keeps the health flag current, and listens for other replicas' ends.
     pub fn start(&self, ended: tokio::sync::broadcast::Sender<Ended>) {
-        let (client, down, place) = (
+        // fred retries a refused connection for ever without failing a command: its
+        // reason only reaches us here.
+        let (mut errors, refused) = (self.client.error_rx(), Arc::clone(&self.refused));
+        tokio::spawn(async move {
+            loop {
+                match errors.recv().await {
+                    Ok((e, _)) => {
+                        if let Ok(mut r) = refused.lock() {
+                            *r = Some(e.to_string());
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                }
+            }
+        });
+        let (client, down, place, refused) = (
             self.client.clone(),
             Arc::clone(&self.down),
             self.place.clone(),
+            Arc::clone(&self.refused),
         );
-        // Why the last connection attempt failed (a refused connection, a certificate the
-        // roots do not trust, a wrong password): what a ping's own error cannot say.
-        let last_failure: Arc<Mutex<Option<String>>> = Arc::default();
-        {
-            let last = Arc::clone(&last_failure);
-            let _errors = client.on_error(move |(e, _server)| {
-                if let Ok(mut l) = last.lock() {
-                    *l = Some(e.to_string());
-                }
-                async { Ok(()) }
-            });
-            let last = Arc::clone(&last_failure);
-            let _reconnects = client.on_reconnect(move |_server| {
-                if let Ok(mut l) = last.lock() {
-                    *l = None;
-                }
-                async { Ok(()) }
-            });
-        }
-        // Connecting retries for ever in the background: the health loop starts at once.
-        let connecting = client.clone();
         tokio::spawn(async move {
-            let _ = connecting.init().await;
-        });
-        tokio::spawn(async move {
+            // Not `init`: it waits for a first connection, which a wrong password or an
+            // untrusted certificate never gives, and the health flag must name that.
+            let _connection = client.connect();
             loop {
                 let answer: Result<String, Error> = client.ping(None).await;
                 let now = match answer {
-                    Ok(_) => None,
-                    Err(e) => {
-                        let why = last_failure
-                            .lock()
-                            .ok()
-                            .and_then(|l| l.clone())
-                            .unwrap_or_else(|| e.to_string());
-                        Some(format!("Redis ({place}) does not answer: {why}"))
+                    Ok(_) => {
+                        if let Ok(mut r) = refused.lock() {
+                            *r = None;
+                        }
+                        None
                     }
+                    Err(e) => Some(format!(
+                        "Redis ({place}) does not answer: {e}{}",
+                        refusal(&refused)
+                    )),
                 };
                 if let Ok(mut d) = down.lock() {
-                    if d.is_some() != now.is_some() {
+                    // Every new cause is logged: a wrong password at start-up is one.
+                    if *d != now {
                         match &now {
                             Some(cause) => {
                                 tracing::error!(cause = %cause, "the session store is down: requests that need a session get 503 until it answers")
@@ -166,7 +169,11 @@ impl RedisStore {
     }
 
     fn unavailable(&self, e: &Error) -> Unavailable {
-        let cause = format!("Redis ({}) did not answer: {e}", self.place);
+        let cause = format!(
+            "Redis ({}) did not answer: {e}{}",
+            self.place,
+            refusal(&self.refused)
+        );
         if let Ok(mut d) = self.down.lock() {
             d.get_or_insert_with(|| cause.clone());
         }
@@ -223,9 +230,7 @@ impl RedisStore {
     /// The session `ticket` opens, read from Redis now.
     async fn fetch(&self, ticket: &Ticket) -> Result<Option<Session>, Unavailable> {
         let key = self.entry_key(&ticket.id);
-        let raw: Option<Vec<u8>> = self
-            .client
-            .get(key.as_str())
+        let raw: Option<Vec<u8>> = ask::call(&self.client, "GET", &key, vec![key.as_str().into()])
             .await
             .map_err(|e| self.unavailable(&e))?;
         let Some(raw) = raw else {
@@ -324,15 +329,16 @@ impl RedisStore {
             .seal_entry(&self.keys, &key, &plain)
             .ok_or(SessionError::Seal)?;
         let end = self.end_ms(session);
-        let written: Option<String> = self
-            .client
-            .set(
-                key.as_str(),
-                sealed,
-                Some(Expiration::PXAT(end)),
-                update.then_some(SetOptions::XX),
-                false,
-            )
+        let mut args: Vec<Value> = vec![
+            key.as_str().into(),
+            sealed.as_slice().into(),
+            "PXAT".into(),
+            end.into(),
+        ];
+        if update {
+            args.push("XX".into());
+        }
+        let written: Option<String> = ask::call(&self.client, "SET", &key, args)
             .await
             .map_err(|e| self.unavailable(&e))?;
         if update && written.is_none() {
@@ -353,16 +359,18 @@ impl RedisStore {
             sets.push(self.index_key("p", sid, first));
         }
         for set in sets {
-            let _: i64 = self
-                .client
-                .sadd(set.as_str(), member.as_str())
+            let added: Vec<Value> = vec![set.as_str().into(), member.as_str().into()];
+            let _: i64 = ask::call(&self.client, "SADD", &set, added)
                 .await
                 .map_err(|e| self.unavailable(&e))?;
-            let _: i64 = self
-                .client
-                .expire(set.as_str(), ttl, None)
-                .await
-                .map_err(|e| self.unavailable(&e))?;
+            let _: i64 = ask::call(
+                &self.client,
+                "EXPIRE",
+                &set,
+                vec![set.as_str().into(), ttl.into()],
+            )
+            .await
+            .map_err(|e| self.unavailable(&e))?;
         }
         Ok(())
     }
@@ -373,11 +381,10 @@ impl RedisStore {
         let mut out = Vec::new();
         for k in &self.keys {
             let set = self.index_key(kind, value, k);
-            let members: Vec<String> = self
-                .client
-                .smembers(set.as_str())
-                .await
-                .map_err(|e| self.unavailable(&e))?;
+            let members: Vec<String> =
+                ask::call(&self.client, "SMEMBERS", &set, vec![set.as_str().into()])
+                    .await
+                    .map_err(|e| self.unavailable(&e))?;
             for m in members {
                 if let Some((id, at)) = m.rsplit_once(':') {
                     out.push((id.to_string(), at.parse().unwrap_or(0)));
@@ -432,9 +439,7 @@ impl RedisStore {
         let keys: Vec<String> = ids.iter().map(|id| self.entry_key(id)).collect();
         // One DEL per key: in a Cluster the keys live in different slots.
         for k in &keys {
-            let _: i64 = self
-                .client
-                .del(k.as_str())
+            let _: i64 = ask::call(&self.client, "DEL", k, vec![k.as_str().into()])
                 .await
                 .map_err(|e| self.unavailable(&e))?;
         }
@@ -474,15 +479,14 @@ impl RedisStore {
         let k = format!("{}j:{hex}", self.prefix);
         let until_ms =
             i64::try_from(until.max(now_secs() + 1).saturating_mul(1000)).unwrap_or(i64::MAX);
-        let set: Option<String> = self
-            .client
-            .set(
-                k.as_str(),
-                "1",
-                Some(Expiration::PXAT(until_ms)),
-                Some(SetOptions::NX),
-                false,
-            )
+        let args: Vec<Value> = vec![
+            k.as_str().into(),
+            "1".into(),
+            "PXAT".into(),
+            until_ms.into(),
+            "NX".into(),
+        ];
+        let set: Option<String> = ask::call(&self.client, "SET", &k, args)
             .await
             .map_err(|e| self.unavailable(&e))?;
         Ok(set.is_some())
@@ -549,4 +553,15 @@ impl RedisStore {
         lease.release().await;
         result
     }
+}
+
+/// ` (connecting, it said: <error>)` when a connection attempt failed since the last
+/// answered PING.
+fn refusal(refused: &Mutex<Option<String>>) -> String {
+    refused
+        .lock()
+        .ok()
+        .and_then(|r| r.clone())
+        .map(|e| format!(" (connecting, it said: {e})"))
+        .unwrap_or_default()
 }
