@@ -478,8 +478,9 @@ async fn big_sessions_are_chunked_and_never_reach_the_upstream() {
     );
 }
 
-/// An Entra-style object id.
-fn object_id() -> String {
+/// A random Entra-style object id (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`): groups of
+/// these do not compress away.
+pub fn object_id() -> String {
     let mut b = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).unwrap();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();

@@ -2,27 +2,12 @@
 //! redis store's ticket cookie gets through, the cookie store's session does not.
 
 use super::blocking;
+use crate::flow::object_id;
 use crate::support::idp::TestIdp;
 use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind};
 use crate::support::redis::{self, RedisServer};
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{config, start, Browser, Resp};
-
-/// A random Entra-style object id (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`): groups of
-/// these do not compress away.
-fn object_id() -> String {
-    let mut b = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).unwrap();
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
 
 /// nginx as a plain reverse proxy in front of gatehouse: no buffer tuning at all, so
 /// `proxy_buffer_size` (one page) and `large_client_header_buffers` (4 x 8k) are the
