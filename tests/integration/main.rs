@@ -24,6 +24,7 @@ mod proxy;
 mod real_upstreams;
 mod redis_harness;
 mod review;
+mod review16;
 mod review2;
 mod review3;
 mod sessions_redis;

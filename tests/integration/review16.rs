@@ -1,0 +1,123 @@
+//! Review of issue 16 (the session store interface and its two stores, back-channel
+//! logout): each test shows one finding and fails without its fix. The store-level tests
+//! drive `SessionStore` directly, as two replicas would, against a real `redis-server`.
+
+use crate::support::config;
+use crate::support::redis::{skip_unless_available, RedisServer};
+use gatehouse::config::Config;
+use gatehouse::identity::Identity;
+use gatehouse::session::{RefreshTurn, RequestCookies, Session, SessionStore};
+use std::time::{Duration, Instant};
+
+fn redis_config(redis: &RedisServer, extra: &[(&'static str, &str)]) -> Config {
+    let url = redis.url();
+    let mut pairs = vec![("session_store", "redis"), ("redis_url", url.as_str())];
+    pairs.extend_from_slice(extra);
+    config("http://127.0.0.1:9", "http://127.0.0.1:9", &pairs)
+}
+
+/// A replica's session store, connected.
+async fn replica(cfg: &Config) -> SessionStore {
+    let store = SessionStore::for_config(cfg).unwrap();
+    store.start();
+    let began = Instant::now();
+    while let Some(why) = store.down() {
+        assert!(began.elapsed() < Duration::from_secs(10), "{why}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store
+}
+
+fn session(id: &str, refresh_token: &str, id_token: &str) -> Session {
+    let now = gatehouse::util::now_secs();
+    Session {
+        id: id.into(),
+        identity: Identity {
+            sub: "alice".into(),
+            user: "alice@example.test".into(),
+            ..Identity::default()
+        },
+        id_token: id_token.into(),
+        refresh_token: Some(refresh_token.into()),
+        access_token: None,
+        expires_at: now + 30,
+        created_at: now - 600,
+        sid: None,
+        seen: now - 600,
+        ticket: None,
+        values: Default::default(),
+        claims: Default::default(),
+    }
+}
+
+/// The `Cookie` header a browser sends back for these `Set-Cookie` values.
+fn cookie_header(set: &[axum::http::HeaderValue]) -> String {
+    set.iter()
+        .map(|h| h.to_str().unwrap().split(';').next().unwrap().to_string())
+        .filter(|p| !p.ends_with('='))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Finding 1. An idle-timeout touch (`auth::touched` -> `SessionStore::save`) writes back
+/// the whole session the replica *read*, with only `seen` changed. When another replica
+/// refreshed the session meanwhile (the toucher served a copy from its one-second cache,
+/// or its clock is a little behind, or its write was slow), the touch puts the spent
+/// refresh token back in Redis over the rotated one: the next refresh spends it a second
+/// time (the provider revokes the grant), and a replica holding the refreshed session
+/// gets the old, expiring one back as "done".
+#[tokio::test]
+async fn review16_a_touch_never_writes_back_tokens_a_refresh_replaced() {
+    if skip_unless_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let cfg = redis_config(&redis, &[("session_idle_timeout_secs", "600")]);
+    let (a, b, reader) = (
+        replica(&cfg).await,
+        replica(&cfg).await,
+        replica(&cfg).await,
+    );
+    let none = RequestCookies::default();
+    let header = cookie_header(&a.save(&session("s1", "rt-1", "id-1"), &none).await.unwrap());
+    let cookies = RequestCookies::parse([header.as_str()]);
+    // Replica A reads the session (R1), as a request that will touch it does.
+    let on_a = a
+        .load(&cookies)
+        .await
+        .unwrap()
+        .expect("A opens the session");
+    // Replica B refreshes it: R1 is spent at the provider, R2 stored.
+    let on_b = b
+        .load(&cookies)
+        .await
+        .unwrap()
+        .expect("B opens the session");
+    let RefreshTurn::Mine(lease) = b.refresh_turn(&on_b).await.unwrap() else {
+        panic!("B's turn to refresh");
+    };
+    let mut fresh = session("s1", "rt-2", "id-2");
+    fresh.expires_at += 300;
+    fresh.created_at = on_b.created_at;
+    b.finish_refresh(lease, &on_b, Some(&fresh), false)
+        .await
+        .unwrap();
+    // A's touch of what it read lands afterwards.
+    let mut used = (*on_a).clone();
+    used.seen = gatehouse::util::now_secs();
+    let _ = a.save(&used, &cookies).await;
+    let stored = reader.load(&cookies).await.unwrap().expect("still stored");
+    assert_eq!(
+        stored.refresh_token.as_deref(),
+        Some("rt-2"),
+        "the touch wrote the spent refresh token back over the rotated one"
+    );
+    assert_eq!(stored.id_token, "id-2");
+    // So the next refresh, from a replica that read R1, is not told it was done: it would
+    // spend R1 again.
+    match b.refresh_turn(&on_b).await.unwrap() {
+        RefreshTurn::Done(s) => assert_eq!(s.refresh_token.as_deref(), Some("rt-2")),
+        RefreshTurn::Mine(_) => panic!("R1 would be spent a second time"),
+        RefreshTurn::Ended => panic!("ended"),
+    }
+}
