@@ -2,8 +2,11 @@
 //! logout): each test shows one finding and fails without its fix. The store-level tests
 //! drive `SessionStore` directly, as two replicas would, against a real `redis-server`.
 
-use crate::support::config;
+use crate::flow::{login, world};
+use crate::support::idp::Mint;
 use crate::support::redis::{skip_unless_available, RedisServer};
+use crate::support::upstream::seen;
+use crate::support::{config, start, Browser};
 use gatehouse::config::Config;
 use gatehouse::identity::Identity;
 use gatehouse::session::{RefreshTurn, RequestCookies, Session, SessionStore};
@@ -120,4 +123,82 @@ async fn review16_a_touch_never_writes_back_tokens_a_refresh_replaced() {
         RefreshTurn::Mine(_) => panic!("R1 would be spent a second time"),
         RefreshTurn::Ended => panic!("ended"),
     }
+}
+
+/// An API-style request (JSON, so no redirect) with `b`'s cookies.
+async fn api(b: &Browser, url: &str) -> crate::support::Resp {
+    b.send(reqwest::Method::GET, url, &[("accept", "application/json")])
+        .await
+}
+
+/// Finding 2. A refresh can rotate the refresh token at the provider and still fail
+/// without ending the session: the provider sent no new ID token while the forwarded one
+/// is due (`IdTokenNotRenewed`, served until it expires), or a check after the token call
+/// could not be made (`check_access_token` before the access token issuer's keys are
+/// loaded: transient). The rotated token was dropped: Redis kept the spent one, so the
+/// next replica to find the session due took the lock, saw "its" token still stored, and
+/// spent it a second time: the double spend the store exists to prevent (a provider with
+/// reuse detection revokes the grant). The cookie store's browser kept the spent token
+/// too, so the next refresh (on another replica, or on this one once the failure is no
+/// longer kept) spent it again.
+async fn a_refresh_that_keeps_the_session_spends_each_token_once(store: &[(&'static str, &str)]) {
+    let mut settings = vec![("refresh_before_secs", "100")];
+    settings.extend_from_slice(store);
+    let w = world(&settings).await;
+    let b_replica = start(config(&w.up.url, &w.idp.issuer, &settings)).await;
+    // Rotation; refreshes answer without an ID token (OIDC Core 12.2). The forwarded ID
+    // token (the default X-Forwarded-Id-Token) lives 60 s, less than refresh_before: due.
+    w.idp.set_mint(Mint {
+        ttl: 60,
+        body_tweak: std::sync::Arc::new(|b, refresh| {
+            if refresh {
+                b["expires_in"] = serde_json::json!(3600);
+                b.as_object_mut().unwrap().remove("id_token");
+            }
+        }),
+        ..Mint::default()
+    });
+    let alice = Browser::new();
+    let landed = login(&w, &alice, "/").await;
+    assert_eq!(landed.status, 200, "{landed:?}");
+    let on_a = api(&alice, &format!("{}/a", w.gh.url)).await;
+    assert_eq!(
+        on_a.status, 200,
+        "served until the ID token expires: {on_a:?}"
+    );
+    assert_eq!(
+        seen(&on_a.json(), "x-forwarded-user"),
+        vec!["alice@example.test"]
+    );
+    let on_b = api(&alice, &format!("{}/b", b_replica.url)).await;
+    assert_eq!(on_b.status, 200, "{on_b:?}");
+    let presented = w.idp.state.refresh_tokens_presented.lock().unwrap().clone();
+    assert_eq!(
+        presented.len(),
+        2,
+        "each replica refreshed once: {presented:?}"
+    );
+    assert_ne!(
+        presented[0], presented[1],
+        "a refresh token was spent twice: {presented:?}"
+    );
+}
+
+#[tokio::test]
+async fn review16_a_refresh_that_keeps_the_session_leaves_no_spent_token_for_another_replica() {
+    if skip_unless_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let url = redis.url();
+    a_refresh_that_keeps_the_session_spends_each_token_once(&[
+        ("session_store", "redis"),
+        ("redis_url", url.as_str()),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn review16_a_refresh_that_keeps_the_session_hands_back_the_rotated_token_in_the_cookie() {
+    a_refresh_that_keeps_the_session_spends_each_token_once(&[]).await;
 }
