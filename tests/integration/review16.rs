@@ -202,3 +202,59 @@ async fn review16_a_refresh_that_keeps_the_session_leaves_no_spent_token_for_ano
 async fn review16_a_refresh_that_keeps_the_session_hands_back_the_rotated_token_in_the_cookie() {
     a_refresh_that_keeps_the_session_spends_each_token_once(&[]).await;
 }
+
+/// Finding 4. A URL setting with credentials that does not parse (a port out of range, a
+/// stray character) was echoed whole in the start-up error: the Redis password (or the
+/// upstream's) went to the terminal and the log collector, where `redis_url` with
+/// credentials is refused precisely so that it never shows in logs.
+#[test]
+fn review16_a_url_that_does_not_parse_is_never_echoed_with_its_credentials() {
+    for (key, value, secret) in [
+        (
+            "redis_url",
+            "redis://gh:redis-password-7@127.0.0.1:99999",
+            "redis-password-7",
+        ),
+        (
+            "redis_url",
+            "rediss://:redis-password-8@cache.internal:6379 /0",
+            "redis-password-8",
+        ),
+        (
+            "upstream",
+            "http://app:upstream-password-9@127.0.0.1:99999",
+            "upstream-password-9",
+        ),
+        (
+            "issuer_url",
+            "https://op:issuer-password-1@sso.example.test:99999",
+            "issuer-password-1",
+        ),
+        (
+            "access_token_issuer",
+            "https://at:issuer-password-2@sts.example.test:99999/",
+            "issuer-password-2",
+        ),
+    ] {
+        let mut raw = gatehouse::config::RawConfig::default();
+        for (k, v) in [
+            ("upstream", "http://127.0.0.1:9"),
+            ("issuer_url", "https://sso.example.test"),
+            ("client_id", "c"),
+            ("client_secret", "s"),
+            ("cookie_secret", crate::support::COOKIE_SECRET),
+            ("session_store", "redis"),
+            ("redis_url", "redis://127.0.0.1:6379"),
+            ("access_token_audience", "api://gatehouse"),
+            (key, value),
+        ] {
+            raw.set(k, v);
+        }
+        let problems = match Config::from_raw(&raw) {
+            Ok(_) => panic!("{key} = {value} was accepted"),
+            Err(e) => e.problems.join("\n"),
+        };
+        assert!(problems.contains(key), "{problems}");
+        assert!(!problems.contains(secret), "{key}: {problems}");
+    }
+}
