@@ -258,3 +258,56 @@ fn review16_a_url_that_does_not_parse_is_never_echoed_with_its_credentials() {
         assert!(!problems.contains(secret), "{key}: {problems}");
     }
 }
+
+/// Finding 5. The cookie store keeps a back-channel logout as "sessions with this `sid`
+/// (or of this `sub`) begun by `iat + clock_skew_secs`", and checks it on every request.
+/// `iat + skew` lies in the future when the logout arrives: a user who signs in again
+/// right away (a new provider session for a logout by `sub`, or the same `sid` from a
+/// provider that keeps it) gets a session that is already "ended", so the next request
+/// sends the browser to the provider, which signs it straight back in: a redirect loop
+/// (ERR_TOO_MANY_REDIRECTS) until the clock passes `iat + skew` (30 s by default, more
+/// with a provider clock running ahead). A sign-in after the logout must live on.
+#[tokio::test]
+async fn review16_signing_in_again_right_after_a_back_channel_logout_is_no_login_loop() {
+    let w = world(&[]).await;
+    for (sid, logout_sid, logout_sub) in [
+        // A logout by sub; the new sign-in is a new provider session.
+        (Some("s-new"), None, Some("alice")),
+        // A logout by sid from a provider that keeps the sid for the next sign-in.
+        (None, Some("op-alice"), None),
+    ] {
+        *w.idp.state.next_sub.lock().unwrap() = "alice".into();
+        *w.idp.state.next_sid.lock().unwrap() = None;
+        let before = Browser::new();
+        assert_eq!(login(&w, &before, "/").await.status, 200);
+        let token = w.idp.state.keys.sign(
+            &Mint {
+                typ: Some("logout+jwt".into()),
+                ..Mint::default()
+            },
+            &crate::backchannel::logout_claims(&w.idp.issuer, logout_sid, logout_sub),
+        );
+        let r = crate::backchannel::post_logout(&w.gh.url, &token).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(api(&before, &format!("{}/me", w.gh.url)).await.status, 401);
+        // Alice signs in again at once (in the next second: sessions are dated to the
+        // second, and one begun in the very second the logout arrived counts as before it).
+        let arrived = gatehouse::util::now_secs();
+        while gatehouse::util::now_secs() == arrived {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        *w.idp.state.next_sid.lock().unwrap() = sid.map(str::to_string);
+        let again = Browser::new();
+        let (landed, visited) = again.follow(&format!("{}/app", w.gh.url)).await;
+        assert_eq!(
+            landed.status, 200,
+            "signing in again after the logout ({logout_sid:?}, {logout_sub:?}) loops: \
+             {visited:#?}"
+        );
+        assert_eq!(
+            api(&again, &format!("{}/me", w.gh.url)).await.status,
+            200,
+            "the new session lives on"
+        );
+    }
+}
