@@ -311,3 +311,34 @@ async fn review16_signing_in_again_right_after_a_back_channel_logout_is_no_login
         );
     }
 }
+
+/// Finding 6. `refresh_turn` takes the session's refresh lock, then reads the session; when
+/// that read fails (Redis timing out, failing over, or answering an error) the lease was
+/// dropped without being freed: every replica's refresh of that session then waited out
+/// the 5 s lease (requests held that long) although nobody was refreshing.
+#[tokio::test]
+async fn review16_a_failed_read_after_taking_the_refresh_lock_frees_it() {
+    if skip_unless_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let cfg = redis_config(&redis, &[]);
+    let a = replica(&cfg).await;
+    let header = cookie_header(
+        &a.save(&session("s9", "rt-1", "id-1"), &RequestCookies::default())
+            .await
+            .unwrap(),
+    );
+    let cookies = RequestCookies::parse([header.as_str()]);
+    let on_a = a.load(&cookies).await.unwrap().expect("opens");
+    // The entry cannot be read now (here: a value of another type, so GET errs).
+    redis.cmd(&["DEL", "gatehouse:{s9}:s"]);
+    redis.cmd(&["HSET", "gatehouse:{s9}:s", "f", "v"]);
+    assert!(a.refresh_turn(&on_a).await.is_err(), "the read failed");
+    let held = redis.cmd(&["EXISTS", "gatehouse:{s9}:lock"]);
+    assert_eq!(
+        held.int(),
+        Some(0),
+        "the refresh lock outlived the failed turn"
+    );
+}

@@ -559,8 +559,17 @@ impl RedisStore {
             let lease = Lease::try_take(&self.client, self.lock_key(&old.id))
                 .await
                 .map_err(|e| self.unavailable(&e))?;
-            // Read after taking the lock: a holder writes before it releases.
-            let current = self.fetch(&ticket).await?;
+            // Read after taking the lock: a holder writes before it releases. A lock
+            // taken for a read that failed is freed, not left to run out.
+            let current = match self.fetch(&ticket).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(lease) = lease {
+                        lease.release().await;
+                    }
+                    return Err(e);
+                }
+            };
             let state = match current {
                 None => Some(RefreshTurn::Ended),
                 Some(s) if s.refresh_token != old.refresh_token => {
