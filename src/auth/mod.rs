@@ -152,6 +152,29 @@ fn serve_presented(session: Arc<Session>, now: u64) -> Option<(Arc<Session>, Vec
     (now < session.expires_at).then(|| (session, Vec::new()))
 }
 
+/// After a refresh that failed without ending the session: the presented session or,
+/// when the provider rotated the refresh token all the same, the session holding the new
+/// one (the redis store has stored it; the cookie store hands it back in the cookie), so
+/// the spent token is never presented again. Served only before its own end.
+async fn serve_after_failure(
+    st: &AuthContext,
+    cookies: &RequestCookies<'_>,
+    presented: Arc<Session>,
+    failure: RefreshFailure,
+    now: u64,
+) -> Option<(Arc<Session>, Vec<HeaderValue>)> {
+    let Some(renewed) = failure.renewed.filter(|r| now < r.expires_at) else {
+        return serve_presented(presented, now);
+    };
+    match st.sessions.after_refresh(&renewed, cookies).await {
+        Ok(set_cookies) => Some((Arc::new(*renewed), set_cookies)),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not hand back the session with its rotated refresh token");
+            serve_presented(presented, now)
+        }
+    }
+}
+
 /// The session cookie -> a valid session, refreshed when due; `Err` is the login decision
 /// (or the store being down). Never a session past its `expires_at` (the first of its
 /// forwarded tokens to expire), its lifetime, or its idle timeout.
@@ -267,14 +290,18 @@ async fn refreshed(
         // keeps working; a later request tries the refresh again.
         Err(e) if e.transient && e.serve_until.is_some_and(|t| now < t) => {
             tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed (provider unavailable); the session is used until it expires");
-            serve_presented(session, now).ok_or_else(expired)
+            serve_after_failure(st, cookies, session, e, now)
+                .await
+                .ok_or_else(expired)
         }
         // No new ID token to replace the forwarded one: the session serves until that one
         // expires (the failure is kept a minute, so the provider is not asked again on
         // every request), then the user signs in.
         Err(e) if e.serve_until.is_some_and(|t| now < t) => {
             tracing::info!(user = %session.identity.user, reason = %e, "session not extended; it ends when its forwarded ID token expires");
-            serve_presented(session, now).ok_or_else(expired)
+            serve_after_failure(st, cookies, session, e, now)
+                .await
+                .ok_or_else(expired)
         }
         Err(e) => {
             tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed; the user must log in again");

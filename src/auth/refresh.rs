@@ -34,10 +34,15 @@ pub struct RefreshFailure {
     pub message: String,
     pub transient: bool,
     pub serve_until: Option<u64>,
+    /// `old` holding the refresh token the provider rotated to, when it answered with
+    /// one but the refresh failed without ending the session (no new ID token for the
+    /// forwarded one, a check that could not be made): what is served, and stored,
+    /// instead of the presented session, so the spent token is never presented again.
+    pub renewed: Option<Box<Session>>,
 }
 
 impl RefreshFailure {
-    fn new(e: &FlowError, old: &Session) -> RefreshFailure {
+    fn new(e: &FlowError, old: &Session, renewed: Option<Session>) -> RefreshFailure {
         let serve_until = match e {
             _ if e.is_transient() => Some(old.expires_at),
             FlowError::IdTokenNotRenewed { expires_at } => Some(old.expires_at.min(*expires_at)),
@@ -47,6 +52,32 @@ impl RefreshFailure {
             message: e.to_string(),
             transient: e.is_transient(),
             serve_until,
+            renewed: renewed.filter(|_| serve_until.is_some()).map(Box::new),
+        }
+    }
+
+    fn closed(message: String, transient: bool, serve_until: Option<u64>) -> RefreshFailure {
+        RefreshFailure {
+            message,
+            transient,
+            serve_until,
+            renewed: None,
+        }
+    }
+}
+
+/// A refresh that failed, and the refresh token the provider rotated to before it did
+/// (its answer came, then something about it failed), if any.
+struct Failed {
+    error: FlowError,
+    rotated: Option<String>,
+}
+
+impl From<FlowError> for Failed {
+    fn from(error: FlowError) -> Failed {
+        Failed {
+            error,
+            rotated: None,
         }
     }
 }
@@ -58,29 +89,42 @@ impl std::fmt::Display for RefreshFailure {
 }
 
 type Shared = Arc<OnceCell<Result<Session, RefreshFailure>>>;
+type Slots = Mutex<HashMap<String, (Instant, Shared)>>;
 
 /// One refresh at a time per session.
 #[derive(Default)]
 pub struct Refresher {
-    inflight: Mutex<HashMap<String, (Instant, Shared)>>,
+    inflight: Arc<Slots>,
+}
+
+/// The slot of `s`'s refresh: keyed by the session and its refresh token itself
+/// (digested), so a rotated token means a new refresh.
+fn slot_key(s: &Session) -> String {
+    let rt = s.refresh_token.as_deref().unwrap_or("");
+    let digest = ring::digest::digest(&ring::digest::SHA256, rt.as_bytes());
+    let tag: String = digest.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{}:{tag}", s.id)
+}
+
+fn slot_for(slots: &Slots, key: String) -> Shared {
+    let Ok(mut map) = slots.lock() else {
+        return Arc::new(OnceCell::new());
+    };
+    map.retain(|_, (at, done)| match done.get() {
+        Some(Err(e)) if e.transient => at.elapsed() < KEEP_TRANSIENT,
+        _ => at.elapsed() < KEEP_RESULT,
+    });
+    Arc::clone(
+        &map.entry(key)
+            .or_insert_with(|| (Instant::now(), Arc::new(OnceCell::new())))
+            .1,
+    )
 }
 
 impl Refresher {
-    fn slot(&self, key: String) -> Shared {
-        let Ok(mut map) = self.inflight.lock() else {
-            return Arc::new(OnceCell::new());
-        };
-        map.retain(|_, (at, done)| match done.get() {
-            Some(Err(e)) if e.transient => at.elapsed() < KEEP_TRANSIENT,
-            _ => at.elapsed() < KEEP_RESULT,
-        });
-        Arc::clone(
-            &map.entry(key)
-                .or_insert_with(|| (Instant::now(), Arc::new(OnceCell::new())))
-                .1,
-        )
-    }
-
     /// Refreshes `old`; concurrent callers for the same session share one result. The
     /// refresh runs in a task of its own, so it completes (and its result is kept) even
     /// if the request that started it goes away: a client that disconnects mid-refresh
@@ -92,31 +136,37 @@ impl Refresher {
         store: &Arc<SessionStore>,
         old: &Session,
     ) -> Result<Session, RefreshFailure> {
-        // Keyed by the refresh token itself (digested): a rotated token means a new refresh.
-        let rt = old.refresh_token.as_deref().unwrap_or("");
-        let digest = ring::digest::digest(&ring::digest::SHA256, rt.as_bytes());
-        let tag: String = digest.as_ref()[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let slot = self.slot(format!("{}:{tag}", old.id));
-        let (cfg, provider, store, old) = (
+        let slot = slot_for(&self.inflight, slot_key(old));
+        let (cfg, provider, store, old, slots) = (
             Arc::clone(cfg),
             Arc::clone(provider),
             Arc::clone(store),
             old.clone(),
+            Arc::clone(&self.inflight),
         );
         let task = tokio::spawn(async move {
-            slot.get_or_init(|| async { in_turn(&cfg, &provider, &store, &old).await })
-                .await
-                .clone()
+            slot.get_or_init(|| async {
+                let result = in_turn(&cfg, &provider, &store, &old).await;
+                // A failure that handed the session a rotated refresh token is kept for
+                // that token too: requests that present it meet the same failure instead
+                // of asking the provider again.
+                if let Err(RefreshFailure {
+                    renewed: Some(r), ..
+                }) = &result
+                {
+                    let _ = slot_for(&slots, slot_key(r)).set(result.clone());
+                }
+                result
+            })
+            .await
+            .clone()
         });
         task.await.unwrap_or_else(|e| {
-            Err(RefreshFailure {
-                message: format!("the refresh task failed: {e}"),
-                transient: false,
-                serve_until: None,
-            })
+            Err(RefreshFailure::closed(
+                format!("the refresh task failed: {e}"),
+                false,
+                None,
+            ))
         })
     }
 }
@@ -129,57 +179,64 @@ async fn in_turn(
     store: &SessionStore,
     old: &Session,
 ) -> Result<Session, RefreshFailure> {
-    let lease = match store.refresh_turn(old).await {
-        Ok(RefreshTurn::Mine(lease)) => lease,
-        Ok(RefreshTurn::Done(mut fresh)) => {
-            tracing::debug!("another replica refreshed the session; using its result");
-            fresh.ticket = old.ticket.clone();
-            return Ok(*fresh);
-        }
-        Ok(RefreshTurn::Ended) => return Err(RefreshFailure {
-            message:
+    let lease =
+        match store.refresh_turn(old).await {
+            Ok(RefreshTurn::Mine(lease)) => lease,
+            Ok(RefreshTurn::Done(mut fresh)) => {
+                tracing::debug!("another replica refreshed the session; using its result");
+                fresh.ticket = old.ticket.clone();
+                return Ok(*fresh);
+            }
+            Ok(RefreshTurn::Ended) => return Err(RefreshFailure::closed(
                 "the session was ended (signed out, or its refresh was refused on another replica)"
                     .into(),
-            transient: false,
-            serve_until: None,
-        }),
-        // The store is down: the session serves until it expires, like a provider outage.
-        Err(e) => {
-            return Err(RefreshFailure {
-                message: e.to_string(),
-                transient: true,
-                serve_until: Some(old.expires_at),
-            })
+                false,
+                None,
+            )),
+            // The store is down: the session serves until it expires, like a provider outage.
+            Err(e) => {
+                return Err(RefreshFailure::closed(
+                    e.to_string(),
+                    true,
+                    Some(old.expires_at),
+                ))
+            }
+        };
+    let (result, rotated) = match refresh_once(cfg, provider, old).await {
+        Ok(mut s) => {
+            s.ticket = old.ticket.clone();
+            (Ok(s), None)
         }
+        Err(f) => (Err(f.error), f.rotated),
     };
-    let result = refresh_once(cfg, provider, old).await.map(|mut s| {
-        s.ticket = old.ticket.clone();
+    let refused = matches!(&result, Err(e) if !e.is_transient() && !matches!(e, FlowError::IdTokenNotRenewed { .. }));
+    // The provider rotated the refresh token, yet the refresh failed without ending the
+    // session: the session keeps the new token, stored like a refresh's result, so no
+    // replica presents the spent one again.
+    let renewed = rotated.filter(|_| !refused).map(|rt| {
+        let mut s = old.clone();
+        s.refresh_token = Some(rt);
         s
     });
-    let refused = matches!(&result, Err(e) if !e.is_transient() && !matches!(e, FlowError::IdTokenNotRenewed { .. }));
-    if let Err(e) = store
-        .finish_refresh(lease, old, result.as_ref().ok(), refused)
-        .await
-    {
+    let to_store = result.as_ref().ok().or(renewed.as_ref());
+    if let Err(e) = store.finish_refresh(lease, old, to_store, refused).await {
         tracing::warn!(error = %e, "could not store the refreshed session");
-        if result.is_ok() {
+        if to_store.is_some() {
             // Not stored: other replicas would spend the old refresh token again, which
             // the provider has rotated. Fail closed: this request signs in again.
-            return Err(RefreshFailure {
-                message: format!("the refreshed session could not be stored: {e}"),
-                transient: false,
-                serve_until: None,
-            });
+            return Err(RefreshFailure::closed(
+                format!("the refreshed session could not be stored: {e}"),
+                false,
+                None,
+            ));
         }
     }
-    result.map_err(|e| RefreshFailure::new(&e, old))
+    result.map_err(|e| RefreshFailure::new(&e, old, renewed))
 }
 
-async fn refresh_once(
-    cfg: &Config,
-    provider: &Provider,
-    old: &Session,
-) -> Result<Session, FlowError> {
+/// Calls the provider with `old`'s refresh token and builds the refreshed session. A
+/// failure after the provider answered names the refresh token it rotated to.
+async fn refresh_once(cfg: &Config, provider: &Provider, old: &Session) -> Result<Session, Failed> {
     let loaded: Arc<Loaded> = provider
         .loaded()
         .ok_or_else(|| FlowError::Unreachable("the provider is not loaded".into()))?;
@@ -191,6 +248,23 @@ async fn refresh_once(
     if tokens.refresh_token.is_none() {
         tokens.refresh_token = old.refresh_token.clone();
     }
+    let rotated = tokens
+        .refresh_token
+        .clone()
+        .filter(|t| old.refresh_token.as_ref() != Some(t));
+    from_tokens(cfg, provider, &loaded, old, tokens)
+        .await
+        .map_err(|error| Failed { error, rotated })
+}
+
+/// The refreshed session from the provider's answer.
+async fn from_tokens(
+    cfg: &Config,
+    provider: &Provider,
+    loaded: &Loaded,
+    old: &Session,
+    mut tokens: crate::oidc::TokenSet,
+) -> Result<Session, FlowError> {
     let Some(id_token) = tokens.id_token.take() else {
         // The kept ID token must still meet max_age/acr_values, as a new one would.
         provider.recheck_authentication(old.claims())?;
@@ -200,13 +274,13 @@ async fn refresh_once(
         return keep_identity(cfg, old, tokens, access_exp);
     };
     let claims = provider
-        .verify(&loaded, &id_token, None, tokens.access_token.as_deref())
+        .verify(loaded, &id_token, None, tokens.access_token.as_deref())
         .await?;
     same_subject(&old.identity.sub, &claims)?;
     let claims = complete_claims(
         cfg,
         provider,
-        &loaded,
+        loaded,
         claims,
         tokens.access_token.as_deref(),
     )

@@ -64,7 +64,10 @@ pub(super) fn read_provider(
             r.problem(
                 entry,
                 "access_token_issuer",
-                format!("`{issuer}` is not an https URL"),
+                format!(
+                    "`{}` is not an https URL",
+                    super::reader::without_credentials(&issuer)
+                ),
             );
         }
         AccessTokenForward { issuer, audience }

@@ -171,10 +171,21 @@ impl Reader<'_> {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             _ => {
                 let entry = self.raw.get(key);
-                self.problem(entry, key, format!("`{value}` is not an http(s) URL"));
+                let shown = without_credentials(value);
+                self.problem(entry, key, format!("`{shown}` is not an http(s) URL"));
                 None
             }
         }
+    }
+}
+
+/// A URL setting as a message may show it: whatever could be a user name and password
+/// (between the scheme and the last `@`) replaced by `***`, whether or not it parses.
+pub(crate) fn without_credentials(value: &str) -> String {
+    let start = value.find("://").map_or(0, |i| i + 3);
+    match value.rfind('@') {
+        Some(at) if at >= start => format!("{}***{}", &value[..start], &value[at..]),
+        _ => value.to_string(),
     }
 }
 

@@ -160,7 +160,10 @@ fn standalone(r: &mut Reader<'_>, u: &str, tls: &mut bool) -> Option<RedisTopolo
         r.problem(
             entry,
             "redis_url",
-            format!("`{u}` is not a URL like redis://127.0.0.1:6379"),
+            format!(
+                "`{}` is not a URL like redis://127.0.0.1:6379",
+                super::reader::without_credentials(u)
+            ),
         );
         return None;
     };

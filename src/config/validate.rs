@@ -67,7 +67,8 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         match Url::parse(&issuer_url) {
             Ok(u) if u.scheme() == "https" => {}
             Ok(u) if u.scheme() == "http" && is_loopback(&u) => warnings.push(format!(
-                "issuer {issuer_url} uses plain http: accepted only because it is on loopback (development and tests)"
+                "issuer {} uses plain http: accepted only because it is on loopback (development and tests)",
+                super::reader::without_credentials(&issuer_url)
             )),
             Ok(u) if u.scheme() == "http" => {
                 let entry = raw.get("issuer_url");
@@ -75,7 +76,8 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             }
             _ => {
                 let entry = raw.get("issuer_url");
-                r.problem(entry, "issuer_url", format!("`{issuer_url}` is not an https URL"))
+                let shown = super::reader::without_credentials(&issuer_url);
+                r.problem(entry, "issuer_url", format!("`{shown}` is not an https URL"))
             }
         }
     }

@@ -190,8 +190,13 @@ fn read_fully(mut resp: Response) -> Response {
 async fn end(st: &AppState, ctx: &Ctx, t: &LogoutToken) -> Response {
     let sessions = &st.auth.sessions;
     // `iat` on the provider's clock; a session begun up to `clock_skew_secs` later on
-    // ours may still be one the provider meant.
-    let before = t.iat.saturating_add(st.cfg.clock_skew.as_secs());
+    // ours may still be one the provider meant. Never later than now, though: a sign-in
+    // after the logout arrived is a new one, and ending it would send the browser to the
+    // provider and straight back, in a loop, until the clock caught up.
+    let before = t
+        .iat
+        .saturating_add(st.cfg.clock_skew.as_secs())
+        .min(crate::util::now_secs());
     let ended = match sessions
         .end_matching(t.sid.as_deref(), t.sub.as_deref(), before)
         .await

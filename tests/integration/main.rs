@@ -25,6 +25,7 @@ mod real_upstreams;
 mod redis_harness;
 mod redis_topologies;
 mod review;
+mod review16;
 mod review2;
 mod review3;
 mod sessions_redis;

@@ -39,6 +39,17 @@ pub const CACHE_FOR: Duration = Duration::from_secs(1);
 /// How often a waiting replica looks whether the lock holder's refresh has landed.
 const POLL: Duration = Duration::from_millis(25);
 
+/// Replaces an entry only if it still holds exactly the bytes read (a touch).
+const SWAP: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PXAT', ARGV[3]) return 1 else return 0 end";
+
+/// Whether two copies of a session hold the same tokens (a refresh replaces them).
+fn same_tokens(a: &Session, b: &Session) -> bool {
+    a.id_token == b.id_token
+        && a.refresh_token == b.refresh_token
+        && a.access_token == b.access_token
+        && a.expires_at == b.expires_at
+}
+
 /// The redis store.
 pub struct RedisStore {
     client: Client,
@@ -253,8 +264,9 @@ impl RedisStore {
     }
 
     /// Writes `session`. A session the request's ticket already names is updated only if
-    /// it still exists (`XX`: an ended session is never brought back); a new one gets a
-    /// new ticket, its index entries, and the cookie.
+    /// it is still stored with the same tokens ([`RedisStore::touch`]: an ended session is
+    /// never brought back, a refreshed one never gets its spent tokens back); a new one
+    /// gets a new ticket, its index entries, and the cookie.
     pub async fn save(
         &self,
         jar: &CookieJar,
@@ -270,8 +282,13 @@ impl RedisStore {
                 Some(t) => (t, false),
                 None => (Ticket::new(&session.id).ok_or(SessionError::Seal)?, true),
             };
-        self.write(&ticket, session, !new).await?;
-        if let Some(value) = cookies.get(jar.cookie_name()).filter(|_| !new) {
+        let written = if new {
+            self.write(&ticket, session, false).await?;
+            true
+        } else {
+            self.touch(&ticket, session).await?
+        };
+        if let Some(value) = cookies.get(jar.cookie_name()).filter(|_| !new && written) {
             // This thread serves the session as written from now on.
             let mut kept = session.clone();
             kept.ticket = Some(ticket.clone());
@@ -315,6 +332,48 @@ impl RedisStore {
             }
         }
         Ok(out)
+    }
+
+    /// Updates a stored session with what this replica knows of it (when it was last
+    /// used), only while the entry holds the same tokens as `session`: the caller read it
+    /// earlier (from its one-second cache, say), and another replica may have refreshed
+    /// it since; writing the read copy back would put a spent refresh token over the
+    /// rotated one. A compare-and-set on the sealed bytes just read, so no refresh slips
+    /// in between. `Ok(false)`: the tokens changed, the newer entry is left as it is.
+    async fn touch(&self, ticket: &Ticket, session: &Session) -> Result<bool, SessionError> {
+        let key = self.entry_key(&session.id);
+        let raw: Option<Vec<u8>> = self
+            .client
+            .get(key.as_str())
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        let current = raw.as_ref().and_then(|raw| {
+            let plain = ticket.open_entry(&self.keys, &key, raw)?;
+            serde_json::from_slice::<Session>(&plain).ok()
+        });
+        let (Some(raw), Some(current)) = (raw, current) else {
+            return Err(SessionError::Ended);
+        };
+        if !same_tokens(&current, session) {
+            return Ok(false);
+        }
+        let mut touched = session.clone();
+        touched.seen = touched.seen.max(current.seen);
+        let plain = serde_json::to_vec(&touched).map_err(|_| SessionError::Seal)?;
+        let sealed = ticket
+            .seal_entry(&self.keys, &key, &plain)
+            .ok_or(SessionError::Seal)?;
+        let args: Vec<Value> = vec![
+            Value::Bytes(raw.into()),
+            Value::Bytes(sealed.into()),
+            self.end_ms(session).to_string().into(),
+        ];
+        let swapped: i64 = self
+            .client
+            .eval(SWAP, vec![key.as_str()], args)
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        Ok(swapped == 1)
     }
 
     async fn write(
@@ -504,8 +563,17 @@ impl RedisStore {
             let lease = Lease::try_take(&self.client, self.lock_key(&old.id))
                 .await
                 .map_err(|e| self.unavailable(&e))?;
-            // Read after taking the lock: a holder writes before it releases.
-            let current = self.fetch(&ticket).await?;
+            // Read after taking the lock: a holder writes before it releases. A lock
+            // taken for a read that failed is freed, not left to run out.
+            let current = match self.fetch(&ticket).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(lease) = lease {
+                        lease.release().await;
+                    }
+                    return Err(e);
+                }
+            };
             let state = match current {
                 None => Some(RefreshTurn::Ended),
                 Some(s) if s.refresh_token != old.refresh_token => {

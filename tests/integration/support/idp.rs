@@ -177,6 +177,8 @@ pub struct IdpState {
     pub jwks: Mutex<Value>,
     pub jwks_fetches: AtomicUsize,
     pub refreshes: AtomicUsize,
+    /// Every refresh token presented at the token endpoint, in order.
+    pub refresh_tokens_presented: Mutex<Vec<String>>,
     pub refresh_fails: AtomicBool,
     /// Milliseconds the token endpoint waits before answering a refresh.
     pub refresh_delay_ms: std::sync::atomic::AtomicU64,
@@ -225,6 +227,7 @@ impl TestIdp {
             jwks: Mutex::new(jwks),
             jwks_fetches: AtomicUsize::new(0),
             refreshes: AtomicUsize::new(0),
+            refresh_tokens_presented: Mutex::new(Vec::new()),
             refresh_fails: AtomicBool::new(false),
             refresh_delay_ms: std::sync::atomic::AtomicU64::new(0),
             deny: Mutex::new(None),
@@ -475,6 +478,10 @@ async fn token(
         }
         Some("refresh_token") => {
             st.refreshes.fetch_add(1, Ordering::SeqCst);
+            st.refresh_tokens_presented
+                .lock()
+                .unwrap()
+                .push(f.get("refresh_token").cloned().unwrap_or_default());
             let delay = st.refresh_delay_ms.load(Ordering::SeqCst);
             if delay > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
