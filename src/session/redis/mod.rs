@@ -342,9 +342,7 @@ impl RedisStore {
     /// in between. `Ok(false)`: the tokens changed, the newer entry is left as it is.
     async fn touch(&self, ticket: &Ticket, session: &Session) -> Result<bool, SessionError> {
         let key = self.entry_key(&session.id);
-        let raw: Option<Vec<u8>> = self
-            .client
-            .get(key.as_str())
+        let raw: Option<Vec<u8>> = ask::call(&self.client, "GET", &key, vec![key.as_str().into()])
             .await
             .map_err(|e| self.unavailable(&e))?;
         let current = raw.as_ref().and_then(|raw| {
@@ -364,13 +362,14 @@ impl RedisStore {
             .seal_entry(&self.keys, &key, &plain)
             .ok_or(SessionError::Seal)?;
         let args: Vec<Value> = vec![
+            SWAP.into(),
+            1.into(),
+            key.as_str().into(),
             Value::Bytes(raw.into()),
             Value::Bytes(sealed.into()),
             self.end_ms(session).to_string().into(),
         ];
-        let swapped: i64 = self
-            .client
-            .eval(SWAP, vec![key.as_str()], args)
+        let swapped: i64 = ask::call(&self.client, "EVAL", &key, args)
             .await
             .map_err(|e| self.unavailable(&e))?;
         Ok(swapped == 1)
@@ -516,9 +515,8 @@ impl RedisStore {
         let mut gone = Vec::new();
         // One EXISTS per key: in a Cluster the keys live in different slots.
         for id in ids {
-            let n: i64 = self
-                .client
-                .exists(self.entry_key(id).as_str())
+            let key = self.entry_key(id);
+            let n: i64 = ask::call(&self.client, "EXISTS", &key, vec![key.as_str().into()])
                 .await
                 .map_err(|e| self.unavailable(&e))?;
             if n == 0 {
