@@ -36,7 +36,7 @@ pub struct RedisSettings {
     pub topology: RedisTopology,
     /// TLS to Redis (`rediss://`, or `redis_tls = true` for Sentinel and Cluster).
     pub tls: bool,
-    /// Extra CA certificates (PEM) trusted for TLS to Redis, besides the system's.
+    /// The CA certificates (PEM) trusted for TLS to Redis, instead of the Mozilla roots.
     pub ca_pem: Option<Vec<u8>>,
     pub username: Option<String>,
     pub password: Option<Secret>,

@@ -5,7 +5,8 @@
 //! through nginx with its default buffers (and, as the control, with the cookie store
 //! the callback's cookies are too big for them); an ACL user's password comes from a
 //! file or the environment, a wrong one is a 503 naming Redis and its refusal, and one
-//! given as a flag is refused at start-up.
+//! given as a flag is refused at start-up; every replica stays subscribed to ended
+//! sessions across a restart and a failover (`pubsub.rs`).
 //!
 //! Harness calls block, so every test runs on the multi-thread runtime and makes them
 //! through [`blocking`]: gatehouse's Redis client runs on this runtime too, and must
@@ -14,6 +15,7 @@
 mod auth;
 mod cluster;
 mod nginx;
+mod pubsub;
 mod sentinel;
 
 use crate::support::idp::TestIdp;

@@ -6,10 +6,11 @@
 
 use crate::flow::{login, world};
 use crate::proxy::websocket;
+use crate::support::idp::TestIdp;
 use crate::support::peers::{op_form_login, skip_unless_available, NodeOp};
 use crate::support::redis::{free_port, skip_unless_available as skip_without_redis, RedisServer};
 use crate::support::upstream::{seen, Upstream};
-use crate::support::{config, start, Browser, RealGatehouse};
+use crate::support::{config, start, start_unready, Browser, RealGatehouse};
 use futures_util::StreamExt;
 use reqwest::Method;
 use std::time::{Duration, Instant};
@@ -236,6 +237,64 @@ async fn redis_going_away_is_a_503_naming_it_then_service_returns_by_itself() {
     let again = login(&w, &alice, "/").await;
     assert_eq!(again.status, 200, "{again:?}");
     assert_eq!(api(&alice, &url).await.status, 200);
+}
+
+/// Redis not there when gatehouse starts: not ready, and `/readyz` and the 503s say the
+/// connection was refused; once Redis runs, gatehouse is ready within a second or so,
+/// without a restart, and signs users in.
+#[tokio::test]
+async fn redis_absent_at_start_up_is_named_as_refused_and_service_begins_when_it_runs() {
+    if skip_without_redis() {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let (idp, up) = (TestIdp::start().await, Upstream::start().await);
+    let settings = redis_settings(&redis);
+    let gh = start_unready(config(&up.url, &idp.issuer, &as_pairs(&settings))).await;
+    let readyz = format!("{}/readyz", gh.url);
+    let asked = Instant::now();
+    let reason = loop {
+        let r = Browser::new().get(&readyz).await;
+        assert_eq!(r.status, 503, "{r:?}");
+        let reason = r.json()["reason"].as_str().unwrap_or("").to_string();
+        if reason.contains("refused") {
+            break reason;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "/readyz never said the connection was refused: {reason}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(reason.contains("Redis"), "{reason}");
+    // A sign-in cannot be kept: 503 at the callback, naming Redis and the refusal.
+    let (at_callback, _) = Browser::new().follow(&format!("{}/", gh.url)).await;
+    assert_eq!(at_callback.status, 503, "{at_callback:?}");
+    assert!(
+        at_callback.body.contains("Redis") && at_callback.body.contains("refused"),
+        "{}",
+        at_callback.body
+    );
+
+    redis.restart();
+    let started = Instant::now();
+    loop {
+        let r = Browser::new().get(&readyz).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "not ready 2 s after Redis started: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("ready {:?} after Redis started", started.elapsed());
+    let w = crate::flow::World { idp, up, gh };
+    let b = Browser::new();
+    assert_eq!(login(&w, &b, "/").await.status, 200);
+    assert_eq!(api(&b, &format!("{}/who", w.gh.url)).await.status, 200);
 }
 
 /// The provider's counters (op.mjs `/test/stats`).

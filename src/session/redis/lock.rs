@@ -5,7 +5,7 @@
 //! ours. The session is written (`SET XX`) before the release, so the next holder reads
 //! the refreshed tokens and never spends a used refresh token.
 
-use fred::prelude::*;
+use super::link::{CallError, Redis};
 use std::time::Duration;
 
 /// How long a lease lasts without renewal: a crashed holder blocks refreshes this long.
@@ -17,7 +17,7 @@ const RELEASE: &str =
 
 /// A held refresh lock; renewed in the background until released or dropped.
 pub struct Lease {
-    client: Client,
+    redis: Redis,
     key: String,
     owner: String,
     renewer: tokio::task::JoinHandle<()>,
@@ -25,27 +25,29 @@ pub struct Lease {
 
 impl Lease {
     /// Tries to take the lock `key`; `Ok(None)` when another holder has it.
-    pub async fn try_take(client: &Client, key: String) -> Result<Option<Lease>, Error> {
+    pub async fn try_take(redis: &Redis, key: String) -> Result<Option<Lease>, CallError> {
         let owner = crate::util::random_token(18);
         let lease_ms = i64::try_from(LEASE.as_millis()).unwrap_or(5000);
-        let args: Vec<Value> = vec![
-            key.as_str().into(),
-            owner.as_str().into(),
-            "PX".into(),
-            lease_ms.into(),
-            "NX".into(),
-        ];
-        let taken: Option<String> = super::ask::call(client, "SET", &key, args).await?;
+        let taken: Option<String> = redis
+            .call(
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&owner)
+                    .arg("PX")
+                    .arg(lease_ms)
+                    .arg("NX"),
+            )
+            .await?;
         if taken.is_none() {
             return Ok(None);
         }
         let renewer = {
-            let (client, key, owner) = (client.clone(), key.clone(), owner.clone());
+            let (redis, key, owner) = (redis.clone(), key.clone(), owner.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(LEASE / 3).await;
-                    let renewed: Result<i64, Error> =
-                        script(&client, RENEW, &key, &[&owner, &lease_ms.to_string()]).await;
+                    let renewed =
+                        script(&redis, RENEW, &key, &[&owner, &lease_ms.to_string()]).await;
                     match renewed {
                         Ok(1) => {}
                         Ok(_) => {
@@ -58,7 +60,7 @@ impl Lease {
             })
         };
         Ok(Some(Lease {
-            client: client.clone(),
+            redis: redis.clone(),
             key,
             owner,
             renewer,
@@ -68,19 +70,18 @@ impl Lease {
     /// Frees the lock if it is still ours.
     pub async fn release(self) {
         self.renewer.abort();
-        let freed: Result<i64, Error> =
-            script(&self.client, RELEASE, &self.key, &[&self.owner]).await;
+        let freed = script(&self.redis, RELEASE, &self.key, &[&self.owner]).await;
         if let Err(e) = freed {
             tracing::warn!(error = %e, "could not free the refresh lock; it runs out by itself");
         }
     }
 }
 
-/// `EVAL script 1 key args...`
-async fn script(client: &Client, script: &str, key: &str, args: &[&str]) -> Result<i64, Error> {
-    let mut all: Vec<Value> = vec![script.into(), 1.into(), key.into()];
-    all.extend(args.iter().map(|a| Value::from(*a)));
-    super::ask::call(client, "EVAL", key, all).await
+/// `EVAL script 1 key args...` (in a Cluster, on the node serving `key`).
+async fn script(redis: &Redis, script: &str, key: &str, args: &[&str]) -> Result<i64, CallError> {
+    let mut eval = redis::cmd("EVAL");
+    eval.arg(script).arg(1).arg(key).arg(args);
+    redis.call(&eval).await
 }
 
 impl Drop for Lease {

@@ -16,9 +16,10 @@
 //! call is bounded by `redis_timeout_ms`; when Redis cannot answer, requests that need a
 //! session get 503 naming Redis and the cause ([`Unavailable`]), never a login loop.
 
-mod ask;
 mod client;
+mod link;
 mod lock;
+mod sentinel;
 
 pub use client::describe;
 pub use lock::Lease;
@@ -29,8 +30,8 @@ use super::{cache, Ended, RefreshTurn, RequestCookies, Session, SessionError, Un
 use crate::config::{Config, CookieKey, RedisSettings};
 use crate::util::now_secs;
 use axum::http::HeaderValue;
-use fred::clients::SubscriberClient;
-use fred::prelude::*;
+use link::{CallError, Redis};
+use redis::{PushInfo, PushKind};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,8 +53,9 @@ fn same_tokens(a: &Session, b: &Session) -> bool {
 
 /// The redis store.
 pub struct RedisStore {
-    client: Client,
-    subscriber: SubscriberClient,
+    redis: Redis,
+    /// Messages of the channel of ended sessions, until `start` takes them.
+    pushes: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<PushInfo>>>,
     keys: Vec<CookieKey>,
     prefix: String,
     lifetime: Duration,
@@ -63,22 +65,15 @@ pub struct RedisStore {
     wait_for_refresh: Duration,
     /// `Some(cause)` while Redis does not answer.
     down: Arc<Mutex<Option<String>>>,
-    /// The last error met connecting to Redis (refused, a wrong password, TLS), until a
-    /// PING is answered: commands that only time out name it as their cause.
-    refused: Arc<Mutex<Option<String>>>,
 }
 
 impl RedisStore {
     pub fn new(r: &RedisSettings, cfg: &Config) -> Result<RedisStore, String> {
-        let builder = client::builder(r)?;
-        let client = builder.build().map_err(|e| e.to_string())?;
-        let subscriber = builder
-            .build_subscriber_client()
-            .map_err(|e| e.to_string())?;
+        let (redis, pushes) = Redis::new(r, format!("{}ended", r.key_prefix))?;
         let place = client::describe(r);
         Ok(RedisStore {
-            client,
-            subscriber,
+            redis,
+            pushes: Mutex::new(Some(pushes)),
             keys: cfg.cookie.keys.clone(),
             prefix: r.key_prefix.clone(),
             lifetime: cfg.cookie.session_lifetime,
@@ -86,53 +81,27 @@ impl RedisStore {
             down: Arc::new(Mutex::new(Some(format!(
                 "gatehouse has not reached Redis ({place}) yet"
             )))),
-            refused: Arc::new(Mutex::new(None)),
             place,
         })
     }
 
     /// Connects, keeps the health flag current, and listens for other replicas' ends.
     pub fn start(&self, ended: tokio::sync::broadcast::Sender<Ended>) {
-        // fred retries a refused connection for ever without failing a command: its
-        // reason only reaches us here.
-        let (mut errors, refused) = (self.client.error_rx(), Arc::clone(&self.refused));
-        tokio::spawn(async move {
-            loop {
-                match errors.recv().await {
-                    Ok((e, _)) => {
-                        if let Ok(mut r) = refused.lock() {
-                            *r = Some(e.to_string());
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                }
-            }
-        });
-        let (client, down, place, refused) = (
-            self.client.clone(),
+        let (redis, down, place) = (
+            self.redis.clone(),
             Arc::clone(&self.down),
             self.place.clone(),
-            Arc::clone(&self.refused),
         );
         tokio::spawn(async move {
-            // Not `init`: it waits for a first connection, which a wrong password or an
-            // untrusted certificate never gives, and the health flag must name that.
-            let _connection = client.connect();
             loop {
-                let answer: Result<String, Error> = client.ping(None).await;
-                let now = match answer {
-                    Ok(_) => {
-                        if let Ok(mut r) = refused.lock() {
-                            *r = None;
-                        }
-                        None
-                    }
-                    Err(e) => Some(format!(
-                        "Redis ({place}) does not answer: {e}{}",
-                        refusal(&refused)
-                    )),
-                };
+                // Also what reconnects, resubscribes and follows a Sentinel failover when
+                // no request comes (`link.rs`).
+                let now = redis.tend().await.err().map(|e| {
+                    format!(
+                        "Redis ({place}) does not answer: {}",
+                        with_refusal(e, &redis)
+                    )
+                });
                 if let Ok(mut d) = down.lock() {
                     // Every new cause is logged: a wrong password at start-up is one.
                     if *d != now {
@@ -148,24 +117,14 @@ impl RedisStore {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
-        let (sub, channel) = (self.subscriber.clone(), self.channel());
+        let pushes = self.pushes.lock().ok().and_then(|mut p| p.take());
+        let Some(mut pushes) = pushes else {
+            return;
+        };
+        let channel = self.channel();
         tokio::spawn(async move {
-            let mut messages = sub.message_rx();
-            let _ = sub.init().await;
-            let _resubscribe = sub.manage_subscriptions();
-            // Tracked (and so renewed after a reconnect) only once it succeeds: retried
-            // until it does. Meanwhile the cache's second and the WebSocket sweep
-            // (`ended_among`) still end sessions ended elsewhere.
-            let mut warned = false;
-            while let Err(e) = sub.subscribe(channel.as_str()).await {
-                if !warned {
-                    tracing::warn!(error = %e, "could not subscribe to session ends yet; retrying");
-                    warned = true;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            while let Ok(m) = messages.recv().await {
-                let Some(text) = m.value.as_string() else {
+            while let Some(push) = pushes.recv().await {
+                let Some(text) = message(&push, &channel) else {
                     continue;
                 };
                 cache::forget_all();
@@ -179,11 +138,11 @@ impl RedisStore {
         self.down.lock().ok().and_then(|d| d.clone())
     }
 
-    fn unavailable(&self, e: &Error) -> Unavailable {
+    fn unavailable(&self, e: &CallError) -> Unavailable {
         let cause = format!(
-            "Redis ({}) did not answer: {e}{}",
+            "Redis ({}) did not answer: {}",
             self.place,
-            refusal(&self.refused)
+            with_refusal(e.to_string(), &self.redis)
         );
         if let Ok(mut d) = self.down.lock() {
             d.get_or_insert_with(|| cause.clone());
@@ -241,7 +200,9 @@ impl RedisStore {
     /// The session `ticket` opens, read from Redis now.
     async fn fetch(&self, ticket: &Ticket) -> Result<Option<Session>, Unavailable> {
         let key = self.entry_key(&ticket.id);
-        let raw: Option<Vec<u8>> = ask::call(&self.client, "GET", &key, vec![key.as_str().into()])
+        let raw: Option<Vec<u8>> = self
+            .redis
+            .call(redis::cmd("GET").arg(&key))
             .await
             .map_err(|e| self.unavailable(&e))?;
         let Some(raw) = raw else {
@@ -342,7 +303,9 @@ impl RedisStore {
     /// in between. `Ok(false)`: the tokens changed, the newer entry is left as it is.
     async fn touch(&self, ticket: &Ticket, session: &Session) -> Result<bool, SessionError> {
         let key = self.entry_key(&session.id);
-        let raw: Option<Vec<u8>> = ask::call(&self.client, "GET", &key, vec![key.as_str().into()])
+        let raw: Option<Vec<u8>> = self
+            .redis
+            .call(redis::cmd("GET").arg(&key))
             .await
             .map_err(|e| self.unavailable(&e))?;
         let current = raw.as_ref().and_then(|raw| {
@@ -361,15 +324,16 @@ impl RedisStore {
         let sealed = ticket
             .seal_entry(&self.keys, &key, &plain)
             .ok_or(SessionError::Seal)?;
-        let args: Vec<Value> = vec![
-            SWAP.into(),
-            1.into(),
-            key.as_str().into(),
-            Value::Bytes(raw.into()),
-            Value::Bytes(sealed.into()),
-            self.end_ms(session).to_string().into(),
-        ];
-        let swapped: i64 = ask::call(&self.client, "EVAL", &key, args)
+        let mut swap = redis::cmd("EVAL");
+        swap.arg(SWAP)
+            .arg(1)
+            .arg(&key)
+            .arg(raw)
+            .arg(sealed)
+            .arg(self.end_ms(session));
+        let swapped: i64 = self
+            .redis
+            .call(&swap)
             .await
             .map_err(|e| self.unavailable(&e))?;
         Ok(swapped == 1)
@@ -387,16 +351,14 @@ impl RedisStore {
             .seal_entry(&self.keys, &key, &plain)
             .ok_or(SessionError::Seal)?;
         let end = self.end_ms(session);
-        let mut args: Vec<Value> = vec![
-            key.as_str().into(),
-            sealed.as_slice().into(),
-            "PXAT".into(),
-            end.into(),
-        ];
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(sealed.as_slice()).arg("PXAT").arg(end);
         if update {
-            args.push("XX".into());
+            set.arg("XX");
         }
-        let written: Option<String> = ask::call(&self.client, "SET", &key, args)
+        let written: Option<String> = self
+            .redis
+            .call(&set)
             .await
             .map_err(|e| self.unavailable(&e))?;
         if update && written.is_none() {
@@ -417,18 +379,16 @@ impl RedisStore {
             sets.push(self.index_key("p", sid, first));
         }
         for set in sets {
-            let added: Vec<Value> = vec![set.as_str().into(), member.as_str().into()];
-            let _: i64 = ask::call(&self.client, "SADD", &set, added)
+            let _: i64 = self
+                .redis
+                .call(redis::cmd("SADD").arg(&set).arg(&member))
                 .await
                 .map_err(|e| self.unavailable(&e))?;
-            let _: i64 = ask::call(
-                &self.client,
-                "EXPIRE",
-                &set,
-                vec![set.as_str().into(), ttl.into()],
-            )
-            .await
-            .map_err(|e| self.unavailable(&e))?;
+            let _: i64 = self
+                .redis
+                .call(redis::cmd("EXPIRE").arg(&set).arg(ttl))
+                .await
+                .map_err(|e| self.unavailable(&e))?;
         }
         Ok(())
     }
@@ -439,10 +399,11 @@ impl RedisStore {
         let mut out = Vec::new();
         for k in &self.keys {
             let set = self.index_key(kind, value, k);
-            let members: Vec<String> =
-                ask::call(&self.client, "SMEMBERS", &set, vec![set.as_str().into()])
-                    .await
-                    .map_err(|e| self.unavailable(&e))?;
+            let members: Vec<String> = self
+                .redis
+                .call(redis::cmd("SMEMBERS").arg(&set))
+                .await
+                .map_err(|e| self.unavailable(&e))?;
             for m in members {
                 if let Some((id, at)) = m.rsplit_once(':') {
                     out.push((id.to_string(), at.parse().unwrap_or(0)));
@@ -497,14 +458,16 @@ impl RedisStore {
         let keys: Vec<String> = ids.iter().map(|id| self.entry_key(id)).collect();
         // One DEL per key: in a Cluster the keys live in different slots.
         for k in &keys {
-            let _: i64 = ask::call(&self.client, "DEL", k, vec![k.as_str().into()])
+            let _: i64 = self
+                .redis
+                .call(redis::cmd("DEL").arg(k))
                 .await
                 .map_err(|e| self.unavailable(&e))?;
         }
         cache::forget_all();
         let _: i64 = self
-            .client
-            .publish(self.channel(), ids.join(","))
+            .redis
+            .call(redis::cmd("PUBLISH").arg(self.channel()).arg(ids.join(",")))
             .await
             .map_err(|e| self.unavailable(&e))?;
         Ok(())
@@ -515,8 +478,9 @@ impl RedisStore {
         let mut gone = Vec::new();
         // One EXISTS per key: in a Cluster the keys live in different slots.
         for id in ids {
-            let key = self.entry_key(id);
-            let n: i64 = ask::call(&self.client, "EXISTS", &key, vec![key.as_str().into()])
+            let n: i64 = self
+                .redis
+                .call(redis::cmd("EXISTS").arg(self.entry_key(id)))
                 .await
                 .map_err(|e| self.unavailable(&e))?;
             if n == 0 {
@@ -536,14 +500,16 @@ impl RedisStore {
         let k = format!("{}j:{hex}", self.prefix);
         let until_ms =
             i64::try_from(until.max(now_secs() + 1).saturating_mul(1000)).unwrap_or(i64::MAX);
-        let args: Vec<Value> = vec![
-            k.as_str().into(),
-            "1".into(),
-            "PXAT".into(),
-            until_ms.into(),
-            "NX".into(),
-        ];
-        let set: Option<String> = ask::call(&self.client, "SET", &k, args)
+        let set: Option<String> = self
+            .redis
+            .call(
+                redis::cmd("SET")
+                    .arg(&k)
+                    .arg("1")
+                    .arg("PXAT")
+                    .arg(until_ms)
+                    .arg("NX"),
+            )
             .await
             .map_err(|e| self.unavailable(&e))?;
         Ok(set.is_some())
@@ -558,7 +524,7 @@ impl RedisStore {
         };
         let started = Instant::now();
         loop {
-            let lease = Lease::try_take(&self.client, self.lock_key(&old.id))
+            let lease = Lease::try_take(&self.redis, self.lock_key(&old.id))
                 .await
                 .map_err(|e| self.unavailable(&e))?;
             // Read after taking the lock: a holder writes before it releases. A lock
@@ -621,13 +587,26 @@ impl RedisStore {
     }
 }
 
-/// ` (connecting, it said: <error>)` when a connection attempt failed since the last
-/// answered PING.
-fn refusal(refused: &Mutex<Option<String>>) -> String {
-    refused
-        .lock()
-        .ok()
-        .and_then(|r| r.clone())
-        .map(|e| format!(" (connecting, it said: {e})"))
-        .unwrap_or_default()
+/// `text`, and ` (connecting, it said: <error>)` when a connection attempt failed since the
+/// last answered PING and `text` does not say so already.
+fn with_refusal(text: String, redis: &Redis) -> String {
+    match redis.refusal() {
+        Some(r) if !text.contains(&r) => format!("{text} (connecting, it said: {r})"),
+        _ => text,
+    }
+}
+
+/// The text of a message on `channel`, from a RESP3 push.
+fn message(push: &PushInfo, channel: &str) -> Option<String> {
+    if push.kind != PushKind::Message {
+        return None;
+    }
+    let [from, payload] = push.data.as_slice() else {
+        return None;
+    };
+    let from: String = redis::from_redis_value(from).ok()?;
+    if from != channel {
+        return None;
+    }
+    redis::from_redis_value(payload).ok()
 }
