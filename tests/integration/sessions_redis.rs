@@ -349,6 +349,15 @@ async fn replicas(n: usize, op_quirks: &[&str], extra: &[&str]) -> Replicas {
     }
 }
 
+/// Alice signs in at the real provider through the first replica.
+async fn alice_signed_in(r: &Replicas) -> Browser {
+    let b = Browser::new();
+    let start = format!("{}/", r.urls[0]);
+    let landed = op_form_login(&b, &start, "alice", "admins", String::new).await;
+    assert_eq!(landed.status, 200, "{landed:?}");
+    b
+}
+
 #[tokio::test]
 async fn concurrent_requests_across_replicas_at_refresh_spend_each_refresh_token_once() {
     if skip_unless_available(false) || skip_without_redis() {
@@ -357,16 +366,7 @@ async fn concurrent_requests_across_replicas_at_refresh_spend_each_refresh_token
     // Every request finds the session due for a refresh (refresh_before is longer than the
     // token's life): the most contention there can be.
     let r = replicas(3, &[], &["--refresh-before-secs", "100000"]).await;
-    let b = Browser::new();
-    let landed = op_form_login(
-        &b,
-        &format!("{}/", r.urls[0]),
-        "alice",
-        "admins",
-        String::new,
-    )
-    .await;
-    assert_eq!(landed.status, 200, "{landed:?}");
+    let b = alice_signed_in(&r).await;
     let before = op_stats(&r.op).await;
     for round in 0..4 {
         let mut calls = Vec::new();
@@ -433,17 +433,8 @@ async fn a_token_call_slower_than_the_lock_lease_still_spends_the_token_once() {
         ],
     )
     .await;
-    let b = Browser::new();
     // The landing request already refreshes (slowly): the session is due at once.
-    let landed = op_form_login(
-        &b,
-        &format!("{}/", r.urls[0]),
-        "alice",
-        "admins",
-        String::new,
-    )
-    .await;
-    assert_eq!(landed.status, 200, "{landed:?}");
+    let b = alice_signed_in(&r).await;
     let before = op_stats(&r.op).await;
     let cookie = b.cookie_header();
     let call = |url: String| {
