@@ -12,6 +12,16 @@
 #   (b) nginx      nginx proxy_pass (with upstream keepalive) in front of (a)
 #   (c) gatehouse  `gatehouse demo --upstream <(a)>` in front of (a), with a valid
 #                  session cookie obtained through the dev IdP login
+#   (g) gatehouse-redis  `gatehouse serve` with `session_store = redis`, in front of (a),
+#                  against a redis-server the script starts (Debian's, on a free loopback
+#                  port, `--save '' --appendonly no`), signed in at the dev IdP of (c)
+#                  (an extra client there, as Apache is), one session: what the redis
+#                  store costs when, as for a browser, its per-thread cache answers
+#   (h) gatehouse-redis-miss  the same gatehouse and Redis, but wrk cycles through
+#                  MISS_SESSIONS sessions (each wrk thread from its own place in the
+#                  list), more than a worker thread caches (1024): nearly every request
+#                  fetches its session from Redis and opens it (the count of Redis GETs
+#                  per request is printed, so the miss rate is measured, not assumed)
 #   (f) apache     Apache httpd (event MPM, as Debian ships it) + mod_auth_openidc +
 #                  mod_proxy_http in front of (a), with a real mod_auth_openidc session
 #                  cookie obtained through a curl login (see "Apache + mod_auth_openidc"
@@ -32,24 +42,33 @@
 # All of them run on loopback in one go; wrk drives the load, with the same settings
 # for every target. Rounds interleave every run (connection set x body x target), and
 # the median round of each is reported. Every process the script starts is stopped
-# again, by pid, on exit. No traffic leaves 127.0.0.1.
+# again, by pid, on exit. No traffic leaves 127.0.0.1. With (g) or (h), a table sets the
+# redis store beside the cookie store (c): req/s and p99 of each round paired, and the
+# CPU that gatehouse and redis-server spent per 1000 requests (utime + stime from
+# /proc/<pid>/stat around each measured run).
 #
 # Settings (environment):
 #   DURATION         measured run, wrk syntax                         (default 5s)
 #   WARMUP           unmeasured warm-up run just before it            (default 1s)
 #   CONNECTION_SETS  wrk connection counts, each a table   (default "32 256";
 #                    CONNECTIONS=N alone is the same as CONNECTION_SETS=N)
-#   BODIES           bodies for (a),(b),(c),(f), comma- or space-separated
+#   BODIES           bodies for (a),(b),(c),(f),(g),(h), comma- or space-separated
 #                    (default "small,k8s,log")
 #   THREADS          wrk threads                                      (default 2)
 #   ROUNDS           rounds, interleaved; the median round (by req/s) of each
 #                    run is reported                                  (default 3)
 #   TARGETS          what to measure, comma-separated                 (default all)
 #                      all    = proxy + fa
-#                      proxy  = (a),(b),(c),(f)
+#                      proxy  = (a),(b),(c),(g),(f)
 #                      fa     = forward auth: (d),(e) and /oauth2/auth alone
-#                    or single targets: upstream nginx gatehouse apache nginx-fa
-#                    nginx-ceiling gatehouse-auth
+#                      redis  = (c),(g),(h): the two session stores side by side
+#                    or single targets: upstream nginx gatehouse gatehouse-redis
+#                    gatehouse-redis-miss apache nginx-fa nginx-ceiling gatehouse-auth
+#                    ((h) logs in MISS_SESSIONS sessions first: only when named, or
+#                    with `redis`)
+#   MISS_SESSIONS    sessions (h) cycles through; above 1024, what one worker thread
+#                    caches                                           (default 3000)
+#   REDIS_BIN        redis-server for (g),(h)  (default /usr/bin/redis-server, else PATH)
 #   GATEHOUSE_BIN    gatehouse binary; unset = `cargo build --release` and use
 #                    target/release/gatehouse
 #   TOKEN_TTL        ID token lifetime at the dev IdP, seconds; longer than the run,
@@ -96,6 +115,8 @@ APACHE_BIN="${APACHE_BIN:-}"
 APACHE_MODULES="${APACHE_MODULES:-/usr/lib/apache2/modules}"
 APACHE_SESSION_TYPE="${APACHE_SESSION_TYPE:-server-cache}"
 APACHE_MPM="${APACHE_MPM:-shipped}"
+MISS_SESSIONS="${MISS_SESSIONS:-3000}"
+REDIS_BIN="${REDIS_BIN:-}"
 
 BENCH_USER="bench"
 BENCH_GROUPS="admins"
@@ -103,6 +124,8 @@ COOKIE_NAME="_gatehouse"
 APACHE_COOKIE_NAME="mod_auth_openidc_session"
 APACHE_CLIENT_ID="apache-bench"
 APACHE_CLIENT_SECRET=""  # set when the dev IdP is started with Apache's client
+REDIS_CLIENT_ID="gatehouse-redis"  # (g)'s client at (c)'s dev IdP
+REDIS_CLIENT_SECRET=""   # set when the dev IdP is started with it
 HOST="127.0.0.1"
 STARTED_AT=$SECONDS
 
@@ -111,9 +134,12 @@ PIDS=()           # every process we started, stopped by pid in cleanup()
 declare -A RES    # results: RES[<target>|<body>|<connections>|<round>.<field>], medians without the round
 
 # every target, in the order of a round; SELECTED: those TARGETS asked for
-ALL_TARGETS=(upstream nginx gatehouse apache nginx-fa nginx-ceiling gatehouse-auth)
-PROXY_TARGETS=(upstream nginx gatehouse apache)
+ALL_TARGETS=(upstream nginx gatehouse gatehouse-redis gatehouse-redis-miss apache nginx-fa nginx-ceiling gatehouse-auth)
+PROXY_TARGETS=(upstream nginx gatehouse gatehouse-redis gatehouse-redis-miss apache)
 FA_TARGETS=(nginx-fa nginx-ceiling gatehouse-auth)
+# the groups TARGETS may name (all = PROXY_GROUP + FA_TARGETS)
+PROXY_GROUP=(upstream nginx gatehouse gatehouse-redis apache)
+REDIS_GROUP=(gatehouse gatehouse-redis gatehouse-redis-miss)
 SELECTED=()
 declare -A WANTED
 CONN_LIST=()      # CONNECTION_SETS, parsed
@@ -130,14 +156,19 @@ KNOWN_BODIES=(small k8s log)
 
 UPSTREAM_PORT="" NGINX_PORT="" GATEHOUSE_PORT="" APACHE_PORT="" IDP_PORT=""
 WHOAMI_PORT="" NGINX_FA_PORT="" NGINX_CEILING_PORT="" AUTH_STUB_PORT="" GATEHOUSE_AUTH_PORT=""
-GATEHOUSE_PID="" APACHE_PID=""
+REDIS_PORT="" GATEHOUSE_REDIS_PORT=""
+GATEHOUSE_PID="" APACHE_PID="" REDIS_PID="" GATEHOUSE_REDIS_PID=""
 SESSION_COOKIE=""     # gatehouse's session, one Cookie header value
+REDIS_SESSION_COOKIE=""  # (g)'s session (a ticket), one Cookie header value
+MISS_COOKIES=""       # (h): a file of MISS_SESSIONS Cookie header values, one a line
 APACHE_COOKIE=""      # mod_auth_openidc's session, one Cookie header value
 IDENTITY_HEADERS=()   # what gatehouse injects, replayed to (a) and (b): same request size
 declare -A IDENTITY   # the same, name (lower case) -> value
 IDENTITY_NAMES=(x-forwarded-user x-forwarded-email x-forwarded-group x-forwarded-groups
                 x-forwarded-preferred-username x-forwarded-id-token)
 RSS_IDLE_KIB="" RSS_FINAL_KIB="" HWM_FINAL_KIB=""
+REDIS_RSS_IDLE_KIB="" REDIS_RSS_FINAL_KIB="" REDIS_HWM_FINAL_KIB=""
+CLK_TCK=""            # clock ticks per second, for /proc/<pid>/stat
 
 # ---------------------------------------------------------------- helpers --
 
@@ -158,11 +189,13 @@ select_targets() {
     for e in "${entries[@]}"; do
         case "$e" in
             '') ;;
-            all) for t in "${ALL_TARGETS[@]}"; do WANTED[$t]=1; done ;;
-            proxy) for t in "${PROXY_TARGETS[@]}"; do WANTED[$t]=1; done ;;
+            all) for t in "${PROXY_GROUP[@]}" "${FA_TARGETS[@]}"; do WANTED[$t]=1; done ;;
+            proxy) for t in "${PROXY_GROUP[@]}"; do WANTED[$t]=1; done ;;
             fa) for t in "${FA_TARGETS[@]}"; do WANTED[$t]=1; done ;;
-            upstream | nginx | gatehouse | apache | nginx-fa | nginx-ceiling | gatehouse-auth) WANTED[$e]=1 ;;
-            *) die "TARGETS: unknown entry '$e' (use all, proxy, fa, or: ${ALL_TARGETS[*]})" ;;
+            redis) for t in "${REDIS_GROUP[@]}"; do WANTED[$t]=1; done ;;
+            upstream | nginx | gatehouse | gatehouse-redis | gatehouse-redis-miss | apache | nginx-fa | nginx-ceiling | gatehouse-auth)
+                WANTED[$e]=1 ;;
+            *) die "TARGETS: unknown entry '$e' (use all, proxy, fa, redis, or: ${ALL_TARGETS[*]})" ;;
         esac
     done
     for t in "${ALL_TARGETS[@]}"; do
@@ -210,6 +243,21 @@ require_tools() {
             || die "APACHE_SESSION_TYPE must be server-cache or client-cookie"
         [[ "$APACHE_MPM" == shipped || "$APACHE_MPM" == sized ]] || die "APACHE_MPM must be shipped or sized"
     fi
+    if wanted_any gatehouse-redis gatehouse-redis-miss; then
+        if [[ -z "$REDIS_BIN" ]]; then
+            REDIS_BIN=/usr/bin/redis-server
+            [[ -x "$REDIS_BIN" ]] || REDIS_BIN="$(command -v redis-server || true)"
+        fi
+        if [[ -z "$REDIS_BIN" || ! -x "$REDIS_BIN" ]] || ! command -v redis-cli >/dev/null 2>&1; then
+            die "targets gatehouse-redis and gatehouse-redis-miss need redis-server and redis-cli (Debian/Ubuntu: apt-get install -y redis-server; else set REDIS_BIN), or leave them out: TARGETS=upstream,nginx,gatehouse,apache,fa"
+        fi
+    fi
+    if wanted gatehouse-redis-miss; then
+        [[ "$MISS_SESSIONS" =~ ^[1-9][0-9]*$ ]] || die "MISS_SESSIONS must be a whole number >= 1"
+        ((MISS_SESSIONS > 1024)) \
+            || log "note: MISS_SESSIONS=$MISS_SESSIONS fits in a worker thread's cache (1024 sessions): (h) will mostly hit it"
+    fi
+    CLK_TCK="$(getconf CLK_TCK)"
 }
 
 make_tmp() {
@@ -227,14 +275,54 @@ done = function(summary, latency, requests)
     e.connect + e.read + e.write + e.timeout, e.status))
 end
 LUA
+    # (h): the same report, and requests that cycle through a file of Cookie header
+    # values (args: the file, wrk's thread count). Every request is built once, in
+    # init; each wrk thread starts at its own place in the list, so the threads do not
+    # send the same session at about the same time.
+    {
+        cat <<'LUA'
+-- Cycles through the sessions of a file, one Cookie header value a line.
+local requests, count, at = {}, 0, 0
+local threads_set_up = 0
+
+setup = function(thread)
+  thread:set("thread_index", threads_set_up)
+  threads_set_up = threads_set_up + 1
+end
+
+init = function(args)
+  local threads = tonumber(args[2]) or 1
+  for line in io.lines(args[1]) do
+    if line ~= "" then
+      local headers = {}
+      for name, value in pairs(wrk.headers) do headers[name] = value end
+      headers["Cookie"] = line
+      count = count + 1
+      requests[count] = wrk.format(nil, nil, headers)
+    end
+  end
+  assert(count > 0, "no sessions in " .. args[1])
+  at = math.floor((thread_index or 0) * count / threads)
+end
+
+request = function()
+  at = at % count + 1
+  return requests[at]
+end
+
+LUA
+        cat "$TMP/report.lua"
+    } >"$TMP/rotate.lua"
 }
 
 allocate_ports() {
     read -r UPSTREAM_PORT NGINX_PORT GATEHOUSE_PORT APACHE_PORT IDP_PORT WHOAMI_PORT \
-        NGINX_FA_PORT NGINX_CEILING_PORT AUTH_STUB_PORT GATEHOUSE_AUTH_PORT < <(free_ports 10)
+        NGINX_FA_PORT NGINX_CEILING_PORT AUTH_STUB_PORT GATEHOUSE_AUTH_PORT \
+        REDIS_PORT GATEHOUSE_REDIS_PORT < <(free_ports 12)
     log "ports: upstream=$UPSTREAM_PORT nginx=$NGINX_PORT gatehouse=$GATEHOUSE_PORT apache=$APACHE_PORT" \
         "dev-idp=$IDP_PORT whoami=$WHOAMI_PORT nginx-fa=$NGINX_FA_PORT" \
-        "nginx-ceiling=$NGINX_CEILING_PORT auth-stub=$AUTH_STUB_PORT gatehouse-auth=$GATEHOUSE_AUTH_PORT"
+        "nginx-ceiling=$NGINX_CEILING_PORT auth-stub=$AUTH_STUB_PORT gatehouse-auth=$GATEHOUSE_AUTH_PORT" \
+        "redis=$REDIS_PORT gatehouse-redis=$GATEHOUSE_REDIS_PORT"
 }
 
 # nginx_dir NAME: a fresh directory under $TMP that nginx's (and httpd's) workers can read.
@@ -582,12 +670,17 @@ start_nginx_ceiling() {
 }
 
 # (c) gatehouse demo (dev IdP + gatehouse) in front of the upstream (a). With (f), the
-# dev IdP also knows Apache's client, so both sign in at the same provider.
+# dev IdP also knows Apache's client, with (g)/(h) the redis gatehouse's, so every
+# peer signs in at the same provider.
 start_gatehouse() {
     local i extra=()
     if wanted apache; then
         APACHE_CLIENT_SECRET="$(random_token)"
         extra=(--extra-client "$APACHE_CLIENT_ID:$APACHE_CLIENT_SECRET:$(apache_redirect)")
+    fi
+    if wanted_any gatehouse-redis gatehouse-redis-miss; then
+        REDIS_CLIENT_SECRET="$(random_token)"
+        extra+=(--extra-client "$REDIS_CLIENT_ID:$REDIS_CLIENT_SECRET:$(redis_gatehouse_redirect)")
     fi
     log "starting gatehouse demo on $HOST:$GATEHOUSE_PORT, its dev IdP on $HOST:$IDP_PORT (token TTL ${TOKEN_TTL}s)"
     "$GATEHOUSE_BIN" demo \
@@ -683,6 +776,182 @@ for name in sys.argv[1:]:
 }
 
 apache_redirect() { printf 'http://%s:%s/oauth2/callback' "$HOST" "$APACHE_PORT"; }
+
+# ---------------------------------------------------------------- redis store --
+
+redis_gatehouse_redirect() { printf 'http://%s:%s/oauth2/callback' "$HOST" "$GATEHOUSE_REDIS_PORT"; }
+
+redis_version() { "$REDIS_BIN" --version | awk '{ sub(/^v=/, "", $3); print $3 }'; }
+
+# rcli ARGS...: redis-cli against the bench's redis-server.
+rcli() { redis-cli -h "$HOST" -p "$REDIS_PORT" "$@"; }
+
+# The redis-server behind (g) and (h): in the foreground (so it is ours, stopped by pid,
+# and its CPU is never counted as "others"), on loopback, nothing written to disk.
+start_redis() {
+    local dir="$TMP/redis" i
+    mkdir -p "$dir"
+    log "starting redis-server $(redis_version) ($REDIS_BIN) on $HOST:$REDIS_PORT"
+    "$REDIS_BIN" --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no \
+        --daemonize no --dir "$dir" --logfile "" >"$dir/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    for ((i = 0; i < 150; i++)); do
+        if ! kill -0 "$REDIS_PID" 2>/dev/null; then
+            tail -n 30 "$dir/redis.log" >&2 || true
+            die "redis-server exited during start-up (log above)"
+        fi
+        [[ "$(rcli ping 2>/dev/null)" == PONG ]] && return 0
+        sleep 0.2
+    done
+    die "redis-server did not answer PING on $HOST:$REDIS_PORT within 30s"
+}
+
+# (g) `gatehouse serve` with the redis store, in front of (a), as client $REDIS_CLIENT_ID
+# of (c)'s dev IdP: the settings `gatehouse demo` gives (c) (the demo takes no store
+# options), plus session_store and redis_url, in a config file (it holds secrets: the
+# script's umask is 077). GATEHOUSE_* variables of the caller's environment are left
+# out, as the demo leaves them out.
+start_gatehouse_redis() {
+    local conf="$TMP/gatehouse-redis.toml" i name env_clean=()
+    [[ -n "$REDIS_CLIENT_SECRET" ]] || die "internal: the redis gatehouse's client was not registered at the dev IdP"
+    cat >"$conf" <<CONF
+# generated by bench/run.sh; deleted on exit
+listen = "$HOST:$GATEHOUSE_REDIS_PORT"
+upstream = "http://$HOST:$UPSTREAM_PORT"
+issuer_url = "http://$HOST:$IDP_PORT"
+client_id = "$REDIS_CLIENT_ID"
+client_secret = "$REDIS_CLIENT_SECRET"
+cookie_secret = "$("$GATEHOUSE_BIN" secret)"
+cookie_secure = false
+redirect_url = "$(redis_gatehouse_redirect)"
+post_logout_redirect_url = "http://$HOST:$GATEHOUSE_REDIS_PORT/"
+session_store = "redis"
+redis_url = "redis://$HOST:$REDIS_PORT"
+CONF
+    while IFS= read -r name; do env_clean+=(-u "$name"); done < <(compgen -e | grep '^GATEHOUSE_' || true)
+    log "starting gatehouse serve (session_store = redis at $HOST:$REDIS_PORT) on $HOST:$GATEHOUSE_REDIS_PORT"
+    env "${env_clean[@]}" "$GATEHOUSE_BIN" serve --config "$conf" \
+        >"$TMP/gatehouse-redis.out" 2>"$TMP/gatehouse-redis.err" &
+    GATEHOUSE_REDIS_PID=$!
+    PIDS+=("$GATEHOUSE_REDIS_PID")
+    wait_for_http "http://$HOST:$GATEHOUSE_REDIS_PORT/healthz" "$GATEHOUSE_REDIS_PID" gatehouse-redis \
+        "$TMP/gatehouse-redis.err"
+    # ready: it has reached Redis
+    for ((i = 0; i < 150; i++)); do
+        [[ "$(lcurl -o /dev/null -w '%{http_code}' "http://$HOST:$GATEHOUSE_REDIS_PORT/readyz" 2>/dev/null)" == 200 ]] \
+            && return 0
+        if ! kill -0 "$GATEHOUSE_REDIS_PID" 2>/dev/null; then
+            tail -n 30 "$TMP/gatehouse-redis.err" >&2 || true
+            die "gatehouse-redis exited during start-up (log above)"
+        fi
+        sleep 0.2
+    done
+    tail -n 30 "$TMP/gatehouse-redis.err" >&2 || true
+    die "gatehouse-redis did not become ready (/readyz) within 30s"
+}
+
+# (g)'s session, logged in as (c)'s and checked the way (c)'s is: the upstream gets the
+# same identity through it.
+login_gatehouse_redis() {
+    local base="http://$HOST:$GATEHOUSE_REDIS_PORT"
+    check_refused gatehouse-redis "$base/"
+    REDIS_SESSION_COOKIE="$(oidc_login gatehouse-redis "$base/" "$TMP/redis-cookies.txt" "$COOKIE_NAME")"
+    check_identity_at_upstream gatehouse-redis "$base" "$REDIS_SESSION_COOKIE"
+    log "redis holds $(rcli dbsize) keys after the login"
+}
+
+# (h)'s sessions: MISS_SESSIONS logins at (g), the same three steps as oidc_login, by a
+# python3 client over kept-alive connections (a curl per step would take minutes).
+# Writes one Cookie header value a line to MISS_COOKIES, then checks the first, the
+# middle and the last as (g)'s session is checked.
+login_miss_sessions() {
+    local started=$SECONDS n line
+    MISS_COOKIES="$TMP/miss-cookies.txt"
+    log "logging in $MISS_SESSIONS sessions at gatehouse-redis for (h) ..."
+    python3 - "$HOST" "$GATEHOUSE_REDIS_PORT" "$COOKIE_NAME" "$BENCH_USER" "$BENCH_GROUPS" \
+        "$MISS_SESSIONS" "$MISS_COOKIES" <<'PY' || die "the logins for gatehouse-redis-miss failed"
+import http.client, sys, threading
+from urllib.parse import urlsplit, urlencode
+host, port, cname, user, groups, n, out = sys.argv[1:8]
+port, n = int(port), int(n)
+
+class Client:
+    """Kept-alive connections, one per host:port, to loopback only."""
+    def __init__(self):
+        self.conns = {}
+    def request(self, method, url, body=None, headers=None):
+        u = urlsplit(url)
+        if u.scheme != "http" or u.hostname not in ("127.0.0.1", "localhost"):
+            raise RuntimeError(f"refusing to contact {url!r}")
+        key = (u.hostname, u.port)
+        conn = self.conns.get(key)
+        if conn is None:
+            conn = self.conns[key] = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        path = u.path + ("?" + u.query if u.query else "")
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        r.read()
+        return r
+
+def set_cookies(r):
+    out = {}
+    for k, v in r.getheaders():
+        pair = v.split(";", 1)[0]
+        if k.lower() == "set-cookie" and "=" in pair:
+            name, value = pair.split("=", 1)
+            out[name.strip()] = value.strip()
+    return out
+
+def login(c):
+    r = c.request("GET", f"http://{host}:{port}/", headers={"Accept": "text/html"})
+    if r.status not in (302, 303, 307):
+        raise RuntimeError(f"login step 1 answered {r.status}")
+    jar = set_cookies(r)
+    form = urlencode({"username": user, "groups": groups})
+    r = c.request("POST", r.getheader("Location"), body=form,
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    if r.status not in (302, 303, 307):
+        raise RuntimeError(f"login step 2 answered {r.status}")
+    sent = "; ".join(f"{k}={v}" for k, v in jar.items())
+    r = c.request("GET", r.getheader("Location"), headers={"Cookie": sent})
+    if r.status >= 400:
+        raise RuntimeError(f"login step 3 (callback) answered {r.status}")
+    got = set_cookies(r)
+    if not got.get(cname):
+        raise RuntimeError(f"no {cname} cookie after the callback")
+    return f"{cname}={got[cname]}"
+
+WORKERS = 4
+results, failed = [None] * n, []
+def worker(k):
+    c = Client()
+    try:
+        for i in range(k, n, WORKERS):
+            results[i] = login(c)
+    except Exception as e:  # reported below
+        failed.append(f"{type(e).__name__}: {e}")
+threads = [threading.Thread(target=worker, args=(k,)) for k in range(WORKERS)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+if failed or any(r is None for r in results):
+    sys.exit("[bench] error: " + (failed[0] if failed else "some logins did not finish"))
+if len(set(results)) != n:
+    sys.exit("[bench] error: two logins got the same session cookie")
+with open(out, "w") as f:
+    f.write("\n".join(results) + "\n")
+PY
+    n="$(wc -l <"$MISS_COOKIES")"
+    ((n == MISS_SESSIONS)) || die "expected $MISS_SESSIONS sessions for (h), got $n"
+    log "$n sessions logged in, in $((SECONDS - started)) s; redis holds $(rcli dbsize) keys"
+    for line in 1 $(((n + 1) / 2)) "$n"; do
+        check_identity_at_upstream gatehouse-redis-miss "http://$HOST:$GATEHOUSE_REDIS_PORT" \
+            "$(sed -n "${line}p" "$MISS_COOKIES")"
+    done
+    log "sessions 1, $(((n + 1) / 2)) and $n of (h) reach the upstream with the identity of (c)"
+}
 
 # (f) Apache httpd + mod_auth_openidc + mod_proxy_http in front of (a), signing in at
 # gatehouse demo's dev IdP as client $APACHE_CLIENT_ID (start_gatehouse registered it).
@@ -954,27 +1223,65 @@ print(f"{100 * max(others, 0) / (t1 - t0):.1f}" if t1 > t0 else "0.0")
 PY
 }
 
+# proc_cpu_ticks PID: the CPU time PID has used, all its threads, user + system
+# (utime + stime of /proc/PID/stat), in clock ticks.
+proc_cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+
+# redis_gets: GET commands redis-server has run since it started.
+redis_gets() {
+    rcli info commandstats | tr -d '\r' | awk -F '[:=,]' '$1 == "cmdstat_get" { n = $3 } END { print n + 0 }'
+}
+
+# gatehouse_pid_of TARGET: the gatehouse process serving TARGET, if it is one.
+gatehouse_pid_of() {
+    case "$1" in
+        gatehouse) printf '%s' "$GATEHOUSE_PID" ;;
+        gatehouse-redis | gatehouse-redis-miss) printf '%s' "$GATEHOUSE_REDIS_PID" ;;
+    esac
+}
+
 # run_wrk TARGET BODY URL [COOKIE] [EXTRA WRK ARGS...]: warm up, measure at CONNECTIONS,
-# store the results in RES[TARGET|BODY|CONNECTIONS|ROUND.*].
+# store the results in RES[TARGET|BODY|CONNECTIONS|ROUND.*]. With ROTATE_FILE set (a
+# file of Cookie header values), wrk cycles through those sessions instead (rotate.lua).
+# For the gatehouse targets it also stores the CPU the gatehouse process used during the
+# measured run (gh_cpu_ms), and for the redis ones redis-server's (redis_cpu_ms) and the
+# GETs redis-server ran (redis_gets).
 run_wrk() {
     local name="$1" body="$2" url="$3" cookie="${4:-}" line kv
     local key="$name|$body|$CONNECTIONS|$ROUND" out="$TMP/wrk-$name-$body-c$CONNECTIONS-r$ROUND.txt"
     local args=(--threads "$THREADS" --connections "$CONNECTIONS" --timeout 5s)
+    local script="$TMP/report.lua" warm_script=() script_args=() gh_pid redis=0
     [[ -n "$cookie" ]] && args+=(--header "Cookie: $cookie")
     args+=("${@:5}")
+    if [[ -n "${ROTATE_FILE:-}" ]]; then
+        script="$TMP/rotate.lua" warm_script=(--script "$TMP/rotate.lua")
+        script_args=(-- "$ROTATE_FILE" "$THREADS")
+    fi
+    gh_pid="$(gatehouse_pid_of "$name")"
+    if [[ "$name" == gatehouse-redis* ]]; then redis=1; fi
     require_loopback_url "$url" "benchmark URL"
 
     log "$name $body c=$CONNECTIONS: warm-up $WARMUP"
-    run_child wrk "${args[@]}" --duration "$WARMUP" "$url" >/dev/null \
+    run_child wrk "${args[@]}" "${warm_script[@]}" --duration "$WARMUP" "$url" "${script_args[@]}" >/dev/null \
         || die "$name: wrk warm-up failed"
     log "$name $body c=$CONNECTIONS: measuring $DURATION ($THREADS threads)"
-    local before after
+    local before after gh_before="" redis_before="" gets_before=""
+    if ((redis)); then gets_before="$(redis_gets)"; fi
     cpu_snapshot "$TMP/cpu-before"
     before="$(cpu_ticks)"
-    run_child wrk "${args[@]}" --duration "$DURATION" --latency --script "$TMP/report.lua" "$url" >"$out" \
+    if [[ -n "$gh_pid" ]]; then gh_before="$(proc_cpu_ticks "$gh_pid")"; fi
+    if ((redis)); then redis_before="$(proc_cpu_ticks "$REDIS_PID")"; fi
+    run_child wrk "${args[@]}" --duration "$DURATION" --latency --script "$script" "$url" "${script_args[@]}" >"$out" \
         || die "$name: wrk failed (see $out)"
+    if [[ -n "$gh_pid" ]]; then
+        RES["$key.gh_cpu_ms"]=$((($(proc_cpu_ticks "$gh_pid") - gh_before) * 1000 / CLK_TCK))
+    fi
+    if ((redis)); then
+        RES["$key.redis_cpu_ms"]=$((($(proc_cpu_ticks "$REDIS_PID") - redis_before) * 1000 / CLK_TCK))
+    fi
     after="$(cpu_ticks)"
     cpu_snapshot "$TMP/cpu-after"
+    if ((redis)); then RES["$key.redis_gets"]=$(($(redis_gets) - gets_before)); fi
     RES["$key.others"]="$(cpu_others "$TMP/cpu-before" "$TMP/cpu-after")"
     sed -n '/^Running/,/^WRK_RESULT/p' "$out" | grep -v '^WRK_RESULT' | sed 's/^/[bench]   /' >&2
 
@@ -997,6 +1304,7 @@ bench_proxy() {
         upstream) base="http://$HOST:$UPSTREAM_PORT" ;;
         nginx) base="http://$HOST:$NGINX_PORT" ;;
         gatehouse) base="http://$HOST:$GATEHOUSE_PORT" ;;
+        gatehouse-redis | gatehouse-redis-miss) base="http://$HOST:$GATEHOUSE_REDIS_PORT" ;;
         apache) base="http://$HOST:$APACHE_PORT" ;;
     esac
     local url="$base${BODY_PATH[$body]}"
@@ -1015,6 +1323,25 @@ bench_proxy() {
             log "gatehouse RSS after this run: $(kib_to_mib "${RES[$t|$body|$CONNECTIONS|$ROUND.rss]}") MiB (peak $(kib_to_mib "$(hwm_kib "$GATEHOUSE_PID")") MiB)"
             # the session must still be good after the run (a 302 mid-run is no wrk error)
             check_identity_at_upstream gatehouse "$base" "$SESSION_COOKIE"
+            ;;
+        gatehouse-redis)
+            if first_time "$t" "$body"; then
+                check_refused gatehouse-redis "$url"
+                check_body gatehouse-redis "$url" "$body" -H "Cookie: $REDIS_SESSION_COOKIE"
+            fi
+            run_wrk "$t" "$body" "$url" "$REDIS_SESSION_COOKIE"
+            RES["$t|$body|$CONNECTIONS|$ROUND.rss"]="$(rss_kib "$GATEHOUSE_REDIS_PID")"
+            log "gatehouse-redis RSS after this run: $(kib_to_mib "${RES[$t|$body|$CONNECTIONS|$ROUND.rss]}") MiB (peak $(kib_to_mib "$(hwm_kib "$GATEHOUSE_REDIS_PID")") MiB)"
+            check_identity_at_upstream gatehouse-redis "$base" "$REDIS_SESSION_COOKIE"
+            ;;
+        gatehouse-redis-miss)
+            if first_time "$t" "$body"; then
+                check_body gatehouse-redis-miss "$url" "$body" -H "Cookie: $(tail -n 1 "$MISS_COOKIES")"
+            fi
+            ROTATE_FILE="$MISS_COOKIES" run_wrk "$t" "$body" "$url"
+            RES["$t|$body|$CONNECTIONS|$ROUND.rss"]="$(rss_kib "$GATEHOUSE_REDIS_PID")"
+            log "gatehouse-redis RSS after this run: $(kib_to_mib "${RES[$t|$body|$CONNECTIONS|$ROUND.rss]}") MiB; Redis GETs per request: $(awk -v g="${RES[$t|$body|$CONNECTIONS|$ROUND.redis_gets]}" -v n="${RES[$t|$body|$CONNECTIONS|$ROUND.requests]}" 'BEGIN { printf "%.3f", (n > 0 ? g / n : 0) }')"
+            check_identity_at_upstream gatehouse-redis-miss "$base" "$(head -n 1 "$MISS_COOKIES")"
             ;;
         apache)
             if first_time "$t" "$body"; then
@@ -1060,7 +1387,9 @@ pick_median() {
     local k="$1|$2|$3" r med f
     med="$(for ((r = 1; r <= ROUNDS; r++)); do printf '%s %s\n' "${RES[$k|$r.rps]}" "$r"; done \
         | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')"
-    for f in rps p50_us p90_us p99_us max_us steal others rss; do RES["$k.$f"]="${RES[$k|$med.$f]:-}"; done
+    for f in rps p50_us p90_us p99_us max_us steal others rss requests gh_cpu_ms redis_cpu_ms redis_gets; do
+        RES["$k.$f"]="${RES[$k|$med.$f]:-}"
+    done
     RES["$k.errors"]=0
     for ((r = 1; r <= ROUNDS; r++)); do
         RES["$k.errors"]=$((${RES[$k.errors]} + ${RES[$k|$r.errors]} + ${RES[$k|$r.status_errors]}))
@@ -1104,6 +1433,39 @@ round_p99_deltas() {
         | awk '{ v[NR] = $1 } END { m = (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2); printf "%+.2f", m }')"
 }
 
+# median: the median of the numbers on stdin, one a line (printf format $1, default %.2f).
+median() {
+    sort -g | awk -v f="${1:-%.2f}" '{ v[NR] = $1 } END {
+        if (NR == 0) { print "-"; exit }
+        printf f, (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+
+# paired_ratio NUM DEN BODY CONNECTIONS: the median over the rounds of rps(NUM)/rps(DEN)
+# in the same round.
+paired_ratio() {
+    round_ratios "$@" | tr ' ' '\n' | median
+}
+
+# paired_p99_delta A B BODY CONNECTIONS: the median over the rounds of p99(A) - p99(B)
+# in the same round, ms.
+paired_p99_delta() {
+    local out
+    out="$(round_p99_deltas "$@")"
+    printf '%s' "${out##* }"
+}
+
+# per_1k TARGET BODY CONNECTIONS FIELD: the median over the rounds of FIELD per 1000
+# requests of that round (FIELD in ms: ms per 1000 requests), or - when not measured.
+per_1k() {
+    local r v out=""
+    for ((r = 1; r <= ROUNDS; r++)); do
+        v="${RES[$1|$2|$3|$r.$4]:-}"
+        [[ -n "$v" ]] || continue
+        out+="$(awk -v v="$v" -v n="${RES[$1|$2|$3|$r.requests]}" 'BEGIN { printf "%.6f", (n > 0 ? 1000 * v / n : 0) }')"$'\n'
+    done
+    printf '%s' "$out" | sed '/^$/d' | median "${5:-%.2f}"
+}
+
 # ratio NUM DEN BODY CONNECTIONS: median rps(NUM)/rps(DEN), or n/a when one was not measured.
 ratio() {
     if wanted "$1" && wanted "$2"; then
@@ -1124,6 +1486,8 @@ label() {
         upstream) printf '(a) upstream direct' ;;
         nginx) printf '(b) nginx proxy_pass' ;;
         gatehouse) printf '(c) gatehouse' ;;
+        gatehouse-redis) printf '(g) gatehouse, redis' ;;
+        gatehouse-redis-miss) printf '(h) redis, %s sessions' "$MISS_SESSIONS" ;;
         apache) printf '(f) apache+mod_auth_oidc' ;;
         nginx-fa) printf '(d) nginx-fa' ;;
         nginx-ceiling) printf '(e) nginx-ceiling' ;;
@@ -1132,6 +1496,68 @@ label() {
 }
 
 RULE='-------------------------------------------------------------------------------------------------------------'
+WIDE_RULE='------------------------------------------------------------------------------------------------------------------------'
+
+# The redis store (g), and (h), beside the cookie store (c), for CONNECTIONS=$1: req/s,
+# p50, p99 of the median round (as above); /cookie and p99 Δ paired by round; CPU per
+# 1000 requests (gatehouse's process, redis-server's) and Redis GETs per request, each
+# the median over the rounds; then the per-round figures and the verdict.
+print_store_table() {
+    local c="$1" b t shown k rel d line verdict
+    printf '\nsession stores, %s connections: the redis store (g) beside the cookie store (c); target: (g)/(c) >= 0.95, p99 (g)-(c) <= +0.30 ms\n' "$c"
+    printf '%s\n' "$WIDE_RULE"
+    printf '%-13s %-25s %9s %7s %8s %8s %8s %10s %10s %8s\n' body target 'req/s' '/cookie' 'p50 ms' 'p99 ms' 'p99 diff' 'gh CPU ms' 'Redis CPU' 'GET/req'
+    printf '%-13s %-25s %9s %7s %8s %8s %8s %10s %10s %8s\n' '' '' '' '' '' '' 'ms' '/1k req' 'ms/1k req' ''
+    printf '%s\n' "$WIDE_RULE"
+    for b in "${BODY_LIST[@]}"; do
+        shown="$b ($(human_bytes "${BODY_BYTES[$b]}"))"
+        for t in "${REDIS_GROUP[@]}"; do
+            wanted "$t" || continue
+            k="$t|$b|$c" rel="-" d="-"
+            if [[ "$t" != gatehouse ]] && wanted gatehouse; then
+                rel="$(paired_ratio "$t" gatehouse "$b" "$c")"
+                d="$(paired_p99_delta "$t" gatehouse "$b" "$c")"
+            fi
+            awk -v body="$shown" -v l="$(label "$t")" -v rps="${RES[$k.rps]}" -v rel="$rel" \
+                -v p50="${RES[$k.p50_us]}" -v p99="${RES[$k.p99_us]}" -v d="$d" \
+                -v gh="$(per_1k "$t" "$b" "$c" gh_cpu_ms)" -v rc="$(per_1k "$t" "$b" "$c" redis_cpu_ms %.3f)" \
+                -v gets="$(per_1k "$t" "$b" "$c" redis_gets %.0f)" \
+                'BEGIN { if (gets != "-") gets = sprintf("%.3f", gets / 1000);
+                         printf "%-13s %-25s %9.0f %7s %8.2f %8.2f %8s %10s %10s %8s\n",
+                         body, l, rps, rel, p50 / 1000, p99 / 1000, d, gh, rc, gets }'
+            shown=""
+        done
+    done
+    printf '%s\n' "$WIDE_RULE"
+    wanted gatehouse || return 0
+    local short
+    for t in gatehouse-redis gatehouse-redis-miss; do
+        wanted "$t" || continue
+        short="$(label "$t")" short="${short%% *}"
+        line=""
+        for b in "${BODY_LIST[@]}"; do line+="  $b: $(round_ratios "$t" gatehouse "$b" "$c")"; done
+        printf '%s/(c) in each round:%s\n' "$short" "$line"
+        for b in "${BODY_LIST[@]}"; do
+            printf 'p99 %s-(c), ms, %-5s %s\n' "$short" "$b:" "$(round_p99_deltas "$t" gatehouse "$b" "$c")"
+        done
+    done
+    if wanted gatehouse-redis && wanted gatehouse-redis-miss; then
+        line=""
+        for b in "${BODY_LIST[@]}"; do line+="  $b: $(round_ratios gatehouse-redis-miss gatehouse-redis "$b" "$c")"; done
+        printf '(h)/(g) in each round:%s\n' "$line"
+    fi
+    if wanted gatehouse-redis; then
+        line=""
+        for b in "${BODY_LIST[@]}"; do
+            rel="$(paired_ratio gatehouse-redis gatehouse "$b" "$c")"
+            d="$(paired_p99_delta gatehouse-redis gatehouse "$b" "$c")"
+            verdict="$(awk -v r="$rel" -v d="$d" 'BEGIN { print (r >= 0.95 && d <= 0.30 ? "meets the target" : "MISSES the target") }')"
+            line+="${line:+; }$b: $rel, $d ms, $verdict"
+        done
+        printf 'verdict (g) against (c), medians over the rounds: %s\n' "$line"
+    fi
+}
+
 
 # row TARGET BODY CONNECTIONS SHOWN_BODY: one table row.
 row() {
@@ -1198,6 +1624,7 @@ print_report() {
                 for b in "${BODY_LIST[@]}"; do line+="  $b: $(ratio gatehouse apache "$b" "$c")"; done
                 printf 'gatehouse/apache (median):    %s\n' "$line"
             fi
+            if wanted_any gatehouse-redis gatehouse-redis-miss; then print_store_table "$c"; fi
         fi
         if ((any_fa)); then
             printf '\nforward auth, %s connections: nginx auth_request in front of gatehouse whoami; same session cookie\n' "$c"
@@ -1221,6 +1648,13 @@ print_report() {
         printf 'gatehouse RSS after all the load:            %s MiB (peak VmHWM %s MiB)\n' \
             "$(kib_to_mib "$RSS_FINAL_KIB")" "$(kib_to_mib "$HWM_FINAL_KIB")"
         printf '%s\n' '(RSS is of the whole "gatehouse demo" process, embedded dev IdP included)'
+    fi
+    if [[ -n "$GATEHOUSE_REDIS_PID" ]]; then
+        printf 'gatehouse-redis (serve, redis store) RSS idle after the login: %s MiB; after all the load: %s MiB (peak VmHWM %s MiB)\n' \
+            "$(kib_to_mib "$REDIS_RSS_IDLE_KIB")" "$(kib_to_mib "$REDIS_RSS_FINAL_KIB")" "$(kib_to_mib "$REDIS_HWM_FINAL_KIB")"
+        printf 'redis-server %s (%s), --save '"''"' --appendonly no%s\n' \
+            "$(redis_version)" "$REDIS_BIN" \
+            "$(wanted gatehouse-redis-miss && printf '; (h) cycles through %s sessions' "$MISS_SESSIONS")"
     fi
     if wanted apache; then
         printf 'apache: event MPM %s, mod_auth_openidc %s sessions,\n' \
@@ -1269,6 +1703,13 @@ main() {
     start_gatehouse
     login_gatehouse
     RSS_IDLE_KIB="$(rss_kib "$GATEHOUSE_PID")"
+    if wanted_any gatehouse-redis gatehouse-redis-miss; then
+        start_redis
+        start_gatehouse_redis
+        login_gatehouse_redis
+        REDIS_RSS_IDLE_KIB="$(rss_kib "$GATEHOUSE_REDIS_PID")"
+    fi
+    if wanted gatehouse-redis-miss; then login_miss_sessions; fi
     if wanted apache; then
         start_apache
         login_apache
@@ -1290,6 +1731,10 @@ main() {
     done
     RSS_FINAL_KIB="$(rss_kib "$GATEHOUSE_PID")"
     HWM_FINAL_KIB="$(hwm_kib "$GATEHOUSE_PID")"
+    if [[ -n "$GATEHOUSE_REDIS_PID" ]]; then
+        REDIS_RSS_FINAL_KIB="$(rss_kib "$GATEHOUSE_REDIS_PID")"
+        REDIS_HWM_FINAL_KIB="$(hwm_kib "$GATEHOUSE_REDIS_PID")"
+    fi
     pick_medians
     print_report
 }
