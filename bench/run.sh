@@ -810,8 +810,8 @@ start_redis() {
 # (g) `gatehouse serve` with the redis store, in front of (a), as client $REDIS_CLIENT_ID
 # of (c)'s dev IdP: the settings `gatehouse demo` gives (c) (the demo takes no store
 # options), plus session_store and redis_url, in a config file (it holds secrets: the
-# script's umask is 077). GATEHOUSE_* variables of the caller's environment are left
-# out, as the demo leaves them out.
+# script's umask is 077). The caller's GATEHOUSE_* configuration variables are left out,
+# as the demo leaves them out; GATEHOUSE_WORKERS, which both read, is kept.
 start_gatehouse_redis() {
     local conf="$TMP/gatehouse-redis.toml" i name env_clean=()
     [[ -n "$REDIS_CLIENT_SECRET" ]] || die "internal: the redis gatehouse's client was not registered at the dev IdP"
@@ -829,7 +829,7 @@ post_logout_redirect_url = "http://$HOST:$GATEHOUSE_REDIS_PORT/"
 session_store = "redis"
 redis_url = "redis://$HOST:$REDIS_PORT"
 CONF
-    while IFS= read -r name; do env_clean+=(-u "$name"); done < <(compgen -e | grep '^GATEHOUSE_' || true)
+    while IFS= read -r name; do env_clean+=(-u "$name"); done < <(compgen -e | grep '^GATEHOUSE_' | grep -vx GATEHOUSE_WORKERS || true)
     log "starting gatehouse serve (session_store = redis at $HOST:$REDIS_PORT) on $HOST:$GATEHOUSE_REDIS_PORT"
     env "${env_clean[@]}" "$GATEHOUSE_BIN" serve --config "$conf" \
         >"$TMP/gatehouse-redis.out" 2>"$TMP/gatehouse-redis.err" &
