@@ -69,6 +69,8 @@
 #   MISS_SESSIONS    sessions (h) cycles through; above 1024, what one worker thread
 #                    caches                                           (default 3000)
 #   REDIS_BIN        redis-server for (g),(h)  (default /usr/bin/redis-server, else PATH)
+#   QUIET_OTHERS     (g) against (c) is also summed up over the rounds in which both
+#                    runs had "others" at or below this many percent      (default 5)
 #   GATEHOUSE_BIN    gatehouse binary; unset = `cargo build --release` and use
 #                    target/release/gatehouse
 #   TOKEN_TTL        ID token lifetime at the dev IdP, seconds; longer than the run,
@@ -116,6 +118,7 @@ APACHE_MODULES="${APACHE_MODULES:-/usr/lib/apache2/modules}"
 APACHE_SESSION_TYPE="${APACHE_SESSION_TYPE:-server-cache}"
 APACHE_MPM="${APACHE_MPM:-shipped}"
 MISS_SESSIONS="${MISS_SESSIONS:-3000}"
+QUIET_OTHERS="${QUIET_OTHERS:-5}"
 REDIS_BIN="${REDIS_BIN:-}"
 
 BENCH_USER="bench"
@@ -226,6 +229,7 @@ require_tools() {
     [[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a whole number >= 1"
     [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a whole number >= 1"
     [[ "$TOKEN_TTL" =~ ^[1-9][0-9]*$ ]] || die "TOKEN_TTL must be a whole number of seconds"
+    [[ "$QUIET_OTHERS" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "QUIET_OTHERS must be a percentage, e.g. 5"
     for t in wrk nginx curl python3 awk; do
         command -v "$t" >/dev/null 2>&1 || missing+=("$t")
     done
@@ -1454,6 +1458,29 @@ paired_p99_delta() {
     printf '%s' "${out##* }"
 }
 
+# quiet_pairs A B BODY CONNECTIONS: A against B over the rounds in which neither run
+# competed with other work (others <= QUIET_OTHERS %): "N of ROUNDS: RATIO, P99DIFF ms"
+# (medians of those rounds), or "N of ROUNDS" when none was quiet.
+quiet_pairs() {
+    local r n=0 ratios="" deltas=""
+    for ((r = 1; r <= ROUNDS; r++)); do
+        if awk -v a="${RES[$1|$3|$4|$r.others]}" -v b="${RES[$2|$3|$4|$r.others]}" -v q="$QUIET_OTHERS" \
+            'BEGIN { exit !(a <= q && b <= q) }'; then
+            n=$((n + 1))
+            ratios+="$(awk -v a="${RES[$1|$3|$4|$r.rps]}" -v b="${RES[$2|$3|$4|$r.rps]}" \
+                'BEGIN { printf "%.4f", (b > 0 ? a / b : 0) }')"$'\n'
+            deltas+="$(awk -v a="${RES[$1|$3|$4|$r.p99_us]}" -v b="${RES[$2|$3|$4|$r.p99_us]}" \
+                'BEGIN { printf "%.3f", (a - b) / 1000 }')"$'\n'
+        fi
+    done
+    if ((n == 0)); then
+        printf '0 of %s' "$ROUNDS"
+    else
+        printf '%s of %s: %s, %s ms' "$n" "$ROUNDS" "$(printf '%s' "$ratios" | median)" \
+            "$(printf '%s' "$deltas" | median %+.2f)"
+    fi
+}
+
 # per_1k TARGET BODY CONNECTIONS FIELD: the median over the rounds of FIELD per 1000
 # requests of that round (FIELD in ms: ms per 1000 requests), or - when not measured.
 per_1k() {
@@ -1555,6 +1582,9 @@ print_store_table() {
             line+="${line:+; }$b: $rel, $d ms, $verdict"
         done
         printf 'verdict (g) against (c), medians over the rounds: %s\n' "$line"
+        line=""
+        for b in "${BODY_LIST[@]}"; do line+="${line:+; }$b: $(quiet_pairs gatehouse-redis gatehouse "$b" "$c")"; done
+        printf 'the same over the quiet rounds only (others <= %s%% in both runs): %s\n' "$QUIET_OTHERS" "$line"
     fi
 }
 
