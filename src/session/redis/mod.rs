@@ -189,7 +189,7 @@ impl RedisStore {
             return Ok(None);
         };
         let generation = cache::generation();
-        let Some(session) = self.fetch(&ticket).await? else {
+        let Some(session) = Box::pin(self.fetch(&ticket)).await? else {
             return Ok(None);
         };
         let session = Arc::new(session);
