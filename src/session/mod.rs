@@ -257,8 +257,8 @@ impl SessionStore {
     ///
     /// The redis store's calls below Redis are boxed (here and in `redis/mod.rs`): a
     /// redis-rs call's future is kilobytes, and inline it would make the future of every
-    /// request, the cookie store's included, that much bigger to move (measured: 47 027
-    /// instructions a request with the cookie store, 35 578 boxed; bench/instructions.sh).
+    /// request, the cookie store's included, that much bigger to move (measured: 47 061
+    /// instructions a request with the cookie store, 35 524 boxed; bench/instructions.sh).
     pub async fn load(
         &self,
         cookies: &RequestCookies<'_>,
