@@ -16,7 +16,9 @@
 //! - 405 for any method but POST.
 //!
 //! Logged: one line per accepted logout, naming what it matched by (`sid` or `sub`), a
-//! short hash of the user, and how many sessions ended; never the token.
+//! short hash of the user, and how many sessions ended; never the token. Audited
+//! (`audit.rs`): every accepted logout with the `sub` (the audit trail names whose
+//! sessions ended, as `sign_in` does), and every refusal with a stable reason.
 
 use super::{peer_of, AppState, Ctx};
 use crate::oidc::logout_token::LogoutToken;
