@@ -304,3 +304,53 @@ fn audit_log_that_cannot_be_opened_is_listed_with_the_other_problems() {
     );
     assert!(text.contains("log_level"), "every problem at once: {text}");
 }
+
+#[tokio::test]
+async fn audit_a_refused_refresh_and_an_idle_session_each_end_with_their_event() {
+    let idp = TestIdp::start().await;
+    let up = Upstream::start().await;
+    let port = free_port();
+    // Every request refreshes (the tokens live 300 s); two idle seconds end a session.
+    let flags = [
+        "--refresh-before-secs",
+        "1000",
+        "--session-idle-timeout-secs",
+        "2",
+    ];
+    let (gh, err) = RealGatehouse::start_capturing(port, &up.url, &idp.issuer, &flags).await;
+    let host = format!("127.0.0.1:{port}");
+
+    let ada = Browser::new();
+    assert_eq!(ada.follow(&format!("{}/", gh.url)).await.0.status, 200);
+    let signed_in = event(&err, "sign_in").await;
+    idp.state
+        .refresh_fails
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = ada.get(&format!("{}/reports?id=7", gh.url)).await;
+    assert_eq!(r.status, 302, "back to the provider");
+    let e = event(&err, "refresh_failed").await;
+    assert_common(&e, "proxy", &format!("{host}/reports"));
+    assert_eq!(e["user"], "alice@example.test");
+    assert_eq!(e["provider_error"], "invalid_grant", "{e}");
+    assert_eq!(e["session"], signed_in["session"]);
+    idp.state
+        .refresh_fails
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let bob = Browser::new();
+    *idp.state.next_sub.lock().unwrap() = "bob".into();
+    assert_eq!(bob.follow(&format!("{}/", gh.url)).await.0.status, 200);
+    // The session's last use is recorded to the second: wait out the timeout on the clock.
+    let used = gatehouse::util::now_secs();
+    while gatehouse::util::now_secs() < used + 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = bob.get(&format!("{}/later", gh.url)).await;
+    assert_eq!(r.status, 302);
+    let e = event(&err, "session_ended_idle").await;
+    assert_common(&e, "proxy", &format!("{host}/later"));
+    assert_eq!(
+        (&e["user"], &e["idle_timeout_secs"]),
+        (&"bob@example.test".into(), &2.into())
+    );
+}
