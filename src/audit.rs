@@ -254,6 +254,21 @@ pub fn bearer_refused(s: &Scope<'_>, e: &BearerError) {
     );
 }
 
+/// A forward-auth check refused because the request carries its own copy of an identity
+/// header (`header`: its name as sent, never its value) that the ingress would pass on.
+pub fn identity_header_refused(s: &Scope<'_>, header: &str) {
+    let header: String = header.chars().take(100).collect();
+    emit!(
+        WARN,
+        s,
+        "identity_header_refused",
+        None::<&str>,
+        None::<&str>,
+        None::<&str>,
+        header
+    );
+}
+
 /// A verified back-channel logout token ended the sessions it names. `by`: `sid` or
 /// `sub`; `every_replica`: the store is shared (redis), so the count is every
 /// replica's.

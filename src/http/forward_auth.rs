@@ -243,6 +243,10 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if let Some((theirs, ours)) = crate::headers::emitted_alias(req.headers(), &st.cfg.headers) {
         let fix = removal_fix(client);
         warn_once(ours.as_str(), fix);
+        crate::audit::identity_header_refused(
+            &ctx.audit(Mode::ForwardAuth, original.route()),
+            theirs.as_str(),
+        );
         return ctx.fail(AppError::ClientIdentityHeader {
             header: theirs.as_str().chars().take(100).collect(),
             ours: ours.as_str().to_string(),

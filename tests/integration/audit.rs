@@ -109,6 +109,20 @@ async fn audit_every_decision_of_a_session_is_one_json_line_even_at_log_level_er
         )
     );
 
+    // A check carrying its own copy of an identity header: refused, named, never its value.
+    let r = alice
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/oauth2/auth", gh.url),
+            &[("x_forwarded_user", "spoofed-admin-value")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let e = event(&err, "identity_header_refused").await;
+    assert_common(&e, "forward_auth", "");
+    assert_eq!(e["header"], "x_forwarded_user");
+    secrets.push("spoofed-admin-value".into());
+
     // Mallory (group guests) signs in, and the configured rule refuses her at the proxy.
     *idp.state.next_sub.lock().unwrap() = "mallory".into();
     idp.tweak(|c| c["groups"] = serde_json::json!(["guests"]));
