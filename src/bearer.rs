@@ -45,6 +45,30 @@ pub enum BearerError {
     NoIdentity(crate::identity::IdentityError),
 }
 
+impl BearerError {
+    /// A stable code for the audit event (`audit::bearer_refused`).
+    pub fn code(&self) -> &'static str {
+        use crate::oidc::verify::TokenError as T;
+        match self {
+            BearerError::NotJwt => "not_a_jwt",
+            BearerError::UnknownIssuer(_) => "unknown_issuer",
+            BearerError::NotReady(_) => "issuer_keys_not_loaded",
+            BearerError::Invalid(T::Expired(_)) => "expired",
+            BearerError::Invalid(T::NotYetValid(_)) => "not_yet_valid",
+            BearerError::Invalid(T::BadSignature) => "bad_signature",
+            BearerError::Invalid(T::AlgNone | T::AlgNotAllowed(_)) => "algorithm_not_allowed",
+            BearerError::Invalid(T::Key(_)) => "unknown_key",
+            BearerError::Invalid(T::Issuer { .. }) => "issuer_mismatch",
+            BearerError::Invalid(T::Audience { .. } | T::UntrustedAudience(_)) => {
+                "audience_mismatch"
+            }
+            BearerError::Invalid(T::Missing(_)) => "missing_claim",
+            BearerError::Invalid(_) => "invalid_token",
+            BearerError::NoIdentity(_) => "no_identity",
+        }
+    }
+}
+
 /// The token of an `Authorization: Bearer` header, if the request has one.
 pub fn bearer_of(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -318,7 +318,7 @@ pub async fn shutdown_signal() {
 }
 
 async fn serve(cfg: Config) -> Result<(), String> {
-    crate::telemetry::init(cfg.log_format, &cfg.log_level);
+    crate::telemetry::init(cfg.log_format, &cfg.log_level, &cfg.audit_log)?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }

@@ -166,7 +166,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         raw.set("auth_listen", &a.to_string());
     }
     let cfg = Config::from_raw(&raw).map_err(|e| e.to_string())?;
-    crate::telemetry::init(cfg.log_format, &cfg.log_level);
+    crate::telemetry::init(cfg.log_format, &cfg.log_level, &cfg.audit_log)?;
 
     let mut clients = vec![client];
     clients.extend(others.iter().cloned());

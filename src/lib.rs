@@ -6,6 +6,7 @@
 //! (sanitise, inject) -> `proxy` (stream, upgrade). The forward-auth endpoint runs the same
 //! `auth` step and answers with the decision instead of proxying.
 
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod bearer;
@@ -24,5 +25,6 @@ pub mod redirect;
 pub mod routes;
 pub mod session;
 pub mod telemetry;
+pub mod trace;
 pub mod util;
 pub mod whoami;

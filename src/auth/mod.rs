@@ -17,6 +17,7 @@ pub use tokens::{
     complete_claims, session_expiry, session_from_tokens, Expiries, Forwards, UserClaims,
 };
 
+use crate::audit::{self, Scope};
 use crate::authz::{check_all, Denial, Policy};
 use crate::bearer::bearer_of;
 use crate::routes::skip_rule;
@@ -73,6 +74,10 @@ pub struct AuthRequest<'a> {
     pub path: Option<&'a str>,
     /// Per-request rules (the forward-auth URL's query), ANDed with the configured ones.
     pub extra: Option<&'a Policy>,
+    /// The request as audit events name it: the decisions made here (a rule's denial, a
+    /// refused bearer token, a failed refresh, an idle session) are audited here, once,
+    /// whichever mode asked.
+    pub audit: &'a Scope<'a>,
 }
 
 /// The auth step, shared by the sidecar, `/oauth2/userinfo` and `/oauth2/auth`:
@@ -89,12 +94,15 @@ pub async fn authenticate(st: &AuthContext, req: &AuthRequest<'_>) -> Decision {
     if let (Some(verifier), Some(token)) = (&st.bearer, bearer_of(req.headers)) {
         return match verifier.verify(cfg, &st.provider, token).await {
             Ok(session) => with_rules(st, req, Arc::new(session), Vec::new()),
-            Err(e) => Decision::BadToken {
-                reason: e.to_string(),
-            },
+            Err(e) => {
+                audit::bearer_refused(req.audit, &e);
+                Decision::BadToken {
+                    reason: e.to_string(),
+                }
+            }
         };
     }
-    match load_session(st, req.cookies).await {
+    match load_session(st, req.cookies, req.audit).await {
         Ok((session, set_cookies)) => with_rules(st, req, session, set_cookies),
         Err(login) => login,
     }
@@ -135,6 +143,7 @@ fn with_rules(
                     .err()
                     .unwrap_or(denial)
             };
+            audit::denied(req.audit, &session, &denial);
             Decision::Deny {
                 session,
                 denial,
@@ -181,6 +190,7 @@ async fn serve_after_failure(
 async fn load_session(
     st: &AuthContext,
     cookies: &RequestCookies<'_>,
+    audit: &Scope<'_>,
 ) -> Result<(Arc<Session>, Vec<HeaderValue>), Decision> {
     let (cfg, store) = (&st.cfg, &st.sessions);
     let login = |reason| Decision::Login {
@@ -204,10 +214,11 @@ async fn load_session(
     if let Some(idle) = cfg.cookie.idle_timeout {
         if now >= last_use(&session).saturating_add(idle.as_secs()) {
             tracing::info!(user = %session.identity.user, "the session was idle for longer than session_idle_timeout_secs");
+            audit::session_ended_idle(audit, &session, idle.as_secs());
             return Err(expired());
         }
     }
-    let (session, set_cookies) = refreshed(st, cookies, session, now).await?;
+    let (session, set_cookies) = refreshed(st, cookies, session, now, audit).await?;
     Ok(touched(st, cookies, session, set_cookies).await)
 }
 
@@ -256,6 +267,7 @@ async fn refreshed(
     cookies: &RequestCookies<'_>,
     session: Arc<Session>,
     now: u64,
+    audit: &Scope<'_>,
 ) -> Result<(Arc<Session>, Vec<HeaderValue>), Decision> {
     let (cfg, store) = (&st.cfg, &st.sessions);
     let login = |reason| Decision::Login {
@@ -283,6 +295,7 @@ async fn refreshed(
             Ok(set_cookies) => Ok((Arc::new(fresh), set_cookies)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not store the refreshed session; asking the user to log in again");
+                audit::refresh_failed(audit, &session, "session_store_unavailable", None);
                 Err(login(LoginReason::RefreshFailed))
             }
         },
@@ -305,6 +318,7 @@ async fn refreshed(
         }
         Err(e) => {
             tracing::warn!(user = %session.identity.user, error = %e, "token refresh failed; the user must log in again");
+            audit::refresh_failed(audit, &session, e.code, e.provider_error.as_deref());
             Err(login(LoginReason::RefreshFailed))
         }
     }

@@ -32,6 +32,9 @@ const KEEP_TRANSIENT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct RefreshFailure {
     pub message: String,
+    /// `FlowError::code`, and the provider's own error code: for the audit event.
+    pub code: &'static str,
+    pub provider_error: Option<String>,
     pub transient: bool,
     pub serve_until: Option<u64>,
     /// `old` holding the refresh token the provider rotated to, when it answered with
@@ -50,15 +53,24 @@ impl RefreshFailure {
         };
         RefreshFailure {
             message: e.to_string(),
+            code: e.code(),
+            provider_error: e.provider_error().map(str::to_string),
             transient: e.is_transient(),
             serve_until,
             renewed: renewed.filter(|_| serve_until.is_some()).map(Box::new),
         }
     }
 
-    fn closed(message: String, transient: bool, serve_until: Option<u64>) -> RefreshFailure {
+    fn closed(
+        code: &'static str,
+        message: String,
+        transient: bool,
+        serve_until: Option<u64>,
+    ) -> RefreshFailure {
         RefreshFailure {
             message,
+            code,
+            provider_error: None,
             transient,
             serve_until,
             renewed: None,
@@ -163,6 +175,7 @@ impl Refresher {
         });
         task.await.unwrap_or_else(|e| {
             Err(RefreshFailure::closed(
+                "internal_error",
                 format!("the refresh task failed: {e}"),
                 false,
                 None,
@@ -188,6 +201,7 @@ async fn in_turn(
                 return Ok(*fresh);
             }
             Ok(RefreshTurn::Ended) => return Err(RefreshFailure::closed(
+                "session_ended",
                 "the session was ended (signed out, or its refresh was refused on another replica)"
                     .into(),
                 false,
@@ -196,6 +210,7 @@ async fn in_turn(
             // The store is down: the session serves until it expires, like a provider outage.
             Err(e) => {
                 return Err(RefreshFailure::closed(
+                    "session_store_unavailable",
                     e.to_string(),
                     true,
                     Some(old.expires_at),
@@ -225,6 +240,7 @@ async fn in_turn(
             // Not stored: other replicas would spend the old refresh token again, which
             // the provider has rotated. Fail closed: this request signs in again.
             return Err(RefreshFailure::closed(
+                "session_store_unavailable",
                 format!("the refreshed session could not be stored: {e}"),
                 false,
                 None,

@@ -29,6 +29,8 @@ const RESERVED: &[&str] = &[
     "x-forwarded-host",
     "x-real-ip",
     "x-request-id",
+    "traceparent",
+    "tracestate",
 ];
 
 /// Adds a problem for each identity header name that repeats another or is reserved.

@@ -453,6 +453,11 @@ pub const KEYS: &[Key] = &[
         Kind::Str,
         "error | warn | info (default) | debug | trace",
     ),
+    key(
+        "audit_log",
+        Kind::Str,
+        "where audit events go, as JSON lines whatever log_level says: stderr (default, in the log stream) | stdout | off | a file path (appended)",
+    ),
 ];
 
 /// Looks a key up by its TOML name.

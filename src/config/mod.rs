@@ -3,6 +3,7 @@
 //! every problem, in words a user understands.
 
 mod access;
+pub mod audit_log;
 mod bounds;
 pub mod emails_file;
 mod header_check;
@@ -237,6 +238,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where audit events go (`audit_log`; `telemetry.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditLog {
+    /// Beside the log, on standard error (the default).
+    Stderr,
+    Stdout,
+    Off,
+    /// Appended to this file, which start-up opens (or refuses to start).
+    File(std::path::PathBuf),
+}
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -304,6 +316,7 @@ pub struct Config {
     pub bearer: Option<BearerSettings>,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub audit_log: AuditLog,
     /// Warnings to log once logging is up (e.g. plain-HTTP loopback issuer).
     pub warnings: Vec<String>,
     /// Every list setting as parsed, in the order of `keys::KEYS` (for `check`).

@@ -368,6 +368,8 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let audit_log = super::audit_log::read(&mut r);
+
     let clock_skew = r.secs("clock_skew_secs", 30);
     let refresh_before = r.secs("refresh_before_secs", 60);
     let upstream_timeout = r.secs("upstream_timeout_secs", 30);
@@ -464,6 +466,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             bearer: access.bearer,
             log_format,
             log_level,
+            audit_log,
             warnings,
             lists,
         }),

@@ -51,7 +51,7 @@ pub async fn refusal(
 ) -> Response {
     match decision {
         Decision::Login { reason, clear } => {
-            tracing::debug!(request_id = %ctx.request_id, ?reason, "login required");
+            tracing::debug!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), ?reason, "login required");
             if redirect && !ctx.api {
                 return begin_login(st, ctx, target, clear).await;
             }

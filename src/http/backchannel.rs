@@ -16,7 +16,9 @@
 //! - 405 for any method but POST.
 //!
 //! Logged: one line per accepted logout, naming what it matched by (`sid` or `sub`), a
-//! short hash of the user, and how many sessions ended; never the token.
+//! short hash of the user, and how many sessions ended; never the token. Audited
+//! (`audit.rs`): every accepted logout with the `sub` (the audit trail names whose
+//! sessions ended, as `sign_in` does), and every refusal with a stable reason.
 
 use super::{peer_of, AppState, Ctx};
 use crate::oidc::logout_token::LogoutToken;
@@ -45,9 +47,16 @@ fn answer(status: StatusCode, body: Option<serde_json::Value>) -> Response {
     resp
 }
 
-/// 400 with the OAuth error body of RFC 6749 §5.2, as §2.8 allows.
-fn invalid(ctx: &Ctx, why: &str) -> Response {
-    tracing::info!(request_id = %ctx.request_id, reason = %why, "back-channel logout refused");
+/// The request as audit events name it.
+fn audit(ctx: &Ctx) -> crate::audit::Scope<'_> {
+    ctx.audit_at(crate::audit::Mode::Endpoint, PATH)
+}
+
+/// 400 with the OAuth error body of RFC 6749 §5.2, as §2.8 allows; `code` names the
+/// refusal in the audit event.
+fn invalid(ctx: &Ctx, code: &str, why: &str) -> Response {
+    crate::audit::backchannel_logout_refused(&audit(ctx), code);
+    tracing::info!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), reason = %why, "back-channel logout refused");
     answer(
         StatusCode::BAD_REQUEST,
         Some(serde_json::json!({"error": "invalid_request", "error_description": why})),
@@ -55,8 +64,9 @@ fn invalid(ctx: &Ctx, why: &str) -> Response {
 }
 
 /// 503: nothing was ended; the provider should send the token again.
-fn unavailable(ctx: &Ctx, why: &str) -> Response {
-    tracing::warn!(request_id = %ctx.request_id, reason = %why, "back-channel logout could not be carried out");
+fn unavailable(ctx: &Ctx, code: &str, why: &str) -> Response {
+    crate::audit::backchannel_logout_refused(&audit(ctx), code);
+    tracing::warn!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), reason = %why, "back-channel logout could not be carried out");
     let mut resp = answer(
         StatusCode::SERVICE_UNAVAILABLE,
         Some(serde_json::json!({"error": "temporarily_unavailable", "error_description": why})),
@@ -148,7 +158,8 @@ pub async fn logout(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let token = match logout_token_of(req).await {
         Ok(t) => t,
         Err(BodyError::TooLarge) => {
-            tracing::info!(request_id = %ctx.request_id, max = MAX_BODY, "back-channel logout refused: body too large");
+            crate::audit::backchannel_logout_refused(&audit(&ctx), "body_too_large");
+            tracing::info!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), max = MAX_BODY, "back-channel logout refused: body too large");
             return answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Some(
@@ -156,19 +167,22 @@ pub async fn logout(State(st): State<Arc<AppState>>, req: Request) -> Response {
                 ),
             );
         }
-        Err(BodyError::Unread(why)) => return invalid(&ctx, why),
-        Err(BodyError::Invalid(why)) => return read_fully(invalid(&ctx, why)),
+        Err(BodyError::Unread(why)) => return invalid(&ctx, "invalid_request", why),
+        Err(BodyError::Invalid(why)) => return read_fully(invalid(&ctx, "invalid_request", why)),
     };
     let Some(loaded) = st.auth.provider.loaded() else {
         return read_fully(unavailable(
             &ctx,
+            "keys_not_loaded",
             "gatehouse has not loaded the provider's keys yet",
         ));
     };
     let verified = match st.auth.provider.verify_logout_token(&loaded, &token).await {
         Ok(t) => t,
-        Err(e) if e.is_transient() => return read_fully(unavailable(&ctx, &e.to_string())),
-        Err(e) => return read_fully(invalid(&ctx, &e.to_string())),
+        Err(e) if e.is_transient() => {
+            return read_fully(unavailable(&ctx, "provider_unavailable", &e.to_string()))
+        }
+        Err(e) => return read_fully(invalid(&ctx, "invalid_logout_token", &e.to_string())),
     };
     read_fully(end(&st, &ctx, &verified).await)
 }
@@ -205,6 +219,7 @@ async fn end(st: &AppState, ctx: &Ctx, t: &LogoutToken) -> Response {
         Err(e) => {
             return unavailable(
                 ctx,
+                "session_store_unavailable",
                 &format!("the session store is unavailable, so no session was ended: {e}"),
             )
         }
@@ -215,12 +230,14 @@ async fn end(st: &AppState, ctx: &Ctx, t: &LogoutToken) -> Response {
         Ok(false) => {
             return invalid(
                 ctx,
+                "replayed_jti",
                 "this logout token's jti was already used (a replay); nothing was changed",
             )
         }
         Err(e) => {
             return unavailable(
                 ctx,
+                "session_store_unavailable",
                 &format!(
                 "the session store is unavailable, so the logout token could not be recorded: {e}"
             ),
@@ -229,10 +246,17 @@ async fn end(st: &AppState, ctx: &Ctx, t: &LogoutToken) -> Response {
     }
     let by = if t.sid.is_some() { "sid" } else { "sub" };
     let user = t.sub.as_deref().map(user_hash).unwrap_or_default();
+    crate::audit::backchannel_logout(
+        &audit(ctx),
+        t.sub.as_deref(),
+        by,
+        ended as u64,
+        sessions.shared(),
+    );
     if sessions.shared() {
-        tracing::info!(request_id = %ctx.request_id, by, user, sessions_ended = ended, store = sessions.kind(), "back-channel logout: sessions ended on every replica");
+        tracing::info!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), by, user, sessions_ended = ended, store = sessions.kind(), "back-channel logout: sessions ended on every replica");
     } else {
-        tracing::info!(request_id = %ctx.request_id, by, user, store = sessions.kind(), "back-channel logout: matching sessions ended on this replica (its revocation list)");
+        tracing::info!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), by, user, store = sessions.kind(), "back-channel logout: matching sessions ended on this replica (its revocation list)");
     }
     answer(StatusCode::OK, None)
 }

@@ -10,6 +10,7 @@ use crate::oidc::verify::TokenError;
 use crate::oidc::FlowError;
 use crate::proxy::failure::UpstreamFailure;
 use crate::session::SessionError;
+use crate::trace::TraceId;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -171,13 +172,7 @@ impl AppError {
             AppError::LoginExpired { .. } => "login_expired",
             AppError::MissingParam(_) => "missing_parameter",
             AppError::IssuerParam { .. } => "issuer_mismatch",
-            AppError::Flow(FlowError::Token(TokenError::Issuer { .. })) => "issuer_mismatch",
-            AppError::Flow(FlowError::Token(TokenError::Audience { .. })) => "audience_mismatch",
-            AppError::Flow(FlowError::Token(_)) => "invalid_id_token",
-            AppError::Flow(FlowError::Identity(IdentityError::GroupsOverage)) => "groups_overage",
-            AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => "claim_mismatch",
-            AppError::Flow(FlowError::Identity(_)) => "invalid_id_token",
-            AppError::Flow(_) => "token_endpoint_error",
+            AppError::Flow(e) => e.code(),
             AppError::SessionTooLarge { .. } => "session_too_large",
             AppError::NotReady(_) => "not_ready",
             AppError::ProviderUnavailable { .. } => "provider_unavailable",
@@ -275,13 +270,13 @@ impl AppError {
         }
     }
 
-    /// Renders the error; logs it with the request id.
-    pub fn respond(&self, request_id: &str, json: bool) -> Response {
+    /// Renders the error; logs it with the request id and the trace id.
+    pub fn respond(&self, request_id: &str, trace_id: TraceId, json: bool) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::warn!(request_id, status = status.as_u16(), code = self.code(), error = %self, "request failed");
+            tracing::warn!(request_id, %trace_id, status = status.as_u16(), code = self.code(), error = %self, "request failed");
         } else {
-            tracing::info!(request_id, status = status.as_u16(), code = self.code(), error = %self, "request refused");
+            tracing::info!(request_id, %trace_id, status = status.as_u16(), code = self.code(), error = %self, "request refused");
         }
         let login_url = match self {
             AppError::Unauthenticated { login_url } => Some(login_url.as_str()),

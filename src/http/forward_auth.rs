@@ -25,6 +25,7 @@ use super::answer::{add_cookies, refusal};
 use super::login::{cookies_of, safe_target};
 use super::original::{Call, Original, Unknown};
 use super::{is_api_request, peer_of, AppError, AppState, AuthListener, Ctx};
+use crate::audit::Mode;
 use crate::auth::{authenticate, AuthRequest, Decision};
 use crate::authz::Policy;
 use crate::config::ForwardAuthClient;
@@ -230,8 +231,8 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
     })
     .unwrap_or_else(|why| {
         match why {
-            Unknown::Untrusted => tracing::debug!(request_id = %ctx.request_id, "forward-auth: the original request is unknown: {why}"),
-            _ => tracing::info!(request_id = %ctx.request_id, "forward-auth: the original request is unknown ({why}): no skip route applies, the post-login target is /"),
+            Unknown::Untrusted => tracing::debug!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), "forward-auth: the original request is unknown: {why}"),
+            _ => tracing::info!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), "forward-auth: the original request is unknown ({why}): no skip route applies, the post-login target is /"),
         }
         Original::unknown(req.method())
     });
@@ -242,6 +243,10 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if let Some((theirs, ours)) = crate::headers::emitted_alias(req.headers(), &st.cfg.headers) {
         let fix = removal_fix(client);
         warn_once(ours.as_str(), fix);
+        crate::audit::identity_header_refused(
+            &ctx.audit(Mode::ForwardAuth, original.route()),
+            theirs.as_str(),
+        );
         return ctx.fail(AppError::ClientIdentityHeader {
             header: theirs.as_str().chars().take(100).collect(),
             ours: ours.as_str().to_string(),
@@ -250,6 +255,7 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
     }
 
     let cookies = cookies_of(req.headers());
+    let audit = ctx.audit(Mode::ForwardAuth, original.route());
     let ar = AuthRequest {
         cookies: &cookies,
         headers: req.headers(),
@@ -260,6 +266,7 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
             original.decides_skip && !crate::headers::has_method_override(req.headers())
         }),
         extra: extra.as_ref(),
+        audit: &audit,
     };
     let decision = authenticate(&st.auth, &ar).await;
     let mut resp = StatusCode::OK.into_response();
@@ -283,7 +290,7 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
             add_cookies(&mut resp, set_cookies);
         }
         Decision::Public { rule } => {
-            tracing::debug!(request_id = %ctx.request_id, %rule, "skip_auth_routes: allowed without login");
+            tracing::debug!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), %rule, "skip_auth_routes: allowed without login");
         }
         refused => {
             let rd = original.url.as_deref().or(original.path.as_deref());

@@ -50,5 +50,6 @@ pub fn refusal<B>(req: &axum::http::Request<B>, both_on_wire: bool) -> Option<Re
     };
     let id = crate::util::request_id();
     let api = super::is_api_request(req.method(), req.headers());
-    Some(AppError::AmbiguousFraming(why).respond(&id, api))
+    let trace_id = crate::trace::Trace::read(req.headers()).trace_id();
+    Some(AppError::AmbiguousFraming(why).respond(&id, trace_id, api))
 }

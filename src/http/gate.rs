@@ -5,12 +5,13 @@
 //!
 //! Ordering matters: forwarding metadata is read (trusted proxies only) before the strip,
 //! and the strip runs before injection (also on skipped routes). What gatehouse sets
-//! (forwarding, identity, request id) is kept apart as `Additions`, which the proxy
-//! writes after the client's remaining headers.
+//! (forwarding, identity, request id, `traceparent`: `trace.rs`) is kept apart as
+//! `Additions`, which the proxy writes after the client's remaining headers.
 
 use super::answer::{add_cookies, refusal};
 use super::login::{cookies_of, safe_target};
 use super::{peer_of, AppError, AppState, Ctx};
+use crate::audit::Mode;
 use crate::auth::{authenticate, AuthRequest, Decision};
 use crate::headers::{self, SetHeader};
 use crate::session::Session;
@@ -68,12 +69,14 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     }
     let (decision, cookie_rewrite) = {
         let cookies = cookies_of(req.headers());
+        let audit = ctx.audit_at(Mode::Proxy, req.uri().path());
         let ar = AuthRequest {
             cookies: &cookies,
             headers: req.headers(),
             method: req.method(),
             path: Some(req.uri().path()),
             extra: None,
+            audit: &audit,
         };
         let decision = authenticate(&st.auth, &ar).await;
         // What the upstream gets of the Cookie header, from the same parse.
@@ -88,7 +91,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
             set_cookies,
         } => (Some(session), set_cookies),
         Decision::Public { rule } => {
-            tracing::debug!(request_id = %ctx.request_id, %rule, "skip_auth_routes: no login needed");
+            tracing::debug!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), %rule, "skip_auth_routes: no login needed");
             (None, Vec::new())
         }
         refused => {
@@ -105,7 +108,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     let upgrade = asked && headers::upgrade_allowed(req.headers(), &st.cfg.allowed_upgrades);
     if asked && !upgrade {
         // Forwarded as a plain request: the hop-by-hop removal drops `Upgrade`.
-        tracing::info!(request_id = %ctx.request_id, "refused a protocol upgrade not in allowed_upgrades");
+        tracing::info!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), "refused a protocol upgrade not in allowed_upgrades");
     }
     let authenticated = session.is_some();
     // An upgraded connection (WebSocket) closes when the session behind it ends.
@@ -148,6 +151,9 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
             h.remove(&X_REQUEST_ID);
         }
         add.set(X_REQUEST_ID, v);
+    }
+    if let Some(v) = ctx.trace.propagate(h) {
+        add.set(crate::trace::TRACEPARENT, v);
     }
 
     let mut resp = match st.proxy.forward(req, add, tether).await {

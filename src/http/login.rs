@@ -7,6 +7,7 @@
 //! verified before a session exists.
 
 use super::{peer_of, AppError, AppState, Ctx};
+use crate::audit::Mode;
 use crate::auth::{authenticate, session_from_tokens, AuthRequest, Decision};
 use crate::config::Config;
 use crate::session::chunks::RequestCookies;
@@ -96,7 +97,7 @@ pub fn safe_target(cfg: &Config, ctx: &Ctx, rd: Option<&str>) -> String {
     rd.and_then(|rd| crate::redirect::validate_target(rd, own, &cfg.allowed_redirect_domains))
         .unwrap_or_else(|| {
             if let Some(rd) = rd {
-                tracing::debug!(request_id = %ctx.request_id, rd = %rd.chars().take(200).collect::<String>(), "post-login target refused (not a safe path, and not an allowed_redirect_domains host); using /");
+                tracing::debug!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), rd = %rd.chars().take(200).collect::<String>(), "post-login target refused (not a safe path, and not an allowed_redirect_domains host); using /");
             }
             "/".into()
         })
@@ -137,8 +138,14 @@ pub async fn callback(
     // The provider's redirect (or form_post) is a browser's navigation and gets a page;
     // only a client that asks for JSON alone (a script driving the flow) gets JSON.
     ctx.api = super::is_api_request(&axum::http::Method::GET, req.headers());
+    let audit = ctx.audit_at(Mode::Endpoint, req.uri().path());
+    // Every failure below is a failed sign-in: audited once, with its code.
+    let fail = |e: AppError| {
+        crate::audit::sign_in_failed(&audit, &e);
+        ctx.fail(e)
+    };
     let Ok(Query(q)) = q else {
-        return ctx.fail(AppError::MissingParam("state"));
+        return fail(AppError::MissingParam("state"));
     };
     let cookies = cookies_of(req.headers());
     let (login, clear_login) = match q.state.as_deref() {
@@ -153,7 +160,7 @@ pub async fn callback(
     };
     let minutes = st.cfg.cookie.login_timeout.as_secs().div_ceil(60);
     if q.state.is_none() {
-        return ctx.fail(AppError::MissingParam("state"));
+        return fail(AppError::MissingParam("state"));
     }
     let Some(login) = login else {
         let err = if st.auth.sessions.has_login_cookie(&cookies) {
@@ -163,7 +170,7 @@ pub async fn callback(
         } else {
             AppError::LoginCookieMissing { minutes }
         };
-        return ctx.fail(err);
+        return fail(err);
     };
     // The provider's error is shown only once the state matched this browser's login:
     // otherwise anyone could put words on gatehouse's page with a crafted link.
@@ -171,40 +178,41 @@ pub async fn callback(
         let clean = |s: String, n: usize| -> String {
             s.chars().filter(|c| !c.is_control()).take(n).collect()
         };
-        return with_clear(ctx.fail(AppError::ProviderDenied {
+        return with_clear(fail(AppError::ProviderDenied {
             error: clean(error, 64),
             description: q.error_description.map(|d| clean(d, 300)),
         }));
     }
     if now_secs().saturating_sub(login.created_at) > st.cfg.cookie.login_timeout.as_secs() {
-        return with_clear(ctx.fail(AppError::LoginExpired { minutes }));
+        return with_clear(fail(AppError::LoginExpired { minutes }));
     }
     let Some(code) = q.code else {
-        return with_clear(ctx.fail(AppError::MissingParam("code")));
+        return with_clear(fail(AppError::MissingParam("code")));
     };
     if let Some(iss) = q.iss {
         if iss != st.cfg.issuer_url {
-            return with_clear(ctx.fail(AppError::IssuerParam {
+            return with_clear(fail(AppError::IssuerParam {
                 expected: st.cfg.issuer_url.clone(),
                 found: iss,
             }));
         }
     }
     let Some(loaded) = st.auth.provider.loaded() else {
-        return ctx.fail(AppError::NotReady(
+        return fail(AppError::NotReady(
             "discovery and keys are not loaded yet".into(),
         ));
     };
     match finish(&st, &ctx, &loaded, &login, &code).await {
         Ok(session) => match st.auth.sessions.save(&session, &cookies).await {
             Ok(mut set) => {
-                tracing::info!(request_id = %ctx.request_id, user = %session.identity.user, "user logged in");
+                tracing::info!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), user = %session.identity.user, "user logged in");
+                crate::audit::sign_in(&audit, &session);
                 set.extend(clear_login);
                 redirect(&login.return_to, set)
             }
-            Err(e) => with_clear(ctx.fail(e.into())),
+            Err(e) => with_clear(fail(e.into())),
         },
-        Err(e) => with_clear(ctx.fail(e)),
+        Err(e) => with_clear(fail(e)),
     }
 }
 
@@ -305,7 +313,9 @@ fn same_origin(ctx: &Ctx, headers: &HeaderMap) -> bool {
 /// continues to RP-initiated logout when it has an end-session endpoint.
 pub async fn sign_out(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
+    let audit = ctx.audit_at(Mode::Endpoint, req.uri().path());
     if !same_origin(&ctx, req.headers()) {
+        crate::audit::sign_out_refused(&audit, &AppError::CrossSiteSignOut);
         return ctx.fail(AppError::CrossSiteSignOut);
     }
     let cookies = cookies_of(req.headers());
@@ -333,14 +343,15 @@ pub async fn sign_out(State(st): State<Arc<AppState>>, req: Request) -> Response
             Err(e) => return ctx.fail(AppError::SessionStoreDown { cause: e.0 }),
         };
         let closed = st.tunnels.end_session(&s.id);
-        tracing::info!(request_id = %ctx.request_id, user = %s.identity.user, everywhere, sessions_ended = ended, websockets_closed = closed, "user signed out");
+        tracing::info!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), user = %s.identity.user, everywhere, sessions_ended = ended, websockets_closed = closed, "user signed out");
+        crate::audit::sign_out(&audit, s, everywhere, ended as u64);
         if let (Some(l), Some(rt)) = (&loaded, &s.refresh_token) {
             match st.auth.provider.revoke(l, rt).await {
                 Some(Err(e)) => {
-                    tracing::warn!(request_id = %ctx.request_id, error = %e, "could not revoke the refresh token at the provider")
+                    tracing::warn!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), error = %e, "could not revoke the refresh token at the provider")
                 }
                 Some(Ok(())) => {
-                    tracing::debug!(request_id = %ctx.request_id, "revoked the refresh token")
+                    tracing::debug!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), "revoked the refresh token")
                 }
                 None => {}
             }
@@ -376,12 +387,14 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, req: Request) -> Response
     let mut ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
     ctx.api = true;
     let cookies = cookies_of(req.headers());
+    let audit = ctx.audit_at(Mode::Endpoint, req.uri().path());
     let ar = AuthRequest {
         cookies: &cookies,
         headers: req.headers(),
         method: req.method(),
         path: None,
         extra: None,
+        audit: &audit,
     };
     match authenticate(&st.auth, &ar).await {
         Decision::Allow {

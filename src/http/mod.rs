@@ -21,11 +21,13 @@ mod workers;
 
 pub use errors::AppError;
 
+use crate::audit::{Mode, Route, Scope};
 use crate::auth::AuthContext;
 use crate::config::Config;
 use crate::headers::Forwarded;
 use crate::proxy::tunnels::Tunnels;
 use crate::proxy::Proxy;
+use crate::trace::Trace;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,6 +79,8 @@ pub struct AuthListener;
 /// Per-request facts every handler uses.
 pub struct Ctx {
     pub request_id: String,
+    /// The W3C trace context: continued to the upstream, logged beside the request id.
+    pub trace: Trace,
     pub forwarded: Forwarded,
     /// An API-style client: gets 401 JSON instead of a redirect.
     pub api: bool,
@@ -92,6 +96,7 @@ impl Ctx {
         let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         Ctx {
             request_id: crate::util::request_id(),
+            trace: Trace::read(headers),
             forwarded: Forwarded::read(headers, peer, &cfg.trusted_proxies),
             api: is_api_request(method, headers),
         }
@@ -109,8 +114,24 @@ impl Ctx {
         }
     }
 
+    /// The request as audit events name it (`audit.rs`).
+    pub fn audit<'a>(&'a self, mode: Mode, route: Route<'a>) -> Scope<'a> {
+        Scope {
+            request_id: &self.request_id,
+            trace_id: self.trace.trace_id(),
+            client: self.forwarded.client,
+            route,
+            mode,
+        }
+    }
+
+    /// [`Ctx::audit`] for a request to `path` on the host it names.
+    pub fn audit_at<'a>(&'a self, mode: Mode, path: &'a str) -> Scope<'a> {
+        self.audit(mode, Route::HostPath(self.forwarded.host.as_deref(), path))
+    }
+
     pub fn fail(&self, e: AppError) -> Response {
-        e.respond(&self.request_id, self.api)
+        e.respond(&self.request_id, self.trace.trace_id(), self.api)
     }
 }
 

@@ -37,6 +37,18 @@ pub struct Original {
     pub decides_skip: bool,
 }
 
+impl Original {
+    /// The original request as audit events name it (never its query).
+    pub fn route(&self) -> crate::audit::Route<'_> {
+        use crate::audit::Route;
+        match (&self.url, &self.path) {
+            (Some(url), _) => Route::Url(url),
+            (None, Some(path)) => Route::HostPath(None, path),
+            (None, None) => Route::Unknown,
+        }
+    }
+}
+
 /// Why the original request is unknown (for the log; never shown with client values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unknown {

@@ -104,6 +104,7 @@ async fn serve_worker(
                 if refused.is_none() && !super::internal_route(req.uri().path()) {
                     refused = Some(super::AppError::AuthListenerOnly.respond(
                         &crate::util::request_id(),
+                        crate::trace::Trace::read(req.headers()).trace_id(),
                         super::is_api_request(req.method(), req.headers()),
                     ));
                 }

@@ -74,6 +74,29 @@ pub enum FlowError {
 }
 
 impl FlowError {
+    /// A stable code for pages, JSON answers and audit events (`AppError::code` uses it
+    /// for a failed sign-in, `audit::refresh_failed` for a failed refresh).
+    pub fn code(&self) -> &'static str {
+        use crate::identity::IdentityError as I;
+        match self {
+            FlowError::Token(TokenError::Issuer { .. }) => "issuer_mismatch",
+            FlowError::Token(TokenError::Audience { .. }) => "audience_mismatch",
+            FlowError::Token(_) => "invalid_id_token",
+            FlowError::Identity(I::GroupsOverage) => "groups_overage",
+            FlowError::Identity(I::MissingClaim(_)) => "claim_mismatch",
+            FlowError::Identity(_) => "invalid_id_token",
+            _ => "token_endpoint_error",
+        }
+    }
+
+    /// The provider's own error code (RFC 6749 §5.2), when it sent one.
+    pub fn provider_error(&self) -> Option<&str> {
+        match self {
+            FlowError::Refused { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
     /// The provider could not be reached or failed on its side (5xx): trying again later
     /// may work, and the provider has not said no.
     pub fn is_transient(&self) -> bool {

@@ -5,6 +5,7 @@
 // Test code: a failed unwrap is a failed test with a clear message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod backchannel;
 mod bypass;
 mod cli;
@@ -31,4 +32,5 @@ mod review3;
 mod sessions_redis;
 mod support;
 mod tokens;
+mod trace_context;
 mod upstream_wire;

@@ -417,6 +417,40 @@ pub struct RealGatehouse {
 
 impl RealGatehouse {
     pub async fn start(port: u16, upstream: &str, issuer: &str, extra: &[&str]) -> RealGatehouse {
+        Self::spawn(port, upstream, issuer, extra, std::process::Stdio::null()).await
+    }
+
+    /// [`RealGatehouse::start`], keeping what the binary writes to stderr.
+    pub async fn start_capturing(
+        port: u16,
+        upstream: &str,
+        issuer: &str,
+        extra: &[&str],
+    ) -> (RealGatehouse, Captured) {
+        let mut gh = Self::spawn(port, upstream, issuer, extra, std::process::Stdio::piped()).await;
+        let captured = Captured::default();
+        if let Some(mut err) = gh.child.stderr.take() {
+            let into = captured.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = std::io::Read::read(&mut err, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    into.0.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        (gh, captured)
+    }
+
+    async fn spawn(
+        port: u16,
+        upstream: &str,
+        issuer: &str,
+        extra: &[&str],
+        stderr: std::process::Stdio,
+    ) -> RealGatehouse {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--upstream", upstream, "--issuer-url", issuer])
@@ -427,13 +461,39 @@ impl RealGatehouse {
             .args(extra)
             .env("GATEHOUSE_WORKERS", "2")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start the gatehouse binary");
         let url = format!("http://127.0.0.1:{port}");
         let started = RealGatehouse { child, url };
         wait_until_ok(&format!("{}/readyz", started.url)).await;
         started
+    }
+}
+
+/// What a child process wrote to a stream, as it arrives.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (5 s at most) until a line satisfies `want`; returns it.
+    pub async fn line(&self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(l) = self.text().lines().find(|l| want(l)) {
+                return l.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line {what} in:\n{}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
