@@ -453,6 +453,11 @@ pub const KEYS: &[Key] = &[
         Kind::Str,
         "error | warn | info (default) | debug | trace",
     ),
+    key(
+        "watch_config",
+        Kind::Bool,
+        "reload when the config file or a secret file changes on disk, as on SIGHUP (Kubernetes ConfigMap and Secret updates; default false)",
+    ),
 ];
 
 /// Looks a key up by its TOML name.

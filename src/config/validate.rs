@@ -358,6 +358,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             LogFormat::Text
         }
     };
+    let watch_config = r.bool("watch_config", false);
     let log_level = r.str_or("log_level", "info");
     if !matches!(
         log_level.as_str(),
@@ -464,6 +465,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             bearer: access.bearer,
             log_format,
             log_level,
+            watch_config,
             warnings,
             lists,
         }),
