@@ -363,7 +363,7 @@ async fn serve(cfg: Config, source: crate::config::reload::Source) -> Result<(),
         None => None,
     };
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
-    tokio::spawn(crate::reload::run(Arc::clone(&state.live), source));
+    crate::reload::start(Arc::clone(&state.live), source);
     crate::http::serve_with_auth(state, listener, auth, shutdown_signal())
         .await
         .map_err(|e| e.to_string())

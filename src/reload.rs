@@ -27,14 +27,18 @@ enum Trigger {
 }
 
 /// Reloads on each SIGHUP (and file change, with `watch_config`), for as long as the
-/// process runs.
-pub async fn run(live: Arc<Live>, source: Source) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
+/// process runs. The signal is taken over before this returns, so a SIGHUP sent once
+/// gatehouse answers is never the default action (which ends the process).
+pub fn start(live: Arc<Live>, source: Source) {
+    let (tx, rx) = mpsc::unbounded_channel::<Trigger>();
     if live.config().watch_config {
         watch(source.watched_files(), tx.clone());
     }
     listen_for_hangup(tx);
-    let source = Arc::new(source);
+    tokio::spawn(run(live, Arc::new(source), rx));
+}
+
+async fn run(live: Arc<Live>, source: Arc<Source>, mut rx: mpsc::UnboundedReceiver<Trigger>) {
     while let Some(trigger) = rx.recv().await {
         let (live, source) = (Arc::clone(&live), Arc::clone(&source));
         // Reading files is blocking I/O: off the runtime's threads.
@@ -88,6 +92,7 @@ fn listen_for_hangup(tx: mpsc::UnboundedSender<Trigger>) {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::hangup()) {
         Ok(mut hup) => {
+            // Registered now (`signal` installs the handler); received in a task.
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     if tx.send(Trigger::Signal).is_err() {

@@ -54,7 +54,8 @@ pub const FIXED: &[&str] = &[
 /// secrets a reload reads again. (`allowed_emails_file` is watched on its own.)
 const WATCHED_FILES: &[&str] = &["client_secret_file", "cookie_secret_file"];
 
-/// The environment as it was at start-up: a reload reads the same values.
+/// gatehouse's variables (`GATEHOUSE_*`) as they were at start-up: a reload reads the
+/// same values. Nothing else of the environment is kept.
 pub struct EnvSnapshot(HashMap<String, String>);
 
 impl EnvSnapshot {
@@ -62,6 +63,7 @@ impl EnvSnapshot {
         EnvSnapshot(
             env.names()
                 .into_iter()
+                .filter(|n| n.starts_with("GATEHOUSE_"))
                 .filter_map(|n| env.var(&n).map(|v| (n, v)))
                 .collect(),
         )
