@@ -305,6 +305,20 @@ pub fn backchannel_logout_refused(s: &Scope<'_>, reason: &str) {
     );
 }
 
+/// A configuration reload, applied or refused: the rules may have changed. Not about a
+/// request, so it has no request fields; `trigger` is `signal` or `file_changed`,
+/// `restart_needed` the fixed settings the new configuration changes (kept as they run).
+pub fn config_reload(trigger: &str, applied: bool, problems: usize, restart_needed: &str) {
+    tracing::event!(
+        target: "gatehouse::audit",
+        tracing::Level::WARN,
+        event = if applied { "config_reloaded" } else { "config_reload_refused" },
+        trigger,
+        problems,
+        restart_needed
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,6 +116,21 @@ impl BearerVerifier {
         })
     }
 
+    /// The verifier for `cfg` after a configuration reload: an extra issuer this one
+    /// already has keeps its discovery and keys; a new one starts loading now.
+    pub fn reconfigured(old: Option<&BearerVerifier>, cfg: &Config) -> Option<BearerVerifier> {
+        let mut fresh = BearerVerifier::new(cfg)?;
+        for p in &mut fresh.others {
+            let known =
+                old.and_then(|o| o.others.iter().find(|q| q.client.issuer == p.client.issuer));
+            match (known, Arc::get_mut(p)) {
+                (Some(known), Some(p)) => p.share_state_of(known),
+                _ => p.spawn_loader(),
+            }
+        }
+        Some(fresh)
+    }
+
     /// Each extra issuer and whether its keys are loaded (for `/readyz`).
     pub fn status(&self) -> Vec<(String, bool)> {
         self.others

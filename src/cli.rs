@@ -10,6 +10,7 @@ use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Par
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -163,6 +164,16 @@ impl Args for ConfigFlags {
 }
 
 impl ConfigArgs {
+    /// Loads file < env < flags and validates, and keeps the sources to read them again
+    /// on a reload (`serve`).
+    pub fn load_for_reload(&self) -> Result<(Config, crate::config::reload::Source), ConfigError> {
+        crate::config::reload::Source::load(
+            self.config.as_deref(),
+            &ProcessEnv,
+            RawConfig::from_pairs(&self.flags.0),
+        )
+    }
+
     /// Loads file < env < flags and validates.
     pub fn load(&self) -> Result<Config, ConfigError> {
         Config::load(
@@ -317,7 +328,7 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-async fn serve(cfg: Config) -> Result<(), String> {
+async fn serve(cfg: Config, source: crate::config::reload::Source) -> Result<(), String> {
     crate::telemetry::init(cfg.log_format, &cfg.log_level, &cfg.audit_log)?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");
@@ -352,6 +363,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         None => None,
     };
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
+    crate::reload::start(Arc::clone(&state.live), source);
     crate::http::serve_with_auth(state, listener, auth, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
@@ -432,10 +444,10 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         },
-        Command::Serve(args) => match args.load() {
-            Ok(mut cfg) => {
+        Command::Serve(args) => match args.load_for_reload() {
+            Ok((mut cfg, source)) => {
                 cfg.warnings.splice(0..0, env_warnings());
-                runtime.block_on(serve(cfg))
+                runtime.block_on(serve(cfg, source))
             }
             Err(e) => {
                 for w in env_warnings() {

@@ -22,6 +22,7 @@ pub mod oidc;
 pub mod online;
 pub mod proxy;
 pub mod redirect;
+pub mod reload;
 pub mod routes;
 pub mod session;
 pub mod telemetry;

@@ -104,7 +104,7 @@ type Shared = Arc<OnceCell<Result<Session, RefreshFailure>>>;
 type Slots = Mutex<HashMap<String, (Instant, Shared)>>;
 
 /// One refresh at a time per session.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Refresher {
     inflight: Arc<Slots>,
 }

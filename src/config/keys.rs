@@ -458,6 +458,11 @@ pub const KEYS: &[Key] = &[
         Kind::Str,
         "where audit events go, as JSON lines whatever log_level says: stderr (default, in the log stream) | stdout | off | a file path (appended)",
     ),
+    key(
+        "watch_config",
+        Kind::Bool,
+        "reload when the config file or a secret file changes on disk, as on SIGHUP (Kubernetes ConfigMap and Secret updates; default false)",
+    ),
 ];
 
 /// Looks a key up by its TOML name.

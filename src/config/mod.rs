@@ -12,6 +12,7 @@ pub mod list;
 pub mod presets;
 mod provider_settings;
 mod reader;
+pub mod reload;
 pub mod secret;
 pub mod sources;
 pub mod store;
@@ -317,6 +318,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub audit_log: AuditLog,
+    /// Reload when the config file or a secret file changes (`config/reload.rs`).
+    pub watch_config: bool,
     /// Warnings to log once logging is up (e.g. plain-HTTP loopback issuer).
     pub warnings: Vec<String>,
     /// Every list setting as parsed, in the order of `keys::KEYS` (for `check`).

@@ -358,6 +358,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             LogFormat::Text
         }
     };
+    let watch_config = r.bool("watch_config", false);
     let log_level = r.str_or("log_level", "info");
     if !matches!(
         log_level.as_str(),
@@ -467,6 +468,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             log_format,
             log_level,
             audit_log,
+            watch_config,
             warnings,
             lists,
         }),

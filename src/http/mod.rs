@@ -12,6 +12,7 @@ mod errors;
 pub mod forward_auth;
 pub(crate) mod framing;
 mod gate;
+pub mod live;
 mod login;
 #[doc(hidden)]
 pub mod original;
@@ -37,24 +38,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Everything a request handler needs, shared: the auth step's context, and what only
-/// the HTTP layer uses (the upstream client, open upgraded connections).
+/// the HTTP layer uses (the upstream client, open upgraded connections). One
+/// configuration's worth: a reload gives each worker a new one (`live.rs`).
 pub struct AppState {
     pub cfg: Arc<Config>,
     /// The auth step's context (provider, rules, sessions, refresher, bearer tokens).
     pub auth: Arc<AuthContext>,
     /// Per worker thread: its upstream connections live on that thread's runtime.
-    pub proxy: Proxy,
+    pub proxy: Arc<Proxy>,
     /// Open upgraded connections (all workers), closed on sign-out and shutdown.
     pub tunnels: Arc<Tunnels>,
+    /// The configuration new requests get; a reload replaces it.
+    pub live: Arc<live::Live>,
 }
 
 impl AppState {
     pub fn new(cfg: Config) -> Result<Arc<AppState>, AppError> {
         let cfg = Arc::new(cfg);
-        let auth = AuthContext::new(Arc::clone(&cfg)).map_err(AppError::Internal)?;
+        let auth = Arc::new(AuthContext::new(Arc::clone(&cfg)).map_err(AppError::Internal)?);
         Ok(Arc::new(AppState {
-            auth: Arc::new(auth),
-            proxy: Proxy::new(&cfg),
+            live: Arc::new(live::Live::new(Arc::clone(&cfg), Arc::clone(&auth))),
+            auth,
+            proxy: Arc::new(Proxy::new(&cfg)),
             tunnels: Arc::default(),
             cfg,
         }))
@@ -65,8 +70,9 @@ impl AppState {
         Arc::new(AppState {
             cfg: Arc::clone(&self.cfg),
             auth: Arc::clone(&self.auth),
-            proxy: Proxy::new(&self.cfg),
+            proxy: Arc::new(Proxy::new(&self.cfg)),
             tunnels: Arc::clone(&self.tunnels),
+            live: Arc::clone(&self.live),
         })
     }
 }
@@ -303,7 +309,9 @@ pub async fn serve_with_auth(
         // A message about an end can be missed (a replica reconnecting as it was sent):
         // once a second, the sessions behind open WebSockets are looked up, and those
         // no longer stored are closed. A store that cannot answer closes nothing.
-        let (auth, tunnels) = (Arc::clone(&state.auth), Arc::clone(&state.tunnels));
+        // The store itself, not the context: a reload replaces the context, the store's
+        // sessions carry on.
+        let (sessions, tunnels) = (Arc::clone(&state.auth.sessions), Arc::clone(&state.tunnels));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -311,7 +319,7 @@ pub async fn serve_with_auth(
                 if ids.is_empty() {
                     continue;
                 }
-                if let Ok(gone) = auth.sessions.ended_among(&ids).await {
+                if let Ok(gone) = sessions.ended_among(&ids).await {
                     if !gone.is_empty() {
                         let closed = tunnels.end_matching(&crate::session::Ended::Sessions(gone));
                         tracing::info!(

@@ -7,7 +7,7 @@
 //! On shutdown, requests in flight get `shutdown_grace` to finish; the workers are waited
 //! for at most a second longer, so a worker stuck in one request never keeps the process.
 
-use super::{app, AppState};
+use super::AppState;
 use crate::config::ServerLimits;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -61,7 +61,6 @@ async fn serve_worker(
     limits: ServerLimits,
 ) {
     let tunnels = Arc::clone(&state.tunnels);
-    let router = app(Arc::clone(&state));
     let peak = Arc::new(AtomicUsize::new(0));
     tokio::spawn(tidy(
         Arc::clone(&open),
@@ -90,8 +89,7 @@ async fn serve_worker(
             continue;
         }
         let slot = Slot(Arc::clone(&open));
-        let router = router.clone();
-        let state = Arc::clone(&state);
+        let base = Arc::clone(&state);
         let (stream, wire) =
             super::wire::Watched::new(stream, limits.max_header_bytes, limits.idle_timeout);
         let heads = std::cell::Cell::new(0u64);
@@ -111,7 +109,8 @@ async fn serve_worker(
             }
             let has_body = !hyper::body::Body::is_end_stream(req.body());
             let req = req.map(Body::new);
-            let (router, state) = (router.clone(), Arc::clone(&state));
+            // This request's configuration: the latest reload's (`live.rs`).
+            let (state, router) = super::live::current(&base);
             async move {
                 let mut resp = match refused {
                     Some(resp) => resp,

@@ -117,9 +117,11 @@ pub struct Client {
 pub struct Provider {
     pub client: Client,
     http: reqwest::Client,
-    loaded: RwLock<Option<Arc<Loaded>>>,
+    /// Shared with the copies a configuration reload makes (`reconfigured`): the loader
+    /// started at start-up keeps filling it.
+    loaded: Arc<RwLock<Option<Arc<Loaded>>>>,
     /// Whether it answers now (checked before a login is sent there).
-    health: health::Health,
+    health: Arc<health::Health>,
     /// Verifies the access token forwarded instead of the ID token
     /// (`access_token_audience`), with that issuer's own discovery and keys.
     access_token_verifier: Option<Arc<Provider>>,
@@ -179,10 +181,28 @@ impl Provider {
                 },
             },
             http: http_client_with(&cfg.provider_ca, cfg.provider_timeouts),
-            loaded: RwLock::new(None),
-            health: health::Health::default(),
+            loaded: Arc::default(),
+            health: Arc::default(),
             access_token_verifier: None,
         }
+    }
+
+    /// The provider with `cfg`'s client settings (client id and secret, scopes, accepted
+    /// algorithms and audiences, ...), sharing this one's discovery, keys, health and HTTP
+    /// client: a configuration reload keeps the issuer, its CA and timeouts, and the
+    /// access-token issuer (`config/reload.rs`), so nothing needs loading again.
+    pub fn reconfigured(&self, cfg: &Config) -> Provider {
+        let mut p = Provider::plain(cfg);
+        p.share_state_of(self);
+        p.access_token_verifier = self.access_token_verifier.clone();
+        p
+    }
+
+    /// Takes `old`'s discovery, keys, health and HTTP client (same issuer).
+    pub(crate) fn share_state_of(&mut self, old: &Provider) {
+        self.loaded = Arc::clone(&old.loaded);
+        self.health = Arc::clone(&old.health);
+        self.http = old.http.clone();
     }
 
     /// The forwarded access token's issuer, when it is configured but its keys are not

@@ -179,7 +179,8 @@ enum Backend {
 /// layer use, whichever store was chosen at start-up.
 pub struct SessionStore {
     jar: CookieJar,
-    backend: Backend,
+    /// Shared with the copies a configuration reload makes (`reconfigured`).
+    backend: Arc<Backend>,
     /// Every session end this replica hears of (its own, and with Redis the other
     /// replicas'), for the HTTP layer to close the WebSockets those sessions opened.
     ended: tokio::sync::broadcast::Sender<Ended>,
@@ -210,15 +211,30 @@ impl SessionStore {
         let (ended, _) = tokio::sync::broadcast::channel(256);
         SessionStore {
             jar: CookieJar::new(settings),
-            backend,
+            backend: Arc::new(backend),
             ended,
+        }
+    }
+
+    /// The store with `cfg`'s cookie settings (name, keys, lifetimes), keeping this one's
+    /// sessions: the same Redis connections, revocation list and ended-session channel. A
+    /// rotated cookie secret seals with the new key and still opens with the old ones. The
+    /// store kind is fixed while running (`config/reload.rs`).
+    pub fn reconfigured(&self, cfg: &crate::config::Config) -> SessionStore {
+        if let Backend::Redis(r) = &*self.backend {
+            r.reseal(cfg);
+        }
+        SessionStore {
+            jar: CookieJar::new(cfg.cookie.clone()),
+            backend: Arc::clone(&self.backend),
+            ended: self.ended.clone(),
         }
     }
 
     /// Starts what the store runs in the background (Redis: connecting, health checks, the
     /// subscription to other replicas' session ends). Call once, on a long-lived runtime.
     pub fn start(&self) {
-        if let Backend::Redis(r) = &self.backend {
+        if let Backend::Redis(r) = &*self.backend {
             r.start(self.ended.clone());
         }
     }
@@ -230,7 +246,7 @@ impl SessionStore {
 
     /// `Some(cause)` while the store cannot be reached (for `/readyz`).
     pub fn down(&self) -> Option<String> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Cookie(_) => None,
             Backend::Redis(r) => r.down(),
         }
@@ -238,7 +254,7 @@ impl SessionStore {
 
     /// A short name for pages and logs: `cookie` or `redis`.
     pub fn kind(&self) -> &'static str {
-        match &self.backend {
+        match &*self.backend {
             Backend::Cookie(_) => "cookie",
             Backend::Redis(_) => "redis",
         }
@@ -246,7 +262,7 @@ impl SessionStore {
 
     /// Whether sessions live server-side, shared by every replica.
     pub fn shared(&self) -> bool {
-        matches!(self.backend, Backend::Redis(_))
+        matches!(*self.backend, Backend::Redis(_))
     }
 
     pub fn cookie_name(&self) -> &str {
@@ -263,7 +279,7 @@ impl SessionStore {
         &self,
         cookies: &RequestCookies<'_>,
     ) -> Result<Option<Arc<Session>>, Unavailable> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Cookie(revoked) => {
                 Ok(sealed::load(&self.jar, cookies).filter(|s| !revoked.ended(s)))
             }
@@ -278,7 +294,7 @@ impl SessionStore {
         session: &Session,
         cookies: &RequestCookies<'_>,
     ) -> Result<Vec<HeaderValue>, SessionError> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Cookie(_) => sealed::save(&self.jar, session, cookies),
             Backend::Redis(r) => Box::pin(r.save(&self.jar, session, cookies)).await,
         }
@@ -291,7 +307,7 @@ impl SessionStore {
         session: &Session,
         cookies: &RequestCookies<'_>,
     ) -> Result<Vec<HeaderValue>, SessionError> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Cookie(_) => sealed::save(&self.jar, session, cookies),
             Backend::Redis(_) => Ok(Vec::new()),
         }
@@ -300,7 +316,7 @@ impl SessionStore {
     /// Waits for this replica's turn to refresh `old` (Redis: one refresh per session
     /// across every replica). See [`RefreshTurn`].
     pub async fn refresh_turn(&self, old: &Session) -> Result<RefreshTurn, Unavailable> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Cookie(_) => Ok(RefreshTurn::Mine(None)),
             Backend::Redis(r) => Box::pin(r.refresh_turn(old)).await,
         }
@@ -316,7 +332,7 @@ impl SessionStore {
         fresh: Option<&Session>,
         refused: bool,
     ) -> Result<(), Unavailable> {
-        match (&self.backend, lease) {
+        match (&*self.backend, lease) {
             (Backend::Redis(r), Some(lease)) => {
                 Box::pin(r.finish_refresh(lease, fresh, refused, old)).await
             }
@@ -341,7 +357,7 @@ impl SessionStore {
 
     /// Ends every session of `session`'s user (sign out everywhere); returns how many.
     pub async fn end_user(&self, session: &Session) -> Result<usize, Unavailable> {
-        let ended = match &self.backend {
+        let ended = match &*self.backend {
             Backend::Cookie(_) => Ended::Matching {
                 sid: None,
                 sub: Some(session.identity.sub.clone()),
@@ -374,7 +390,7 @@ impl SessionStore {
             sub: sub.map(str::to_string),
             before,
         };
-        match &self.backend {
+        match &*self.backend {
             Backend::Cookie(_) => {
                 self.end_all(matching, until).await?;
                 Ok(0)
@@ -392,7 +408,7 @@ impl SessionStore {
     /// WebSockets they opened close even if the message about them was missed. The
     /// cookie store knows of no end it was not told about: none.
     pub async fn ended_among(&self, ids: &[String]) -> Result<Vec<String>, Unavailable> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Cookie(_) => Ok(Vec::new()),
             Backend::Redis(r) => r.ended_among(ids).await,
         }
@@ -401,14 +417,14 @@ impl SessionStore {
     /// True the first time `key` (an issuer's logout token `jti`) is seen before `until`
     /// (Unix seconds); false for a replay.
     pub async fn first_use(&self, key: &str, until: u64) -> Result<bool, Unavailable> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Cookie(revoked) => Ok(revoked.first_use(key, until)),
             Backend::Redis(r) => r.first_use(key, until).await,
         }
     }
 
     async fn end_all(&self, ended: Ended, until: u64) -> Result<(), Unavailable> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Cookie(revoked) => {
                 revoked.add(&ended, until);
                 let _ = self.ended.send(ended);

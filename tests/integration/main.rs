@@ -25,6 +25,7 @@ mod proxy;
 mod real_upstreams;
 mod redis_harness;
 mod redis_topologies;
+mod reload;
 mod review;
 mod review16;
 mod review2;

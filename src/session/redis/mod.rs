@@ -51,14 +51,31 @@ fn same_tokens(a: &Session, b: &Session) -> bool {
         && a.expires_at == b.expires_at
 }
 
+/// What seals entries and bounds their life; a configuration reload replaces it (a
+/// rotated cookie secret: the new key seals, every listed key still opens).
+struct Sealing {
+    /// The first seals entries and keys the indexes; all open.
+    keys: Vec<CookieKey>,
+    lifetime: Duration,
+}
+
+impl Sealing {
+    fn of(cfg: &Config) -> Sealing {
+        Sealing {
+            keys: cfg.cookie.keys.clone(),
+            lifetime: cfg.cookie.session_lifetime,
+        }
+    }
+}
+
 /// The redis store.
 pub struct RedisStore {
     redis: Redis,
     /// Messages of the channel of ended sessions, until `start` takes them.
     pushes: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<PushInfo>>>,
-    keys: Vec<CookieKey>,
+    /// The cookie keys and the session lifetime, replaced by a configuration reload.
+    sealing: std::sync::RwLock<Arc<Sealing>>,
     prefix: String,
-    lifetime: Duration,
     /// Where Redis is, in words (never credentials).
     place: String,
     /// The longest a replica waits for another's refresh before giving up on it.
@@ -74,15 +91,31 @@ impl RedisStore {
         Ok(RedisStore {
             redis,
             pushes: Mutex::new(Some(pushes)),
-            keys: cfg.cookie.keys.clone(),
+            sealing: std::sync::RwLock::new(Arc::new(Sealing::of(cfg))),
             prefix: r.key_prefix.clone(),
-            lifetime: cfg.cookie.session_lifetime,
             wait_for_refresh: cfg.provider_timeouts.total + lock::LEASE + Duration::from_secs(2),
             down: Arc::new(Mutex::new(Some(format!(
                 "gatehouse has not reached Redis ({place}) yet"
             )))),
             place,
         })
+    }
+
+    /// Takes `cfg`'s cookie keys and session lifetime (a configuration reload).
+    pub fn reseal(&self, cfg: &Config) {
+        let fresh = Arc::new(Sealing::of(cfg));
+        match self.sealing.write() {
+            Ok(mut s) => *s = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+    }
+
+    /// The keys and lifetime now (a copy of the pointer: no lock is held after).
+    fn sealing(&self) -> Arc<Sealing> {
+        match self.sealing.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
     /// Connects, keeps the health flag current, and listens for other replicas' ends.
@@ -208,7 +241,7 @@ impl RedisStore {
         let Some(raw) = raw else {
             return Ok(None);
         };
-        let Some(plain) = ticket.open_entry(&self.keys, &key, &raw) else {
+        let Some(plain) = ticket.open_entry(&self.sealing().keys, &key, &raw) else {
             return Ok(None);
         };
         let Ok(mut session) = serde_json::from_slice::<Session>(&plain) else {
@@ -220,7 +253,9 @@ impl RedisStore {
 
     /// When an entry for `s` must be gone (Unix milliseconds).
     fn end_ms(&self, s: &Session) -> i64 {
-        let end = s.created_at.saturating_add(self.lifetime.as_secs());
+        let end = s
+            .created_at
+            .saturating_add(self.sealing().lifetime.as_secs());
         i64::try_from(end.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
@@ -309,7 +344,7 @@ impl RedisStore {
             .await
             .map_err(|e| self.unavailable(&e))?;
         let current = raw.as_ref().and_then(|raw| {
-            let plain = ticket.open_entry(&self.keys, &key, raw)?;
+            let plain = ticket.open_entry(&self.sealing().keys, &key, raw)?;
             serde_json::from_slice::<Session>(&plain).ok()
         });
         let (Some(raw), Some(current)) = (raw, current) else {
@@ -322,7 +357,7 @@ impl RedisStore {
         touched.seen = touched.seen.max(current.seen);
         let plain = serde_json::to_vec(&touched).map_err(|_| SessionError::Seal)?;
         let sealed = ticket
-            .seal_entry(&self.keys, &key, &plain)
+            .seal_entry(&self.sealing().keys, &key, &plain)
             .ok_or(SessionError::Seal)?;
         let mut swap = redis::cmd("EVAL");
         swap.arg(SWAP)
@@ -348,7 +383,7 @@ impl RedisStore {
         let key = self.entry_key(&session.id);
         let plain = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
         let sealed = ticket
-            .seal_entry(&self.keys, &key, &plain)
+            .seal_entry(&self.sealing().keys, &key, &plain)
             .ok_or(SessionError::Seal)?;
         let end = self.end_ms(session);
         let mut set = redis::cmd("SET");
@@ -369,11 +404,12 @@ impl RedisStore {
 
     /// Records a new session under its user and provider session.
     async fn index(&self, s: &Session) -> Result<(), Unavailable> {
-        let Some(first) = self.keys.first() else {
+        let sealing = self.sealing();
+        let Some(first) = sealing.keys.first() else {
             return Ok(());
         };
         let member = format!("{}:{}", s.id, s.created_at);
-        let ttl = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
+        let ttl = i64::try_from(sealing.lifetime.as_secs()).unwrap_or(i64::MAX);
         let mut sets = vec![self.index_key("u", &s.identity.sub, first)];
         if let Some(sid) = &s.sid {
             sets.push(self.index_key("p", sid, first));
@@ -397,7 +433,8 @@ impl RedisStore {
     /// start times.
     async fn indexed(&self, kind: &str, value: &str) -> Result<Vec<(String, u64)>, Unavailable> {
         let mut out = Vec::new();
-        for k in &self.keys {
+        let sealing = self.sealing();
+        for k in &sealing.keys {
             let set = self.index_key(kind, value, k);
             let members: Vec<String> = self
                 .redis

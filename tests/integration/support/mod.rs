@@ -503,3 +503,41 @@ impl Drop for RealGatehouse {
         let _ = self.child.wait();
     }
 }
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub fn new(kind: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "gatehouse-{kind}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn empty(&self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+        std::fs::create_dir_all(&self.path)
+            .unwrap_or_else(|e| panic!("create {}: {e}", self.path.display()));
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -26,11 +26,11 @@ pub use cluster::Cluster;
 pub use resp::{query, Conn, Reply};
 pub use sentinel::SentinelSet;
 
+use super::TempDir;
 use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a process may take to answer after it was started.
@@ -330,39 +330,5 @@ pub fn wait_until<T>(
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
-    }
-}
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new(kind: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "gatehouse-{kind}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-        TempDir { path }
-    }
-
-    fn empty(&self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-        std::fs::create_dir_all(&self.path)
-            .unwrap_or_else(|e| panic!("create {}: {e}", self.path.display()));
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
     }
 }

@@ -1,0 +1,292 @@
+//! Live reload (SIGHUP, or `watch_config`): what a reload reads again, and what it may
+//! change while gatehouse runs.
+//!
+//! A reload reads the configuration file again, and the files it names
+//! (`client_secret_file`, `cookie_secret_file`, `allowed_emails_file`); the environment
+//! and the flags are the ones gatehouse started with (a process cannot be given new
+//! ones). The result is validated like a start-up configuration: one with problems is
+//! refused whole, with every problem listed, and the running one stays.
+//!
+//! Some settings shape what was set up at start-up (listeners and their limits, the
+//! provider's discovery and keys, the session store's connections, logging): those are
+//! [`FIXED`]. A reload that changes one applies everything else, keeps the running value,
+//! and names it, so the operator knows a restart is needed for it.
+
+use super::sources::{Environment, RawConfig};
+use super::{Config, ConfigError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Settings a reload cannot change: the running values stay until a restart.
+pub const FIXED: &[&str] = &[
+    "listen",
+    "auth_listen",
+    "provider",
+    "issuer_url",
+    "provider_ca_file",
+    "provider_timeout_secs",
+    "provider_connect_timeout_secs",
+    "access_token_audience",
+    "access_token_issuer",
+    "session_store",
+    "redis_url",
+    "redis_sentinel_master",
+    "redis_sentinel_addrs",
+    "redis_cluster_nodes",
+    "redis_tls",
+    "redis_ca_file",
+    "redis_username",
+    "redis_password",
+    "redis_password_file",
+    "redis_key_prefix",
+    "redis_timeout_ms",
+    "header_read_timeout_secs",
+    "idle_timeout_secs",
+    "max_header_bytes",
+    "max_connections",
+    "shutdown_grace_secs",
+    "log_format",
+    "log_level",
+    "audit_log",
+    "watch_config",
+];
+
+/// Files whose change `watch_config` notices, besides the configuration file: the
+/// secrets a reload reads again. (`allowed_emails_file` is watched on its own.)
+const WATCHED_FILES: &[&str] = &["client_secret_file", "cookie_secret_file"];
+
+/// gatehouse's variables (`GATEHOUSE_*`) as they were at start-up: a reload reads the
+/// same values. Nothing else of the environment is kept.
+pub struct EnvSnapshot(HashMap<String, String>);
+
+impl EnvSnapshot {
+    pub fn capture(env: &dyn Environment) -> EnvSnapshot {
+        EnvSnapshot(
+            env.names()
+                .into_iter()
+                .filter(|n| n.starts_with("GATEHOUSE_"))
+                .filter_map(|n| env.var(&n).map(|v| (n, v)))
+                .collect(),
+        )
+    }
+}
+
+impl Environment for EnvSnapshot {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+    fn names(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
+}
+
+/// Where the configuration comes from, kept to read it again.
+pub struct Source {
+    file: Option<PathBuf>,
+    env: EnvSnapshot,
+    flags: RawConfig,
+    /// The layered values the running process started with (what [`FIXED`] keeps).
+    started: RawConfig,
+}
+
+/// A configuration a reload accepted.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The new configuration, with the running values of the fixed settings.
+    pub config: Config,
+    /// Fixed settings the new configuration changes: kept as they run, until a restart.
+    pub kept: Vec<&'static str>,
+}
+
+impl Source {
+    /// Loads the start-up configuration (file < env < flags) and keeps its sources.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Environment,
+        flags: RawConfig,
+    ) -> Result<(Config, Source), ConfigError> {
+        let env = EnvSnapshot::capture(env);
+        let (cfg, started) = build(file, &env, flags.clone())?;
+        Ok((
+            cfg,
+            Source {
+                file: file.map(Path::to_path_buf),
+                env,
+                flags,
+                started,
+            },
+        ))
+    }
+
+    /// Reads the configuration again. `Err` lists every problem (the running
+    /// configuration stays); `Ok` holds the new one, fixed settings as they run.
+    pub fn reload(&self, running: &Config) -> Result<Reloaded, ConfigError> {
+        let (mut config, raw) = build(self.file.as_deref(), &self.env, self.flags.clone())?;
+        let kept = FIXED
+            .iter()
+            .copied()
+            .filter(|k| self.started.get(k).map(|e| &e.value) != raw.get(k).map(|e| &e.value))
+            .collect();
+        keep_fixed(running, &mut config);
+        Ok(Reloaded { config, kept })
+    }
+
+    /// The files a change of which calls for a reload: the configuration file and the
+    /// secret files named at start-up.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let named = WATCHED_FILES
+            .iter()
+            .filter_map(|k| match self.started.get(k) {
+                Some(e) => match &e.value {
+                    super::sources::RawValue::Str(s) if !s.trim().is_empty() => {
+                        Some(PathBuf::from(s.trim()))
+                    }
+                    _ => None,
+                },
+                None => None,
+            });
+        self.file.iter().cloned().chain(named).collect()
+    }
+}
+
+/// Layers and validates, like `Config::load`, and also returns the layered values.
+fn build(
+    file: Option<&Path>,
+    env: &dyn Environment,
+    flags: RawConfig,
+) -> Result<(Config, RawConfig), ConfigError> {
+    let (raw, mut problems) = Config::layer(file, env, flags)?;
+    match Config::from_raw(&raw) {
+        Ok(cfg) if problems.is_empty() => Ok((cfg, raw)),
+        Ok(_) => Err(ConfigError { problems }),
+        Err(e) => {
+            problems.extend(e.problems);
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+/// Gives `new` the running values of every fixed setting (and of what they imply: the
+/// preset's issuer spellings, the provider CA's certificates).
+pub fn keep_fixed(running: &Config, new: &mut Config) {
+    new.listen = running.listen;
+    new.auth_listen = running.auth_listen;
+    new.provider = running.provider;
+    new.preset_defaults = running.preset_defaults.clone();
+    new.issuer_url = running.issuer_url.clone();
+    new.issuer_aliases = running.issuer_aliases.clone();
+    new.provider_ca = running.provider_ca.clone();
+    new.provider_timeouts = running.provider_timeouts;
+    new.access_token = running.access_token.clone();
+    new.session_store = running.session_store.clone();
+    new.limits = running.limits;
+    new.log_format = running.log_format;
+    new.log_level = running.log_level.clone();
+    new.audit_log = running.audit_log.clone();
+    new.watch_config = running.watch_config;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "issuer_url = \"https://sso.example.com\"\nclient_id = \"c\"\nclient_secret = \"s\"\ncookie_secret = \"DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk\"\nupstream = \"http://127.0.0.1:9000\"\n";
+
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str, text: &str) -> Scratch {
+            let path = std::env::temp_dir().join(format!(
+                "gatehouse-reload-{}-{name}.toml",
+                std::process::id()
+            ));
+            std::fs::write(&path, text).unwrap();
+            Scratch(path)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn every_fixed_setting_is_a_key() {
+        for k in FIXED.iter().chain(WATCHED_FILES) {
+            assert!(super::super::keys::find(k).is_some(), "{k} is not a key");
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_fixed_settings_names_them_and_applies_the_rest() {
+        let file = Scratch::new(
+            "fixed",
+            &format!("{BASE}listen = \"127.0.0.1:4180\"\nallowed_groups = [\"a\"]\n"),
+        );
+        let env: HashMap<String, String> =
+            [("GATEHOUSE_MAX_CONNECTIONS".to_string(), "100".to_string())].into();
+        let (running, source) = Source::load(Some(&file.0), &env, RawConfig::default()).unwrap();
+        std::fs::write(
+            &file.0,
+            format!("{BASE}listen = \"127.0.0.1:5000\"\nallowed_groups = [\"b\"]\nissuer_url = \"https://other.example.com\"\n")
+                .replacen("issuer_url = \"https://sso.example.com\"\n", "", 1),
+        )
+        .unwrap();
+        let r = source.reload(&running).unwrap();
+        assert_eq!(r.kept, vec!["listen", "issuer_url"]);
+        assert_eq!(r.config.listen, running.listen);
+        assert_eq!(r.config.issuer_url, "https://sso.example.com");
+        assert_eq!(r.config.rules.groups, vec!["b".to_string()]);
+        // The environment is the one gatehouse started with.
+        assert_eq!(r.config.limits.max_connections, 100);
+    }
+
+    #[test]
+    fn a_broken_reload_lists_every_problem() {
+        let file = Scratch::new("broken", BASE);
+        let (running, source) = Source::load(
+            Some(&file.0),
+            &HashMap::<String, String>::new(),
+            RawConfig::default(),
+        )
+        .unwrap();
+        std::fs::write(
+            &file.0,
+            format!("{BASE}allowed_grups = [\"x\"]\nmax_connections = -1\n"),
+        )
+        .unwrap();
+        let e = source.reload(&running).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        std::fs::remove_file(&file.0).unwrap();
+        let e = source.reload(&running).unwrap_err();
+        assert!(e.problems[0].contains("cannot read config file"), "{e}");
+    }
+
+    #[test]
+    fn the_watched_files_are_the_config_and_the_secret_files() {
+        let file = Scratch::new(
+            "watched",
+            &BASE.replace(
+                "client_secret = \"s\"",
+                "client_secret_file = \"/run/secrets/client\"",
+            ),
+        );
+        let source = Source {
+            file: Some(file.0.clone()),
+            env: EnvSnapshot(HashMap::new()),
+            flags: RawConfig::default(),
+            started: Config::layer(
+                Some(&file.0),
+                &HashMap::<String, String>::new(),
+                RawConfig::default(),
+            )
+            .unwrap()
+            .0,
+        };
+        assert_eq!(
+            source.watched_files(),
+            vec![file.0.clone(), PathBuf::from("/run/secrets/client")]
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! Live reload: on SIGHUP, and with `watch_config` when the configuration file or a
+//! secret file changes on disk, the configuration is read again and applied to new
+//! requests. What is read again and what cannot change is `config/reload.rs`'s; how the
+//! workers pick the new configuration up is `http/live.rs`'s.
+//!
+//! The watch is a thread of its own that reads the watched files every
+//! [`WATCH_EVERY`] and compares digests of their contents (not their times: a Kubernetes
+//! ConfigMap or Secret update swaps a symlink, and an editor may keep the size). A change
+//! is acted on once the file has read the same twice in a row, so a file caught half
+//! written is not reported as broken.
+
+use crate::config::reload::Source;
+use crate::http::live::Live;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How often `watch_config` reads the watched files.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a reload was asked for, for the log.
+#[derive(Clone, Copy)]
+enum Trigger {
+    Signal,
+    FileChanged,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "signal",
+            Trigger::FileChanged => "file_changed",
+        }
+    }
+}
+
+/// Reloads on each SIGHUP (and file change, with `watch_config`), for as long as the
+/// process runs. The signal is taken over before this returns, so a SIGHUP sent once
+/// gatehouse answers is never the default action (which ends the process).
+pub fn start(live: Arc<Live>, source: Source) {
+    let (tx, rx) = mpsc::unbounded_channel::<Trigger>();
+    if live.config().watch_config {
+        watch(source.watched_files(), tx.clone());
+    }
+    listen_for_hangup(tx);
+    tokio::spawn(run(live, Arc::new(source), rx));
+}
+
+async fn run(live: Arc<Live>, source: Arc<Source>, mut rx: mpsc::UnboundedReceiver<Trigger>) {
+    while let Some(trigger) = rx.recv().await {
+        let (live, source) = (Arc::clone(&live), Arc::clone(&source));
+        // Reading files is blocking I/O: off the runtime's threads.
+        let done = tokio::task::spawn_blocking(move || reload_once(&live, &source, trigger)).await;
+        if done.is_err() {
+            tracing::error!(
+                "the configuration reload stopped unexpectedly; the running configuration stays"
+            );
+        }
+    }
+}
+
+/// Reads and applies the configuration once; logs the outcome.
+fn reload_once(live: &Live, source: &Source, trigger: Trigger) -> bool {
+    let running = live.config();
+    let reloaded = match source.reload(&running) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::audit::config_reload(trigger.as_str(), false, e.problems.len(), "");
+            // One line, whatever the log format: every problem, as start-up lists them.
+            tracing::error!(
+                trigger = trigger.as_str(),
+                problems = e.problems.len(),
+                "configuration reload refused, the running configuration stays; {} problem(s): {}",
+                e.problems.len(),
+                e.problems.join(" | ")
+            );
+            return false;
+        }
+    };
+    for w in &reloaded.config.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Err(e) = live.apply(reloaded.config) {
+        crate::audit::config_reload(trigger.as_str(), false, 1, "");
+        tracing::error!(trigger = trigger.as_str(), error = %e, "configuration reload refused; the running configuration stays");
+        return false;
+    }
+    crate::audit::config_reload(trigger.as_str(), true, 0, &reloaded.kept.join(","));
+    if reloaded.kept.is_empty() {
+        tracing::info!(trigger = trigger.as_str(), "configuration reloaded");
+    } else {
+        tracing::warn!(
+            trigger = trigger.as_str(),
+            restart_needed = %reloaded.kept.join(", "),
+            "configuration reloaded, except settings that cannot change while gatehouse runs: they keep their running values until a restart"
+        );
+    }
+    true
+}
+
+#[cfg(unix)]
+fn listen_for_hangup(tx: mpsc::UnboundedSender<Trigger>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            // Registered now (`signal` installs the handler); received in a task.
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if tx.send(Trigger::Signal).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the configuration is not reloaded on it")
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn listen_for_hangup(_tx: mpsc::UnboundedSender<Trigger>) {}
+
+/// What a file holds now: a digest of its contents, `None` when it cannot be read.
+fn digest(path: &PathBuf) -> Option<ring::digest::Digest> {
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| ring::digest::digest(&ring::digest::SHA256, &bytes))
+}
+
+/// Watches `files`; sends a trigger when one changed and then read the same twice.
+fn watch(files: Vec<PathBuf>, tx: mpsc::UnboundedSender<Trigger>) {
+    let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let spawned = std::thread::Builder::new()
+        .name("gatehouse-config-watch".into())
+        .spawn(move || {
+            let read = |files: &[PathBuf]| -> Vec<Option<Vec<u8>>> {
+                files
+                    .iter()
+                    .map(|f| digest(f).map(|d| d.as_ref().to_vec()))
+                    .collect()
+            };
+            let mut applied = read(&files);
+            let mut last = applied.clone();
+            loop {
+                std::thread::sleep(WATCH_EVERY);
+                let now = read(&files);
+                // Acted on once it reads the same twice: not in the middle of a write.
+                if now == last && now != applied {
+                    applied = now.clone();
+                    if tx.send(Trigger::FileChanged).is_err() {
+                        return;
+                    }
+                }
+                last = now;
+            }
+        });
+    match spawned {
+        Ok(_) => {
+            tracing::info!(files = %shown.join(", "), "watch_config: reloading when these files change")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start watch_config's thread; reload with SIGHUP")
+        }
+    }
+}
