@@ -318,6 +318,7 @@ pub async fn shutdown_signal() {
 }
 
 async fn serve(cfg: Config) -> Result<(), String> {
+    crate::metrics::started();
     crate::telemetry::init(cfg.log_format, &cfg.log_level);
     for w in &cfg.warnings {
         tracing::warn!("{w}");
@@ -351,6 +352,13 @@ async fn serve(cfg: Config) -> Result<(), String> {
         }
         None => None,
     };
+    if let Some(addr) = cfg.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?;
+        tracing::info!(metrics_listen = %addr, "Prometheus metrics at /metrics on this port only");
+        tokio::spawn(crate::metrics::serve(l));
+    }
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
     crate::http::serve_with_auth(state, listener, auth, shutdown_signal())
         .await

@@ -87,7 +87,9 @@ pub async fn authenticate(st: &AuthContext, req: &AuthRequest<'_>) -> Decision {
         }
     }
     if let (Some(verifier), Some(token)) = (&st.bearer, bearer_of(req.headers)) {
-        return match verifier.verify(cfg, &st.provider, token).await {
+        let verified = verifier.verify(cfg, &st.provider, token).await;
+        crate::metrics::bearer(verified.as_ref().err());
+        return match verified {
             Ok(session) => with_rules(st, req, Arc::new(session), Vec::new()),
             Err(e) => Decision::BadToken {
                 reason: e.to_string(),
@@ -135,6 +137,7 @@ fn with_rules(
                     .err()
                     .unwrap_or(denial)
             };
+            crate::metrics::denial(&denial);
             Decision::Deny {
                 session,
                 denial,
