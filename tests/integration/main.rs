@@ -16,6 +16,7 @@ mod ingress;
 mod interop;
 mod limits;
 mod matching;
+mod metrics;
 mod mismatch;
 mod outages;
 mod presets;
