@@ -357,6 +357,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?;
         tracing::info!(metrics_listen = %addr, "Prometheus metrics at /metrics on this port only");
+        crate::metrics::enable();
         tokio::spawn(crate::metrics::serve(l));
     }
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;

@@ -99,7 +99,7 @@ async fn serve_worker(
             super::wire::Watched::new(stream, limits.max_header_bytes, limits.idle_timeout);
         let heads = std::cell::Cell::new(0u64);
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            let started = std::time::Instant::now();
+            let started = crate::metrics::Timer::start();
             let index = heads.replace(heads.get() + 1);
             let mut refused = super::framing::refusal(&req, wire.is_ambiguous(index));
             req.extensions_mut().insert(ConnectInfo(Peer(peer)));
@@ -208,7 +208,7 @@ impl Route {
 
     /// Counts the answered request (and, for the callback, the sign-in's outcome: the
     /// failure's code, which `AppError::respond` left on the response, or success).
-    fn record(self, resp: &axum::response::Response, started: std::time::Instant) {
+    fn record(self, resp: &axum::response::Response, started: crate::metrics::Timer) {
         use crate::metrics::{request, Mode};
         let status = resp.status().as_u16();
         match self {

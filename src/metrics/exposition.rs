@@ -318,11 +318,16 @@ mod tests {
     /// and end in +Inf, with _count equal to the +Inf bucket.
     #[test]
     fn exposition_is_well_formed() {
-        crate::metrics::request(crate::metrics::Mode::Proxy, 200, std::time::Instant::now());
+        crate::metrics::enable();
+        crate::metrics::request(
+            crate::metrics::Mode::Proxy,
+            200,
+            crate::metrics::Timer::start(),
+        );
         crate::metrics::request(
             crate::metrics::Mode::Endpoint,
             1000,
-            std::time::Instant::now(),
+            crate::metrics::Timer::start(),
         );
         let text = render();
         let mut declared = std::collections::HashSet::new();

@@ -23,6 +23,37 @@ use layout as l;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::Instant;
 
+/// Whether metrics are recorded: only once a metrics listener is configured, so that
+/// without `metrics_listen` the request path does not even read the clock for them.
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Turns recording on (before serving: the connection gauges count from the start).
+pub fn enable() {
+    ON.store(true, Ordering::Relaxed);
+}
+
+#[inline]
+fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// When something timed began; empty while metrics are off (no clock read).
+#[derive(Debug, Clone, Copy)]
+pub struct Timer(Option<Instant>);
+
+impl Timer {
+    #[inline]
+    pub fn start() -> Timer {
+        Timer(on().then(Instant::now))
+    }
+
+    /// Nanoseconds since the start, saturating; `None` while metrics are off.
+    #[inline]
+    fn nanos(self) -> Option<u64> {
+        self.0.map(nanos_since)
+    }
+}
+
 /// How a request was handled, for the `mode` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -57,8 +88,10 @@ fn observe(base: usize, bounds: &[u64], ns: u64) {
 
 /// A request answered: its mode, status code and how long until the response head.
 #[inline]
-pub fn request(mode: Mode, status: u16, started: Instant) {
-    let ns = nanos_since(started);
+pub fn request(mode: Mode, status: u16, started: Timer) {
+    let Some(ns) = started.nanos() else {
+        return;
+    };
     let code = match status {
         100..=599 => usize::from(status - 100),
         _ => l::CODES - 1,
@@ -75,8 +108,10 @@ pub fn request(mode: Mode, status: u16, started: Instant) {
 /// The upstream's response head arrived, `started` being when gatehouse began sending
 /// (connecting included when no pooled connection was free).
 #[inline]
-pub fn upstream_answered(started: Instant) {
-    observe(l::UPSTREAM_SECONDS, l::LATENCY_NS, nanos_since(started));
+pub fn upstream_answered(started: Timer) {
+    if let Some(ns) = started.nanos() {
+        observe(l::UPSTREAM_SECONDS, l::LATENCY_NS, ns);
+    }
 }
 
 /// Why an exchange with the upstream failed, for `gatehouse_upstream_errors_total`.
@@ -207,8 +242,11 @@ pub async fn provider_call(
     endpoint: Endpoint,
     call: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
 ) -> Result<reqwest::Response, reqwest::Error> {
-    let started = Instant::now();
+    let started = Timer::start();
     let answer = call.await;
+    let Some(ns) = started.nanos() else {
+        return answer;
+    };
     let result = match &answer {
         Ok(r) if r.status().is_success() => 0,
         Ok(r) if r.status().is_redirection() => 1,
@@ -220,11 +258,7 @@ pub async fn provider_call(
     };
     let e = endpoint as usize;
     bump(l::PROVIDER_REQUESTS + e * l::PROVIDER_RESULTS.len() + result);
-    observe(
-        l::PROVIDER_SECONDS + e * l::LATENCY_HIST,
-        l::LATENCY_NS,
-        nanos_since(started),
-    );
+    observe(l::PROVIDER_SECONDS + e * l::LATENCY_HIST, l::LATENCY_NS, ns);
     answer
 }
 
@@ -310,9 +344,12 @@ pub enum RedisResult {
 }
 
 /// One Redis command (requests' own; not the health check's PING).
-pub fn redis_command(result: RedisResult, started: Instant) {
+pub fn redis_command(result: RedisResult, started: Timer) {
+    let Some(ns) = started.nanos() else {
+        return;
+    };
     bump(l::REDIS_COMMANDS + result as usize);
-    observe(l::REDIS_SECONDS, l::FAST_NS, nanos_since(started));
+    observe(l::REDIS_SECONDS, l::FAST_NS, ns);
 }
 
 /// Which session store is configured (0: none yet, 1: cookie, 2: redis) and whether it

@@ -35,5 +35,6 @@ pub fn app() -> Router {
 
 /// Serves the metrics app on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    super::enable();
     axum::serve(listener, app()).await
 }

@@ -80,6 +80,9 @@ thread_local! {
 /// This thread's shard, claimed on its first recording.
 #[inline]
 pub(super) fn with(f: impl FnOnce(&Shard)) {
+    if !super::on() {
+        return;
+    }
     match CURRENT.with(Cell::get) {
         Some(s) => f(s),
         None => {
@@ -143,6 +146,7 @@ mod tests {
     fn shards_of_many_threads_sum_exactly_and_are_reused() {
         // A slot no other test records into.
         let slot = super::super::layout::TEST_SLOT;
+        super::super::enable();
         let before = sum()[slot];
         let threads: Vec<_> = (0..8)
             .map(|_| {

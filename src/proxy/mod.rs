@@ -99,7 +99,7 @@ impl Proxy {
             && (req.method() == Method::GET || req.method() == Method::HEAD);
         if plain {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            let started = std::time::Instant::now();
+            let started = crate::metrics::Timer::start();
             let sent = tokio::time::timeout(
                 self.timeout,
                 pool.send_plain(req.method(), target, req.headers(), &add),
@@ -111,7 +111,7 @@ impl Proxy {
         }
         add.apply_to(req.headers_mut());
         let client_upgrade = tether.map(|t| (hyper::upgrade::on(&mut req), t));
-        let started = std::time::Instant::now();
+        let started = crate::metrics::Timer::start();
         let sent = tokio::time::timeout(self.timeout, pool.send(req)).await;
         let mut resp = self.answered(sent, started)?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -133,7 +133,7 @@ impl Proxy {
     fn answered<B>(
         &self,
         sent: Result<Result<Response<B>, SendError>, tokio::time::error::Elapsed>,
-        started: std::time::Instant,
+        started: crate::metrics::Timer,
     ) -> Result<Response<B>, AppError> {
         use crate::metrics::UpstreamError as Kind;
         use failure::UpstreamFailure as F;

@@ -152,7 +152,7 @@ impl Redis {
 
     /// Runs `cmd`, bounded by `redis_timeout_ms`.
     pub async fn call<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CallError> {
-        let started = std::time::Instant::now();
+        let started = crate::metrics::Timer::start();
         let answer = self.call_bounded(cmd).await;
         use crate::metrics::RedisResult as R;
         let result = match &answer {

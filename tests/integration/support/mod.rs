@@ -92,6 +92,9 @@ fn serve_on(listener: tokio::net::TcpListener, cfg: Config) -> Gatehouse {
     let auth_addr = auth.as_ref().map(|l| l.local_addr().unwrap());
     // `metrics_listen`: served beside, as `serve` does, and stopped with the rest.
     let metrics = cfg.metrics_listen.map(bind_now);
+    if metrics.is_some() {
+        gatehouse::metrics::enable();
+    }
     let metrics_url = metrics
         .as_ref()
         .map(|l| format!("http://{}", l.local_addr().unwrap()));
