@@ -278,3 +278,275 @@ fn the_example_prometheus_files_pass_promtool() {
         );
     }
 }
+
+/// The exposition of an in-process gatehouse's metrics listener.
+async fn scrape(w: &crate::flow::World) -> String {
+    let (status, ct, text) = get(&format!("{}/metrics", w.gh.metrics_url.clone().unwrap())).await;
+    assert_eq!((status, ct.as_str()), (200, EXPOSITION));
+    text
+}
+
+/// The value of one series, written exactly as `series` (`name{labels}`).
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+/// Polls the exposition until `series` has `want` (at most 10 s).
+async fn eventually(w: &crate::flow::World, series: &str, want: f64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = scrape(w).await;
+        if value(&text, series) == Some(want) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series}: wanted {want}, have {:?}",
+            value(&text, series)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Refreshes by result: the one that ran, those that shared it, and the provider
+/// refusing the refresh token (which ends the session).
+#[tokio::test]
+async fn refreshes_are_counted_by_result() {
+    let w = world(&[
+        ("metrics_listen", "127.0.0.1:0"),
+        ("refresh_before_secs", "1000"),
+    ])
+    .await;
+    let b = Browser::new();
+    // The tokens live 300 s, within refresh_before: the landing request refreshes.
+    assert_eq!(crate::flow::login(&w, &b, "/").await.status, 200);
+    let text = scrape(&w).await;
+    assert_eq!(
+        value(&text, "gatehouse_refreshes_total{result=\"ok\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "gatehouse_refreshes_total{result=\"joined\"}"),
+        Some(0.0)
+    );
+    // Six requests with the same cookie: one refresh, five share its result.
+    let cookie = b.cookie_header();
+    let client = reqwest::Client::new();
+    let sent = (0..6).map(|_| {
+        client
+            .get(format!("{}/p", w.gh.url))
+            .header("cookie", &cookie)
+            .send()
+    });
+    let mut fresh = None;
+    for r in futures_util::future::join_all(sent).await {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 200);
+        fresh = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .find(|c| c.starts_with("_gatehouse="));
+    }
+    let fresh = fresh.expect("the refreshed session's cookie");
+    let text = scrape(&w).await;
+    assert_eq!(
+        value(&text, "gatehouse_refreshes_total{result=\"ok\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "gatehouse_refreshes_total{result=\"joined\"}"),
+        Some(5.0),
+        "{text}"
+    );
+    // The provider refuses the refreshed session's (rotated) refresh token: counted as
+    // such, and the session ends.
+    w.idp
+        .state
+        .refresh_fails
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = client
+        .get(format!("{}/p", w.gh.url))
+        .header("cookie", &fresh)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let text = scrape(&w).await;
+    assert_eq!(
+        value(&text, "gatehouse_refreshes_total{result=\"invalid_grant\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "gatehouse_session_ends_total{cause=\"refresh_refused\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "gatehouse_provider_requests_total{endpoint=\"token\",result=\"client_error\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+/// An upstream that refuses connections, then one that never answers: counted by kind,
+/// beside the 502 and the 504 the client got; the sign-in itself succeeded.
+#[tokio::test]
+async fn upstream_failures_are_counted_by_kind() {
+    let idp = TestIdp::start().await;
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    drop(held);
+    let gh = crate::support::start(crate::support::config(
+        &format!("http://{addr}"),
+        &idp.issuer,
+        &[
+            ("metrics_listen", "127.0.0.1:0"),
+            ("upstream_timeout_secs", "1"),
+        ],
+    ))
+    .await;
+    let up = Upstream::start().await; // unused by gatehouse: the World wants one
+    let w = crate::flow::World { idp, up, gh };
+    let b = Browser::new();
+    let landed = crate::flow::login(&w, &b, "/").await;
+    assert_eq!(landed.status, 502, "{landed:?}");
+    // Now something accepts on that port and never answers.
+    let silent = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let keep = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            if let Ok((s, _)) = silent.accept().await {
+                open.push(s);
+            }
+        }
+    });
+    let r = b.get(&format!("{}/slow", w.gh.url)).await;
+    assert_eq!(r.status, 504, "{r:?}");
+    keep.abort();
+    let text = scrape(&w).await;
+    for (series, want) in [
+        ("gatehouse_logins_total{result=\"ok\"}", 1.0),
+        ("gatehouse_upstream_errors_total{kind=\"connect\"}", 1.0),
+        ("gatehouse_upstream_errors_total{kind=\"timeout\"}", 1.0),
+        ("gatehouse_upstream_errors_total{kind=\"closed\"}", 0.0),
+        (
+            "gatehouse_http_requests_total{mode=\"proxy\",code=\"502\"}",
+            1.0,
+        ),
+        (
+            "gatehouse_http_requests_total{mode=\"proxy\",code=\"504\"}",
+            1.0,
+        ),
+        ("gatehouse_upstream_duration_seconds_count", 0.0),
+    ] {
+        assert_eq!(value(&text, series), Some(want), "{series}\n{text}");
+    }
+}
+
+/// Redis going away shows where an operator alerts: the store's gauge drops to 0,
+/// commands and store operations fail (counted), and the gauge comes back with Redis.
+#[tokio::test]
+async fn redis_trouble_shows_in_the_store_gauge_and_the_command_counts() {
+    use crate::support::redis::{skip_unless_available as skip_without_redis, RedisServer};
+    if skip_without_redis() {
+        return;
+    }
+    let mut redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap();
+    let url = redis.url();
+    let w = world(&[
+        ("metrics_listen", "127.0.0.1:0"),
+        ("session_store", "redis"),
+        ("redis_url", &url),
+    ])
+    .await;
+    let alice = Browser::new();
+    assert_eq!(crate::flow::login(&w, &alice, "/").await.status, 200);
+    let text = eventually(&w, "gatehouse_session_store_up{store=\"redis\"}", 1.0).await;
+    assert!(
+        value(&text, "gatehouse_redis_commands_total{result=\"ok\"}").unwrap() >= 1.0,
+        "{text}"
+    );
+    assert!(value(&text, "gatehouse_redis_command_duration_seconds_count").unwrap() >= 1.0);
+    assert!(
+        value(
+            &text,
+            "gatehouse_session_store_operations_total{op=\"save\",result=\"ok\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "gatehouse_session_store_operations_total{op=\"load\",result=\"error\"}"
+        ),
+        Some(0.0)
+    );
+
+    redis.kill();
+    eventually(&w, "gatehouse_session_store_up{store=\"redis\"}", 0.0).await;
+    // Requests until the per-thread cache's second is over: then Redis is asked, and
+    // fails; never a login.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = alice
+            .send(
+                reqwest::Method::GET,
+                &format!("{}/p", w.gh.url),
+                &[("accept", "application/json")],
+            )
+            .await;
+        if r.status == 503 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(std::time::Instant::now() < deadline, "still 200 after 5 s");
+    }
+    let text = scrape(&w).await;
+    let failed: f64 = ["error", "timeout", "not_connected"]
+        .iter()
+        .filter_map(|r| {
+            value(
+                &text,
+                &format!("gatehouse_redis_commands_total{{result=\"{r}\"}}"),
+            )
+        })
+        .sum();
+    assert!(failed >= 1.0, "{text}");
+    assert!(
+        value(
+            &text,
+            "gatehouse_session_store_operations_total{op=\"load\",result=\"error\"}"
+        )
+        .unwrap()
+            >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "gatehouse_http_requests_total{mode=\"proxy\",code=\"503\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+
+    redis.restart();
+    eventually(&w, "gatehouse_session_store_up{store=\"redis\"}", 1.0).await;
+}
