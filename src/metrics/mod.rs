@@ -387,3 +387,73 @@ pub fn config_reloaded(ok: bool) {
 pub fn started() {
     process::note_start();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a metrics listener nothing is recorded (and no clock is read).
+    #[test]
+    fn nothing_is_recorded_until_enabled() {
+        let before = shard::sum();
+        login(None);
+        request(Mode::Proxy, 200, Timer::start());
+        assert!(Timer::start().0.is_none());
+        assert_eq!(shard::sum(), before);
+        enable();
+        login(None);
+        assert_eq!(shard::sum()[l::LOGINS], before[l::LOGINS] + 1);
+    }
+
+    /// Every code `AppError::code` can give is a login result of its own or, for those a
+    /// callback never ends with, `other`; a code that is not gatehouse's is `other` too.
+    #[test]
+    fn login_failures_map_to_their_code_or_other() {
+        let errors = include_str!("../http/errors.rs");
+        let codes_fn = &errors[errors.find("pub fn code(&self)").unwrap()..];
+        let codes_fn = &codes_fn[..codes_fn.find("\n    }\n").unwrap()];
+        let codes: Vec<&str> = codes_fn
+            .split("=> \"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .collect();
+        assert!(codes.len() > 20, "{codes:?}");
+        for code in codes {
+            let i = l::index_or_last(l::LOGIN_RESULTS, code);
+            assert!(i >= 1, "{code} must never count as ok");
+            assert!(
+                l::LOGIN_RESULTS[i] == code || l::LOGIN_RESULTS[i] == "other",
+                "{code}"
+            );
+        }
+        for code in ["state_mismatch", "claim_mismatch", "provider_unavailable"] {
+            assert_eq!(
+                l::LOGIN_RESULTS[l::index_or_last(l::LOGIN_RESULTS, code)],
+                code
+            );
+        }
+        assert_eq!(
+            l::index_or_last(l::LOGIN_RESULTS, "ok\u{0}"),
+            l::LOGIN_RESULTS.len() - 1
+        );
+    }
+
+    /// Every rule name `authz.rs` can deny with has a label of its own.
+    #[test]
+    fn denial_rules_are_setting_names() {
+        let authz = include_str!("../authz.rs");
+        for rule in [
+            "allowed_groups",
+            "required_claims",
+            "allowed_emails",
+            "allowed_email_domains",
+        ] {
+            assert!(authz.contains(&format!("\"{rule}\"")), "{rule}");
+            assert_eq!(
+                l::DENIAL_RULES[l::index_or_last(l::DENIAL_RULES, rule)],
+                rule
+            );
+        }
+        assert!(authz.contains("\"allowed_emails / allowed_email_domains\""));
+    }
+}

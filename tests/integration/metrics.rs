@@ -96,6 +96,45 @@ async fn metrics_are_served_on_their_own_listener_and_nowhere_else() {
     let (status, _, body) = get(&format!("{}/metrics", w.gh.auth_url.clone().unwrap())).await;
     assert_eq!(status, 404, "{body}");
     assert!(!body.contains("# TYPE"), "{body}");
+
+    // Forward auth is counted apart, and a rule from the auth URL is named as such.
+    let r = b
+        .get(&format!("{}/oauth2/auth?allowed_groups=ops", w.gh.url))
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = b.get(&format!("{}/oauth2/auth", w.gh.url)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let text = scrape(&w).await;
+    for (series, want) in [
+        (
+            "gatehouse_http_requests_total{mode=\"forward_auth\",code=\"403\"}",
+            1.0,
+        ),
+        (
+            "gatehouse_http_requests_total{mode=\"forward_auth\",code=\"200\"}",
+            1.0,
+        ),
+        (
+            "gatehouse_denials_total{rule=\"allowed_groups\",source=\"auth_url\"}",
+            1.0,
+        ),
+        (
+            "gatehouse_denials_total{rule=\"allowed_groups\",source=\"config\"}",
+            0.0,
+        ),
+        // The sign-in's callback, and the proxied /metrics (200) and the first, signed-out one (302).
+        (
+            "gatehouse_http_requests_total{mode=\"endpoint\",code=\"302\"}",
+            1.0,
+        ),
+        (
+            "gatehouse_http_requests_total{mode=\"proxy\",code=\"302\"}",
+            2.0,
+        ),
+        ("gatehouse_logins_total{result=\"ok\"}", 1.0),
+    ] {
+        assert_eq!(value(&text, series), Some(want), "{series}\n{text}");
+    }
 }
 
 /// A bearer token for the test IdP's client, with `groups`.
