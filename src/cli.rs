@@ -358,7 +358,11 @@ async fn serve(cfg: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?;
         tracing::info!(metrics_listen = %addr, "Prometheus metrics at /metrics on this port only");
         crate::metrics::enable();
-        tokio::spawn(crate::metrics::serve(l));
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(l).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
     }
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
     crate::http::serve_with_auth(state, listener, auth, shutdown_signal())

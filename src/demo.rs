@@ -196,7 +196,11 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     if let Some((l, a)) = metrics {
         println!("  metrics: http://{a}/metrics");
         crate::metrics::enable();
-        tokio::spawn(crate::metrics::serve(l));
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(l).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
     }
     println!("Open http://{gh_addr}/ in a browser (use this exact host: cookies are per host). Ctrl-C stops.");
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
