@@ -189,16 +189,14 @@ impl Route {
     fn of(path: &str) -> Route {
         use crate::metrics::Mode;
         if super::routed(path) {
-            let forward_auth =
-                path == super::forward_auth::AUTH_PATH || path.starts_with("/oauth2/auth/");
-            Route::Router(Some(if forward_auth {
-                Mode::ForwardAuth
+            if path == super::forward_auth::AUTH_PATH || path.starts_with("/oauth2/auth/") {
+                Route::Router(Some(Mode::ForwardAuth))
             } else if path == "/oauth2/callback" {
-                // `None`: the callback, an endpoint whose outcome is a sign-in's.
-                return Route::Router(None);
+                // `None`: the callback, an endpoint whose outcome is also a sign-in's.
+                Route::Router(None)
             } else {
-                Mode::Endpoint
-            }))
+                Route::Router(Some(Mode::Endpoint))
+            }
         } else if super::forward_auth::escaped_bare(path) {
             Route::BareAuth
         } else {
