@@ -18,7 +18,11 @@
 # session from Redis and opens it: the cost of a cache miss). Redis's GETs are counted,
 # so the miss rate is measured, not assumed.
 #
+# With METRICS=1, also gatehouse with Prometheus metrics on (`demo --metrics-listen`):
+# the recording's cost per request (a scrape, once a second in use, is not counted).
+#
 # Settings (environment): N1 (default 200), N2 (default 1200), REDIS (default 0),
+# METRICS (default 0),
 # GATEHOUSE_BIN (default: cargo build --release, target/release/gatehouse). Needs
 # valgrind, nginx, curl, python3, and with REDIS=1 redis-server and redis-cli.
 # Only 127.0.0.1 is contacted; every process started is stopped by pid.
@@ -29,6 +33,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 N1="${N1:-200}"
 N2="${N2:-1200}"
 REDIS="${REDIS:-0}"
+METRICS="${METRICS:-0}"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-}"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-instr.XXXXXX")"
 PIDS=()
@@ -144,12 +149,14 @@ total_instructions() {
     grep -h '^totals:' "$1".* | awk '{ s += $2 } END { print s }'
 }
 
-# measure_gatehouse N: instructions of a `gatehouse demo` that serves N requests after login.
+# measure_gatehouse N [DEMO ARGS...]: instructions of a `gatehouse demo` that serves N
+# requests after login.
 measure_gatehouse() {
-    local n="$1" port pid out="$TMP/cg-gh-$1"
+    local n="$1" port pid out="$TMP/cg-gh-$1-$#"
+    shift
     port="$(free_port)"
     GATEHOUSE_WORKERS=1 valgrind --tool=callgrind --callgrind-out-file="$out.%p" \
-        "$GATEHOUSE_BIN" demo --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$UP_PORT" \
+        "$GATEHOUSE_BIN" demo --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$UP_PORT" "$@" \
         >"$TMP/demo.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
@@ -273,7 +280,12 @@ g2="$(measure_gatehouse "$N2")"
 log "nginx under callgrind: $N1 then $N2 requests, with gatehouse's identity headers"
 n1="$(measure_nginx "$N1")"
 n2="$(measure_nginx "$N2")"
-rh1="0 0" rh2="0 0" rm1="0 0" rm2="0 0"
+rh1="0 0" rh2="0 0" rm1="0 0" rm2="0 0" m1=0 m2=0
+if [[ "$METRICS" == 1 ]]; then
+    log "gatehouse with metrics on under callgrind: $N1 then $N2 requests"
+    m1="$(measure_gatehouse "$N1" --metrics-listen "127.0.0.1:$(free_port)")"
+    m2="$(measure_gatehouse "$N2" --metrics-listen "127.0.0.1:$(free_port)")"
+fi
 if [[ "$REDIS" == 1 ]]; then
     log "gatehouse with the redis store under callgrind, one session: $N1 then $N2 requests"
     rh1="$(measure_redis "$N1" hit)"
@@ -284,14 +296,17 @@ if [[ "$REDIS" == 1 ]]; then
 fi
 
 # shellcheck disable=SC2086  # "INSTRUCTIONS GETS" pairs, split on purpose
-python3 - "$g1" "$g2" "$n1" "$n2" "$N1" "$N2" "$REDIS" $rh1 $rh2 $rm1 $rm2 <<'PY'
+python3 - "$g1" "$g2" "$n1" "$n2" "$N1" "$N2" "$REDIS" $rh1 $rh2 $rm1 $rm2 "$m1" "$m2" <<'PY'
 import sys
-g1, g2, n1, n2, a, b, redis, rh1, rhg1, rh2, rhg2, rm1, rmg1, rm2, rmg2 = map(int, sys.argv[1:])
+g1, g2, n1, n2, a, b, redis, rh1, rhg1, rh2, rhg2, rm1, rmg1, rm2, rmg2, m1, m2 = map(int, sys.argv[1:])
 g, n = (g2 - g1) / (b - a), (n2 - n1) / (b - a)
 print(f"instructions per proxied request (callgrind, {b - a} requests counted)")
 print(f"  nginx proxy_pass          {n:10.0f}")
 print(f"  gatehouse + session       {g:10.0f}")
 print(f"  nginx/gatehouse           {n / g:10.2f}   (1.00 = as cheap as nginx)")
+if m2:
+    m = (m2 - m1) / (b - a)
+    print(f"  gatehouse, metrics on     {m:10.0f}   (+{m - g:.0f}, {100 * (m - g) / g:+.2f} % over metrics off)")
 if redis:
     h, m = (rh2 - rh1) / (b - a), (rm2 - rm1) / (b - a)
     print(f"  redis store, cache hit    {h:10.0f}   ({h / g:.2f} of the cookie store; Redis GETs per request {(rhg2 - rhg1) / (b - a):.3f})")

@@ -22,6 +22,11 @@
 #                  list), more than a worker thread caches (1024): nearly every request
 #                  fetches its session from Redis and opens it (the count of Redis GETs
 #                  per request is printed, so the miss rate is measured, not assumed)
+#   (m) gatehouse-metrics  (c) with Prometheus metrics on: a second `gatehouse demo`
+#                  (its own dev IdP, the same settings) with --metrics-listen, scraped
+#                  every second for as long as the script runs (curl, like a Prometheus
+#                  with scrape_interval 1s), so its req/s beside (c)'s in the same round
+#                  is what metrics cost (measured only when named, or with `metrics`)
 #   (f) apache     Apache httpd (event MPM, as Debian ships it) + mod_auth_openidc +
 #                  mod_proxy_http in front of (a), with a real mod_auth_openidc session
 #                  cookie obtained through a curl login (see "Apache + mod_auth_openidc"
@@ -62,8 +67,10 @@
 #                      proxy  = (a),(b),(c),(g),(f)
 #                      fa     = forward auth: (d),(e) and /oauth2/auth alone
 #                      redis  = (c),(g),(h): the two session stores side by side
-#                    or single targets: upstream nginx gatehouse gatehouse-redis
-#                    gatehouse-redis-miss apache nginx-fa nginx-ceiling gatehouse-auth
+#                      metrics = (c),(m): metrics off and on side by side
+#                    or single targets: upstream nginx gatehouse gatehouse-metrics
+#                    gatehouse-redis gatehouse-redis-miss apache nginx-fa nginx-ceiling
+#                    gatehouse-auth
 #                    ((h) logs in MISS_SESSIONS sessions first: only when named, or
 #                    with `redis`)
 #   MISS_SESSIONS    sessions (h) cycles through; above 1024, what one worker thread
@@ -137,12 +144,13 @@ PIDS=()           # every process we started, stopped by pid in cleanup()
 declare -A RES    # results: RES[<target>|<body>|<connections>|<round>.<field>], medians without the round
 
 # every target, in the order of a round; SELECTED: those TARGETS asked for
-ALL_TARGETS=(upstream nginx gatehouse gatehouse-redis gatehouse-redis-miss apache nginx-fa nginx-ceiling gatehouse-auth)
-PROXY_TARGETS=(upstream nginx gatehouse gatehouse-redis gatehouse-redis-miss apache)
+ALL_TARGETS=(upstream nginx gatehouse gatehouse-metrics gatehouse-redis gatehouse-redis-miss apache nginx-fa nginx-ceiling gatehouse-auth)
+PROXY_TARGETS=(upstream nginx gatehouse gatehouse-metrics gatehouse-redis gatehouse-redis-miss apache)
 FA_TARGETS=(nginx-fa nginx-ceiling gatehouse-auth)
 # the groups TARGETS may name (all = PROXY_GROUP + FA_TARGETS)
 PROXY_GROUP=(upstream nginx gatehouse gatehouse-redis apache)
 REDIS_GROUP=(gatehouse gatehouse-redis gatehouse-redis-miss)
+METRICS_GROUP=(gatehouse gatehouse-metrics)
 SELECTED=()
 declare -A WANTED
 CONN_LIST=()      # CONNECTION_SETS, parsed
@@ -160,6 +168,8 @@ KNOWN_BODIES=(small k8s log)
 UPSTREAM_PORT="" NGINX_PORT="" GATEHOUSE_PORT="" APACHE_PORT="" IDP_PORT=""
 WHOAMI_PORT="" NGINX_FA_PORT="" NGINX_CEILING_PORT="" AUTH_STUB_PORT="" GATEHOUSE_AUTH_PORT=""
 REDIS_PORT="" GATEHOUSE_REDIS_PORT=""
+METRICS_GH_PORT="" METRICS_IDP_PORT="" METRICS_PORT=""
+METRICS_GH_PID="" METRICS_SESSION_COOKIE=""  # (m): its demo, and its session
 GATEHOUSE_PID="" APACHE_PID="" REDIS_PID="" GATEHOUSE_REDIS_PID=""
 SESSION_COOKIE=""     # gatehouse's session, one Cookie header value
 REDIS_SESSION_COOKIE=""  # (g)'s session (a ticket), one Cookie header value
@@ -196,9 +206,10 @@ select_targets() {
             proxy) for t in "${PROXY_GROUP[@]}"; do WANTED[$t]=1; done ;;
             fa) for t in "${FA_TARGETS[@]}"; do WANTED[$t]=1; done ;;
             redis) for t in "${REDIS_GROUP[@]}"; do WANTED[$t]=1; done ;;
-            upstream | nginx | gatehouse | gatehouse-redis | gatehouse-redis-miss | apache | nginx-fa | nginx-ceiling | gatehouse-auth)
+            metrics) for t in "${METRICS_GROUP[@]}"; do WANTED[$t]=1; done ;;
+            upstream | nginx | gatehouse | gatehouse-metrics | gatehouse-redis | gatehouse-redis-miss | apache | nginx-fa | nginx-ceiling | gatehouse-auth)
                 WANTED[$e]=1 ;;
-            *) die "TARGETS: unknown entry '$e' (use all, proxy, fa, redis, or: ${ALL_TARGETS[*]})" ;;
+            *) die "TARGETS: unknown entry '$e' (use all, proxy, fa, redis, metrics, or: ${ALL_TARGETS[*]})" ;;
         esac
     done
     for t in "${ALL_TARGETS[@]}"; do
@@ -322,11 +333,12 @@ LUA
 allocate_ports() {
     read -r UPSTREAM_PORT NGINX_PORT GATEHOUSE_PORT APACHE_PORT IDP_PORT WHOAMI_PORT \
         NGINX_FA_PORT NGINX_CEILING_PORT AUTH_STUB_PORT GATEHOUSE_AUTH_PORT \
-        REDIS_PORT GATEHOUSE_REDIS_PORT < <(free_ports 12)
+        REDIS_PORT GATEHOUSE_REDIS_PORT METRICS_GH_PORT METRICS_IDP_PORT METRICS_PORT < <(free_ports 15)
     log "ports: upstream=$UPSTREAM_PORT nginx=$NGINX_PORT gatehouse=$GATEHOUSE_PORT apache=$APACHE_PORT" \
         "dev-idp=$IDP_PORT whoami=$WHOAMI_PORT nginx-fa=$NGINX_FA_PORT" \
         "nginx-ceiling=$NGINX_CEILING_PORT auth-stub=$AUTH_STUB_PORT gatehouse-auth=$GATEHOUSE_AUTH_PORT" \
-        "redis=$REDIS_PORT gatehouse-redis=$GATEHOUSE_REDIS_PORT"
+        "redis=$REDIS_PORT gatehouse-redis=$GATEHOUSE_REDIS_PORT" \
+        "gatehouse-metrics=$METRICS_GH_PORT (idp $METRICS_IDP_PORT, /metrics $METRICS_PORT)"
 }
 
 # nginx_dir NAME: a fresh directory under $TMP that nginx's (and httpd's) workers can read.
@@ -710,6 +722,46 @@ start_gatehouse() {
     grep -Eq "$ready_re" "$TMP/demo.out" || die "gatehouse demo printed no 'gatehouse: http://...' line within 30s"
     sed 's/^/[bench]   demo | /' "$TMP/demo.out" >&2
     wait_for_http "http://$HOST:$GATEHOUSE_PORT/healthz" "$GATEHOUSE_PID" gatehouse "$TMP/demo.err"
+}
+
+# (m) the same demo as (c), its own dev IdP, with --metrics-listen; a scraper asks its
+# /metrics every second until the script ends (and checks it answers the exposition).
+start_gatehouse_metrics() {
+    local i ready_re='^[[:space:]]*gatehouse:[[:space:]]+http://'
+    log "starting gatehouse demo with metrics on $HOST:$METRICS_GH_PORT (/metrics on $HOST:$METRICS_PORT)"
+    "$GATEHOUSE_BIN" demo \
+        --listen "$HOST:$METRICS_GH_PORT" \
+        --idp-listen "$HOST:$METRICS_IDP_PORT" \
+        --metrics-listen "$HOST:$METRICS_PORT" \
+        --upstream "http://$HOST:$UPSTREAM_PORT" \
+        --token-ttl "$TOKEN_TTL" \
+        >"$TMP/demo-metrics.out" 2>"$TMP/demo-metrics.err" &
+    METRICS_GH_PID=$!
+    PIDS+=("$METRICS_GH_PID")
+    for ((i = 0; i < 150; i++)); do
+        grep -Eq "$ready_re" "$TMP/demo-metrics.out" 2>/dev/null && break
+        if ! kill -0 "$METRICS_GH_PID" 2>/dev/null; then
+            cat "$TMP/demo-metrics.out" "$TMP/demo-metrics.err" >&2 || true
+            die "gatehouse demo (metrics) exited during start-up"
+        fi
+        sleep 0.2
+    done
+    wait_for_http "http://$HOST:$METRICS_GH_PORT/healthz" "$METRICS_GH_PID" gatehouse-metrics "$TMP/demo-metrics.err"
+    local ct
+    ct="$(lcurl -o /dev/null -w '%{content_type}' "http://$HOST:$METRICS_PORT/metrics")"
+    [[ "$ct" == "text/plain; version=0.0.4"* ]] || die "gatehouse-metrics: /metrics answered content-type '$ct'"
+    (
+        while kill -0 "$METRICS_GH_PID" 2>/dev/null; do
+            lcurl -o /dev/null "http://$HOST:$METRICS_PORT/metrics" || true
+            sleep 1
+        done
+    ) &
+    PIDS+=("$!")
+}
+
+login_gatehouse_metrics() {
+    METRICS_SESSION_COOKIE="$(oidc_login gatehouse-metrics "http://$HOST:$METRICS_GH_PORT/" "$TMP/metrics-cookies.txt" "$COOKIE_NAME")"
+    check_identity_at_upstream gatehouse-metrics "http://$HOST:$METRICS_GH_PORT" "$METRICS_SESSION_COOKIE"
 }
 
 is_redirect() { [[ "$1" =~ ^30[12378]$ ]]; }
@@ -1240,6 +1292,7 @@ redis_gets() {
 gatehouse_pid_of() {
     case "$1" in
         gatehouse) printf '%s' "$GATEHOUSE_PID" ;;
+        gatehouse-metrics) printf '%s' "$METRICS_GH_PID" ;;
         gatehouse-redis | gatehouse-redis-miss) printf '%s' "$GATEHOUSE_REDIS_PID" ;;
     esac
 }
@@ -1308,6 +1361,7 @@ bench_proxy() {
         upstream) base="http://$HOST:$UPSTREAM_PORT" ;;
         nginx) base="http://$HOST:$NGINX_PORT" ;;
         gatehouse) base="http://$HOST:$GATEHOUSE_PORT" ;;
+        gatehouse-metrics) base="http://$HOST:$METRICS_GH_PORT" ;;
         gatehouse-redis | gatehouse-redis-miss) base="http://$HOST:$GATEHOUSE_REDIS_PORT" ;;
         apache) base="http://$HOST:$APACHE_PORT" ;;
     esac
@@ -1327,6 +1381,15 @@ bench_proxy() {
             log "gatehouse RSS after this run: $(kib_to_mib "${RES[$t|$body|$CONNECTIONS|$ROUND.rss]}") MiB (peak $(kib_to_mib "$(hwm_kib "$GATEHOUSE_PID")") MiB)"
             # the session must still be good after the run (a 302 mid-run is no wrk error)
             check_identity_at_upstream gatehouse "$base" "$SESSION_COOKIE"
+            ;;
+        gatehouse-metrics)
+            if first_time "$t" "$body"; then
+                check_refused gatehouse-metrics "$url"
+                check_body gatehouse-metrics "$url" "$body" -H "Cookie: $METRICS_SESSION_COOKIE"
+            fi
+            run_wrk "$t" "$body" "$url" "$METRICS_SESSION_COOKIE"
+            RES["$t|$body|$CONNECTIONS|$ROUND.rss"]="$(rss_kib "$METRICS_GH_PID")"
+            check_identity_at_upstream gatehouse-metrics "$base" "$METRICS_SESSION_COOKIE"
             ;;
         gatehouse-redis)
             if first_time "$t" "$body"; then
@@ -1513,6 +1576,7 @@ label() {
         upstream) printf '(a) upstream direct' ;;
         nginx) printf '(b) nginx proxy_pass' ;;
         gatehouse) printf '(c) gatehouse' ;;
+        gatehouse-metrics) printf '(m) gatehouse, metrics on' ;;
         gatehouse-redis) printf '(g) gatehouse, redis' ;;
         gatehouse-redis-miss) printf '(h) redis, %s sessions' "$MISS_SESSIONS" ;;
         apache) printf '(f) apache+mod_auth_oidc' ;;
@@ -1654,6 +1718,16 @@ print_report() {
                 for b in "${BODY_LIST[@]}"; do line+="  $b: $(ratio gatehouse apache "$b" "$c")"; done
                 printf 'gatehouse/apache (median):    %s\n' "$line"
             fi
+            if wanted gatehouse && wanted gatehouse-metrics; then
+                line=""
+                for b in "${BODY_LIST[@]}"; do line+="  $b: $(round_ratios gatehouse-metrics gatehouse "$b" "$c")"; done
+                printf '(m)/(c), metrics on over off, in each round:%s\n' "$line"
+                line=""
+                for b in "${BODY_LIST[@]}"; do
+                    line+="${line:+; }$b: $(paired_ratio gatehouse-metrics gatehouse "$b" "$c"), p99 $(paired_p99_delta gatehouse-metrics gatehouse "$b" "$c") ms, CPU/1k req $(per_1k gatehouse-metrics "$b" "$c" gh_cpu_ms) against $(per_1k gatehouse "$b" "$c" gh_cpu_ms) ms"
+                done
+                printf '(m) against (c), medians over the rounds (target: >= 0.98): %s\n' "$line"
+            fi
             if wanted_any gatehouse-redis gatehouse-redis-miss; then print_store_table "$c"; fi
         fi
         if ((any_fa)); then
@@ -1733,6 +1807,10 @@ main() {
     start_gatehouse
     login_gatehouse
     RSS_IDLE_KIB="$(rss_kib "$GATEHOUSE_PID")"
+    if wanted gatehouse-metrics; then
+        start_gatehouse_metrics
+        login_gatehouse_metrics
+    fi
     if wanted_any gatehouse-redis gatehouse-redis-miss; then
         start_redis
         start_gatehouse_redis

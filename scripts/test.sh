@@ -19,8 +19,10 @@ as_root() {
 # ingress peers (tests start their own on ephemeral ports and never use the system
 # services Debian may start); redis-server and redis-sentinel (with redis-tools'
 # redis-cli) for the session-store tests, which likewise start their own servers,
-# Sentinels and Clusters on ephemeral ports; python3-venv for the virtualenv below. One
-# apt-get update, one install, only for what is missing.
+# Sentinels and Clusters on ephemeral ports; prometheus (with promtool) for the metrics
+# tests, which start their own server on an ephemeral port (installed without its
+# recommends: the node exporter is not wanted); python3-venv for the virtualenv below.
+# One apt-get update, only for what is missing.
 apt_missing=()
 [ -x "${GATEHOUSE_CHROMIUM:-/usr/bin/chromium}" ] || apt_missing+=(chromium)
 [ -x /usr/sbin/nginx ] || apt_missing+=(nginx-light)
@@ -28,15 +30,23 @@ apt_missing=()
 [ -x /usr/bin/redis-server ] || apt_missing+=(redis-server)
 [ -x /usr/bin/redis-sentinel ] || apt_missing+=(redis-sentinel)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_missing+=(python3-venv)
-if [ "${#apt_missing[@]}" -gt 0 ]; then
-  log "installing ${apt_missing[*]} (apt-get)"
+apt_bare=()
+{ [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; } || apt_bare+=(prometheus)
+if [ "${#apt_missing[@]}" -gt 0 ] || [ "${#apt_bare[@]}" -gt 0 ]; then
+  log "installing ${apt_missing[*]} ${apt_bare[*]} (apt-get)"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+  if [ "${#apt_missing[@]}" -gt 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+  fi
+  if [ "${#apt_bare[@]}" -gt 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_bare[@]}" >/dev/null
+  fi
   # Where an init system runs, the Redis packages start their services on 6379 and
-  # 26379 at install. The tests never use them: stop the services just installed
-  # (and only those; a Redis this machine already ran is left alone).
-  for svc in redis-server redis-sentinel; do
-    if [[ " ${apt_missing[*]} " == *" $svc "* ]] && command -v service >/dev/null 2>&1; then
+  # 26379 at install, and prometheus its server on 9090. The tests never use them: stop
+  # the services just installed (and only those; a Redis or Prometheus this machine
+  # already ran is left alone).
+  for svc in redis-server redis-sentinel prometheus; do
+    if [[ " ${apt_missing[*]} ${apt_bare[*]} " == *" $svc "* ]] && command -v service >/dev/null 2>&1; then
       as_root service "$svc" stop >/dev/null 2>&1 || true
     fi
   done

@@ -329,6 +329,7 @@ pub async fn shutdown_signal() {
 }
 
 async fn serve(cfg: Config, source: crate::config::reload::Source) -> Result<(), String> {
+    crate::metrics::started();
     crate::telemetry::init(cfg.log_format, &cfg.log_level, &cfg.audit_log)?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");
@@ -362,6 +363,18 @@ async fn serve(cfg: Config, source: crate::config::reload::Source) -> Result<(),
         }
         None => None,
     };
+    if let Some(addr) = cfg.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?;
+        tracing::info!(metrics_listen = %addr, "Prometheus metrics at /metrics on this port only");
+        crate::metrics::enable();
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(l).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
     crate::reload::start(Arc::clone(&state.live), source);
     crate::http::serve_with_auth(state, listener, auth, shutdown_signal())

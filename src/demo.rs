@@ -21,6 +21,9 @@ pub struct DemoArgs {
     /// in front of the demo asks `/oauth2/auth` on it and gets the ID token too.
     #[arg(long, allow_hyphen_values = true)]
     pub auth_listen: Option<SocketAddr>,
+    /// Also serve Prometheus metrics here (`metrics_listen`): `GET /metrics` only.
+    #[arg(long, allow_hyphen_values = true)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Where the built-in whoami upstream listens (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0", allow_hyphen_values = true)]
     pub upstream_listen: SocketAddr,
@@ -133,6 +136,10 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         Some(a) => Some(bind(a, "forward-auth listener").await?),
         None => None,
     };
+    let metrics = match args.metrics_listen {
+        Some(a) => Some(bind(a, "metrics listener").await?),
+        None => None,
+    };
     let upstream = match &args.upstream {
         Some(u) => u.to_string(),
         None => {
@@ -165,6 +172,9 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     if let Some((_, a)) = &auth {
         raw.set("auth_listen", &a.to_string());
     }
+    if let Some((_, a)) = &metrics {
+        raw.set("metrics_listen", &a.to_string());
+    }
     let cfg = Config::from_raw(&raw).map_err(|e| e.to_string())?;
     crate::telemetry::init(cfg.log_format, &cfg.log_level, &cfg.audit_log)?;
 
@@ -182,6 +192,15 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     println!("  gatehouse:  http://{gh_addr}/");
     if let Some((_, a)) = &auth {
         println!("  forward-auth listener: http://{a}/oauth2/auth");
+    }
+    if let Some((l, a)) = metrics {
+        println!("  metrics: http://{a}/metrics");
+        crate::metrics::enable();
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(l).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
     }
     println!("Open http://{gh_addr}/ in a browser (use this exact host: cookies are per host). Ctrl-C stops.");
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;

@@ -18,6 +18,7 @@ pub mod headers;
 pub mod http;
 pub mod identity;
 pub mod memory;
+pub mod metrics;
 pub mod oidc;
 pub mod online;
 pub mod proxy;

@@ -66,6 +66,7 @@ fn reload_once(live: &Live, source: &Source, trigger: Trigger) -> bool {
     let reloaded = match source.reload(&running) {
         Ok(r) => r,
         Err(e) => {
+            crate::metrics::config_reloaded(false);
             crate::audit::config_reload(trigger.as_str(), false, e.problems.len(), "");
             // One line, whatever the log format: every problem, as start-up lists them.
             tracing::error!(
@@ -82,10 +83,12 @@ fn reload_once(live: &Live, source: &Source, trigger: Trigger) -> bool {
         tracing::warn!("{w}");
     }
     if let Err(e) = live.apply(reloaded.config) {
+        crate::metrics::config_reloaded(false);
         crate::audit::config_reload(trigger.as_str(), false, 1, "");
         tracing::error!(trigger = trigger.as_str(), error = %e, "configuration reload refused; the running configuration stays");
         return false;
     }
+    crate::metrics::config_reloaded(true);
     crate::audit::config_reload(trigger.as_str(), true, 0, &reloaded.kept.join(","));
     if reloaded.kept.is_empty() {
         tracing::info!(trigger = trigger.as_str(), "configuration reloaded");

@@ -92,7 +92,9 @@ pub async fn authenticate(st: &AuthContext, req: &AuthRequest<'_>) -> Decision {
         }
     }
     if let (Some(verifier), Some(token)) = (&st.bearer, bearer_of(req.headers)) {
-        return match verifier.verify(cfg, &st.provider, token).await {
+        let verified = verifier.verify(cfg, &st.provider, token).await;
+        crate::metrics::bearer(verified.as_ref().err());
+        return match verified {
             Ok(session) => with_rules(st, req, Arc::new(session), Vec::new()),
             Err(e) => {
                 audit::bearer_refused(req.audit, &e);
@@ -144,6 +146,7 @@ fn with_rules(
                     .unwrap_or(denial)
             };
             audit::denied(req.audit, &session, &denial);
+            crate::metrics::denial(&denial);
             Decision::Deny {
                 session,
                 denial,

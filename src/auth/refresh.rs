@@ -157,21 +157,28 @@ impl Refresher {
             Arc::clone(&self.inflight),
         );
         let task = tokio::spawn(async move {
-            slot.get_or_init(|| async {
-                let result = in_turn(&cfg, &provider, &store, &old).await;
-                // A failure that handed the session a rotated refresh token is kept for
-                // that token too: requests that present it meet the same failure instead
-                // of asking the provider again.
-                if let Err(RefreshFailure {
-                    renewed: Some(r), ..
-                }) = &result
-                {
-                    let _ = slot_for(&slots, slot_key(r)).set(result.clone());
-                }
-                result
-            })
-            .await
-            .clone()
+            let mut ran = false;
+            let result = slot
+                .get_or_init(|| async {
+                    ran = true;
+                    let result = in_turn(&cfg, &provider, &store, &old).await;
+                    // A failure that handed the session a rotated refresh token is kept for
+                    // that token too: requests that present it meet the same failure instead
+                    // of asking the provider again.
+                    if let Err(RefreshFailure {
+                        renewed: Some(r), ..
+                    }) = &result
+                    {
+                        let _ = slot_for(&slots, slot_key(r)).set(result.clone());
+                    }
+                    result
+                })
+                .await
+                .clone();
+            if !ran {
+                crate::metrics::refresh(crate::metrics::Refresh::Joined);
+            }
+            result
         });
         task.await.unwrap_or_else(|e| {
             Err(RefreshFailure::closed(
@@ -192,31 +199,35 @@ async fn in_turn(
     store: &SessionStore,
     old: &Session,
 ) -> Result<Session, RefreshFailure> {
-    let lease =
-        match store.refresh_turn(old).await {
-            Ok(RefreshTurn::Mine(lease)) => lease,
-            Ok(RefreshTurn::Done(mut fresh)) => {
-                tracing::debug!("another replica refreshed the session; using its result");
-                fresh.ticket = old.ticket.clone();
-                return Ok(*fresh);
-            }
-            Ok(RefreshTurn::Ended) => return Err(RefreshFailure::closed(
+    let lease = match store.refresh_turn(old).await {
+        Ok(RefreshTurn::Mine(lease)) => lease,
+        Ok(RefreshTurn::Done(mut fresh)) => {
+            crate::metrics::refresh(crate::metrics::Refresh::Reused);
+            tracing::debug!("another replica refreshed the session; using its result");
+            fresh.ticket = old.ticket.clone();
+            return Ok(*fresh);
+        }
+        Ok(RefreshTurn::Ended) => {
+            crate::metrics::refresh(crate::metrics::Refresh::SessionEnded);
+            return Err(RefreshFailure::closed(
                 "session_ended",
                 "the session was ended (signed out, or its refresh was refused on another replica)"
                     .into(),
                 false,
                 None,
-            )),
-            // The store is down: the session serves until it expires, like a provider outage.
-            Err(e) => {
-                return Err(RefreshFailure::closed(
-                    "session_store_unavailable",
-                    e.to_string(),
-                    true,
-                    Some(old.expires_at),
-                ))
-            }
-        };
+            ));
+        }
+        // The store is down: the session serves until it expires, like a provider outage.
+        Err(e) => {
+            crate::metrics::refresh(crate::metrics::Refresh::StoreUnavailable);
+            return Err(RefreshFailure::closed(
+                "session_store_unavailable",
+                e.to_string(),
+                true,
+                Some(old.expires_at),
+            ));
+        }
+    };
     let (result, rotated) = match refresh_once(cfg, provider, old).await {
         Ok(mut s) => {
             s.ticket = old.ticket.clone();
@@ -237,6 +248,7 @@ async fn in_turn(
     if let Err(e) = store.finish_refresh(lease, old, to_store, refused).await {
         tracing::warn!(error = %e, "could not store the refreshed session");
         if to_store.is_some() {
+            crate::metrics::refresh(crate::metrics::Refresh::StoreFailed);
             // Not stored: other replicas would spend the old refresh token again, which
             // the provider has rotated. Fail closed: this request signs in again.
             return Err(RefreshFailure::closed(
@@ -247,6 +259,10 @@ async fn in_turn(
             ));
         }
     }
+    crate::metrics::refresh(match &result {
+        Ok(_) => crate::metrics::Refresh::Ok,
+        Err(e) => crate::metrics::refresh_failure(e),
+    });
     result.map_err(|e| RefreshFailure::new(&e, old, renewed))
 }
 

@@ -393,6 +393,11 @@ pub const KEYS: &[Key] = &[
         "internal forward-auth listener, e.g. 0.0.0.0:4181: its answers alone carry the ID token (default none)",
     ),
     key(
+        "metrics_listen",
+        Kind::Str,
+        "Prometheus metrics listener, e.g. 0.0.0.0:9090: serves GET /metrics only, never on listen or auth_listen (default none: off)",
+    ),
+    key(
         "cookie_domain",
         Kind::Str,
         "Domain attribute for gatehouse's cookies, e.g. .example.com (default: host only)",

@@ -309,6 +309,9 @@ pub struct Config {
     /// The internal forward-auth listener: the only place whose answers carry the ID
     /// token and `Authorization` (never route it publicly).
     pub auth_listen: Option<SocketAddr>,
+    /// The Prometheus metrics listener (`metrics/server.rs`): `GET /metrics` only, a port
+    /// of its own.
+    pub metrics_listen: Option<SocketAddr>,
     /// Other hosts a post-login target may point at (`redirect::redirect_domain_allowed`).
     pub allowed_redirect_domains: Vec<String>,
     pub rules: AccessRules,

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 pub const FIXED: &[&str] = &[
     "listen",
     "auth_listen",
+    "metrics_listen",
     "provider",
     "issuer_url",
     "provider_ca_file",
@@ -171,6 +172,7 @@ fn build(
 pub fn keep_fixed(running: &Config, new: &mut Config) {
     new.listen = running.listen;
     new.auth_listen = running.auth_listen;
+    new.metrics_listen = running.metrics_listen;
     new.provider = running.provider;
     new.preset_defaults = running.preset_defaults.clone();
     new.issuer_url = running.issuer_url.clone();

@@ -337,6 +337,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     if listen.port() != 0 && access.auth_listen == Some(listen) {
         r.problems.push(format!("auth_listen: {listen} is also `listen`: the forward-auth listener must be a port of its own that the ingress calls and no public route reaches"));
     }
+    let metrics_listen = read_metrics_listen(&mut r, listen, access.auth_listen);
     let forwards_token =
         headers.id_token.is_some() || headers.authorization != PassAuthorization::None;
     if access.auth_listen.is_none() && upstream.is_none() && forwards_token {
@@ -461,6 +462,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             forward_auth_redirect: access.forward_auth_redirect,
             forward_auth_client: access.forward_auth_client,
             auth_listen: access.auth_listen,
+            metrics_listen,
             allowed_redirect_domains: access.allowed_redirect_domains,
             rules,
             skip_auth_routes: access.skip_auth_routes,
@@ -476,6 +478,40 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             problems: r.problems,
         }),
     }
+}
+
+/// `metrics_listen`: an address, and a port of its own (neither `listen` nor
+/// `auth_listen`, where the exposition would be public or reachable by the ingress).
+fn read_metrics_listen(
+    r: &mut Reader<'_>,
+    listen: SocketAddr,
+    auth_listen: Option<SocketAddr>,
+) -> Option<SocketAddr> {
+    let text = r.str_opt("metrics_listen").filter(|s| !s.is_empty())?;
+    let Ok(addr) = text.parse::<SocketAddr>() else {
+        let entry = r.raw.get("metrics_listen");
+        r.problem(
+            entry,
+            "metrics_listen",
+            format!("`{text}` is not an address like 0.0.0.0:9090 (an IP address and a port)"),
+        );
+        return None;
+    };
+    // The same port on the same address, or on every address (0.0.0.0, ::) and one.
+    let clash = |other: SocketAddr| {
+        addr.port() != 0
+            && addr.port() == other.port()
+            && (addr.ip() == other.ip()
+                || addr.ip().is_unspecified()
+                || other.ip().is_unspecified())
+    };
+    if clash(listen) {
+        r.problems.push(format!("metrics_listen: {addr} is the port of `listen` ({listen}): the metrics listener must be a port of its own, off every public route"));
+    }
+    if auth_listen.is_some_and(clash) {
+        r.problems.push(format!("metrics_listen: {addr} is the port of `auth_listen`: the metrics listener must be a port of its own, not the one the ingress calls"));
+    }
+    Some(addr)
 }
 
 #[cfg(test)]
@@ -504,6 +540,48 @@ mod tests {
         ] {
             assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
         }
+    }
+
+    /// `metrics_listen`: off by default; an address of its own; a clash with `listen` or
+    /// `auth_listen` (the same port on the same address or on every address) and a
+    /// malformed value are problems, listed together with the configuration's others.
+    #[test]
+    fn metrics_listen_is_an_address_of_its_own() {
+        let base = [
+            ("GATEHOUSE_UPSTREAM", "http://127.0.0.1:4466"),
+            ("GATEHOUSE_ISSUER_URL", "https://sso.example.com"),
+            ("GATEHOUSE_CLIENT_ID", "c"),
+            ("GATEHOUSE_CLIENT_SECRET", "s"),
+            ("GATEHOUSE_COOKIE_SECRET", SECRET),
+            ("GATEHOUSE_LISTEN", "0.0.0.0:4180"),
+            ("GATEHOUSE_AUTH_LISTEN", "127.0.0.1:4181"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            Config::from_raw(&env(&v))
+        };
+        assert_eq!(with(&[]).unwrap().metrics_listen, None, "off by default");
+        let cfg = with(&[("GATEHOUSE_METRICS_LISTEN", "127.0.0.1:9090")]).unwrap();
+        assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        for (value, needle) in [
+            ("127.0.0.1:4180", "is the port of `listen`"),
+            ("0.0.0.0:4180", "is the port of `listen`"),
+            ("127.0.0.1:4181", "is the port of `auth_listen`"),
+            ("[::]:4181", "is the port of `auth_listen`"),
+            ("localhost:9090", "is not an address"),
+            ("9090", "is not an address"),
+        ] {
+            let v: &'static str = value;
+            let err =
+                with(&[("GATEHOUSE_METRICS_LISTEN", v), ("GATEHOUSE_CLIENT_ID", "")]).unwrap_err();
+            let all = err.problems.join("\n");
+            assert!(all.contains(needle), "{value}: {all}");
+            assert!(all.contains("client_id"), "every problem is listed: {all}");
+        }
+        // Another port on the same address is fine; so is port 0 (tests).
+        assert!(with(&[("GATEHOUSE_METRICS_LISTEN", "0.0.0.0:9090")]).is_ok());
+        assert!(with(&[("GATEHOUSE_METRICS_LISTEN", "127.0.0.1:0")]).is_ok());
     }
 
     #[test]

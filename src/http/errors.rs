@@ -14,6 +14,10 @@ use crate::trace::TraceId;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+/// On a response gatehouse answered with an error: the error's code (metrics read it).
+#[derive(Debug, Clone, Copy)]
+pub struct Failure(pub &'static str);
+
 /// A failure with a message meant for the person in front of the browser.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -358,6 +362,7 @@ impl AppError {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
+        resp.extensions_mut().insert(Failure(self.code()));
         resp
     }
 }

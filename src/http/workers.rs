@@ -35,6 +35,7 @@ struct Slot(Arc<AtomicUsize>);
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::connection_closed();
     }
 }
 
@@ -84,16 +85,19 @@ async fn serve_worker(
         peak.fetch_max(now + 1, Ordering::Relaxed);
         if now >= limits.max_connections {
             open.fetch_sub(1, Ordering::Relaxed);
+            crate::metrics::connection_refused();
             tracing::warn!(%peer, max = limits.max_connections, "connection refused: max_connections reached");
             tokio::spawn(refuse(stream));
             continue;
         }
         let slot = Slot(Arc::clone(&open));
+        crate::metrics::connection_opened();
         let base = Arc::clone(&state);
         let (stream, wire) =
             super::wire::Watched::new(stream, limits.max_header_bytes, limits.idle_timeout);
         let heads = std::cell::Cell::new(0u64);
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let started = crate::metrics::Timer::start();
             let index = heads.replace(heads.get() + 1);
             let mut refused = super::framing::refusal(&req, wire.is_ambiguous(index));
             req.extensions_mut().insert(ConnectInfo(Peer(peer)));
@@ -112,16 +116,20 @@ async fn serve_worker(
             // This request's configuration: the latest reload's (`live.rs`).
             let (state, router) = super::live::current(&base);
             async move {
-                let mut resp = match refused {
-                    Some(resp) => resp,
-                    None if super::routed(req.uri().path()) => router.oneshot(req).await?,
+                let route = Route::of(req.uri().path());
+                let mut resp = match (refused, route) {
+                    (Some(resp), _) => resp,
+                    (None, Route::Router(_)) => router.oneshot(req).await?,
                     // The bare endpoint with its `?` escaped by the ingress: refused there,
                     // never proxied to the app.
-                    None if super::forward_auth::escaped_bare(req.uri().path()) => {
+                    (None, Route::BareAuth) => {
                         super::forward_auth::auth(axum::extract::State(state), req).await
                     }
-                    None => super::gate::gate(axum::extract::State(state), req).await,
+                    (None, Route::Gate) => {
+                        super::gate::gate(axum::extract::State(state), req).await
+                    }
                 };
+                route.record(&resp, started);
                 // gatehouse answered without passing the body on, so it was never read and
                 // hyper will close the connection: say so, or the client's next request
                 // on it is lost.
@@ -166,6 +174,52 @@ async fn serve_worker(
     }
     // Stopping. WebSockets never finish by themselves: close them now, with a frame.
     tunnels.close_all();
+}
+
+/// Where a request goes: the router's own routes (with the metrics' mode, and whether it
+/// is the sign-in callback), the escaped bare forward-auth endpoint, or the gate.
+#[derive(Clone, Copy)]
+enum Route {
+    Router(Option<crate::metrics::Mode>),
+    BareAuth,
+    Gate,
+}
+
+impl Route {
+    fn of(path: &str) -> Route {
+        use crate::metrics::Mode;
+        if super::routed(path) {
+            if path == super::forward_auth::AUTH_PATH || path.starts_with("/oauth2/auth/") {
+                Route::Router(Some(Mode::ForwardAuth))
+            } else if path == "/oauth2/callback" {
+                // `None`: the callback, an endpoint whose outcome is also a sign-in's.
+                Route::Router(None)
+            } else {
+                Route::Router(Some(Mode::Endpoint))
+            }
+        } else if super::forward_auth::escaped_bare(path) {
+            Route::BareAuth
+        } else {
+            Route::Gate
+        }
+    }
+
+    /// Counts the answered request (and, for the callback, the sign-in's outcome: the
+    /// failure's code, which `AppError::respond` left on the response, or success).
+    fn record(self, resp: &axum::response::Response, started: crate::metrics::Timer) {
+        use crate::metrics::{request, Mode};
+        let status = resp.status().as_u16();
+        match self {
+            Route::Gate => request(Mode::Proxy, status, started),
+            Route::BareAuth => request(Mode::ForwardAuth, status, started),
+            Route::Router(Some(mode)) => request(mode, status, started),
+            Route::Router(None) => {
+                request(Mode::Endpoint, status, started);
+                let failure = resp.extensions().get::<super::errors::Failure>();
+                crate::metrics::login(failure.map(|f| f.0));
+            }
+        }
+    }
 }
 
 /// How often a worker looks whether a wave of connections has ended.

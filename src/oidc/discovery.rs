@@ -52,14 +52,13 @@ pub fn discovery_url(issuer: &str) -> String {
 /// Fetches and checks the metadata.
 pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, DiscoveryError> {
     let url = discovery_url(issuer);
-    let resp = http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| DiscoveryError::Unreachable {
-            url: url.clone(),
-            reason: crate::oidc::describe(&e),
-        })?;
+    let resp =
+        crate::metrics::provider_call(crate::metrics::Endpoint::Discovery, http.get(&url).send())
+            .await
+            .map_err(|e| DiscoveryError::Unreachable {
+                url: url.clone(),
+                reason: crate::oidc::describe(&e),
+            })?;
     if let Some(reason) = crate::oidc::redirected(&url, &resp) {
         return Err(DiscoveryError::Redirected(reason));
     }

@@ -71,7 +71,8 @@ impl Health {
 /// One GET of `url`; any answer but a 5xx means the provider is up. The client's own
 /// connect and total timeouts bound it.
 async fn probe(http: &reqwest::Client, url: &str) -> Result<(), String> {
-    match http.get(url).send().await {
+    let sent = http.get(url).send();
+    match crate::metrics::provider_call(crate::metrics::Endpoint::Discovery, sent).await {
         Err(e) => Err(super::describe(&e)),
         Ok(r) if r.status().is_server_error() => Err(format!(
             "{} answered HTTP {}",

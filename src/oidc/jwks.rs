@@ -163,10 +163,8 @@ impl JwksCache {
     /// Fetches the key set now.
     pub async fn refresh(&self) -> Result<usize, KeyError> {
         let _one_at_a_time = self.fetch_lock.lock().await;
-        let resp = self
-            .http
-            .get(&self.uri)
-            .send()
+        let sent = self.http.get(&self.uri).send();
+        let resp = crate::metrics::provider_call(crate::metrics::Endpoint::Jwks, sent)
             .await
             .map_err(|e| KeyError::Fetch(super::describe(&e)))?;
         if let Some(reason) = super::redirected(&self.uri, &resp) {

@@ -402,12 +402,13 @@ impl Provider {
         url: &str,
         access_token: &str,
     ) -> Result<serde_json::Value, FlowError> {
-        let resp = self
+        let sent = self
             .http
             .get(url)
             .bearer_auth(access_token)
             .header("accept", "application/json")
-            .send()
+            .send();
+        let resp = crate::metrics::provider_call(crate::metrics::Endpoint::Userinfo, sent)
             .await
             .map_err(|e| FlowError::Userinfo(describe(&e)))?;
         if let Some(reason) = redirected(url, &resp) {

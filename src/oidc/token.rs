@@ -165,7 +165,10 @@ pub async fn revoke(
         ("token_type_hint", "refresh_token"),
     ];
     let req = authenticated_post(http, endpoint, client, &mut fields);
-    let resp = req.form(&fields).send().await.map_err(|e| describe(&e))?;
+    let sent = req.form(&fields).send();
+    let resp = crate::metrics::provider_call(crate::metrics::Endpoint::Revocation, sent)
+        .await
+        .map_err(|e| describe(&e))?;
     if let Some(reason) = super::redirected(endpoint, &resp) {
         return Err(reason);
     }
@@ -189,9 +192,8 @@ pub async fn request(
     let mut fields: Vec<(&str, &str)> = form.to_vec();
     let req = authenticated_post(http, endpoint, client, &mut fields)
         .header("accept", "application/json");
-    let resp = req
-        .form(&fields)
-        .send()
+    let sent = req.form(&fields).send();
+    let resp = crate::metrics::provider_call(crate::metrics::Endpoint::Token, sent)
         .await
         .map_err(|e| FlowError::Unreachable(describe(&e)))?;
     if let Some(reason) = super::redirected(endpoint, &resp) {

@@ -99,19 +99,21 @@ impl Proxy {
             && (req.method() == Method::GET || req.method() == Method::HEAD);
         if plain {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let started = crate::metrics::Timer::start();
             let sent = tokio::time::timeout(
                 self.timeout,
                 pool.send_plain(req.method(), target, req.headers(), &add),
             )
             .await;
-            let mut resp = self.answered(sent)?;
+            let mut resp = self.answered(sent, started)?;
             crate::headers::remove_hop_by_hop(resp.headers_mut(), false);
             return Ok(resp);
         }
         add.apply_to(req.headers_mut());
         let client_upgrade = tether.map(|t| (hyper::upgrade::on(&mut req), t));
+        let started = crate::metrics::Timer::start();
         let sent = tokio::time::timeout(self.timeout, pool.send(req)).await;
-        let mut resp = self.answered(sent)?;
+        let mut resp = self.answered(sent, started)?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some((client_side, (tunnels, tether))) = client_upgrade {
                 let upstream_side = hyper::upgrade::on(&mut resp);
@@ -126,21 +128,39 @@ impl Proxy {
         Ok(resp.map(Body::new))
     }
 
-    /// The response, or the 502/504 for an upstream that failed or kept quiet.
+    /// The response, or the 502/504 for an upstream that failed or kept quiet; counted
+    /// (`started`: when sending began).
     fn answered<B>(
         &self,
         sent: Result<Result<Response<B>, SendError>, tokio::time::error::Elapsed>,
+        started: crate::metrics::Timer,
     ) -> Result<Response<B>, AppError> {
+        use crate::metrics::UpstreamError as Kind;
+        use failure::UpstreamFailure as F;
         match sent {
-            Err(_) => Err(AppError::UpstreamTimeout {
-                upstream: self.shown.clone(),
-                secs: self.timeout.as_secs(),
-            }),
-            Ok(Err(e)) => Err(AppError::UpstreamFailed {
-                upstream: self.shown.clone(),
-                failure: failure::UpstreamFailure::of(&e),
-            }),
-            Ok(Ok(resp)) => Ok(resp),
+            Err(_) => {
+                crate::metrics::upstream_failed(Kind::Timeout);
+                Err(AppError::UpstreamTimeout {
+                    upstream: self.shown.clone(),
+                    secs: self.timeout.as_secs(),
+                })
+            }
+            Ok(Err(e)) => {
+                let failure = F::of(&e);
+                crate::metrics::upstream_failed(match failure {
+                    F::Unreachable(_) => Kind::Connect,
+                    F::Closed | F::Broken(_) => Kind::Closed,
+                    F::Malformed(_) => Kind::BadResponse,
+                });
+                Err(AppError::UpstreamFailed {
+                    upstream: self.shown.clone(),
+                    failure,
+                })
+            }
+            Ok(Ok(resp)) => {
+                crate::metrics::upstream_answered(started);
+                Ok(resp)
+            }
         }
     }
 }

@@ -69,6 +69,7 @@ impl Tunnels {
         if let Ok(mut open) = self.open.lock() {
             open.insert(key, (session, Arc::clone(&stop)));
         }
+        crate::metrics::websocket_opened();
         Registration {
             tunnels: Arc::clone(self),
             key,
@@ -153,6 +154,7 @@ impl Drop for Registration {
         if let Ok(mut open) = self.tunnels.open.lock() {
             open.remove(&self.key);
         }
+        crate::metrics::websocket_closed();
     }
 }
 

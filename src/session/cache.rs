@@ -76,14 +76,16 @@ fn key(store: u64, sealed: &str) -> Option<Key> {
 pub fn get(store: u64, sealed: &str, max_age: Option<Duration>) -> Option<Arc<Session>> {
     let key = key(store, sealed)?;
     let generation = GENERATION.load(Ordering::Acquire);
-    OPENED.with(|m| {
+    let found = OPENED.with(|m| {
         m.borrow()
             .get(&key)
             .filter(|(s, _, at, g)| {
                 &**s == sealed && *g == generation && max_age.map_or(true, |max| at.elapsed() < max)
             })
             .map(|(_, session, _, _)| Arc::clone(session))
-    })
+    });
+    crate::metrics::session_cache(found.is_some());
+    found
 }
 
 /// The current generation: read it before fetching what [`put`] will remember, so a

@@ -19,6 +19,7 @@ mod ticket;
 
 use crate::config::{CookieSettings, StoreSettings};
 use crate::identity::Identity;
+use crate::metrics::{store_op, EndCause, StoreOp};
 use axum::http::HeaderValue;
 pub use chunks::{CookieRewrite, RequestCookies};
 pub use jar::{CookieJar, HEADER_LIMIT_WARNING};
@@ -209,6 +210,9 @@ impl SessionStore {
 
     fn with_backend(settings: CookieSettings, backend: Backend) -> SessionStore {
         let (ended, _) = tokio::sync::broadcast::channel(256);
+        // Redis answers once its health check says so (`redis/mod.rs`).
+        let cookie = matches!(backend, Backend::Cookie(_));
+        crate::metrics::session_store_up(if cookie { "cookie" } else { "redis" }, cookie);
         SessionStore {
             jar: CookieJar::new(settings),
             backend: Arc::new(backend),
@@ -279,12 +283,13 @@ impl SessionStore {
         &self,
         cookies: &RequestCookies<'_>,
     ) -> Result<Option<Arc<Session>>, Unavailable> {
-        match &*self.backend {
+        let loaded = match &*self.backend {
             Backend::Cookie(revoked) => {
                 Ok(sealed::load(&self.jar, cookies).filter(|s| !revoked.ended(s)))
             }
             Backend::Redis(r) => r.load(&self.jar, cookies).await,
-        }
+        };
+        store_op(StoreOp::Load, loaded)
     }
 
     /// Stores `session`; returns the `Set-Cookie` values the response must carry (none
@@ -294,10 +299,11 @@ impl SessionStore {
         session: &Session,
         cookies: &RequestCookies<'_>,
     ) -> Result<Vec<HeaderValue>, SessionError> {
-        match &*self.backend {
+        let saved = match &*self.backend {
             Backend::Cookie(_) => sealed::save(&self.jar, session, cookies),
             Backend::Redis(r) => Box::pin(r.save(&self.jar, session, cookies)).await,
-        }
+        };
+        store_op(StoreOp::Save, saved)
     }
 
     /// What a refreshed session needs in the response. The redis store wrote it while
@@ -316,10 +322,11 @@ impl SessionStore {
     /// Waits for this replica's turn to refresh `old` (Redis: one refresh per session
     /// across every replica). See [`RefreshTurn`].
     pub async fn refresh_turn(&self, old: &Session) -> Result<RefreshTurn, Unavailable> {
-        match &*self.backend {
+        let turn = match &*self.backend {
             Backend::Cookie(_) => Ok(RefreshTurn::Mine(None)),
             Backend::Redis(r) => Box::pin(r.refresh_turn(old)).await,
-        }
+        };
+        store_op(StoreOp::RefreshTurn, turn)
     }
 
     /// Records the outcome of a refresh made in this replica's turn (Redis: writes the
@@ -332,12 +339,16 @@ impl SessionStore {
         fresh: Option<&Session>,
         refused: bool,
     ) -> Result<(), Unavailable> {
-        match (&*self.backend, lease) {
+        if refused {
+            crate::metrics::session_ended(EndCause::RefreshRefused);
+        }
+        let finished = match (&*self.backend, lease) {
             (Backend::Redis(r), Some(lease)) => {
                 Box::pin(r.finish_refresh(lease, fresh, refused, old)).await
             }
             _ => Ok(()),
-        }
+        };
+        store_op(StoreOp::FinishRefresh, finished)
     }
 
     /// Ends one session everywhere the store reaches; returns the `Set-Cookie` values that
@@ -347,6 +358,7 @@ impl SessionStore {
         session: &Session,
         cookies: &RequestCookies<'_>,
     ) -> Result<Vec<HeaderValue>, Unavailable> {
+        crate::metrics::session_ended(EndCause::SignOut);
         self.end_all(
             Ended::Sessions(vec![session.id.clone()]),
             session_end(&self.jar, session),
@@ -357,13 +369,17 @@ impl SessionStore {
 
     /// Ends every session of `session`'s user (sign out everywhere); returns how many.
     pub async fn end_user(&self, session: &Session) -> Result<usize, Unavailable> {
+        crate::metrics::session_ended(EndCause::SignOutEverywhere);
         let ended = match &*self.backend {
             Backend::Cookie(_) => Ended::Matching {
                 sid: None,
                 sub: Some(session.identity.sub.clone()),
                 before: crate::util::now_secs(),
             },
-            Backend::Redis(r) => Ended::Sessions(r.sessions_of_user(&session.identity.sub).await?),
+            Backend::Redis(r) => Ended::Sessions(store_op(
+                StoreOp::Lookup,
+                r.sessions_of_user(&session.identity.sub).await,
+            )?),
         };
         let n = match &ended {
             Ended::Sessions(ids) => ids.len(),
@@ -383,6 +399,7 @@ impl SessionStore {
         sub: Option<&str>,
         before: u64,
     ) -> Result<usize, Unavailable> {
+        crate::metrics::session_ended(EndCause::Backchannel);
         let until =
             crate::util::now_secs().saturating_add(self.jar.settings.session_lifetime.as_secs());
         let matching = Ended::Matching {
@@ -396,7 +413,7 @@ impl SessionStore {
                 Ok(0)
             }
             Backend::Redis(r) => {
-                let ids = r.sessions_matching(sid, sub, before).await?;
+                let ids = store_op(StoreOp::Lookup, r.sessions_matching(sid, sub, before).await)?;
                 let n = ids.len();
                 self.end_all(Ended::Sessions(ids), until).await?;
                 Ok(n)
@@ -410,7 +427,7 @@ impl SessionStore {
     pub async fn ended_among(&self, ids: &[String]) -> Result<Vec<String>, Unavailable> {
         match &*self.backend {
             Backend::Cookie(_) => Ok(Vec::new()),
-            Backend::Redis(r) => r.ended_among(ids).await,
+            Backend::Redis(r) => store_op(StoreOp::Lookup, r.ended_among(ids).await),
         }
     }
 
@@ -419,7 +436,7 @@ impl SessionStore {
     pub async fn first_use(&self, key: &str, until: u64) -> Result<bool, Unavailable> {
         match &*self.backend {
             Backend::Cookie(revoked) => Ok(revoked.first_use(key, until)),
-            Backend::Redis(r) => r.first_use(key, until).await,
+            Backend::Redis(r) => store_op(StoreOp::Lookup, r.first_use(key, until).await),
         }
     }
 
@@ -433,7 +450,7 @@ impl SessionStore {
             // replica's own listeners are told at once as well.
             Backend::Redis(r) => {
                 if let Ended::Sessions(ids) = &ended {
-                    r.end(ids).await?;
+                    store_op(StoreOp::End, r.end(ids).await)?;
                 }
                 let _ = self.ended.send(ended);
             }

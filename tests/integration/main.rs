@@ -17,6 +17,7 @@ mod ingress;
 mod interop;
 mod limits;
 mod matching;
+mod metrics;
 mod mismatch;
 mod outages;
 mod presets;

@@ -228,12 +228,17 @@ async fn sighup_applies_new_allowed_groups_to_the_next_request_and_keeps_websock
 async fn a_broken_file_is_refused_with_every_problem_listed_and_the_running_configuration_stays() {
     let (idp, upstream) = (TestIdp::start().await, Upstream::start().await);
     let port = free_port();
-    let common = base(&idp, &upstream, port);
+    let metrics_port = free_port();
+    let common = format!(
+        "{}metrics_listen = \"127.0.0.1:{metrics_port}\"\n",
+        base(&idp, &upstream, port)
+    );
     let good = format!(
         "{common}client_secret = \"{}\"\ncookie_secret = \"{COOKIE_SECRET}\"\nallowed_groups = [\"admins\"]\n",
         idp::CLIENT_SECRET
     );
     let gh = serve(&good, port, &[]).await;
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
     let alice = sign_in(&idp, &gh.url, "alice").await;
 
     // Three problems at once: an unknown key, a weak cookie secret, a bad upstream; and
@@ -276,12 +281,30 @@ async fn a_broken_file_is_refused_with_every_problem_listed_and_the_running_conf
         api_get(&alice, &format!("{}/app", gh.url)).await.status,
         200
     );
-    assert!(gh.child.id() > 0);
+    // The failures show where a Prometheus alert looks.
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    assert!(
+        text.contains("gatehouse_config_reloads_total{result=\"failed\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gatehouse_config_last_reload_successful 0"),
+        "{text}"
+    );
 
     // Fixed, the next SIGHUP applies it.
     write(&gh.config(), &good.replace("[\"admins\"]", "[\"ops\"]"));
     gh.hangup();
     until_status(&alice, &format!("{}/app", gh.url), 403).await;
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    assert!(
+        text.contains("gatehouse_config_reloads_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gatehouse_config_last_reload_successful 1"),
+        "{text}"
+    );
 }
 
 /// With `store` ("cookie" or a Redis URL), a rotated cookie secret keeps sessions.

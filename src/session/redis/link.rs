@@ -152,6 +152,20 @@ impl Redis {
 
     /// Runs `cmd`, bounded by `redis_timeout_ms`.
     pub async fn call<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CallError> {
+        let started = crate::metrics::Timer::start();
+        let answer = self.call_bounded(cmd).await;
+        use crate::metrics::RedisResult as R;
+        let result = match &answer {
+            Ok(_) => R::Ok,
+            Err(CallError::Redis(_)) => R::Error,
+            Err(CallError::TimedOut(_)) => R::Timeout,
+            Err(CallError::NotConnected) => R::NotConnected,
+        };
+        crate::metrics::redis_command(result, started);
+        answer
+    }
+
+    async fn call_bounded<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CallError> {
         let limit = self.0.settings.timeout;
         let mut used = None;
         let answer = tokio::time::timeout(limit, async {

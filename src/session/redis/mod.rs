@@ -135,6 +135,7 @@ impl RedisStore {
                         with_refusal(e, &redis)
                     )
                 });
+                crate::metrics::session_store_up("redis", now.is_none());
                 if let Ok(mut d) = down.lock() {
                     // Every new cause is logged: a wrong password at start-up is one.
                     if *d != now {

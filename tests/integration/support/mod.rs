@@ -10,6 +10,7 @@
 pub mod idp;
 pub mod ingress;
 pub mod peers;
+pub mod prometheus;
 pub mod redis;
 pub mod upstream;
 
@@ -32,6 +33,8 @@ pub struct Gatehouse {
     /// `http://127.0.0.1:PORT`.
     pub auth_url: Option<String>,
     pub auth_addr: Option<SocketAddr>,
+    /// The metrics listener (`metrics_listen`), when configured: `http://127.0.0.1:PORT`.
+    pub metrics_url: Option<String>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -39,6 +42,14 @@ impl Drop for Gatehouse {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Binds a configured listener (port 0 in tests) here, like `serve` does, so its port is
+/// known.
+fn bind_now(addr: SocketAddr) -> tokio::net::TcpListener {
+    let l = std::net::TcpListener::bind(addr).unwrap();
+    l.set_nonblocking(true).unwrap();
+    tokio::net::TcpListener::from_std(l).unwrap()
 }
 
 /// Builds a config for `upstream` and `issuer` with test defaults, then `extra` on top.
@@ -77,22 +88,38 @@ pub async fn start_on(listener: tokio::net::TcpListener, cfg: Config) -> Gatehou
 fn serve_on(listener: tokio::net::TcpListener, cfg: Config) -> Gatehouse {
     let addr = listener.local_addr().unwrap();
     // `auth_listen` (port 0 in tests): bound here, like `serve` does, so its port is known.
-    let auth = cfg.auth_listen.map(|a| {
-        let l = std::net::TcpListener::bind(a).unwrap();
-        l.set_nonblocking(true).unwrap();
-        tokio::net::TcpListener::from_std(l).unwrap()
-    });
+    let auth = cfg.auth_listen.map(bind_now);
     let auth_addr = auth.as_ref().map(|l| l.local_addr().unwrap());
+    // `metrics_listen`: served beside, as `serve` does, and stopped with the rest.
+    let metrics = cfg.metrics_listen.map(bind_now);
+    if metrics.is_some() {
+        gatehouse::metrics::enable();
+    }
+    let metrics_url = metrics
+        .as_ref()
+        .map(|l| format!("http://{}", l.local_addr().unwrap()));
     let state = AppState::new(cfg).unwrap();
     let task = tokio::spawn(async move {
-        let _ =
-            gatehouse::http::serve_with_auth(state, listener, auth, std::future::pending()).await;
+        let serving =
+            gatehouse::http::serve_with_auth(state, listener, auth, std::future::pending());
+        match metrics {
+            Some(m) => {
+                tokio::select! {
+                    _ = serving => {}
+                    _ = gatehouse::metrics::serve(m) => {}
+                }
+            }
+            None => {
+                let _ = serving.await;
+            }
+        }
     });
     Gatehouse {
         addr,
         url: format!("http://{addr}"),
         auth_url: auth_addr.map(|a| format!("http://{a}")),
         auth_addr,
+        metrics_url,
         task,
     }
 }
