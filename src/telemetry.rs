@@ -25,6 +25,38 @@ fn log_filter(level: &str) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},hyper=warn,reqwest=warn")))
 }
 
+/// The text log's fields, each value with its control characters escaped (`\n`, `\r`,
+/// `\u{1b}`, ...): one event is always one line, whatever a client put in a value that is
+/// logged (a JWT header's `kid`, a callback's `iss`, a refused `rd`), so no one can
+/// append lines that look like gatehouse's own. (The JSON formats escape them already.)
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync {
+    use std::fmt::Write as _;
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        if field.name() != "message" {
+            write!(w, "{field}=")?;
+        }
+        write!(Escaping(w), "{value:?}")
+    })
+    .delimited(" ")
+}
+
+/// Writes through, control characters escaped as Rust writes them.
+struct Escaping<W>(W);
+
+impl<W: std::fmt::Write> std::fmt::Write for Escaping<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(char::is_control) {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(self.0, "{}", c.escape_default())?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
 /// Where the audit stream goes; `None` for `off`. A file that cannot be opened is an
 /// error (configuration checks it first, `config/audit_log.rs`).
 fn audit_writer(sink: &AuditLog) -> Result<Option<BoxMakeWriter>, String> {
@@ -61,7 +93,10 @@ where
         .with_target(false);
     let log_layer = match format {
         LogFormat::Json => base.json().with_filter(filter.and(not_audit)).boxed(),
-        LogFormat::Text => base.with_filter(filter.and(not_audit)).boxed(),
+        LogFormat::Text => base
+            .fmt_fields(escaped_fields())
+            .with_filter(filter.and(not_audit))
+            .boxed(),
     };
     let mut all = vec![log_layer];
     if let Some(w) = audit {

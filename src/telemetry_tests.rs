@@ -127,3 +127,37 @@ fn an_audit_file_that_cannot_be_opened_is_an_error() {
     );
     assert!(audit_writer(&AuditLog::Off).unwrap().is_none());
 }
+
+#[test]
+fn a_value_from_a_client_never_starts_a_line_of_its_own_in_the_text_log() {
+    // What clients can put in a logged value: a JWT header's `kid` (the back-channel
+    // logout's refusal), a callback's `iss`, a refused `rd`, percent-decoded or
+    // JSON-unescaped into newlines, carriage returns and terminal escapes.
+    let forged = "x\n2026-12-07T12:00:00.000000Z  INFO user logged in user=admin\r\u{1b}[2K\u{7}";
+    let log = capture(LogFormat::Text, "info", None, || {
+        tracing::info!(reason = %forged, "back-channel logout refused");
+        tracing::info!(reason = forged, "a str value");
+        tracing::info!(reason = ?forged, "a Debug value");
+        tracing::info!("in the message: {forged}");
+        let span = tracing::info_span!("request", rd = %forged);
+        span.in_scope(|| tracing::info!(tab = "a\tb", "in a span"));
+    });
+    assert_eq!(log.lines().count(), 5, "{log}");
+    // (The level's colour is the formatter's own escape sequence; the client's is not.)
+    assert!(
+        !log.contains('\r') && !log.contains("\u{1b}[2K") && !log.contains('\u{7}'),
+        "{log:?}"
+    );
+    assert!(
+        log.contains("reason=x\\n2026-12-07T12:00:00.000000Z  INFO user logged in user=admin"),
+        "{log}"
+    );
+    // Ordinary lines read as before: the message bare, then name=value.
+    let plain = capture(LogFormat::Text, "info", None, || {
+        tracing::info!(user = %"ada", n = 3, "user logged in");
+    });
+    assert!(
+        plain.trim_end().ends_with("user logged in user=ada n=3"),
+        "{plain}"
+    );
+}

@@ -147,6 +147,15 @@ pub fn select(raw: &RawConfig) -> Result<&'static Preset, String> {
     })
 }
 
+/// `raw` as its preset completes it: the values the configuration is built from, preset
+/// defaults included (a key the user left unset may still have a value here).
+pub fn effective(raw: &RawConfig) -> RawConfig {
+    match select(raw) {
+        Ok(p) => p.apply(raw),
+        Err(_) => raw.clone(),
+    }
+}
+
 fn raw_str(raw: &RawConfig, key: &str) -> Option<String> {
     match raw.get(key).map(|e| &e.value) {
         Some(RawValue::Str(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),

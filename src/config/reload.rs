@@ -121,13 +121,32 @@ impl Source {
 
     /// Reads the configuration again. `Err` lists every problem (the running
     /// configuration stays); `Ok` holds the new one, fixed settings as they run.
+    ///
+    /// The file is validated as written (a broken fixed setting is a problem like any
+    /// other), then built again with every fixed setting as it runs: what derives from one
+    /// (a provider preset's defaults, such as `require_email_verified` or `user_claim`)
+    /// keeps deriving from the running value, never from a value that is not applied. A
+    /// fixed setting counts as changed when its value with the preset's defaults does
+    /// (entra's `issuer_url` follows `tenant_id`).
     pub fn reload(&self, running: &Config) -> Result<Reloaded, ConfigError> {
-        let (mut config, raw) = build(self.file.as_deref(), &self.env, self.flags.clone())?;
+        let (_, raw) = build(self.file.as_deref(), &self.env, self.flags.clone())?;
+        let (was, now) = (
+            super::presets::effective(&self.started),
+            super::presets::effective(&raw),
+        );
         let kept = FIXED
             .iter()
             .copied()
-            .filter(|k| self.started.get(k).map(|e| &e.value) != raw.get(k).map(|e| &e.value))
+            .filter(|k| was.get(k).map(|e| &e.value) != now.get(k).map(|e| &e.value))
             .collect();
+        let mut pinned = raw;
+        for k in FIXED {
+            match self.started.get(k) {
+                Some(e) => pinned.insert(k, e.clone()),
+                None => pinned.remove(k),
+            }
+        }
+        let mut config = Config::from_raw(&pinned)?;
         keep_fixed(running, &mut config);
         Ok(Reloaded { config, kept })
     }
@@ -290,5 +309,95 @@ mod tests {
             source.watched_files(),
             vec![file.0.clone(), PathBuf::from("/run/secrets/client")]
         );
+    }
+
+    /// Loads `first`, rewrites the file to `then`, reloads.
+    fn reload_from(name: &str, first: &str, then: &str) -> (Config, Reloaded) {
+        let file = Scratch::new(name, first);
+        let (running, source) = Source::load(
+            Some(&file.0),
+            &HashMap::<String, String>::new(),
+            RawConfig::default(),
+        )
+        .unwrap();
+        std::fs::write(&file.0, then).unwrap();
+        let r = source.reload(&running).unwrap();
+        (running, r)
+    }
+
+    #[test]
+    fn a_kept_provider_keeps_its_preset_defaults_too() {
+        // vault, tsidp, authentik, keycloak and entra each lay security defaults under the
+        // configuration (who the user is, whether an unverified email counts): a provider
+        // that is kept must not have its replacement's defaults applied.
+        for (preset, issuer) in [
+            (
+                "vault",
+                "https://vault.example.com/v1/identity/oidc/provider/default",
+            ),
+            ("tsidp", "https://sso.example.com"),
+            ("authentik", "https://sso.example.com/application/o/app/"),
+            ("keycloak", "https://sso.example.com/realms/r"),
+        ] {
+            let base = BASE.replace("https://sso.example.com", issuer);
+            let (running, r) = reload_from(
+                &format!("preset-{preset}"),
+                &base,
+                &format!("{base}provider = \"{preset}\"\n"),
+            );
+            assert_eq!(r.kept, vec!["provider"], "{preset}");
+            assert_eq!(r.config.provider, "oidc", "{preset}");
+            assert_eq!(r.config.claims.user, running.claims.user, "{preset}");
+            assert_eq!(
+                r.config.claims.require_email_verified, running.claims.require_email_verified,
+                "{preset}"
+            );
+            assert_eq!(r.config.claims.groups, running.claims.groups, "{preset}");
+            assert_eq!(r.config.scopes, running.scopes, "{preset}");
+        }
+        // And the other way: a running preset's defaults stay when the file drops it.
+        let base = BASE.replace(
+            "https://sso.example.com",
+            "https://vault.example.com/v1/identity/oidc/provider/default",
+        );
+        let vault = format!("{base}provider = \"vault\"\n");
+        let (running, r) = reload_from("preset-dropped", &vault, &base);
+        assert_eq!(r.kept, vec!["provider"]);
+        assert_eq!(r.config.provider, "vault");
+        assert_eq!(r.config.claims.user, running.claims.user);
+        assert!(!r.config.claims.require_email_verified);
+    }
+
+    #[test]
+    fn a_fixed_setting_a_preset_derives_is_named_when_it_would_change() {
+        let entra = |tenant: &str| {
+            BASE.replace("issuer_url = \"https://sso.example.com\"\n", "")
+                + &format!("provider = \"entra\"\ntenant_id = \"{tenant}\"\n")
+        };
+        let (running, r) = reload_from("entra", &entra("t-1"), &entra("t-2"));
+        assert_eq!(r.kept, vec!["issuer_url"]);
+        assert_eq!(r.config.issuer_url, running.issuer_url);
+        assert!(
+            running.issuer_url.contains("/t-1/"),
+            "{}",
+            running.issuer_url
+        );
+        // The same tenant: nothing to name.
+        let (_, r) = reload_from("entra-same", &entra("t-1"), &entra("t-1"));
+        assert!(r.kept.is_empty(), "{:?}", r.kept);
+    }
+
+    #[test]
+    fn a_broken_fixed_setting_still_refuses_the_reload() {
+        let file = Scratch::new("broken-fixed", BASE);
+        let (running, source) = Source::load(
+            Some(&file.0),
+            &HashMap::<String, String>::new(),
+            RawConfig::default(),
+        )
+        .unwrap();
+        std::fs::write(&file.0, format!("{BASE}listen = \"nowhere\"\n")).unwrap();
+        let e = source.reload(&running).unwrap_err();
+        assert!(e.problems.iter().any(|p| p.contains("listen")), "{e}");
     }
 }

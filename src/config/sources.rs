@@ -220,6 +220,11 @@ impl RawConfig {
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.entries.get(name)
     }
+
+    /// Removes one entry (the key is then unset in this layer).
+    pub fn remove(&mut self, name: &str) {
+        self.entries.remove(name);
+    }
 }
 
 fn toml_value(kind: Kind, value: &toml::Value) -> Option<RawValue> {
