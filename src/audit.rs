@@ -319,6 +319,33 @@ pub fn config_reload(trigger: &str, applied: bool, problems: usize, restart_need
     );
 }
 
+/// A WebSocket closed because a configuration reload's rules no longer let it through.
+/// Not about a request: the connection was opened earlier (its opening was allowed).
+pub fn websocket_revoked(admitted: &crate::proxy::tunnels::Admitted) {
+    use crate::proxy::tunnels::Admitted;
+    match admitted {
+        Admitted::Identity(session) => {
+            let (user, sub, email) = who(session);
+            tracing::event!(
+                target: "gatehouse::audit",
+                tracing::Level::WARN,
+                event = "websocket_revoked",
+                user,
+                sub,
+                email,
+                session = %Digest::of(&session.id)
+            );
+        }
+        Admitted::Public { method, path } => tracing::event!(
+            target: "gatehouse::audit",
+            tracing::Level::WARN,
+            event = "websocket_revoked",
+            method = method.as_str(),
+            route = %Route::HostPath(None, path)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

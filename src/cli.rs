@@ -376,7 +376,7 @@ async fn serve(cfg: Config, source: crate::config::reload::Source) -> Result<(),
         });
     }
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
-    crate::reload::start(Arc::clone(&state.live), source);
+    crate::reload::start(Arc::clone(&state.live), Arc::clone(&state.tunnels), source);
     crate::http::serve_with_auth(state, listener, auth, shutdown_signal())
         .await
         .map_err(|e| e.to_string())

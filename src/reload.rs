@@ -11,6 +11,7 @@
 
 use crate::config::reload::Source;
 use crate::http::live::Live;
+use crate::proxy::tunnels::Tunnels;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,25 +39,47 @@ impl Trigger {
 /// Reloads on each SIGHUP (and file change, with `watch_config`), for as long as the
 /// process runs. The signal is taken over before this returns, so a SIGHUP sent once
 /// gatehouse answers is never the default action (which ends the process).
-pub fn start(live: Arc<Live>, source: Source) {
+pub fn start(live: Arc<Live>, tunnels: Arc<Tunnels>, source: Source) {
     let (tx, rx) = mpsc::unbounded_channel::<Trigger>();
     if live.config().watch_config {
         watch(source.watched_files(), tx.clone());
     }
     listen_for_hangup(tx);
-    tokio::spawn(run(live, Arc::new(source), rx));
+    tokio::spawn(run(live, tunnels, Arc::new(source), rx));
 }
 
-async fn run(live: Arc<Live>, source: Arc<Source>, mut rx: mpsc::UnboundedReceiver<Trigger>) {
+async fn run(
+    live: Arc<Live>,
+    tunnels: Arc<Tunnels>,
+    source: Arc<Source>,
+    mut rx: mpsc::UnboundedReceiver<Trigger>,
+) {
     while let Some(trigger) = rx.recv().await {
-        let (live, source) = (Arc::clone(&live), Arc::clone(&source));
+        let (l, source) = (Arc::clone(&live), Arc::clone(&source));
         // Reading files is blocking I/O: off the runtime's threads.
-        let done = tokio::task::spawn_blocking(move || reload_once(&live, &source, trigger)).await;
-        if done.is_err() {
-            tracing::error!(
+        match tokio::task::spawn_blocking(move || reload_once(&l, &source, trigger)).await {
+            Ok(true) => recheck(&live, &tunnels),
+            Ok(false) => {}
+            Err(_) => tracing::error!(
                 "the configuration reload stopped unexpectedly; the running configuration stays"
-            );
+            ),
         }
+    }
+}
+
+/// After a reload: the open WebSockets the new rules would not let through are closed
+/// (close code 4003), each an audit event. The rest stay open.
+fn recheck(live: &Live, tunnels: &Tunnels) {
+    let auth = live.auth();
+    let closed = tunnels.recheck(|a| crate::auth::still_admitted(&auth, a));
+    for admitted in &closed {
+        crate::audit::websocket_revoked(admitted);
+    }
+    if !closed.is_empty() {
+        tracing::info!(
+            websockets_closed = closed.len(),
+            "closed the WebSockets the reloaded rules no longer let through"
+        );
     }
 }
 

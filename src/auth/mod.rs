@@ -110,6 +110,22 @@ pub async fn authenticate(st: &AuthContext, req: &AuthRequest<'_>) -> Decision {
     }
 }
 
+/// Whether the configured rules still let `admitted` through: a connection that stays
+/// open (a WebSocket), asked again after a configuration reload. A skip route is asked
+/// again of the route list; an identity, of the rules (`allowed_*`, `required_claims`).
+pub fn still_admitted(st: &AuthContext, admitted: &crate::proxy::tunnels::Admitted) -> bool {
+    use crate::proxy::tunnels::Admitted;
+    match admitted {
+        Admitted::Identity(session) => {
+            st.policy.is_empty()
+                || check_all(&st.policy, None, &session.identity, session.claims()).is_ok()
+        }
+        Admitted::Public { method, path } => {
+            skip_rule(&st.cfg.skip_auth_routes, method, path).is_some()
+        }
+    }
+}
+
 /// Applies the configured and per-request rules to a verified identity.
 fn with_rules(
     st: &AuthContext,

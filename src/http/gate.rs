@@ -127,6 +127,14 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
                         .saturating_add(st.cfg.cookie.session_lifetime.as_secs()),
                 )
             }),
+            // Asked again after a reload: the new rules may no longer let it through.
+            admitted: Some(match &session {
+                Some(s) => crate::proxy::tunnels::Admitted::Identity(Arc::clone(s)),
+                None => crate::proxy::tunnels::Admitted::Public {
+                    method: req.method().clone(),
+                    path: req.uri().path().to_string(),
+                },
+            }),
             websocket: headers::is_websocket(req.headers()),
         };
         (Arc::clone(&st.tunnels), tether)

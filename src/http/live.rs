@@ -55,6 +55,11 @@ impl Live {
         self.now().cfg
     }
 
+    /// The auth context new requests are decided with.
+    pub fn auth(&self) -> Arc<AuthContext> {
+        self.now().auth
+    }
+
     /// Applies `cfg`, a reloaded configuration whose fixed settings are the running ones
     /// (`config::reload`): a new auth context built from the current one, then every
     /// worker picks it up at its next request. `Err` names what cannot be built (the

@@ -1,7 +1,8 @@
 //! The open upgraded connections (WebSockets) of one gatehouse, with the session each was
 //! opened by, so that a session's end (sign-out here or on another replica, sign-out
-//! everywhere, a back-channel logout) closes the ones that session opened, and shutting
-//! down closes every one with a close frame instead of dropping it.
+//! everywhere, a back-channel logout) closes the ones that session opened, shutting
+//! down closes every one with a close frame instead of dropping it, and a configuration
+//! reload closes those the new rules would not let through ([`Tunnels::recheck`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -15,6 +16,8 @@ pub enum Why {
     SessionEnded,
     /// gatehouse is shutting down: close code 1001 (going away).
     ShuttingDown,
+    /// A configuration reload's rules no longer let it through: close code 4003.
+    Revoked,
 }
 
 /// One connection's stop signal.
@@ -30,6 +33,7 @@ impl Stop {
         let code = match why {
             Why::SessionEnded => 1,
             Why::ShuttingDown => 2,
+            Why::Revoked => 3,
         };
         // The first reason wins.
         let _ = self
@@ -51,8 +55,20 @@ pub struct Owner {
     pub stored: bool,
 }
 
-/// An open connection: the session that opened it, and its stop signal.
-type Open = (Option<Owner>, Arc<Stop>);
+/// What let a connection through, to ask the rules again after a reload.
+#[derive(Clone)]
+pub enum Admitted {
+    /// A verified identity (a session or a bearer token) the rules allowed.
+    Identity(Arc<crate::session::Session>),
+    /// A `skip_auth_routes` route, with no identity: the method and path it matched.
+    Public {
+        method: axum::http::Method,
+        path: String,
+    },
+}
+
+/// An open connection: the session that opened it, what admitted it, its stop signal.
+type Open = (Option<Owner>, Option<Admitted>, Arc<Stop>);
 
 /// Every open upgraded connection, shared by all workers.
 #[derive(Default)]
@@ -64,10 +80,19 @@ pub struct Tunnels {
 impl Tunnels {
     /// Records a new upgraded connection, opened by the session `session` (its id), if any.
     pub fn register(self: &Arc<Self>, session: Option<Owner>) -> Registration {
+        self.register_admitted(session, None)
+    }
+
+    /// [`Tunnels::register`], with what admitted the connection (for [`Tunnels::recheck`]).
+    pub fn register_admitted(
+        self: &Arc<Self>,
+        session: Option<Owner>,
+        admitted: Option<Admitted>,
+    ) -> Registration {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         let stop = Arc::new(Stop::default());
         if let Ok(mut open) = self.open.lock() {
-            open.insert(key, (session, Arc::clone(&stop)));
+            open.insert(key, (session, admitted, Arc::clone(&stop)));
         }
         crate::metrics::websocket_opened();
         Registration {
@@ -95,6 +120,22 @@ impl Tunnels {
         self.ask(|_| true, Why::ShuttingDown)
     }
 
+    /// Asks every connection that `allowed` no longer lets through to close (a reload's
+    /// new rules); returns what admitted each one closed.
+    pub fn recheck(&self, allowed: impl Fn(&Admitted) -> bool) -> Vec<Admitted> {
+        let Ok(open) = self.open.lock() else {
+            return Vec::new();
+        };
+        let mut closed = Vec::new();
+        for (_, admitted, stop) in open.values() {
+            if let Some(a) = admitted.as_ref().filter(|a| !allowed(a)) {
+                stop.ask(Why::Revoked);
+                closed.push(a.clone());
+            }
+        }
+        closed
+    }
+
     /// The distinct ids of the stored sessions behind open connections.
     pub fn session_ids(&self) -> Vec<String> {
         let Ok(open) = self.open.lock() else {
@@ -102,7 +143,7 @@ impl Tunnels {
         };
         let mut ids: Vec<String> = open
             .values()
-            .filter_map(|(o, _)| o.as_ref().filter(|o| o.stored).map(|o| o.id.clone()))
+            .filter_map(|(o, _, _)| o.as_ref().filter(|o| o.stored).map(|o| o.id.clone()))
             .collect();
         ids.sort_unstable();
         ids.dedup();
@@ -119,7 +160,7 @@ impl Tunnels {
             return 0;
         };
         let mut asked = 0;
-        for (session, stop) in open.values() {
+        for (session, _, stop) in open.values() {
             if matches(session.as_ref()) {
                 stop.ask(why);
                 asked += 1;
@@ -143,6 +184,7 @@ impl Registration {
             match self.stop.why.load(Ordering::Acquire) {
                 1 => return Why::SessionEnded,
                 2 => return Why::ShuttingDown,
+                3 => return Why::Revoked,
                 _ => self.stop.notify.notified().await,
             }
         }
@@ -228,5 +270,24 @@ mod tests {
         assert_eq!(a1.asked().await, Why::SessionEnded);
         drop((a1, a2, b, bearer));
         assert_eq!(t.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_recheck_closes_only_what_the_new_rules_refuse() {
+        let t = Arc::new(Tunnels::default());
+        let public = |path: &str| Admitted::Public {
+            method: axum::http::Method::GET,
+            path: path.into(),
+        };
+        let kept = t.register_admitted(None, Some(public("/kept")));
+        let refused = t.register_admitted(None, Some(public("/gone")));
+        let unknown = t.register(owner("a"));
+        let closed = t.recheck(|a| matches!(a, Admitted::Public { path, .. } if path == "/kept"));
+        assert_eq!(closed.len(), 1);
+        assert_eq!(refused.asked().await, Why::Revoked);
+        for r in [&kept, &unknown] {
+            let open = tokio::time::timeout(std::time::Duration::from_millis(20), r.asked()).await;
+            assert!(open.is_err(), "left open");
+        }
     }
 }

@@ -13,6 +13,8 @@ use tokio::io::AsyncWriteExt;
 /// code 4001 when the session behind the connection ends, 1001 (going away) on shutdown.
 const CLOSE_SESSION_ENDED: [u8; 4] = [0x88, 0x02, 0x0F, 0xA1];
 const CLOSE_GOING_AWAY: [u8; 4] = [0x88, 0x02, 0x03, 0xE9];
+/// Close frame, code 4003: the rules changed (a reload) and no longer let it through.
+const CLOSE_REVOKED: [u8; 4] = [0x88, 0x02, 0x0F, 0xA3];
 
 /// Buffer per direction of an upgraded connection. WebSocket traffic through a dashboard
 /// is small frames (watch events, keystrokes); Headlamp keeps several sockets open per
@@ -23,6 +25,8 @@ const SPLICE_BUF: usize = 4 * 1024;
 pub struct Tether {
     /// The session that opened it (its end closes the connection), if any.
     pub session: Option<crate::proxy::tunnels::Owner>,
+    /// What let it through (a reload's new rules are asked again).
+    pub admitted: Option<crate::proxy::tunnels::Admitted>,
     /// When the session expires (Unix seconds).
     pub ends_at: Option<u64>,
     /// The protocol is WebSocket, so a close frame can say why it ends.
@@ -42,7 +46,7 @@ pub fn splice(client: OnUpgrade, upstream: OnUpgrade, tunnels: Arc<Tunnels>, tet
                 return;
             }
         };
-        let registration = tunnels.register(tether.session);
+        let registration = tunnels.register_admitted(tether.session, tether.admitted);
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
         let expiry = async {
@@ -70,11 +74,15 @@ pub fn splice(client: OnUpgrade, upstream: OnUpgrade, tunnels: Arc<Tunnels>, tet
                 tracing::info!("closing an upgraded connection: its session ended")
             }
             Why::ShuttingDown => tracing::debug!("closing an upgraded connection: shutting down"),
+            Why::Revoked => tracing::info!(
+                "closing an upgraded connection: the reloaded rules no longer let it through"
+            ),
         }
         if tether.websocket {
             let frame = match why {
                 Why::SessionEnded => &CLOSE_SESSION_ENDED,
                 Why::ShuttingDown => &CLOSE_GOING_AWAY,
+                Why::Revoked => &CLOSE_REVOKED,
             };
             let _ = client.write_all(frame).await;
         }

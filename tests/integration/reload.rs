@@ -1,5 +1,6 @@
 //! Live reload against the real binary: a changed `allowed_groups` applies to the next
-//! request after SIGHUP while an open WebSocket and the sessions carry on; a broken file
+//! request after SIGHUP while the sessions and the WebSockets the new rules allow carry
+//! on (those they refuse are closed, 4003); a broken file
 //! is refused with every problem logged and the running configuration stays; a rotated
 //! cookie secret (new first, old after) keeps existing sessions, in both stores; a new
 //! client secret file is used for the next token call; settings that cannot change while
@@ -166,32 +167,35 @@ async fn until_status(b: &Browser, url: &str, status: u16) -> Resp {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_applies_new_allowed_groups_to_the_next_request_and_keeps_websockets_and_sessions() {
+async fn sighup_applies_new_allowed_groups_to_the_next_request_keeps_allowed_websockets_and_sessions_and_closes_refused_ones(
+) {
     let (idp, upstream) = (TestIdp::start().await, Upstream::start().await);
+    // bob is also in ops; alice (admins, dev) is not.
+    idp.tweak(|claims| {
+        if claims["sub"] == "bob" {
+            claims["groups"] = serde_json::json!(["admins", "ops"]);
+        }
+    });
     let port = free_port();
     let common = base(&idp, &upstream, port);
-    let gh = serve(
-        &format!(
-            "{common}client_secret = \"{}\"\ncookie_secret = \"{COOKIE_SECRET}\"\nallowed_groups = [\"admins\"]\n",
+    let groups = |g: &str| {
+        format!(
+            "{common}client_secret = \"{}\"\ncookie_secret = \"{COOKIE_SECRET}\"\nallowed_groups = [\"{g}\"]\n",
             idp::CLIENT_SECRET
-        ),
-        port,
-        &[],
-    )
-    .await;
+        )
+    };
+    let gh = serve(&groups("admins"), port, &[]).await;
     let alice = sign_in(&idp, &gh.url, "alice").await;
-    let (_, _, mut ws) = websocket(&gh.url, "/ws", &alice.cookie_header())
+    let bob = sign_in(&idp, &gh.url, "bob").await;
+    let (_, _, mut alices_ws) = websocket(&gh.url, "/ws", &alice.cookie_header())
+        .await
+        .expect("a WebSocket through gatehouse");
+    let (_, _, mut bobs_ws) = websocket(&gh.url, "/ws", &bob.cookie_header())
         .await
         .expect("a WebSocket through gatehouse");
 
-    // admins is no longer allowed: alice's next request is refused by the new rule.
-    write(
-        &gh.config(),
-        &format!(
-            "{common}client_secret = \"{}\"\ncookie_secret = \"{COOKIE_SECRET}\"\nallowed_groups = [\"ops\"]\n",
-            idp::CLIENT_SECRET
-        ),
-    );
+    // Only ops is allowed now: alice's next request is refused by the new rule.
+    write(&gh.config(), &groups("ops"));
     gh.hangup();
     let refused = until_status(&alice, &format!("{}/app", gh.url), 403).await;
     assert!(refused.body.contains("allowed_groups"), "{refused:?}");
@@ -200,21 +204,37 @@ async fn sighup_applies_new_allowed_groups_to_the_next_request_and_keeps_websock
     gh.logged("\"event\":\"config_reloaded\",\"trigger\":\"signal\"", 1)
         .await;
 
-    // The WebSocket opened before the reload still carries messages both ways.
-    ws.send(Message::text("after the reload")).await.unwrap();
-    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+    // bob's WebSocket, opened before the reload, is still allowed and carries messages
+    // both ways.
+    bobs_ws
+        .send(Message::text("after the reload"))
+        .await
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), bobs_ws.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => assert!(t.as_str().contains("after the reload"), "{t}"),
-        other => panic!("the WebSocket did not survive the reload: {other:?}"),
+        other => panic!("an allowed WebSocket did not survive the reload: {other:?}"),
     }
+    assert_eq!(api_get(&bob, &format!("{}/app", gh.url)).await.status, 200);
+    // alice's is closed: the new rules would not let it through (4003), and the audit
+    // trail says whose.
+    match tokio::time::timeout(Duration::from_secs(5), alices_ws.next()).await {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => assert_eq!(u16::from(frame.code), 4003),
+        other => panic!("a refused WebSocket stayed open: {other:?}"),
+    }
+    let log = gh.logged("\"event\":\"websocket_revoked\"", 1).await;
+    let revoked = log
+        .lines()
+        .find(|l| l.contains("websocket_revoked"))
+        .unwrap();
+    assert!(revoked.contains("alice@example.test"), "{revoked}");
+    assert_eq!(
+        log.matches("websocket_revoked").count(),
+        1,
+        "bob's stays: {log}"
+    );
 
     // And the session survived: allowed again, with the cookie alice already has.
-    write(
-        &gh.config(),
-        &format!(
-            "{common}client_secret = \"{}\"\ncookie_secret = \"{COOKIE_SECRET}\"\nallowed_groups = [\"dev\"]\n",
-            idp::CLIENT_SECRET
-        ),
-    );
+    write(&gh.config(), &groups("dev"));
     gh.hangup();
     let back = until_status(&alice, &format!("{}/app", gh.url), 200).await;
     assert_eq!(
@@ -479,4 +499,49 @@ async fn watch_config_reloads_on_a_configmap_style_update_without_a_signal() {
     std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
     until_status(&alice, &format!("{}/app", gh.url), 403).await;
     gh.logged("configuration reloaded", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_through_a_skip_route_is_closed_when_a_reload_removes_the_route() {
+    let (idp, upstream) = (TestIdp::start().await, Upstream::start().await);
+    let port = free_port();
+    let common = format!(
+        "{}client_secret = \"{}\"\ncookie_secret = \"{COOKIE_SECRET}\"\n",
+        base(&idp, &upstream, port),
+        idp::CLIENT_SECRET
+    );
+    let gh = serve(
+        &format!("{common}skip_auth_routes = [\"/public/**\", \"/feed\"]\n"),
+        port,
+        &[],
+    )
+    .await;
+    let (_, _, mut feed) = websocket(&gh.url, "/feed", "")
+        .await
+        .expect("a WebSocket through a skip route, no sign-in");
+    let (_, _, mut public) = websocket(&gh.url, "/public/ws", "")
+        .await
+        .expect("a WebSocket through a skip route, no sign-in");
+
+    // /feed needs a sign-in now; /public/** still does not.
+    write(
+        &gh.config(),
+        &format!("{common}skip_auth_routes = [\"/public/**\"]\n"),
+    );
+    gh.hangup();
+    match tokio::time::timeout(Duration::from_secs(10), feed.next()).await {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => assert_eq!(u16::from(frame.code), 4003),
+        other => panic!("the WebSocket of a route that needs a sign-in now stayed open: {other:?}"),
+    }
+    public.send(Message::text("still public")).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), public.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => assert!(t.as_str().contains("still public"), "{t}"),
+        other => panic!("a still-public WebSocket did not survive the reload: {other:?}"),
+    }
+    let log = gh.logged("\"event\":\"websocket_revoked\"", 1).await;
+    let revoked = log
+        .lines()
+        .find(|l| l.contains("websocket_revoked"))
+        .unwrap();
+    assert!(revoked.contains("/feed"), "{revoked}");
 }
