@@ -545,3 +545,46 @@ async fn a_websocket_through_a_skip_route_is_closed_when_a_reload_removes_the_ro
         .unwrap();
     assert!(revoked.contains("/feed"), "{revoked}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_config_follows_a_secret_file_that_a_reload_names_anew() {
+    let (idp, upstream) = (TestIdp::start().await, Upstream::start().await);
+    let port = free_port();
+    let version = |file: &str| {
+        format!(
+            "{}client_secret = \"{}\"\ncookie_secret_file = \"{file}\"\nwatch_config = true\n",
+            base(&idp, &upstream, port),
+            idp::CLIENT_SECRET
+        )
+    };
+    let secret = format!("{COOKIE_SECRET}\n");
+    let gh = serve(
+        &version("a.secret"),
+        port,
+        &[("a.secret", &secret), ("b.secret", &secret)],
+    )
+    .await;
+    // The file names another secret file: a reload, by the watch.
+    write(&gh.config(), &version("b.secret"));
+    gh.logged("configuration reloaded", 1).await;
+    let alice = sign_in(&idp, &gh.url, "alice").await;
+    // The watch reads the file it names now: a rotation there reloads by itself, and
+    // the old one, no longer named, is not watched.
+    write(
+        &gh.dir.path().join("b.secret"),
+        &format!("{OTHER_SECRET}\n{COOKIE_SECRET}\n"),
+    );
+    gh.logged("configuration reloaded", 2).await;
+    write(
+        &gh.dir.path().join("a.secret"),
+        &format!("{OTHER_SECRET}\n"),
+    );
+    write(
+        &gh.dir.path().join("b.secret"),
+        &format!("{OTHER_SECRET}\n"),
+    );
+    let r = until_status(&alice, &format!("{}/app", gh.url), 401).await;
+    assert_eq!(r.status, 401);
+    let log = gh.logged("configuration reloaded", 3).await;
+    assert_eq!(log.matches("configuration reloaded").count(), 3, "{log}");
+}
