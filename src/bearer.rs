@@ -214,6 +214,7 @@ impl BearerVerifier {
             ticket: None,
             values: Default::default(),
             claims: Default::default(),
+            assertions: Default::default(),
         };
         let _ = session.claims.set(claims);
         Ok(session)

@@ -136,6 +136,7 @@ pub fn session_from_tokens(
         ticket: None,
         values: Default::default(),
         claims: Default::default(),
+        assertions: Default::default(),
     })
 }
 

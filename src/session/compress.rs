@@ -298,6 +298,7 @@ pub(crate) mod fixtures {
             ticket: None,
             values: Default::default(),
             claims: Default::default(),
+            assertions: Default::default(),
         }
     }
 

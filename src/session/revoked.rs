@@ -171,6 +171,7 @@ mod tests {
             ticket: None,
             values: Default::default(),
             claims: Default::default(),
+            assertions: Default::default(),
         }
     }
 

@@ -50,6 +50,7 @@ fn session(id: &str, refresh_token: &str, id_token: &str) -> Session {
         ticket: None,
         values: Default::default(),
         claims: Default::default(),
+        assertions: Default::default(),
     }
 }
 

@@ -1,0 +1,258 @@
+//! The signed identity assertion: a short-lived JWT gatehouse signs with its own key
+//! (`keys.rs`) and sends upstream in one header (`X-Gatehouse-Assertion` unless
+//! configured), so an app can verify who the user is against
+//! `/.well-known/gatehouse/jwks.json` instead of trusting the network.
+//!
+//! Claims: `iss` (gatehouse's public URL), `aud` (the app: the configured audience, or
+//! the host the request was for), `sub`, `user`, `email`, `preferred_username`, `groups`
+//! (only those the policy lets through), `iat`, `nbf`, `exp`, `jti`. A token is signed
+//! once per session, audience and policy, kept in the session's [`Slot`], and signed
+//! again when less than a third of its life is left; a refreshed session is a new
+//! `Session`, so new tokens bring a new assertion. `exp` never outlives the session.
+//!
+//! What one app (today: the one upstream; later each route) asks of the assertion is an
+//! [`AssertionPolicy`]; what holds for all of gatehouse is [`AssertionSettings`].
+
+pub mod keys;
+
+use crate::session::Session;
+use axum::http::HeaderValue;
+use keys::KeySet;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The JWKS path, on the main listener and on `auth_listen`.
+pub const JWKS_PATH: &str = "/.well-known/gatehouse/jwks.json";
+
+/// Gives every built settings and policy value an id of its own: a cached assertion
+/// belongs to the exact ones it was signed under, so a reload (new keys, issuer,
+/// lifetime, filter) signs anew.
+static IDS: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    IDS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What one app asks of its assertion: today the one upstream's, later a route's.
+#[derive(Debug, Clone)]
+pub struct AssertionPolicy {
+    /// `aud`; `None`: the host the request was for.
+    pub audience: Option<String>,
+    /// Only these groups go into `groups` (compared exactly); `None`: all of them.
+    pub groups: Option<Vec<String>>,
+    id: u64,
+}
+
+impl AssertionPolicy {
+    pub fn new(audience: Option<String>, groups: Option<Vec<String>>) -> AssertionPolicy {
+        AssertionPolicy {
+            audience,
+            groups,
+            id: next_id(),
+        }
+    }
+
+    /// The audience for a request to `host` (as gatehouse believes it): the configured
+    /// one, else the host in lower case without its port. `None` when neither is known.
+    pub fn audience_for<'a>(&'a self, host: Option<&'a str>) -> Option<std::borrow::Cow<'a, str>> {
+        if let Some(a) = &self.audience {
+            return Some(a.as_str().into());
+        }
+        let host = host_without_port(host?.trim());
+        (!host.is_empty()).then(|| {
+            if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                host.to_ascii_lowercase().into()
+            } else {
+                host.into()
+            }
+        })
+    }
+
+    fn filter<'a>(&self, groups: &'a [String]) -> Vec<&'a str> {
+        groups
+            .iter()
+            .filter(|g| self.groups.as_ref().map_or(true, |keep| keep.contains(g)))
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// `app.example.com:8443` -> `app.example.com`; `[::1]:80` -> `[::1]`.
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    host.split_once(':').map_or(host, |(h, _)| h)
+}
+
+/// The assertion settings all of gatehouse shares.
+#[derive(Debug, Clone)]
+pub struct AssertionSettings {
+    /// First signs, all are published.
+    pub keys: Arc<KeySet>,
+    /// `iss`: `assertion_issuer`, else `redirect_url`'s origin.
+    pub issuer: String,
+    pub lifetime: Duration,
+    /// The one upstream's policy (routes will carry their own).
+    pub policy: AssertionPolicy,
+    id: u64,
+}
+
+impl AssertionSettings {
+    pub fn new(
+        keys: KeySet,
+        issuer: String,
+        lifetime: Duration,
+        policy: AssertionPolicy,
+    ) -> AssertionSettings {
+        AssertionSettings {
+            keys: Arc::new(keys),
+            issuer,
+            lifetime,
+            policy,
+            id: next_id(),
+        }
+    }
+
+    /// The assertion for `session` under `policy` to `audience`, from the session's
+    /// [`Slot`] or freshly signed. `None` when the session has ended (`now` past it) or
+    /// signing failed (logged, never with the token).
+    pub fn for_session(
+        &self,
+        session: &Session,
+        policy: &AssertionPolicy,
+        audience: &str,
+        now: u64,
+    ) -> Option<HeaderValue> {
+        let key = (self.id, policy.id);
+        if let Some(v) = session.assertions.get(key, audience, now) {
+            return Some(v);
+        }
+        let signed = self.sign(session, policy, audience, now)?;
+        session.assertions.put(key, audience, signed.clone());
+        Some(signed.value)
+    }
+
+    fn sign(
+        &self,
+        session: &Session,
+        policy: &AssertionPolicy,
+        audience: &str,
+        now: u64,
+    ) -> Option<Signed> {
+        let key = self.keys.signer()?;
+        // Never beyond the session: its tokens' expiry (a refresh makes a new session,
+        // and a new assertion) and its longest life.
+        let exp = now
+            .saturating_add(self.lifetime.as_secs())
+            .min(session.expires_at);
+        if exp <= now {
+            return None;
+        }
+        let id = &session.identity;
+        let claims = Claims {
+            iss: &self.issuer,
+            aud: audience,
+            sub: &id.sub,
+            user: &id.user,
+            email: id.email.as_deref(),
+            preferred_username: id.preferred_username.as_deref(),
+            groups: policy.filter(&id.groups),
+            iat: now,
+            nbf: now,
+            exp,
+            jti: crate::util::random_token(16),
+        };
+        let token = serde_json::to_vec(&claims)
+            .map_err(|e| e.to_string())
+            .and_then(|payload| key.sign(&payload).map_err(|e| e.to_string()));
+        let token = match token {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(kid = %key.kid, error = %e, "the identity assertion could not be signed; the request goes on without it");
+                return None;
+            }
+        };
+        let value = HeaderValue::from_str(&token).ok()?;
+        Some(Signed {
+            value,
+            renew_at: exp - (exp - now) / 3,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preferred_username: Option<&'a str>,
+    groups: Vec<&'a str>,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    jti: String,
+}
+
+/// A signed assertion and when to sign again (a third of its life left).
+#[derive(Clone, Debug)]
+struct Signed {
+    value: HeaderValue,
+    renew_at: u64,
+}
+
+/// Most assertions one session keeps (one per app it visits; routes will make several).
+const SLOT_ENTRIES: usize = 8;
+
+/// The assertions signed for one session: (settings id, policy id), audience -> token.
+/// Never stored with the session (`#[serde(skip)]`); a clone starts empty.
+#[derive(Default)]
+pub struct Slot(Mutex<Vec<Entry>>);
+
+/// (settings id, policy id), audience, token.
+type Entry = ((u64, u64), Box<str>, Signed);
+
+impl Clone for Slot {
+    fn clone(&self) -> Slot {
+        Slot::default()
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slot(..)")
+    }
+}
+
+impl Slot {
+    fn get(&self, key: (u64, u64), audience: &str, now: u64) -> Option<HeaderValue> {
+        let entries = self.0.lock().ok()?;
+        entries
+            .iter()
+            .find(|(k, a, s)| *k == key && &**a == audience && now < s.renew_at)
+            .map(|(_, _, s)| s.value.clone())
+    }
+
+    fn put(&self, key: (u64, u64), audience: &str, signed: Signed) {
+        let Ok(mut entries) = self.0.lock() else {
+            return;
+        };
+        entries.retain(|(k, a, _)| !(*k == key && &**a == audience));
+        if entries.len() >= SLOT_ENTRIES {
+            entries.remove(0);
+        }
+        entries.push((key, audience.into(), signed));
+    }
+}
+
+#[cfg(test)]
+mod tests;
