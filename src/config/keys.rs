@@ -277,6 +277,11 @@ pub const KEYS: &[Key] = &[
         "remove the client's own Authorization header even with pass_authorization = none (default false)",
     ),
     key(
+        "trusted_proxies",
+        Kind::List,
+        "CIDRs whose X-Forwarded-* headers are believed (default none)",
+    ),
+    key(
         "assertion_signing_key_file",
         Kind::Str,
         "PEM file of gatehouse's private signing key(s) for the identity assertion; setting it turns the assertion on. Several blocks: the first signs, all are published (default none: off)",
@@ -305,11 +310,6 @@ pub const KEYS: &[Key] = &[
         "assertion_groups",
         Kind::List,
         "only these groups go into the assertion's groups claim (default: all of the user's)",
-    ),
-    key(
-        "trusted_proxies",
-        Kind::List,
-        "CIDRs whose X-Forwarded-* headers are believed (default none)",
     ),
     key(
         "clock_skew_secs",

@@ -59,3 +59,19 @@ pub fn attach(out: &mut impl SetHeader, cfg: &Config, session: &Session, host: O
         out.set(cfg.headers.assertion.clone(), v);
     }
 }
+
+/// [`attach`] for a forward-auth answer: the audience is the host of the original
+/// request's URL (known only from a trusted ingress), parsed only when it is needed.
+pub fn attach_for_original(
+    out: &mut impl SetHeader,
+    cfg: &Config,
+    session: &Session,
+    original_url: Option<&str>,
+) {
+    let Some(a) = &cfg.assertion else { return };
+    let host = original_url
+        .filter(|_| a.policy.audience.is_none())
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_string));
+    attach(out, cfg, session, host.as_deref());
+}

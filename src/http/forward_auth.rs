@@ -287,14 +287,10 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
                 session.values(names),
                 internal,
             );
-            // The assertion for the app the original request was for; on both listeners
-            // (an app accepts it only from the ingress, which replaces any client copy).
-            let host = original
-                .url
-                .as_deref()
-                .and_then(|u| url::Url::parse(u).ok())
-                .and_then(|u| u.host_str().map(str::to_string));
-            super::assertion::attach(resp.headers_mut(), &st.cfg, &session, host.as_deref());
+            // On both listeners: an app takes it only from the ingress, which replaces
+            // any client copy.
+            let url = original.url.as_deref();
+            super::assertion::attach_for_original(resp.headers_mut(), &st.cfg, &session, url);
             add_cookies(&mut resp, set_cookies);
         }
         Decision::Public { rule } => {

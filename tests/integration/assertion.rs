@@ -15,9 +15,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const ISSUER: &str = "https://gatehouse.example.test";
+pub(crate) const ISSUER: &str = "https://gatehouse.example.test";
 
-fn key_path(name: &str) -> String {
+pub(crate) fn key_path(name: &str) -> String {
     format!(
         "{}/src/assertion/testdata/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -43,7 +43,7 @@ fn skip_without_jose() -> bool {
 }
 
 /// What `jose` makes of `tokens`, verified against `jwks` for `audience`.
-async fn jose_verify(jwks: &str, audience: &str, tokens: &[String]) -> Value {
+pub(crate) async fn jose_verify(jwks: &str, audience: &str, tokens: &[String]) -> Value {
     let (jwks, audience) = (jwks.to_string(), audience.to_string());
     let input = serde_json::to_vec(tokens).unwrap();
     tokio::task::spawn_blocking(move || {
