@@ -214,7 +214,6 @@ impl BearerVerifier {
             ticket: None,
             values: Default::default(),
             claims: Default::default(),
-            assertions: Default::default(),
         };
         let _ = session.claims.set(claims);
         Ok(session)

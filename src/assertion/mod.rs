@@ -6,13 +6,14 @@
 //! Claims: `iss` (gatehouse's public URL), `aud` (the app: the configured audience, or
 //! the host the request was for), `sub`, `user`, `email`, `preferred_username`, `groups`
 //! (only those the policy lets through), `iat`, `nbf`, `exp`, `jti`. A token is signed
-//! once per session, audience and policy, kept in the session's [`Slot`], and signed
-//! again when less than a third of its life is left; a refreshed session is a new
-//! `Session`, so new tokens bring a new assertion. `exp` never outlives the session.
+//! once per session, audience and policy, kept per worker thread (`cache.rs`), and
+//! signed again when less than a third of its life is left or the session's tokens
+//! changed (a refresh). `exp` never outlives the session's tokens.
 //!
 //! What one app (today: the one upstream; later each route) asks of the assertion is an
 //! [`AssertionPolicy`]; what holds for all of gatehouse is [`AssertionSettings`].
 
+mod cache;
 pub mod keys;
 
 use crate::session::Session;
@@ -20,7 +21,7 @@ use axum::http::HeaderValue;
 use keys::KeySet;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The JWKS path, on the main listener and on `auth_listen`.
@@ -119,8 +120,8 @@ impl AssertionSettings {
         }
     }
 
-    /// The assertion for `session` under `policy` to `audience`, from the session's
-    /// [`Slot`] or freshly signed. `None` when the session has ended (`now` past it) or
+    /// The assertion for `session` under `policy` to `audience`, from this thread's
+    /// cache or freshly signed. `None` when the session has ended (`now` past it) or
     /// signing failed (logged, never with the token).
     pub fn for_session(
         &self,
@@ -129,13 +130,20 @@ impl AssertionSettings {
         audience: &str,
         now: u64,
     ) -> Option<HeaderValue> {
-        let key = (self.id, policy.id);
-        if let Some(v) = session.assertions.get(key, audience, now) {
+        let key = cache::Key {
+            under: (self.id, policy.id),
+            session: &session.id,
+            token: &session.id_token,
+            expires_at: session.expires_at,
+            audience,
+        };
+        if let Some(v) = cache::get(&key, now) {
             return Some(v);
         }
         let signed = self.sign(session, policy, audience, now)?;
-        session.assertions.put(key, audience, signed.clone());
-        Some(signed.value)
+        let value = signed.value.clone();
+        cache::put(&key, signed);
+        Some(value)
     }
 
     fn sign(
@@ -208,50 +216,6 @@ struct Claims<'a> {
 struct Signed {
     value: HeaderValue,
     renew_at: u64,
-}
-
-/// Most assertions one session keeps (one per app it visits; routes will make several).
-const SLOT_ENTRIES: usize = 8;
-
-/// The assertions signed for one session: (settings id, policy id), audience -> token.
-/// Never stored with the session (`#[serde(skip)]`); a clone starts empty.
-#[derive(Default)]
-pub struct Slot(Mutex<Vec<Entry>>);
-
-/// (settings id, policy id), audience, token.
-type Entry = ((u64, u64), Box<str>, Signed);
-
-impl Clone for Slot {
-    fn clone(&self) -> Slot {
-        Slot::default()
-    }
-}
-
-impl std::fmt::Debug for Slot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Slot(..)")
-    }
-}
-
-impl Slot {
-    fn get(&self, key: (u64, u64), audience: &str, now: u64) -> Option<HeaderValue> {
-        let entries = self.0.lock().ok()?;
-        entries
-            .iter()
-            .find(|(k, a, s)| *k == key && &**a == audience && now < s.renew_at)
-            .map(|(_, _, s)| s.value.clone())
-    }
-
-    fn put(&self, key: (u64, u64), audience: &str, signed: Signed) {
-        let Ok(mut entries) = self.0.lock() else {
-            return;
-        };
-        entries.retain(|(k, a, _)| !(*k == key && &**a == audience));
-        if entries.len() >= SLOT_ENTRIES {
-            entries.remove(0);
-        }
-        entries.push((key, audience.into(), signed));
-    }
 }
 
 #[cfg(test)]

@@ -136,7 +136,6 @@ pub fn session_from_tokens(
         ticket: None,
         values: Default::default(),
         claims: Default::default(),
-        assertions: Default::default(),
     })
 }
 

@@ -298,7 +298,6 @@ pub(crate) mod fixtures {
             ticket: None,
             values: Default::default(),
             claims: Default::default(),
-            assertions: Default::default(),
         }
     }
 

@@ -67,9 +67,6 @@ pub struct Session {
     /// The ID token's claims, decoded on first use (rules that read claims need them).
     #[serde(skip)]
     pub claims: std::sync::OnceLock<serde_json::Value>,
-    /// Identity assertions signed for this session (`assertion.rs`; not stored).
-    #[serde(skip)]
-    pub assertions: crate::assertion::Slot,
 }
 
 impl Session {
@@ -550,7 +547,6 @@ mod tests {
             ticket: None,
             values: Default::default(),
             claims: Default::default(),
-            assertions: Default::default(),
         }
     }
 

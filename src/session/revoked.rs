@@ -171,7 +171,6 @@ mod tests {
             ticket: None,
             values: Default::default(),
             claims: Default::default(),
-            assertions: Default::default(),
         }
     }
 

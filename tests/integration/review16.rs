@@ -50,7 +50,6 @@ fn session(id: &str, refresh_token: &str, id_token: &str) -> Session {
         ticket: None,
         values: Default::default(),
         claims: Default::default(),
-        assertions: Default::default(),
     }
 }
 
