@@ -120,6 +120,31 @@ impl AssertionSettings {
         }
     }
 
+    /// What `check` says of the assertion: never a key, only what is public.
+    pub fn describe(&self) -> String {
+        let aud = self
+            .policy
+            .audience
+            .as_deref()
+            .map_or_else(|| "the request's host".to_string(), |a| format!("`{a}`"));
+        let groups = self
+            .policy
+            .groups
+            .as_ref()
+            .map_or_else(|| "all".to_string(), |g| format!("only {g:?}"));
+        let signer = self
+            .keys
+            .signer()
+            .map(|k| format!("{} key {}", k.alg, k.kid))
+            .unwrap_or_default();
+        format!(
+            "on: iss `{}`, aud {aud}, lifetime {} s, groups {groups}; signs with the {signer}, publishes {} key(s) at {JWKS_PATH}",
+            self.issuer,
+            self.lifetime.as_secs(),
+            self.keys.keys().len()
+        )
+    }
+
     /// The assertion for `session` under `policy` to `audience`, from this thread's
     /// cache or freshly signed. `None` when the session has ended (`now` past it) or
     /// signing failed (logged, never with the token).

@@ -292,6 +292,75 @@ async fn the_forward_auth_answer_carries_the_assertion_for_the_original_host() {
     }
 }
 
+/// `check` says whether the assertion is on, who signs and what is published, never a
+/// key; and lists a bad key file's problems with the configuration's others.
+#[test]
+fn check_describes_the_assertion_and_lists_a_bad_key_files_problems() {
+    let check = |key: &str, extra: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
+            c.env_remove(k);
+        }
+        c.arg("check")
+            .env("GATEHOUSE_ISSUER_URL", "https://sso.example.com")
+            .env("GATEHOUSE_CLIENT_ID", "c")
+            .env("GATEHOUSE_CLIENT_SECRET", "s")
+            .env("GATEHOUSE_COOKIE_SECRET", COOKIE_SECRET)
+            .env("GATEHOUSE_UPSTREAM", "http://127.0.0.1:9");
+        if !key.is_empty() {
+            c.env("GATEHOUSE_ASSERTION_SIGNING_KEY_FILE", key_path(key));
+        }
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = check("", &[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("identity assertion (x-gatehouse-assertion): off"),
+        "{text}"
+    );
+    let (ok, text) = check(
+        "p256.pem",
+        &[
+            ("GATEHOUSE_ASSERTION_ISSUER", ISSUER),
+            ("GATEHOUSE_ASSERTION_GROUPS", "Domain Admins,ops"),
+        ],
+    );
+    assert!(ok, "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("identity assertion"))
+        .unwrap();
+    for needle in [
+        "on: iss `https://gatehouse.example.test`",
+        "aud the request's host",
+        "lifetime 300 s",
+        "groups only [\"Domain Admins\", \"ops\"]",
+        "signs with the ES256 key ",
+        "publishes 1 key(s) at /.well-known/gatehouse/jwks.json",
+    ] {
+        assert!(line.contains(needle), "{needle:?} not in {line}");
+    }
+    let private = key_text("p256.pem");
+    let body = private.lines().nth(1).unwrap();
+    assert!(!text.contains(body), "a key was printed: {text}");
+    // No issuer, and a weak key: both named, with the other problems.
+    let (ok, text) = check("rsa1024.pem", &[("GATEHOUSE_CLIENT_ID", "")]);
+    assert!(!ok);
+    for needle in [
+        "weak RSA key",
+        "set assertion_issuer",
+        "client_id is required",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+}
+
 /// The assertion the upstream got for `b` at `url` (one request).
 async fn assertion_at(b: &Browser, url: &str) -> String {
     let r = b.send(Method::GET, url, &[]).await;
