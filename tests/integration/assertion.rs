@@ -4,7 +4,8 @@
 //! own copy of the header, in any spelling, never reaches the app (also through a skip
 //! route, and with the assertion off); the forward-auth answer carries it for the
 //! ingress to copy, and refuses a check that brings its own; a key rotation by reload
-//! (new key first) signs with the new `kid` while the JWKS publishes both.
+//! (new key first) signs with the new `kid` while the JWKS publishes both, and
+//! `watch_config` notices the key file changing by itself; `check` describes it.
 
 use crate::flow::{logged_in, world};
 use crate::reload::{base, free_port, serve, sign_in, write};
@@ -387,7 +388,7 @@ async fn a_key_rotated_by_reload_signs_with_the_new_kid_while_the_jwks_publishes
     let (idp, upstream) = (TestIdp::start().await, Upstream::start().await);
     let port = free_port();
     let text = format!(
-        "{}client_secret = \"{}\"\ncookie_secret = \"{COOKIE_SECRET}\"\nassertion_signing_key_file = \"keys.pem\"\nassertion_issuer = \"{ISSUER}\"\nassertion_audience = \"app\"\n",
+        "{}client_secret = \"{}\"\ncookie_secret = \"{COOKIE_SECRET}\"\nassertion_signing_key_file = \"keys.pem\"\nassertion_issuer = \"{ISSUER}\"\nassertion_audience = \"app\"\nwatch_config = true\n",
         base(&idp, &upstream, port),
         idp::CLIENT_SECRET
     );
@@ -427,9 +428,9 @@ async fn a_key_rotated_by_reload_signs_with_the_new_kid_while_the_jwks_publishes
         assert_eq!(r["ok"], true, "{verdict}");
     }
 
-    // A broken key file is refused with its reason; the running keys stay.
+    // watch_config notices the key file alone changing (no signal): a broken one is
+    // refused with its reason, and the running keys stay.
     write(&keys, &key_text("rsa1024.pem"));
-    gh.hangup();
     gh.logged("weak RSA key", 1).await;
     assert_eq!(
         kid_of(&assertion_at(&b, &format!("{}/app", gh.url)).await),
