@@ -54,7 +54,11 @@ pub const FIXED: &[&str] = &[
 
 /// Files whose change `watch_config` notices, besides the configuration file: the
 /// secrets a reload reads again. (`allowed_emails_file` is watched on its own.)
-const WATCHED_FILES: &[&str] = &["client_secret_file", "cookie_secret_file"];
+const WATCHED_FILES: &[&str] = &[
+    "client_secret_file",
+    "cookie_secret_file",
+    "assertion_signing_key_file",
+];
 
 /// gatehouse's variables (`GATEHOUSE_*`) as they were at start-up: a reload reads the
 /// same values. Nothing else of the environment is kept.

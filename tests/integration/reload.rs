@@ -21,9 +21,9 @@ use tokio_tungstenite::tungstenite::Message;
 const OTHER_SECRET: &str = "q3Vh8cT0m5Yb2LwXnJ4eR7sKfA9dG1pZoU6iE0yHcWM";
 
 /// The real binary with `--config <file>`, its log kept in a file to read.
-struct Served {
+pub(crate) struct Served {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
     dir: crate::support::TempDir,
 }
 
@@ -35,7 +35,7 @@ impl Drop for Served {
 }
 
 impl Served {
-    fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.dir.path().join("gatehouse.toml")
     }
 
@@ -58,7 +58,7 @@ impl Served {
         serve_path(dir, &config, port).await
     }
 
-    fn hangup(&self) {
+    pub(crate) fn hangup(&self) {
         let ok = std::process::Command::new("kill")
             .args(["-HUP", &self.child.id().to_string()])
             .status()
@@ -68,7 +68,7 @@ impl Served {
     }
 
     /// Waits until the log holds `needle` `times` times (a reload's outcome).
-    async fn logged(&self, needle: &str, times: usize) -> String {
+    pub(crate) async fn logged(&self, needle: &str, times: usize) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let log = self.log();
@@ -85,14 +85,14 @@ impl Served {
 }
 
 /// Writes `text` to `path` in one step (a rename), as a deploy tool would.
-fn write(path: &Path, text: &str) {
+pub(crate) fn write(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
 /// The configuration file's common part: the test IdP, plain-http cookies.
-fn base(idp: &TestIdp, upstream: &Upstream, port: u16) -> String {
+pub(crate) fn base(idp: &TestIdp, upstream: &Upstream, port: u16) -> String {
     format!(
         "listen = \"127.0.0.1:{port}\"\nupstream = \"{}\"\nissuer_url = \"{}\"\nclient_id = \"{}\"\ncookie_secure = false\n",
         upstream.url,
@@ -103,7 +103,7 @@ fn base(idp: &TestIdp, upstream: &Upstream, port: u16) -> String {
 
 /// Starts the binary on `file_text` (written to its config file in a new directory,
 /// beside `files`), listening on `port`.
-async fn serve(file_text: &str, port: u16, files: &[(&str, &str)]) -> Served {
+pub(crate) async fn serve(file_text: &str, port: u16, files: &[(&str, &str)]) -> Served {
     let dir = crate::support::TempDir::new("reload");
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
@@ -132,12 +132,12 @@ async fn serve_path(dir: crate::support::TempDir, config: &Path, port: u16) -> S
     served
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     crate::support::redis::free_port()
 }
 
 /// Signs `sub` in (the test IdP logs in whoever `next_sub` names, in groups admins, dev).
-async fn sign_in(idp: &TestIdp, gh: &str, sub: &str) -> Browser {
+pub(crate) async fn sign_in(idp: &TestIdp, gh: &str, sub: &str) -> Browser {
     *idp.state.next_sub.lock().unwrap() = sub.to_string();
     let b = Browser::new();
     let (resp, visited) = b.follow(&format!("{gh}/app")).await;
