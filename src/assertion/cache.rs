@@ -9,6 +9,12 @@
 //! a session opened again (the redis store reopens each second; the cookie store's
 //! per-thread cache may drop it) finds its assertion, while new tokens sign anew. Every
 //! field is compared in full; the hash only finds the slot. Bounded: cleared when full.
+//!
+//! Signing costs far more than the rest of a request (an RSA key: milliseconds), and a
+//! client picks two parts of the key: the audience (its `Host`, unless
+//! `assertion_audience` is set) and, as a bearer-token client, the token. So each
+//! session has a budget per thread ([`spend`]): at most [`MAX_SIGNATURES`] signatures
+//! per renewal period, many more than its audiences, a refresh and a reload need.
 
 use super::Signed;
 use axum::http::HeaderValue;
@@ -20,6 +26,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 const MAX_ENTRIES: usize = 4096;
 /// How much of the token's end names it: a signature's last bytes.
 const TAIL: usize = 32;
+/// Most signatures one session costs a thread per renewal period (two thirds of the
+/// assertion's lifetime, when a cached assertion is signed again).
+pub(super) const MAX_SIGNATURES: u32 = 32;
 
 /// What an assertion was signed for.
 pub(super) struct Key<'a> {
@@ -97,8 +106,66 @@ impl Hasher for Fold {
 /// The map is keyed by [`Key::hash`]: hashing the key again costs little.
 type Map = HashMap<u64, Entry, BuildHasherDefault<Fold>>;
 
+/// A session's signatures in the current period.
+struct Budget {
+    since: u64,
+    spent: u32,
+}
+
 thread_local! {
     static SIGNED: RefCell<Map> = RefCell::new(Map::default());
+    static SPENT: RefCell<HashMap<Box<str>, Budget>> = RefCell::new(HashMap::new());
+}
+
+/// Whether `session` may cost this thread a signature now.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Spend {
+    Yes,
+    /// The budget of this period was spent just now (say so once).
+    Exhausted,
+    /// Still spent.
+    No,
+}
+
+/// Counts a signature against `session`'s budget for the `period` (seconds) that began
+/// with its first signature.
+pub(super) fn spend(session: &str, now: u64, period: u64) -> Spend {
+    SPENT.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some(b) = m.get_mut(session) {
+            if now >= b.since.saturating_add(period) {
+                *b = Budget {
+                    since: now,
+                    spent: 0,
+                };
+            }
+            return match b.spent {
+                n if n < MAX_SIGNATURES => {
+                    b.spent += 1;
+                    Spend::Yes
+                }
+                n if n == MAX_SIGNATURES => {
+                    b.spent += 1;
+                    Spend::Exhausted
+                }
+                _ => Spend::No,
+            };
+        }
+        if m.len() >= MAX_ENTRIES {
+            m.retain(|_, b| now < b.since.saturating_add(period));
+            if m.len() >= MAX_ENTRIES {
+                m.clear();
+            }
+        }
+        m.insert(
+            session.into(),
+            Budget {
+                since: now,
+                spent: 1,
+            },
+        );
+        Spend::Yes
+    })
 }
 
 /// The assertion signed earlier for `k`, while less than two thirds of its life passed.
@@ -135,4 +202,10 @@ pub(super) fn put(k: &Key<'_>, signed: Signed) {
 #[cfg(test)]
 pub(super) fn len() -> usize {
     SIGNED.with(|m| m.borrow().len())
+}
+
+/// How many sessions' budgets this thread keeps (tests).
+#[cfg(test)]
+pub(super) fn budgets() -> usize {
+    SPENT.with(|m| m.borrow().len())
 }

@@ -8,7 +8,11 @@
 //! (only those the policy lets through), `iat`, `nbf`, `exp`, `jti`. A token is signed
 //! once per session, audience and policy, kept per worker thread (`cache.rs`), and
 //! signed again when less than a third of its life is left or the session's tokens
-//! changed (a refresh). `exp` never outlives the session's tokens.
+//! changed (a refresh). `exp` never outlives the session: its tokens, its lifetime, its
+//! idle timeout (the caller says when it ends, `ends_at`). Each session may cost a worker
+//! thread only so many signatures per renewal period (`cache::spend`): a client that
+//! varies the audience (its `Host`) or its bearer token on every request cannot make
+//! every request a signature.
 //!
 //! What one app (today: the one upstream; later each route) asks of the assertion is an
 //! [`AssertionPolicy`]; what holds for all of gatehouse is [`AssertionSettings`].
@@ -146,13 +150,16 @@ impl AssertionSettings {
     }
 
     /// The assertion for `session` under `policy` to `audience`, from this thread's
-    /// cache or freshly signed. `None` when the session has ended (`now` past it) or
+    /// cache or freshly signed, its `exp` no later than `ends_at` (when the session ends
+    /// at the latest: its tokens expire, its lifetime or idle timeout is over). `None`
+    /// when the session has ended (`now` past it), it spent its signatures for now, or
     /// signing failed (logged, never with the token).
     pub fn for_session(
         &self,
         session: &Session,
         policy: &AssertionPolicy,
         audience: &str,
+        ends_at: u64,
         now: u64,
     ) -> Option<HeaderValue> {
         let key = cache::Key {
@@ -165,10 +172,29 @@ impl AssertionSettings {
         if let Some(v) = cache::get(&key, now) {
             return Some(v);
         }
-        let signed = self.sign(session, policy, audience, now)?;
+        match cache::spend(&session.id, now, self.renewal_period()) {
+            cache::Spend::Yes => {}
+            cache::Spend::Exhausted => {
+                tracing::warn!(
+                    user = %session.identity.user,
+                    "identity assertion left out: this session asked for more than {} signatures in {} s on one worker (a new Host or bearer token on every request?); it gets one again when the period is over",
+                    cache::MAX_SIGNATURES,
+                    self.renewal_period()
+                );
+                return None;
+            }
+            cache::Spend::No => return None,
+        }
+        let signed = self.sign(session, policy, audience, ends_at, now)?;
         let value = signed.value.clone();
         cache::put(&key, signed);
         Some(value)
+    }
+
+    /// How long a fresh assertion is served from the cache: two thirds of its lifetime.
+    fn renewal_period(&self) -> u64 {
+        let life = self.lifetime.as_secs();
+        (life - life / 3).max(1)
     }
 
     fn sign(
@@ -176,14 +202,16 @@ impl AssertionSettings {
         session: &Session,
         policy: &AssertionPolicy,
         audience: &str,
+        ends_at: u64,
         now: u64,
     ) -> Option<Signed> {
         let key = self.keys.signer()?;
         // Never beyond the session: its tokens' expiry (a refresh makes a new session,
-        // and a new assertion) and its longest life.
+        // and a new assertion), its longest life and its idle timeout.
         let exp = now
             .saturating_add(self.lifetime.as_secs())
-            .min(session.expires_at);
+            .min(session.expires_at)
+            .min(ends_at);
         if exp <= now {
             return None;
         }

@@ -82,7 +82,7 @@ fn verify(s: &AssertionSettings, token: &str, audience: &str) -> (Value, Value) 
 }
 
 fn sign(s: &AssertionSettings, session: &Session, audience: &str, now: u64) -> String {
-    s.for_session(session, &s.policy, audience, now)
+    s.for_session(session, &s.policy, audience, u64::MAX, now)
         .unwrap()
         .to_str()
         .unwrap()
@@ -241,7 +241,16 @@ fn the_claims_say_who_for_whom_and_until_when() {
     let (_, c) = verify(&s, &sign(&s, &session(now + 60), "app", now), "app");
     assert_eq!(c["exp"], now + 60);
     assert!(s
-        .for_session(&session(now), &s.policy, "app", now)
+        .for_session(&session(now), &s.policy, "app", u64::MAX, now)
+        .is_none());
+    // Nor beyond the end the caller knows (lifetime, idle timeout).
+    let token = s
+        .for_session(&session(now + 3600), &s.policy, "ends", now + 40, now)
+        .unwrap();
+    let (_, c) = verify(&s, token.to_str().unwrap(), "ends");
+    assert_eq!(c["exp"], now + 40);
+    assert!(s
+        .for_session(&session(now + 3600), &s.policy, "ended", now, now)
         .is_none());
 }
 
@@ -337,10 +346,62 @@ fn an_assertion_is_signed_once_and_again_only_when_a_third_of_its_life_is_left()
 fn a_thread_keeps_a_bounded_number_of_assertions() {
     let now = crate::util::now_secs();
     let s = settings(&key("ed25519.pem"), AssertionPolicy::new(None, None));
-    let live = session(now + 3600);
     for i in 0..5000 {
+        let mut live = session(now + 3600);
+        live.id = format!("s{i}");
         sign(&s, &live, &format!("app{i}"), now);
     }
     assert!(cache::len() <= 4096, "{}", cache::len());
     assert!(cache::len() > 0);
+    assert!(cache::budgets() <= 4096, "{}", cache::budgets());
+}
+
+/// How many of `n` requests of `session`, each to a new audience, get an assertion.
+fn served(s: &AssertionSettings, session: &Session, tag: &str, n: usize, now: u64) -> usize {
+    (0..n)
+        .filter(|i| {
+            s.for_session(
+                session,
+                &s.policy,
+                &format!("{tag}{i}.example"),
+                u64::MAX,
+                now,
+            )
+            .is_some()
+        })
+        .count()
+}
+
+#[test]
+fn a_session_cannot_make_every_request_a_signature() {
+    let now = crate::util::now_secs();
+    let max = cache::MAX_SIGNATURES as usize;
+    let s = settings(&key("p256.pem"), AssertionPolicy::new(None, None));
+    let live = session(now + 3600);
+    let first = sign(&s, &live, "app.example.com", now);
+    // A new Host on every request: only the budget is signed, the rest go without.
+    assert_eq!(served(&s, &live, "h", 500, now), max - 1);
+    assert_eq!(served(&s, &live, "k", 500, now + 100), 0);
+    // What was signed before is still served from the cache, at no cost.
+    assert_eq!(sign(&s, &live, "app.example.com", now + 100), first);
+    // A new bearer token (same session id, new token) on every request: the same bound.
+    let bearer = |i: usize| {
+        let mut b = session(now + 3600);
+        b.id = "bearer:u1".into();
+        b.id_token = format!("h.p.sig{i:040}");
+        b
+    };
+    let tokens = (0..500)
+        .filter(|i| {
+            s.for_session(&bearer(*i), &s.policy, "app", u64::MAX, now)
+                .is_some()
+        })
+        .count();
+    assert_eq!(tokens, max);
+    // Another session is not held back by this one.
+    let mut other = session(now + 3600);
+    other.id = "another".into();
+    assert_eq!(served(&s, &other, "o", 3, now), 3);
+    // Once the period (two thirds of the lifetime) is over, the budget is whole again.
+    assert_eq!(served(&s, &live, "later", 500, now + 200), max);
 }

@@ -55,8 +55,29 @@ pub fn attach(out: &mut impl SetHeader, cfg: &Config, session: &Session, host: O
         }
         return;
     };
-    if let Some(v) = a.for_session(session, policy, &audience, crate::util::now_secs()) {
+    let now = crate::util::now_secs();
+    if let Some(v) = a.for_session(session, policy, &audience, session_end(cfg, session), now) {
         out.set(cfg.headers.assertion.clone(), v);
+    }
+}
+
+/// When `session` ends at the latest, as `auth::load_session` decides: its tokens
+/// expire, `session_lifetime_secs` after its login, or `session_idle_timeout_secs` after
+/// its last recorded use. An assertion must not outlive it.
+fn session_end(cfg: &Config, session: &Session) -> u64 {
+    let end = session.expires_at.min(
+        session
+            .created_at
+            .saturating_add(cfg.cookie.session_lifetime.as_secs()),
+    );
+    match cfg.cookie.idle_timeout {
+        Some(idle) => end.min(
+            session
+                .seen
+                .max(session.created_at)
+                .saturating_add(idle.as_secs()),
+        ),
+        None => end,
     }
 }
 
@@ -74,4 +95,100 @@ pub fn attach_for_original(
         .and_then(|u| url::Url::parse(u).ok())
         .and_then(|u| u.host_str().map(str::to_string));
     attach(out, cfg, session, host.as_deref());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+    use crate::identity::Identity;
+    use axum::http::HeaderMap;
+    use base64::Engine;
+
+    fn config(extra: &[(&'static str, &str)]) -> Config {
+        let key = format!(
+            "{}/src/assertion/testdata/p256.pem",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut raw = RawConfig::default();
+        let base: [(&'static str, &str); 8] = [
+            ("upstream", "http://127.0.0.1:9"),
+            ("issuer_url", "https://sso.example.com"),
+            ("client_id", "c"),
+            ("client_secret", "s"),
+            (
+                "cookie_secret",
+                "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk",
+            ),
+            ("assertion_signing_key_file", key.as_str()),
+            ("assertion_issuer", "https://auth.example.com"),
+            ("assertion_audience", "app"),
+        ];
+        for (k, v) in base.iter().chain(extra) {
+            raw.set(k, v);
+        }
+        Config::from_raw(&raw).unwrap_or_else(|e| panic!("{}", e.problems.join("\n")))
+    }
+
+    fn session(id: &str, created_at: u64, seen: u64, expires_at: u64) -> Session {
+        Session {
+            id: id.into(),
+            identity: Identity {
+                sub: "u1".into(),
+                user: "alice".into(),
+                email: None,
+                groups: vec![],
+                preferred_username: None,
+                email_verified: None,
+            },
+            id_token: format!("h.p.{id}"),
+            refresh_token: None,
+            access_token: None,
+            expires_at,
+            created_at,
+            sid: None,
+            seen,
+            ticket: None,
+            values: Default::default(),
+            claims: Default::default(),
+        }
+    }
+
+    /// The `exp` of the assertion `attach` sets, `None` when it sets none.
+    fn exp(cfg: &Config, s: &Session) -> Option<u64> {
+        let mut out = HeaderMap::new();
+        attach(&mut out, cfg, s, Some("app.example.com"));
+        let token = out.get("x-gatehouse-assertion")?.to_str().ok()?.to_string();
+        let payload = token.split('.').nth(1)?;
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .ok()?,
+        )
+        .ok()?;
+        claims["exp"].as_u64()
+    }
+
+    #[test]
+    fn the_assertion_never_outlives_the_session() {
+        let now = crate::util::now_secs();
+        let cfg = config(&[("session_lifetime_secs", "3600")]);
+        // Tokens valid for hours, but the session's lifetime ends in 100 s.
+        let old = session("old", now - 3500, now - 10, now + 7200);
+        let e = exp(&cfg, &old).expect("signed");
+        assert!(e <= now - 3500 + 3600, "exp {e} is past the session's end");
+        // A young session keeps the full lifetime; its tokens still bound it.
+        let young = session("young", now - 10, now - 10, now + 7200);
+        let e = exp(&cfg, &young).expect("signed");
+        assert!(e >= now + 299 && e <= now + 301, "{e}");
+        let short = session("short", now - 10, now - 10, now + 50);
+        assert_eq!(exp(&cfg, &short), Some(now + 50));
+        // Unused for nearly the idle timeout: the assertion ends when the session would.
+        let cfg = config(&[("session_idle_timeout_secs", "600")]);
+        let idle = session("idle", now - 1000, now - 560, now + 7200);
+        let e = exp(&cfg, &idle).expect("signed");
+        assert!(e <= now - 560 + 600, "exp {e} is past the idle end");
+        let fresh = session("fresh", now - 1000, 0, now + 7200);
+        assert_eq!(exp(&cfg, &fresh), None, "idle since its login: over");
+    }
 }
