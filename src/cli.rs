@@ -375,6 +375,17 @@ async fn serve(cfg: Config, source: crate::config::reload::Source) -> Result<(),
             }
         });
     }
+    if let Some(addr) = cfg.http_redirect_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (http_redirect_listen): {e}"))?;
+        tracing::info!(http_redirect_listen = %addr, "plain http here redirects GET and HEAD to https");
+        let cfg = cfg.clone();
+        tokio::spawn(async move { crate::http::redirect_listener::serve(l, &cfg).await });
+    }
+    if let Some(tls) = &cfg.tls {
+        tracing::info!(tls_cert_file = %tls.cert_file.display(), "serving https on listen (HTTP/2 and HTTP/1.1); the certificate reloads when its files change");
+    }
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
     crate::reload::start(Arc::clone(&state.live), Arc::clone(&state.tunnels), source);
     crate::http::serve_with_auth(state, listener, auth, shutdown_signal())
