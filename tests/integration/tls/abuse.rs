@@ -121,16 +121,20 @@ impl H2 {
             }
         })
         .await;
-        assert!(read.is_ok(), "the abusive connection was never closed: {frames:?}");
+        assert!(
+            read.is_ok(),
+            "the abusive connection was never closed: {frames:?}"
+        );
         frames
     }
 }
 
 /// The GOAWAY's error code among `frames`.
 fn goaway(frames: &[Frame]) -> Option<u32> {
-    frames.iter().find(|f| f.0 == GOAWAY).map(|f| {
-        u32::from_be_bytes([f.3[4], f.3[5], f.3[6], f.3[7]])
-    })
+    frames
+        .iter()
+        .find(|f| f.0 == GOAWAY)
+        .map(|f| u32::from_be_bytes([f.3[4], f.3[5], f.3[6], f.3[7]]))
 }
 
 /// The `:status` of the first response HEADERS on `stream` (static-table indexed).
@@ -161,7 +165,10 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
     // A well-formed request first: answered (the client itself works).
     let mut h2 = H2::open(&ca, gh.port).await;
     let block = get_block(&authority, "/healthz", &[]);
-    assert!(h2.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &block)).await);
+    assert!(
+        h2.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &block))
+            .await
+    );
     let mut frames = Vec::new();
     while status(&frames, 1).is_none() {
         frames.push(h2.read().await.expect("an answer"));
@@ -169,7 +176,10 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
     assert_eq!(status(&frames, 1), Some(200));
     // Host disagreeing with :authority: 400 on that stream, the connection carries on.
     let block = get_block(&authority, "/healthz", &[("host", b"evil.example")]);
-    assert!(h2.send(&frame(HEADERS, END_HEADERS | END_STREAM, 3, &block)).await);
+    assert!(
+        h2.send(&frame(HEADERS, END_HEADERS | END_STREAM, 3, &block))
+            .await
+    );
     while status(&frames, 3).is_none() {
         frames.push(h2.read().await.expect("an answer"));
     }
@@ -189,11 +199,18 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
     let _ = h2.send(&batch).await;
     let frames = h2.drain().await;
     assert_eq!(goaway(&frames), Some(ENHANCE_YOUR_CALM), "rapid reset");
-    assert_eq!(other.try_get(&healthz).await, Some(200), "others are served");
+    assert_eq!(
+        other.try_get(&healthz).await,
+        Some(200),
+        "others are served"
+    );
 
     // CONTINUATION flood: one header block that never ends.
     let mut h2 = H2::open(&ca, gh.port).await;
-    assert!(h2.send(&frame(HEADERS, 0, 1, &get_block(&authority, "/", &[]))).await);
+    assert!(
+        h2.send(&frame(HEADERS, 0, 1, &get_block(&authority, "/", &[])))
+            .await
+    );
     let mut junk = Vec::new();
     literal(&mut junk, "x-junk", &[b'a'; 16_000]);
     let piece = frame(CONTINUATION, 0, 1, &junk);
@@ -204,7 +221,11 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
     }
     let frames = h2.drain().await;
     assert!(goaway(&frames).is_some(), "CONTINUATION flood: {frames:?}");
-    assert_eq!(other.try_get(&healthz).await, Some(200), "others are served");
+    assert_eq!(
+        other.try_get(&healthz).await,
+        Some(200),
+        "others are served"
+    );
 
     // A header list over max_header_bytes (64 KiB by default), END_HEADERS set: never
     // answered as if it were fine.
@@ -213,13 +234,20 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
     for i in 0..20 {
         big.push((format!("x-big-{i}"), vec![b'b'; 8000]));
     }
-    let extra: Vec<(&str, &[u8])> = big.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let extra: Vec<(&str, &[u8])> = big
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
     let block = get_block(&authority, "/healthz", &extra);
     let (first, rest) = block.split_at(16_000);
     let mut bytes = frame(HEADERS, END_STREAM, 1, first);
     let chunks: Vec<&[u8]> = rest.chunks(16_000).collect();
     for (i, c) in chunks.iter().enumerate() {
-        let flags = if i + 1 == chunks.len() { END_HEADERS } else { 0 };
+        let flags = if i + 1 == chunks.len() {
+            END_HEADERS
+        } else {
+            0
+        };
         bytes.extend(frame(CONTINUATION, flags, 1, c));
     }
     let _ = h2.send(&bytes).await;
@@ -237,8 +265,15 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
     let refused = goaway(&frames).is_some()
         || frames.iter().any(|f| f.0 == RST_STREAM && f.2 == 1)
         || status(&frames, 1) == Some(431);
-    assert!(refused, "an oversized header list was not refused: {frames:?}");
-    assert_eq!(other.try_get(&healthz).await, Some(200), "others are served");
+    assert!(
+        refused,
+        "an oversized header list was not refused: {frames:?}"
+    );
+    assert_eq!(
+        other.try_get(&healthz).await,
+        Some(200),
+        "others are served"
+    );
 
     let after = rss_kib(gh.pid());
     assert!(

@@ -56,9 +56,10 @@ impl TestCa {
             rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
                 .unwrap();
         params.serial_number = Some(serial.into());
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("gatehouse leaf {serial}"));
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("gatehouse leaf {serial}"),
+        );
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         Leaf {
             der: cert.der().to_vec(),

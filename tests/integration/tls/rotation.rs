@@ -71,7 +71,10 @@ async fn replaced_certificate_files_reach_new_connections_while_open_ones_carry_
     let half = &third.cert_pem[..third.cert_pem.len() / 2];
     gh.install(half, &third.key_pem);
     let log = gh.logged("TLS certificate reload refused", 2).await;
-    assert!(log.contains("damaged") || log.contains("no PEM certificate"), "{log}");
+    assert!(
+        log.contains("damaged") || log.contains("no PEM certificate"),
+        "{log}"
+    );
     assert_eq!(leaf_now(&ca, gh.port).await, second.der);
     // No key file at all (a Secret version without it).
     std::fs::remove_file(gh.path("tls.key")).unwrap();
@@ -83,6 +86,8 @@ async fn replaced_certificate_files_reach_new_connections_while_open_ones_carry_
     std::fs::write(gh.path("tls.crt"), &third.cert_pem).unwrap();
     std::fs::write(gh.path("tls.key"), &third.key_pem).unwrap();
     until_served(&ca, gh.port, &third.der, "the third certificate").await;
-    let r = get(&mut send).await.expect("the old connection still carries on");
+    let r = get(&mut send)
+        .await
+        .expect("the old connection still carries on");
     assert_eq!(r.status(), 200);
 }

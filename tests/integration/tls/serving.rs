@@ -21,7 +21,11 @@ async fn curl(args: Vec<String>) -> (String, String) {
     .await
     .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "curl failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (body, last) = text.rsplit_once('\n').unwrap_or(("", &text));
     (body.to_string(), last.to_string())
 }
@@ -54,10 +58,22 @@ async fn curl_over_h2_and_http1_gets_the_app_with_the_identity_of_a_sign_in_over
         let echo: serde_json::Value =
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("{flag}: {e}: {body}"));
         assert_eq!(echo["path"], "/app/x?y=1", "{flag}: {echo}");
-        assert_eq!(seen(&echo, "x-forwarded-preferred-username"), vec!["alice"], "{flag}");
-        assert_eq!(seen(&echo, "x-forwarded-user"), vec!["alice@example.test"], "{flag}");
+        assert_eq!(
+            seen(&echo, "x-forwarded-preferred-username"),
+            vec!["alice"],
+            "{flag}"
+        );
+        assert_eq!(
+            seen(&echo, "x-forwarded-user"),
+            vec!["alice@example.test"],
+            "{flag}"
+        );
         assert_eq!(seen(&echo, "x-forwarded-proto"), vec!["https"], "{flag}");
-        assert_eq!(seen(&echo, "host"), vec![format!("127.0.0.1:{}", gh.port)], "{flag}");
+        assert_eq!(
+            seen(&echo, "host"),
+            vec![format!("127.0.0.1:{}", gh.port)],
+            "{flag}"
+        );
         // The upstream speaks HTTP/1.1: one Cookie line, no HTTP/2 pseudo headers.
         assert_eq!(seen(&echo, "cookie").len(), 1, "{flag}: {echo}");
     }
@@ -119,7 +135,11 @@ async fn the_plain_http_port_redirects_get_and_head_to_https_and_never_to_a_host
     );
     // A body was sent in clear text: refused, not redirected to be sent again.
     for method in ["POST", "PUT", "DELETE"] {
-        assert_eq!(redirected(rport, method, "localhost", "/").await, (400, None), "{method}");
+        assert_eq!(
+            redirected(rport, method, "localhost", "/").await,
+            (400, None),
+            "{method}"
+        );
     }
     for host in [
         "evil.example",
@@ -132,11 +152,17 @@ async fn the_plain_http_port_redirects_get_and_head_to_https_and_never_to_a_host
         "localhost:80/x",
         "127.0.0.1",
     ] {
-        assert_eq!(redirected(rport, "GET", host, "/").await, (400, None), "{host}");
+        assert_eq!(
+            redirected(rport, "GET", host, "/").await,
+            (400, None),
+            "{host}"
+        );
     }
     // The Location works: the https port answers there.
     let b = Browser::trusting(ca.pem.as_bytes());
-    let r = b.get(&format!("https://localhost:{}/healthz", gh.port)).await;
+    let r = b
+        .get(&format!("https://localhost:{}/healthz", gh.port))
+        .await;
     assert_eq!(r.status, 200);
 }
 
@@ -154,14 +180,24 @@ async fn a_handshake_that_never_completes_is_cut_after_header_read_timeout_and_f
         b.try_get(&format!("{}/healthz", gh.url)).await
     };
     // Both slots: one client says nothing, one starts a ClientHello and stops.
-    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", gh.port)).await.unwrap();
-    let mut partial = tokio::net::TcpStream::connect(("127.0.0.1", gh.port)).await.unwrap();
-    partial.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
+        .await
+        .unwrap();
+    let mut partial = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
+        .await
+        .unwrap();
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
     let opened = Instant::now();
     // Held: a third client is refused while they hang (until gatehouse counts them).
     let deadline = Instant::now() + Duration::from_secs(5);
     while probe().await == Some(200) {
-        assert!(Instant::now() < deadline, "the two stalled handshakes never held the slots");
+        assert!(
+            Instant::now() < deadline,
+            "the two stalled handshakes never held the slots"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Each is closed by gatehouse after about header_read_timeout, not before.
@@ -171,7 +207,10 @@ async fn a_handshake_that_never_completes_is_cut_after_header_read_timeout_and_f
         assert!(read.is_ok(), "{name}: still open after 10 s");
         assert!(matches!(read.unwrap(), Ok(0) | Err(_)), "{name}: closed");
         let after = opened.elapsed();
-        assert!(after >= Duration::from_millis(800), "{name}: cut too early ({after:?})");
+        assert!(
+            after >= Duration::from_millis(800),
+            "{name}: cut too early ({after:?})"
+        );
     }
     // The slots are free again.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -179,5 +218,7 @@ async fn a_handshake_that_never_completes_is_cut_after_header_read_timeout_and_f
         assert!(Instant::now() < deadline, "the slots never came back");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(gh.log().contains("TLS handshake not finished within header_read_timeout"));
+    assert!(gh
+        .log()
+        .contains("TLS handshake not finished within header_read_timeout"));
 }
