@@ -8,6 +8,7 @@
 
 mod answer;
 pub mod backchannel;
+mod dispatch;
 mod errors;
 pub mod forward_auth;
 pub(crate) mod framing;

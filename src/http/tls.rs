@@ -13,7 +13,8 @@
 //!   reset for the client's errors are counted, and past [`MAX_RESETS`] the connection
 //!   gets GOAWAY (ENHANCE_YOUR_CALM).
 //! - a connection that sends nothing for `idle_timeout` is asked to go (GOAWAY; streams
-//!   in flight finish), and on shutdown every stream gets `shutdown_grace`.
+//!   in flight finish); one still silent `idle_timeout` later is dropped. On shutdown
+//!   every stream gets `shutdown_grace`.
 //! - no extended CONNECT (RFC 8441): WebSockets use HTTP/1.1, which ALPN still offers.
 //!
 //! HTTP/2 requests carry their host in `:authority`; gatehouse reads `Host` everywhere,
@@ -98,7 +99,7 @@ where
                 super::is_api_request(req.method(), req.headers()),
             )),
         };
-        super::workers::respond(&conn.base, conn.peer, conn.internal, req, refused, true)
+        super::dispatch::respond(&conn.base, conn.peer, conn.internal, req, refused, true)
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -112,21 +113,31 @@ where
     let served = builder.serve_connection(TokioIo::new(stream), svc);
     let _slot = slot;
     tokio::pin!(served);
-    let mut closing = false;
+    // Set when the connection was asked to go for its silence (GOAWAY).
+    let mut closing: Option<Instant> = None;
     loop {
-        let quiet_until = heard.last().checked_add(limits.idle_timeout);
+        let last = heard.last();
+        let quiet_until = closing
+            .map_or(last, |c| c.max(last))
+            .checked_add(limits.idle_timeout);
         tokio::select! {
             _ = served.as_mut() => return,
-            _ = stop.changed(), if !closing => {
+            _ = stop.changed(), if closing.is_none() => {
                 served.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(limits.shutdown_grace, served).await;
                 return;
             }
-            _ = sleep_until(quiet_until), if !closing => {
-                if heard.last().checked_add(limits.idle_timeout).is_some_and(|t| t <= Instant::now()) {
+            _ = sleep_until(quiet_until) => {
+                let now = Instant::now();
+                if quiet_until.is_some_and(|t| t <= now) && heard.last() <= last {
+                    if closing.is_some() {
+                        // Silent since the GOAWAY too (it never acknowledged its PING):
+                        // the connection is dropped.
+                        return;
+                    }
                     // GOAWAY; streams in flight finish, then the connection ends.
                     served.as_mut().graceful_shutdown();
-                    closing = true;
+                    closing = Some(now);
                 }
             }
         }

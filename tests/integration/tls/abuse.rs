@@ -281,3 +281,23 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
         "memory grew from {before} KiB to {after} KiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_h2_connection_gets_goaway_after_idle_timeout() {
+    let (idp, up) = (TestIdp::start().await, Upstream::start().await);
+    let ca = TestCa::new();
+    let gh = Served::start(&ca, &ca.leaf(1), &idp, &up, &|_| {
+        "idle_timeout_secs = 1\n".into()
+    })
+    .await;
+    let mut h2 = H2::open(&ca, gh.port).await;
+    let opened = std::time::Instant::now();
+    let frames = h2.drain().await;
+    assert_eq!(goaway(&frames), Some(0), "a graceful GOAWAY: {frames:?}");
+    let after = opened.elapsed();
+    assert!(
+        after >= Duration::from_millis(800),
+        "cut too early: {after:?}"
+    );
+    assert!(after < Duration::from_secs(10), "cut too late: {after:?}");
+}

@@ -7,8 +7,11 @@ use super::{file, sign_in, Served, TestCa};
 use crate::support::idp::TestIdp;
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{raw_http, Browser};
+use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 /// `curl <args>`; (body, the last line `-w` wrote).
 async fn curl(args: Vec<String>) -> (String, String) {
@@ -77,6 +80,28 @@ async fn curl_over_h2_and_http1_gets_the_app_with_the_identity_of_a_sign_in_over
         // The upstream speaks HTTP/1.1: one Cookie line, no HTTP/2 pseudo headers.
         assert_eq!(seen(&echo, "cookie").len(), 1, "{flag}: {echo}");
     }
+    // A WebSocket over TLS (HTTP/1.1, as browsers open them without RFC 8441): the
+    // upgrade reaches the app with the identity, and messages flow both ways.
+    let tls = super::connect(&ca, gh.port, &[b"http/1.1"]).await;
+    let mut req = format!("wss://localhost:{}/ws", gh.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("cookie", b.cookie_header().parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .expect("a WebSocket over TLS");
+    assert_eq!(resp.status(), 101);
+    let first = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    let upgrade: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        seen(&upgrade, "x-forwarded-user"),
+        vec!["alice@example.test"]
+    );
+    ws.send(Message::text("ping over tls")).await.unwrap();
+    let echo = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    assert_eq!(echo.as_str(), "ping over tls");
+
     // Without a session, over h2: the browser is sent to sign in.
     let (_, status) = curl(vec![
         "-sS".into(),
