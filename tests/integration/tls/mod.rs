@@ -2,12 +2,13 @@
 //! time (rcgen), gatehouse serving its certificate, and clients that trust only that CA:
 //! reqwest (sign-in), curl (`--http2`, `--http1.1`), a rustls client that reads the
 //! served leaf, and a hand-written HTTP/2 client for bytes no library sends
-//! (`abuse.rs`). The tests: `serving.rs` (h2 and HTTP/1.1 with the identity, the
+//! (`abuse.rs`); and headless Chromium pinned to the test key (`browser.rs`). The tests: `serving.rs` (h2 and HTTP/1.1 with the identity, the
 //! redirect listener, a handshake that never completes), `rotation.rs` (certificate
 //! files replaced on disk), `abuse.rs` (rapid reset, CONTINUATION flood, an oversized
 //! header list, `:authority` against `Host`).
 
 mod abuse;
+mod browser;
 mod rotation;
 mod serving;
 
@@ -34,6 +35,8 @@ pub struct Leaf {
     pub cert_pem: String,
     pub key_pem: String,
     pub der: Vec<u8>,
+    /// The key's SubjectPublicKeyInfo, DER (what a browser pins).
+    pub spki: Vec<u8>,
 }
 
 impl TestCa {
@@ -62,6 +65,7 @@ impl TestCa {
         );
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         Leaf {
+            spki: key.public_key_der(),
             der: cert.der().to_vec(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
