@@ -234,6 +234,22 @@ fn describe_sessions(cfg: &Config) -> String {
     }
 }
 
+fn describe_listener(cfg: &Config) -> String {
+    let redirect = cfg
+        .http_redirect_listen
+        .map(|a| format!("; plain http on {a} redirects GET and HEAD to https"))
+        .unwrap_or_default();
+    match &cfg.tls {
+        Some(t) => format!(
+            "https on {} (TLS 1.3 and 1.2; HTTP/2 and HTTP/1.1 by ALPN), certificate {} and key {}, both checked and reloaded when they change{redirect}",
+            cfg.listen,
+            t.cert_file.display(),
+            t.key_file.display()
+        ),
+        None => format!("plain http on {} (HTTP/1.1)", cfg.listen),
+    }
+}
+
 fn describe_forward_auth(cfg: &Config) -> String {
     use crate::config::ForwardAuthClient as C;
     let client = match cfg.forward_auth_client {
@@ -441,6 +457,7 @@ pub fn main() -> ExitCode {
                 println!("access: {}", describe_access(&cfg));
                 println!("forward auth: {}", describe_forward_auth(&cfg));
                 println!("sessions: {}", describe_sessions(&cfg));
+                println!("listener: {}", describe_listener(&cfg));
                 print_lists(&cfg);
                 print_preset(&cfg);
                 if online {

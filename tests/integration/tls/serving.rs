@@ -247,3 +247,66 @@ async fn a_handshake_that_never_completes_is_cut_after_header_read_timeout_and_f
         .log()
         .contains("TLS handshake not finished within header_read_timeout"));
 }
+
+/// `gatehouse check` with the flags and the environment: names the https listener, and
+/// lists every certificate problem at once (a key that is not the certificate's, a file
+/// that is no certificate) beside the configuration's others.
+#[test]
+fn check_names_the_https_listener_and_lists_every_certificate_problem() {
+    let ca = TestCa::new();
+    let (a, b) = (ca.leaf(1), ca.leaf(2));
+    let dir = crate::support::TempDir::new("tls-check");
+    let (cert, key, other) = (
+        file(dir.path(), "a.crt", &a.cert_pem),
+        file(dir.path(), "a.key", &a.key_pem),
+        file(dir.path(), "b.key", &b.key_pem),
+    );
+    let check = |cert: &std::path::Path, key: &std::path::Path, extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args([
+                "check",
+                "--issuer-url",
+                "https://sso.example.com",
+                "--client-id",
+                "c",
+            ])
+            .args([
+                "--client-secret",
+                "s",
+                "--cookie-secret",
+                crate::support::COOKIE_SECRET,
+            ])
+            .args(["--listen", "0.0.0.0:8443", "--tls-cert-file"])
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key)
+            .args(extra)
+            .env("GATEHOUSE_HTTP_REDIRECT_LISTEN", "0.0.0.0:8080")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, said) = check(&cert, &key, &[]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("listener: https on 0.0.0.0:8443"), "{said}");
+    assert!(
+        said.contains("plain http on 0.0.0.0:8080 redirects"),
+        "{said}"
+    );
+    let (code, said) = check(&cert, &other, &["--cookie-secret-file", "/nonexistent"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("is not the key of the certificate"), "{said}");
+    assert!(said.contains("cookie_secret"), "the others are listed too: {said}");
+    let (code, said) = check(&key, &cert, &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("tls_cert_file") && said.contains("no PEM certificate"),
+        "{said}"
+    );
+    assert!(
+        said.contains("tls_key_file") && said.contains("no PEM private key"),
+        "{said}"
+    );
+}
