@@ -196,13 +196,18 @@ async fn a_handshake_that_never_completes_is_cut_after_header_read_timeout_and_f
     let (idp, up) = (TestIdp::start().await, Upstream::start().await);
     let ca = TestCa::new();
     let gh = Served::start(&ca, &ca.leaf(1), &idp, &up, &|_| {
-        "header_read_timeout_secs = 1\nmax_connections = 2\n".into()
+        "header_read_timeout_secs = 2\nmax_connections = 2\n".into()
     })
     .await;
-    // A new client (a new connection) for each probe: a pooled one would hold a slot.
+    // A new TLS connection for each probe: one past the cap gets a plain-text 503, which
+    // is no TLS handshake. (A pooled connection would hold a slot itself.)
+    let connector = tokio_rustls::TlsConnector::from(ca.client(&[b"http/1.1"]));
     let probe = || async {
-        let b = Browser::trusting(ca.pem.as_bytes());
-        b.try_get(&format!("{}/healthz", gh.url)).await
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
+            .await
+            .ok()?;
+        let name = rustls_pki_types::ServerName::try_from("localhost").ok()?;
+        connector.connect(name, tcp).await.ok().map(|_| 200)
     };
     // Both slots: one client says nothing, one starts a ClientHello and stops.
     let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", gh.port))
@@ -218,7 +223,7 @@ async fn a_handshake_that_never_completes_is_cut_after_header_read_timeout_and_f
     let opened = Instant::now();
     // Held: a third client is refused while they hang (until gatehouse counts them).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while probe().await == Some(200) {
+    while probe().await == Some(200u16) {
         assert!(
             Instant::now() < deadline,
             "the two stalled handshakes never held the slots"
@@ -298,7 +303,10 @@ fn check_names_the_https_listener_and_lists_every_certificate_problem() {
     let (code, said) = check(&cert, &other, &["--cookie-secret-file", "/nonexistent"]);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("is not the key of the certificate"), "{said}");
-    assert!(said.contains("cookie_secret"), "the others are listed too: {said}");
+    assert!(
+        said.contains("cookie_secret"),
+        "the others are listed too: {said}"
+    );
     let (code, said) = check(&key, &cert, &[]);
     assert_eq!(code, Some(1), "{said}");
     assert!(
