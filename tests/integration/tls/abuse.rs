@@ -240,9 +240,25 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
         batch.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, &block));
         batch.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
     }
-    let _ = h2.send(&batch).await;
-    let frames = h2.drain().await;
+    // Another client asks all along, on connections of its own.
+    let meanwhile = async {
+        let mut answers = Vec::new();
+        for _ in 0..10 {
+            let b = Browser::trusting(ca.pem.as_bytes());
+            answers.push(b.try_get(&healthz).await);
+        }
+        answers
+    };
+    let flood = async {
+        let _ = h2.send(&batch).await;
+        h2.drain().await
+    };
+    let (frames, answers) = tokio::join!(flood, meanwhile);
     assert_eq!(goaway(&frames), Some(ENHANCE_YOUR_CALM), "rapid reset");
+    assert!(
+        answers.iter().all(|a| *a == Some(200)),
+        "others: {answers:?}"
+    );
     assert_eq!(
         other.try_get(&healthz).await,
         Some(200),
