@@ -156,6 +156,10 @@ async fn sleep_until(at: Option<Instant>) {
 /// module header says why); `Err`: why it is refused.
 pub(super) fn h2_request<B>(req: &mut hyper::Request<B>) -> Result<(), &'static str> {
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    if authority.as_deref().is_some_and(|a| a.contains('@')) {
+        // RFC 9113 §8.3.1: no userinfo in :authority; it would ride into Host.
+        return Err("its :authority carries user info");
+    }
     let headers = req.headers_mut();
     match (authority, headers.get(HOST)) {
         (Some(a), Some(host)) if !host.as_bytes().eq_ignore_ascii_case(a.as_bytes()) => {
@@ -288,6 +292,9 @@ mod tests {
             let mut r = h2("https://app.example.com/x", &[("host", host)]);
             assert!(h2_request(&mut r).is_err(), "{host}");
         }
+        let mut r = h2("https://evil.example@app.example.com/x", &[]);
+        assert!(h2_request(&mut r).is_err());
+        assert!(r.headers().get(HOST).is_none());
         // No :authority (a client may send Host alone): Host stays as sent.
         let mut r = h2("/x", &[("host", "app.example.com")]);
         assert_eq!(h2_request(&mut r), Ok(()));

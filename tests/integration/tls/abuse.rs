@@ -196,6 +196,47 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
             .await
     );
     assert_eq!(h2.answer(&mut frames, 3).await, Some(400));
+    // Fields HTTP/2 forbids (connection-specific, RFC 9113 §8.2.2) and repeated pseudo
+    // fields: that stream is reset, never served; two Content-Lengths: 400.
+    let forbidden: [(u32, Vec<u8>); 4] = [
+        (
+            7,
+            get_block(&authority, "/healthz", &[("transfer-encoding", b"chunked")]),
+        ),
+        (
+            9,
+            get_block(&authority, "/healthz", &[("connection", b"keep-alive")]),
+        ),
+        (
+            11,
+            get_block(&authority, "/healthz", &[("upgrade", b"websocket")]),
+        ),
+        (
+            13,
+            [get_block(&authority, "/healthz", &[]), vec![0x84]].concat(),
+        ),
+    ];
+    for (id, block) in &forbidden {
+        assert!(
+            h2.send(&frame(HEADERS, END_HEADERS | END_STREAM, *id, block))
+                .await
+        );
+        assert_eq!(h2.answer(&mut frames, *id).await, None, "stream {id}");
+    }
+    let block = get_block(
+        &authority,
+        "/healthz",
+        &[("content-length", b"0"), ("content-length", b"0")],
+    );
+    assert!(
+        h2.send(&frame(HEADERS, END_HEADERS | END_STREAM, 15, &block))
+            .await
+    );
+    assert_ne!(
+        h2.answer(&mut frames, 15).await,
+        Some(200),
+        "two Content-Lengths"
+    );
     // A large but allowed header list (a chunked session cookie: 40 KB, under
     // max_header_bytes' 64 KiB, over HTTP/2's usual 16 KiB) is served, as over HTTP/1.1.
     let cookies: Vec<(String, Vec<u8>)> = (0..5)
@@ -212,7 +253,7 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
         .collect();
     let block = get_block(&authority, "/healthz", &extra);
     let (head, tail) = block.split_at(16_000);
-    let mut bytes = frame(HEADERS, END_STREAM, 5, head);
+    let mut bytes = frame(HEADERS, END_STREAM, 17, head);
     let pieces: Vec<&[u8]> = tail.chunks(16_000).collect();
     for (i, c) in pieces.iter().enumerate() {
         let flags = if i + 1 == pieces.len() {
@@ -220,11 +261,11 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
         } else {
             0
         };
-        bytes.extend(frame(CONTINUATION, flags, 5, c));
+        bytes.extend(frame(CONTINUATION, flags, 17, c));
     }
     assert!(h2.send(&bytes).await);
     assert_eq!(
-        h2.answer(&mut frames, 5).await,
+        h2.answer(&mut frames, 17).await,
         Some(200),
         "a 40 KB header list"
     );
