@@ -13,7 +13,8 @@ use tower::ServiceExt;
 
 /// Answers one request: the framing refusal (`refused`) or the request's route. `h2`:
 /// the client speaks HTTP/2, where a connection is never closed for one stream's unread
-/// body (HTTP/1.1 must, and says so with `Connection: close`).
+/// body (HTTP/1.1 must, and says so with `Connection: close`). `started`: when the
+/// request reached gatehouse, for its metrics.
 pub(super) fn respond(
     base: &Arc<AppState>,
     peer: Peer,
@@ -21,10 +22,10 @@ pub(super) fn respond(
     mut req: hyper::Request<Incoming>,
     mut refused: Option<axum::response::Response>,
     h2: bool,
+    started: crate::metrics::Timer,
 ) -> impl std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>>
        + Send
        + 'static {
-    let started = crate::metrics::Timer::start();
     req.extensions_mut().insert(ConnectInfo(peer));
     if internal {
         req.extensions_mut().insert(super::AuthListener);

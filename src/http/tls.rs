@@ -12,9 +12,9 @@
 //!   before gatehouse took them (rapid reset, CVE-2023-44487) and streams gatehouse had to
 //!   reset for the client's errors are counted, and past [`MAX_RESETS`] the connection
 //!   gets GOAWAY (ENHANCE_YOUR_CALM).
-//! - a connection that sends nothing for `idle_timeout` is asked to go (GOAWAY; streams
-//!   in flight finish); one still silent `idle_timeout` later is dropped. On shutdown
-//!   every stream gets `shutdown_grace`.
+//! - a connection on which nothing moves either way for `idle_timeout` is asked to go
+//!   (GOAWAY; streams in flight finish); one still silent `idle_timeout` later is
+//!   dropped. On shutdown every stream gets `shutdown_grace`.
 //! - no extended CONNECT (RFC 8441): WebSockets use HTTP/1.1, which ALPN still offers.
 //!
 //! HTTP/2 requests carry their host in `:authority`; gatehouse reads `Host` everywhere,
@@ -91,6 +91,7 @@ where
     let mut stop = conn.stop.clone();
     let (stream, heard) = Heard::new(stream);
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        let started = crate::metrics::Timer::start();
         let refused = match h2_request(&mut req) {
             Ok(()) => super::framing::refusal(&req, false),
             Err(why) => Some(super::AppError::AmbiguousFraming(why).respond(
@@ -99,7 +100,15 @@ where
                 super::is_api_request(req.method(), req.headers()),
             )),
         };
-        super::dispatch::respond(&conn.base, conn.peer, conn.internal, req, refused, true)
+        super::dispatch::respond(
+            &conn.base,
+            conn.peer,
+            conn.internal,
+            req,
+            refused,
+            true,
+            started,
+        )
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -184,13 +193,14 @@ pub(super) fn h2_request<B>(req: &mut hyper::Request<B>) -> Result<(), &'static 
     Ok(())
 }
 
-/// A stream that notes when the client last sent something (HTTP/2's idle bound).
+/// A stream that notes when bytes last went either way (HTTP/2's idle bound: a response
+/// streaming out to a quiet client is activity, as over HTTP/1.1).
 struct Heard<S> {
     inner: S,
     last: Arc<LastHeard>,
 }
 
-/// When the client last sent something: milliseconds since `since`.
+/// When bytes last went either way: milliseconds since `since`.
 struct LastHeard {
     since: Instant,
     millis: AtomicU64,
@@ -199,6 +209,11 @@ struct LastHeard {
 impl LastHeard {
     fn last(&self) -> Instant {
         self.since + std::time::Duration::from_millis(self.millis.load(Ordering::Relaxed))
+    }
+
+    fn now(&self) {
+        let since = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.millis.store(since, Ordering::Relaxed);
     }
 }
 
@@ -227,10 +242,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
-            let since = this.last.since.elapsed().as_millis();
-            this.last
-                .millis
-                .store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Relaxed);
+            this.last.now();
         }
         polled
     }
@@ -242,7 +254,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            if n > 0 {
+                this.last.now();
+            }
+        }
+        polled
     }
 
     fn poll_write_vectored(
@@ -250,7 +269,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            if n > 0 {
+                this.last.now();
+            }
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {

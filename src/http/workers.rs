@@ -140,15 +140,21 @@ pub(super) async fn serve_h1<S>(stream: S, conn: Conn, slot: Slot)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = conn.limits;
-    let mut stop = conn.stop.clone();
+    let Conn {
+        base,
+        peer,
+        internal,
+        limits,
+        mut stop,
+    } = conn;
     let (stream, wire) =
         super::wire::Watched::new(stream, limits.max_header_bytes, limits.idle_timeout);
     let heads = std::cell::Cell::new(0u64);
     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let started = crate::metrics::Timer::start();
         let index = heads.replace(heads.get() + 1);
         let refused = super::framing::refusal(&req, wire.is_ambiguous(index));
-        super::dispatch::respond(&conn.base, conn.peer, conn.internal, req, refused, false)
+        super::dispatch::respond(&base, peer, internal, req, refused, false, started)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     // hyper adds the header-read timeout to a clock reading unchecked: its bound in
