@@ -2,10 +2,10 @@
 //! flood (HEADERS then RST_STREAM, thousands of times), a CONTINUATION flood without
 //! END_HEADERS, an oversized header list, and a `Host` that disagrees with
 //! `:authority`. Each abusive connection is closed with GOAWAY (or its stream refused),
-//! gatehouse's memory (VmRSS of the real binary) stays bounded, and another client is
-//! served meanwhile.
+//! gatehouse's memory (VmRSS of the real binary) and CPU time stay bounded, and another
+//! client is served meanwhile.
 
-use super::{connect, rss_kib, Served, TestCa};
+use super::{connect, cpu_time, rss_kib, Served, TestCa};
 use crate::support::idp::TestIdp;
 use crate::support::upstream::Upstream;
 use crate::support::Browser;
@@ -271,6 +271,7 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
     );
     drop(h2);
     let before = rss_kib(gh.pid());
+    let cpu_before = cpu_time(gh.pid());
 
     // Rapid reset: thousands of streams opened and cancelled at once.
     let mut h2 = H2::open(&ca, gh.port).await;
@@ -377,6 +378,12 @@ async fn h2_floods_are_cut_with_goaway_in_bounded_memory_while_other_clients_are
     );
 
     let after = rss_kib(gh.pid());
+    let cpu = cpu_time(gh.pid()) - cpu_before;
+    assert!(
+        cpu < Duration::from_secs(10),
+        "the floods cost {cpu:?} of CPU"
+    );
+    eprintln!("floods: RSS {before} -> {after} KiB, CPU {cpu:?}");
     assert!(
         after < before + 64 * 1024,
         "memory grew from {before} KiB to {after} KiB"

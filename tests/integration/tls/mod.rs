@@ -132,19 +132,11 @@ impl Served {
     ) -> Served {
         let dir = TempDir::new("tls");
         let port = crate::support::redis::free_port();
-        let mut served = Served {
-            child: std::process::Command::new("true").spawn().unwrap(),
-            url: format!("https://127.0.0.1:{port}"),
-            port,
-            dir,
-            versions: 0,
-        };
-        served.install(&leaf.cert_pem, &leaf.key_pem);
+        install_version(dir.path(), 1, &leaf.cert_pem, &leaf.key_pem);
         for name in ["tls.crt", "tls.key"] {
-            std::os::unix::fs::symlink(format!("..data/{name}"), served.dir.path().join(name))
-                .unwrap();
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.path().join(name)).unwrap();
         }
-        let config = served.dir.path().join("gatehouse.toml");
+        let config = dir.path().join("gatehouse.toml");
         std::fs::write(
             &config,
             format!(
@@ -157,18 +149,25 @@ impl Served {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(served.dir.path().join("gatehouse.log")).unwrap();
-        served.child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        let log = std::fs::File::create(dir.path().join("gatehouse.log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .arg("serve")
             .arg("--config")
             .arg(&config)
-            .current_dir(served.dir.path())
+            .current_dir(dir.path())
             .env("GATEHOUSE_WORKERS", "2")
             .env("GATEHOUSE_LOG_LEVEL", "debug")
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
+        let served = Served {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+            port,
+            dir,
+            versions: 1,
+        };
         served.wait_ready(ca).await;
         served
     }
@@ -217,20 +216,25 @@ impl Served {
     /// the kubelet does.
     pub fn install(&mut self, cert: &str, key: &str) {
         self.versions += 1;
-        let version = format!("..v{}", self.versions);
-        let vdir = self.dir.path().join(&version);
-        std::fs::create_dir_all(&vdir).unwrap();
-        std::fs::write(vdir.join("tls.crt"), cert).unwrap();
-        std::fs::write(vdir.join("tls.key"), key).unwrap();
-        let tmp = self.dir.path().join("..data_tmp");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&version, &tmp).unwrap();
-        std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
+        install_version(self.dir.path(), self.versions, cert, key);
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+/// Writes version `n` of the Secret into `dir` and points `..data` at it in one rename.
+fn install_version(dir: &Path, n: u32, cert: &str, key: &str) {
+    let version = format!("..v{n}");
+    let vdir = dir.join(&version);
+    std::fs::create_dir_all(&vdir).unwrap();
+    std::fs::write(vdir.join("tls.crt"), cert).unwrap();
+    std::fs::write(vdir.join("tls.key"), key).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&version, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
 }
 
 /// The resident memory of process `pid` in KiB (`VmRSS` in /proc).
@@ -241,6 +245,18 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// The CPU time process `pid` has used so far (user and system, /proc/<pid>/stat).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces, inside parentheses).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = rest.split(' ').map(|f| f.parse().unwrap_or(0)).collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks = fields[11] + fields[12];
+    // The kernel's USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 /// Signs `sub` in over TLS with a browser trusting `ca`; returns it with its cookies.
