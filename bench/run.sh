@@ -752,7 +752,8 @@ start_gatehouse_metrics() {
     [[ "$ct" == "text/plain; version=0.0.4"* ]] || die "gatehouse-metrics: /metrics answered content-type '$ct'"
     (
         while kill -0 "$METRICS_GH_PID" 2>/dev/null; do
-            lcurl -o /dev/null "http://$HOST:$METRICS_PORT/metrics" || true
+            # Quiet: at the end gatehouse stops before this loop sees it.
+            lcurl -o /dev/null "http://$HOST:$METRICS_PORT/metrics" 2>/dev/null || true
             sleep 1
         done
     ) &

@@ -457,6 +457,12 @@ pub fn main() -> ExitCode {
                 println!("access: {}", describe_access(&cfg));
                 println!("forward auth: {}", describe_forward_auth(&cfg));
                 println!("sessions: {}", describe_sessions(&cfg));
+                let off = || "off (assertion_signing_key_file is not set)".to_string();
+                let assertion = cfg.assertion.as_ref().map_or_else(off, |a| a.describe());
+                println!(
+                    "identity assertion ({}): {assertion}",
+                    cfg.headers.assertion
+                );
                 println!("listener: {}", describe_listener(&cfg));
                 print_lists(&cfg);
                 print_preset(&cfg);

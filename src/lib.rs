@@ -6,6 +6,7 @@
 //! (sanitise, inject) -> `proxy` (stream, upgrade). The forward-auth endpoint runs the same
 //! `auth` step and answers with the decision instead of proxying.
 
+pub mod assertion;
 pub mod audit;
 pub mod auth;
 pub mod authz;

@@ -13,7 +13,7 @@ use crate::config::reload::Source;
 use crate::http::live::Live;
 use crate::proxy::tunnels::Tunnels;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -41,23 +41,25 @@ impl Trigger {
 /// gatehouse answers is never the default action (which ends the process).
 pub fn start(live: Arc<Live>, tunnels: Arc<Tunnels>, source: Source) {
     let (tx, rx) = mpsc::unbounded_channel::<Trigger>();
+    let watched = Arc::new(Mutex::new(WatchState::of(source.watched_files(), 0)));
     if live.config().watch_config {
-        watch(source.watched_files(), tx.clone());
+        watch(Arc::clone(&watched), tx.clone());
     }
     listen_for_hangup(tx);
-    tokio::spawn(run(live, tunnels, Arc::new(source), rx));
+    tokio::spawn(run(live, tunnels, Arc::new(source), watched, rx));
 }
 
 async fn run(
     live: Arc<Live>,
     tunnels: Arc<Tunnels>,
     source: Arc<Source>,
+    watched: Watched,
     mut rx: mpsc::UnboundedReceiver<Trigger>,
 ) {
     while let Some(trigger) = rx.recv().await {
-        let (l, source) = (Arc::clone(&live), Arc::clone(&source));
+        let (l, source, w) = (Arc::clone(&live), Arc::clone(&source), Arc::clone(&watched));
         // Reading files is blocking I/O: off the runtime's threads.
-        match tokio::task::spawn_blocking(move || reload_once(&l, &source, trigger)).await {
+        match tokio::task::spawn_blocking(move || reload_once(&l, &source, &w, trigger)).await {
             Ok(true) => recheck(&live, &tunnels),
             Ok(false) => {}
             Err(_) => tracing::error!(
@@ -84,7 +86,7 @@ fn recheck(live: &Live, tunnels: &Tunnels) {
 }
 
 /// Reads and applies the configuration once; logs the outcome.
-fn reload_once(live: &Live, source: &Source, trigger: Trigger) -> bool {
+fn reload_once(live: &Live, source: &Source, watched: &Watched, trigger: Trigger) -> bool {
     let running = live.config();
     let reloaded = match source.reload(&running) {
         Ok(r) => r,
@@ -105,11 +107,21 @@ fn reload_once(live: &Live, source: &Source, trigger: Trigger) -> bool {
     for w in &reloaded.config.warnings {
         tracing::warn!("{w}");
     }
+    let files = reloaded.watched;
     if let Err(e) = live.apply(reloaded.config) {
         crate::metrics::config_reloaded(false);
         crate::audit::config_reload(trigger.as_str(), false, 1, "");
         tracing::error!(trigger = trigger.as_str(), error = %e, "configuration reload refused; the running configuration stays");
         return false;
+    }
+    // What was applied is the watch's new baseline (and a secret file named anew is
+    // watched from now on).
+    match watched.lock() {
+        Ok(mut w) => *w = WatchState::of(files, w.generation + 1),
+        Err(poisoned) => {
+            let mut w = poisoned.into_inner();
+            *w = WatchState::of(files, w.generation + 1);
+        }
     }
     crate::metrics::config_reloaded(true);
     crate::audit::config_reload(trigger.as_str(), true, 0, &reloaded.kept.join(","));
@@ -155,22 +167,59 @@ fn digest(path: &PathBuf) -> Option<ring::digest::Digest> {
         .map(|bytes| ring::digest::digest(&ring::digest::SHA256, &bytes))
 }
 
-/// Watches `files`; sends a trigger when one changed and then read the same twice.
-fn watch(files: Vec<PathBuf>, tx: mpsc::UnboundedSender<Trigger>) {
+/// What `watch_config` watches, and what those files held when last applied; each
+/// reload replaces it (a reload may name other secret files).
+struct WatchState {
+    files: Vec<PathBuf>,
+    applied: Vec<Option<Vec<u8>>>,
+    generation: u64,
+}
+
+impl WatchState {
+    fn of(files: Vec<PathBuf>, generation: u64) -> WatchState {
+        WatchState {
+            applied: read(&files),
+            files,
+            generation,
+        }
+    }
+}
+
+type Watched = Arc<Mutex<WatchState>>;
+
+/// Digests of what `files` hold now.
+fn read(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+    files
+        .iter()
+        .map(|f| digest(f).map(|d| d.as_ref().to_vec()))
+        .collect()
+}
+
+/// The files being watched, what was applied of them, and the reload that applied it.
+fn current(watched: &Watched) -> (Vec<PathBuf>, Vec<Option<Vec<u8>>>, u64) {
+    let w = match watched.lock() {
+        Ok(w) => w,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    (w.files.clone(), w.applied.clone(), w.generation)
+}
+
+/// Watches the `watched` files; sends a trigger when one changed from what was applied
+/// and then read the same twice. After each reload, what it applied is the baseline.
+fn watch(watched: Watched, tx: mpsc::UnboundedSender<Trigger>) {
+    let (files, _, _) = current(&watched);
     let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let spawned = std::thread::Builder::new()
         .name("gatehouse-config-watch".into())
         .spawn(move || {
-            let read = |files: &[PathBuf]| -> Vec<Option<Vec<u8>>> {
-                files
-                    .iter()
-                    .map(|f| digest(f).map(|d| d.as_ref().to_vec()))
-                    .collect()
-            };
-            let mut applied = read(&files);
+            let (mut files, mut applied, mut seen) = current(&watched);
             let mut last = applied.clone();
             loop {
                 std::thread::sleep(WATCH_EVERY);
+                let (named, baseline, generation) = current(&watched);
+                if generation != seen {
+                    (files, applied, seen) = (named, baseline, generation);
+                }
                 let now = read(&files);
                 // Acted on once it reads the same twice: not in the middle of a write.
                 if now == last && now != applied {

@@ -78,17 +78,37 @@ pub enum Origin {
 pub struct Trace {
     pub parent: TraceParent,
     pub origin: Origin,
+    /// What the client sent, seen in [`Trace::read`]'s one pass over the header names,
+    /// so that [`Trace::propagate`] looks nothing up again (the usual request has
+    /// neither header, and a lookup by name hashes it).
+    sent: Sent,
+}
+
+/// Which trace headers the client sent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+struct Sent {
+    traceparent: bool,
+    tracestate: bool,
 }
 
 impl Trace {
     /// Reads the request's `traceparent`; starts a fresh trace when there is no valid one.
     pub fn read(headers: &HeaderMap) -> Trace {
-        let mut lines = headers.get_all(TRACEPARENT).iter();
-        let parsed = match (lines.next(), lines.next()) {
-            (Some(v), None) => parse(v.as_bytes()),
-            // None, or several lines: which one would the caller mean?
-            _ => None,
-        };
+        // One pass over the names present: no hashing of either name.
+        let (mut first, mut lines, mut sent) = (None, 0usize, Sent::default());
+        for (name, value) in headers {
+            if name == TRACEPARENT {
+                first.get_or_insert(value);
+                lines += 1;
+                sent.traceparent = true;
+            } else if name == TRACESTATE {
+                sent.tracestate = true;
+            }
+        }
+        // None, or several lines (which one would the caller mean?): a fresh trace.
+        let parsed = first
+            .filter(|_| lines == 1)
+            .and_then(|v| parse(v.as_bytes()));
         match parsed {
             Some((parent, version)) => Trace {
                 parent,
@@ -97,8 +117,12 @@ impl Trace {
                 } else {
                     Origin::Continued
                 },
+                sent,
             },
-            None => Trace::fresh(),
+            None => Trace {
+                sent,
+                ..Trace::fresh()
+            },
         }
     }
 
@@ -119,6 +143,7 @@ impl Trace {
                 flags: SAMPLED,
             },
             origin: Origin::Fresh,
+            sent: Sent::default(),
         }
     }
 
@@ -135,12 +160,12 @@ impl Trace {
             Origin::AsSent => return None,
             Origin::Continued => {}
             Origin::Fresh => {
-                if headers.contains_key(&TRACESTATE) {
+                if self.sent.tracestate {
                     headers.remove(&TRACESTATE);
                 }
             }
         }
-        if headers.contains_key(&TRACEPARENT) {
+        if self.sent.traceparent {
             headers.remove(&TRACEPARENT);
         }
         HeaderValue::from_bytes(&self.parent.encode()).ok()

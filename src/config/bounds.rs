@@ -48,6 +48,12 @@ pub(super) const BOUNDS: &[Bound] = &[
     bound("provider_timeout_secs", HOUR, "one hour"),
     bound("provider_connect_timeout_secs", HOUR, "one hour"),
     Bound {
+        key: "assertion_lifetime_secs",
+        max: DAY,
+        words: "one day",
+        why: Some("an assertion cannot be taken back: keep it short (minutes)"),
+    },
+    Bound {
         key: "clock_skew_secs",
         max: 300,
         words: "five minutes",

@@ -42,7 +42,8 @@ pub(super) fn check(r: &mut Reader, h: &HeaderNames) {
     ]
     .into_iter()
     .chain(h.groups.iter().map(|g| ("header_groups", g)))
-    .chain(h.id_token.iter().map(|t| ("header_id_token", t)));
+    .chain(h.id_token.iter().map(|t| ("header_id_token", t)))
+    .chain(std::iter::once(("assertion_header", &h.assertion)));
     let mut seen: Vec<(&str, &axum::http::HeaderName)> = Vec::new();
     for (key, name) in roles {
         let entry = r.raw.get(key);

@@ -282,6 +282,36 @@ pub const KEYS: &[Key] = &[
         "CIDRs whose X-Forwarded-* headers are believed (default none)",
     ),
     key(
+        "assertion_signing_key_file",
+        Kind::Str,
+        "PEM file of gatehouse's private signing key(s) for the identity assertion; setting it turns the assertion on. Several blocks: the first signs, all are published (default none: off)",
+    ),
+    key(
+        "assertion_header",
+        Kind::Str,
+        "header carrying the signed identity assertion (default X-Gatehouse-Assertion; client copies are always removed)",
+    ),
+    key(
+        "assertion_lifetime_secs",
+        Kind::Secs,
+        "how long an identity assertion is valid (default 300)",
+    ),
+    key(
+        "assertion_issuer",
+        Kind::Str,
+        "the assertion's iss: gatehouse's public URL (default: redirect_url's origin)",
+    ),
+    key(
+        "assertion_audience",
+        Kind::Str,
+        "the assertion's aud (default: the host the request was for, without its port)",
+    ),
+    key(
+        "assertion_groups",
+        Kind::List,
+        "only these groups go into the assertion's groups claim (default: all of the user's)",
+    ),
+    key(
         "clock_skew_secs",
         Kind::Secs,
         "allowed clock skew for nbf and auth_time; none applies to exp (default 30)",

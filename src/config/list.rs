@@ -33,6 +33,7 @@ pub enum Spaces {
 const SPACED: &[(&str, Spaces)] = &[
     // Entra ID and Active Directory group names: `Domain Admins`, `Platform Team`.
     ("allowed_groups", Spaces::Allowed),
+    ("assertion_groups", Spaces::Allowed),
     // A claim name is any JSON string.
     ("groups_claim", Spaces::Allowed),
     // File paths.

@@ -3,6 +3,7 @@
 //! every problem, in words a user understands.
 
 mod access;
+mod assertion;
 pub mod audit_log;
 mod bounds;
 pub mod emails_file;
@@ -137,6 +138,9 @@ pub struct HeaderNames {
     pub strip_client_authorization: bool,
     /// Extra client headers to remove.
     pub strip: Vec<HeaderName>,
+    /// The identity assertion's header (`assertion_header`): set only by gatehouse, and
+    /// every client copy removed, whether the assertion is on or off.
+    pub assertion: HeaderName,
     /// Every configured name, folded as `headers::normalise` does (case, `_` and any
     /// other separator for `-`): computed once, used on every request.
     pub folded: std::sync::OnceLock<Vec<String>>,
@@ -151,6 +155,7 @@ impl HeaderNames {
                 .chain(self.groups.iter())
                 .chain(self.id_token.iter())
                 .chain(self.strip.iter())
+                .chain(std::iter::once(&self.assertion))
                 .map(|h| crate::headers::normalise(h.as_str()))
                 .collect()
         })
@@ -324,6 +329,8 @@ pub struct Config {
     pub skip_auth_routes: Vec<crate::routes::SkipRoute>,
     /// `Some` when `bearer_tokens = true`.
     pub bearer: Option<BearerSettings>,
+    /// The signed identity assertion; `None`: off (`assertion_signing_key_file` unset).
+    pub assertion: Option<crate::assertion::AssertionSettings>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub audit_log: AuditLog,

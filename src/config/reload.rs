@@ -57,7 +57,11 @@ pub const FIXED: &[&str] = &[
 
 /// Files whose change `watch_config` notices, besides the configuration file: the
 /// secrets a reload reads again. (`allowed_emails_file` is watched on its own.)
-const WATCHED_FILES: &[&str] = &["client_secret_file", "cookie_secret_file"];
+const WATCHED_FILES: &[&str] = &[
+    "client_secret_file",
+    "cookie_secret_file",
+    "assertion_signing_key_file",
+];
 
 /// gatehouse's variables (`GATEHOUSE_*`) as they were at start-up: a reload reads the
 /// same values. Nothing else of the environment is kept.
@@ -100,6 +104,8 @@ pub struct Reloaded {
     pub config: Config,
     /// Fixed settings the new configuration changes: kept as they run, until a restart.
     pub kept: Vec<&'static str>,
+    /// The files `watch_config` watches from now on (the secret files it names now).
+    pub watched: Vec<PathBuf>,
 }
 
 impl Source {
@@ -133,6 +139,7 @@ impl Source {
     /// (entra's `issuer_url` follows `tenant_id`).
     pub fn reload(&self, running: &Config) -> Result<Reloaded, ConfigError> {
         let (_, raw) = build(self.file.as_deref(), &self.env, self.flags.clone())?;
+        let watched = files_of(self.file.as_deref(), &raw);
         let (was, now) = (
             super::presets::effective(&self.started),
             super::presets::effective(&raw),
@@ -151,25 +158,35 @@ impl Source {
         }
         let mut config = Config::from_raw(&pinned)?;
         keep_fixed(running, &mut config);
-        Ok(Reloaded { config, kept })
+        Ok(Reloaded {
+            config,
+            kept,
+            watched,
+        })
     }
 
     /// The files a change of which calls for a reload: the configuration file and the
-    /// secret files named at start-up.
+    /// secret files named at start-up (a reload names them anew: [`Reloaded::watched`]).
     pub fn watched_files(&self) -> Vec<PathBuf> {
-        let named = WATCHED_FILES
-            .iter()
-            .filter_map(|k| match self.started.get(k) {
-                Some(e) => match &e.value {
-                    super::sources::RawValue::Str(s) if !s.trim().is_empty() => {
-                        Some(PathBuf::from(s.trim()))
-                    }
-                    _ => None,
-                },
-                None => None,
-            });
-        self.file.iter().cloned().chain(named).collect()
+        files_of(self.file.as_deref(), &self.started)
     }
+}
+
+/// The configuration file and the secret files `raw` names.
+fn files_of(file: Option<&Path>, raw: &RawConfig) -> Vec<PathBuf> {
+    let named = WATCHED_FILES.iter().filter_map(|k| match raw.get(k) {
+        Some(e) => match &e.value {
+            super::sources::RawValue::Str(s) if !s.trim().is_empty() => {
+                Some(PathBuf::from(s.trim()))
+            }
+            _ => None,
+        },
+        None => None,
+    });
+    file.map(Path::to_path_buf)
+        .into_iter()
+        .chain(named)
+        .collect()
 }
 
 /// Layers and validates, like `Config::load`, and also returns the layered values.

@@ -253,6 +253,8 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             PassAuthorization::None
         }
     };
+    let (assertion_header, assertion) =
+        super::assertion::read_assertion(&mut r, redirect_url.as_ref(), &mut warnings);
     let fallback = HeaderName::from_static("x-forwarded-user");
     let headers = HeaderNames {
         user: r.header("header_user", &h_user).unwrap_or(fallback.clone()),
@@ -278,6 +280,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             .iter()
             .filter_map(|h| r.header("strip_headers", h))
             .collect(),
+        assertion: assertion_header,
         folded: Default::default(),
     };
     super::header_check::check(&mut r, &headers);
@@ -478,6 +481,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             rules,
             skip_auth_routes: access.skip_auth_routes,
             bearer: access.bearer,
+            assertion,
             log_format,
             log_level,
             audit_log,

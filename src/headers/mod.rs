@@ -268,7 +268,8 @@ static AUTH_REQUEST_NAMES: [HeaderName; 4] = [
 ];
 
 /// The first client header that is a spelling of an identity header gatehouse emits (the
-/// configured names, `Authorization` aside, and `X-Auth-Request-*`), with the name it
+/// configured names, `Authorization` aside, `X-Auth-Request-*`, and the assertion's
+/// header whether or not the assertion is on), with the name it
 /// aliases. In a forward-auth call such a header came from the client: an ingress that
 /// does not remove it would hand it to the app.
 pub fn emitted_alias<'a>(
@@ -280,6 +281,7 @@ pub fn emitted_alias<'a>(
             .into_iter()
             .chain(names.groups.iter())
             .chain(names.id_token.iter())
+            .chain(std::iter::once(&names.assertion))
             .chain(AUTH_REQUEST_NAMES.iter())
     };
     headers.keys().find_map(|k| {
@@ -587,6 +589,7 @@ mod tests {
             token_is_access_token: false,
             strip_client_authorization: false,
             strip: vec![HeaderName::from_static("x-custom-identity")],
+            assertion: HeaderName::from_static("x-gatehouse-assertion"),
             folded: Default::default(),
         }
     }
@@ -605,10 +608,13 @@ mod tests {
             ("X-Auth-Request-User", "x"),
             ("Remote-User", "x"),
             ("X-Custom-Identity", "x"),
+            ("X-Gatehouse-Assertion", "forged"),
+            ("x_gatehouse_assertion", "forged"),
+            ("X.GATEHOUSE.ASSERTION", "forged"),
             ("Accept", "text/html"),
         ]);
         let n = strip_identity(&mut h, &names());
-        assert_eq!(n, 9);
+        assert_eq!(n, 12);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
     }

@@ -66,6 +66,8 @@ pub enum AppError {
     },
     #[error("this is gatehouse's forward-auth listener (auth_listen): it serves /oauth2/auth, /healthz and /readyz only")]
     AuthListenerOnly,
+    #[error("gatehouse signs no identity assertion here, so it publishes no keys: the assertion is off (assertion_signing_key_file is not set)")]
+    AssertionOff,
     #[error("the request was refused because {0}, which lets two HTTP parsers disagree about where it ends (request smuggling)")]
     AmbiguousFraming(&'static str),
     #[error("another site asked to sign you out; gatehouse only signs out from its own pages")]
@@ -161,7 +163,9 @@ impl AppError {
             AppError::BadAuthQuery(_)
             | AppError::AmbiguousFraming(_)
             | AppError::ClientIdentityHeader { .. } => StatusCode::BAD_REQUEST,
-            AppError::NoUpstream | AppError::AuthListenerOnly => StatusCode::NOT_FOUND,
+            AppError::NoUpstream | AppError::AuthListenerOnly | AppError::AssertionOff => {
+                StatusCode::NOT_FOUND
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -188,6 +192,7 @@ impl AppError {
             AppError::BadAuthQuery(_) => "bad_auth_query",
             AppError::ClientIdentityHeader { .. } => "client_identity_header",
             AppError::AuthListenerOnly => "auth_listener_only",
+            AppError::AssertionOff => "assertion_off",
             AppError::AmbiguousFraming(_) => "ambiguous_framing",
             AppError::NoUpstream => "no_upstream",
             AppError::UpstreamFailed { failure, .. } => failure.code(),
@@ -229,6 +234,7 @@ impl AppError {
             AppError::CrossSiteSignOut => "To sign out, use the sign-out page of this site (/oauth2/sign_out).",
             AppError::BadAuthQuery(_) => "An administrator should fix the query of the forward-auth URL in the ingress configuration.",
             AppError::ClientIdentityHeader { .. } => "Send the request without identity headers of your own; gatehouse sets them after you sign in. An administrator should make the ingress remove client copies of these headers, as the message says.",
+            AppError::AssertionOff => "An administrator turns the signed identity assertion on with assertion_signing_key_file (a PEM private key, e.g. from `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`); until then an app cannot verify one and must not expect it.",
             AppError::AuthListenerOnly => "Route users to gatehouse's main listener (listen); only the ingress's forward-auth calls go to auth_listen.",
             AppError::NoUpstream => "Point your ingress's forward-auth at /oauth2/auth, or set upstream to proxy requests through gatehouse.",
             AppError::IdentityHeadersTooLarge { .. } => "An administrator should make gatehouse send less or let the application take more: fewer groups (groups_claim naming a narrower claim, fewer scopes, or only the groups assigned to this application at the provider; header_groups names every header that carries them), no forwarded ID token (header_id_token = \"\"), or a larger header limit at the application (Go servers such as Headlamp take 1 MB by default, MaxHeaderBytes; nginx takes 8 KB per header line by default, large_client_header_buffers).",
@@ -322,6 +328,7 @@ impl AppError {
                 | AppError::AmbiguousFraming(_)
                 | AppError::ClientIdentityHeader { .. }
                 | AppError::AuthListenerOnly
+                | AppError::AssertionOff
                 | AppError::NoUpstream => None,
                 // Signing in again would meet the same mismatch until the settings change.
                 AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => None,

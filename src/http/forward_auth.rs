@@ -287,6 +287,10 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
                 session.values(names),
                 internal,
             );
+            // On both listeners: an app takes it only from the ingress, which replaces
+            // any client copy.
+            let url = original.url.as_deref();
+            super::assertion::attach_for_original(resp.headers_mut(), &st.cfg, &session, url);
             add_cookies(&mut resp, set_cookies);
         }
         Decision::Public { rule } => {

@@ -44,6 +44,7 @@ fn headers_too_large(st: &AppState, ctx: &Ctx, session: &Session) -> AppError {
     let mut add = headers::Additions::default();
     ctx.forwarded.apply(&mut add);
     headers::inject(&mut add, &st.cfg.headers, session.values(&st.cfg.headers));
+    super::assertion::attach(&mut add, &st.cfg, session, ctx.forwarded.host.as_deref());
     // As on the wire: `name: value\r\n`.
     let sent: Vec<(String, usize)> = add
         .iter()
@@ -153,6 +154,8 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     ctx.forwarded.apply(&mut add);
     if let Some(session) = &session {
         headers::inject(&mut add, &st.cfg.headers, session.values(&st.cfg.headers));
+        // The signed identity assertion (when on), cached in the session.
+        super::assertion::attach(&mut add, &st.cfg, session, ctx.forwarded.host.as_deref());
     }
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         if h.contains_key(&X_REQUEST_ID) {

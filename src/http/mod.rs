@@ -3,10 +3,12 @@
 //!
 //! Routes: `/oauth2/{start,callback,sign_out,userinfo}` (login flow), `/oauth2/auth`
 //! (forward-auth verdict, `forward_auth.rs`), `/oauth2/backchannel_logout` (the provider's
-//! logout tokens, `backchannel.rs`), `/healthz`, `/readyz`, and everything else through the
+//! logout tokens, `backchannel.rs`), `/healthz`, `/readyz`, the identity assertion's keys
+//! (`/.well-known/gatehouse/jwks.json`, `assertion.rs`), and everything else through the
 //! auth step to the upstream (`gate.rs`; 404 in auth-only mode).
 
 mod answer;
+pub mod assertion;
 pub mod backchannel;
 mod dispatch;
 mod errors;
@@ -240,6 +242,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/oauth2/auth/{*original}", any(forward_auth::auth))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // gatehouse's public keys for the identity assertion (404 JSON when it is off).
+        .route(crate::assertion::JWKS_PATH, get(assertion::jwks))
         // Everything else goes through the auth step to the upstream.
         .fallback(gate::gate)
         .with_state(state)
@@ -259,13 +263,16 @@ pub(crate) fn routed(path: &str) -> bool {
             | forward_auth::AUTH_PATH
             | "/healthz"
             | "/readyz"
+            | crate::assertion::JWKS_PATH
     ) || path.starts_with("/oauth2/auth/")
 }
 
 /// Whether `path` is served on the internal forward-auth listener (`auth_listen`).
 pub(crate) fn internal_route(path: &str) -> bool {
-    matches!(path, forward_auth::AUTH_PATH | "/healthz" | "/readyz")
-        || path.starts_with("/oauth2/auth/")
+    matches!(
+        path,
+        forward_auth::AUTH_PATH | "/healthz" | "/readyz" | crate::assertion::JWKS_PATH
+    ) || path.starts_with("/oauth2/auth/")
         || forward_auth::escaped_bare(path)
 }
 

@@ -397,6 +397,7 @@ fn the_example_configuration_and_every_documented_value_in_it_are_valid() {
         "cookie_secret_file",
         "allowed_emails_file",
         "provider_ca_file",
+        "assertion_signing_key_file",
         "client_secret",
         "cookie_secret",
         // The redis store: one of three ways to reach it, and files of the admin's.

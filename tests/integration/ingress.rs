@@ -4,7 +4,8 @@
 //! auth-only mode behind it and the real OpenID Provider (`oidc-provider`) for logins.
 //!
 //! For each: a browser-style login through the ingress lands on the page first asked for;
-//! the upstream receives the identity; a spoofed identity header from the client never
+//! the upstream receives the identity and a signed assertion that node's `jose` verifies;
+//! a spoofed identity header (or assertion) from the client never
 //! reaches it; a user outside an allowed group gets 403 (configured rule, and the
 //! per-route query rule where the ingress can carry one); an unauthenticated API call gets
 //! 401.
@@ -17,7 +18,7 @@ use reqwest::Method;
 
 struct Stack {
     ingress: Ingress,
-    _gh: Gatehouse,
+    gh: Gatehouse,
     _up: Upstream,
     _op: NodeOp,
 }
@@ -28,6 +29,7 @@ async fn stack(kind: Kind) -> Option<Stack> {
     }
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let key = crate::assertion::key_path("p256.pem");
     let op = NodeOp::for_gatehouse_at(&base, &[]).await;
     let up = Upstream::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -39,6 +41,8 @@ async fn stack(kind: Kind) -> Option<Stack> {
         ("post_logout_redirect_url", ""),
         ("auth_listen", "127.0.0.1:0"),
         ("forward_auth_client", kind.client()),
+        ("assertion_signing_key_file", &key),
+        ("assertion_issuer", crate::assertion::ISSUER),
     ];
     if kind == Kind::Envoy {
         // Envoy cannot put `?redirect=true` in its auth URL.
@@ -59,7 +63,7 @@ async fn stack(kind: Kind) -> Option<Stack> {
         .unwrap();
     Some(Stack {
         ingress,
-        _gh: gh,
+        gh,
         _up: up,
         _op: op,
     })
@@ -128,6 +132,17 @@ async fn exercise(kind: Kind) {
         3,
         "{name}"
     );
+    // The signed assertion the ingress copied verifies (node's jose, gatehouse's JWKS)
+    // for the host the ingress forwarded.
+    let assertion = seen(&echo, "x-gatehouse-assertion");
+    assert_eq!(assertion.len(), 1, "{name}: {echo}");
+    let jwks = format!(
+        "{}/.well-known/gatehouse/jwks.json",
+        s.gh.auth_url.clone().unwrap()
+    );
+    let verdict = crate::assertion::jose_verify(&jwks, "127.0.0.1", &assertion).await;
+    assert_eq!(verdict["results"][0]["ok"], true, "{name}: {verdict}");
+    assert_eq!(verdict["results"][0]["payload"]["sub"], "alice", "{name}");
 
     // Spoofed identity headers from the client never reach the upstream. Where the
     // ingress removes them before asking (Caddy's `request_header -`, Envoy's header
@@ -139,6 +154,7 @@ async fn exercise(kind: Kind) {
         ("x-forwarded-group", "system:masters"),
         ("x-auth-request-user", "root"),
         ("X-Forwarded-Groups", "system:masters"),
+        ("X-Gatehouse-Assertion", "root"),
     ] {
         let spoofed = alice
             .send(

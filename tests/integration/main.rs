@@ -5,6 +5,7 @@
 // Test code: a failed unwrap is a failed test with a clear message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod assertion;
 mod audit;
 mod backchannel;
 mod bypass;

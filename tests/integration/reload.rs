@@ -21,9 +21,9 @@ use tokio_tungstenite::tungstenite::Message;
 const OTHER_SECRET: &str = "q3Vh8cT0m5Yb2LwXnJ4eR7sKfA9dG1pZoU6iE0yHcWM";
 
 /// The real binary with `--config <file>`, its log kept in a file to read.
-struct Served {
+pub(crate) struct Served {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
     dir: crate::support::TempDir,
 }
 
@@ -35,7 +35,7 @@ impl Drop for Served {
 }
 
 impl Served {
-    fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.dir.path().join("gatehouse.toml")
     }
 
@@ -58,7 +58,7 @@ impl Served {
         serve_path(dir, &config, port).await
     }
 
-    fn hangup(&self) {
+    pub(crate) fn hangup(&self) {
         let ok = std::process::Command::new("kill")
             .args(["-HUP", &self.child.id().to_string()])
             .status()
@@ -68,7 +68,7 @@ impl Served {
     }
 
     /// Waits until the log holds `needle` `times` times (a reload's outcome).
-    async fn logged(&self, needle: &str, times: usize) -> String {
+    pub(crate) async fn logged(&self, needle: &str, times: usize) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let log = self.log();
@@ -85,14 +85,14 @@ impl Served {
 }
 
 /// Writes `text` to `path` in one step (a rename), as a deploy tool would.
-fn write(path: &Path, text: &str) {
+pub(crate) fn write(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
 /// The configuration file's common part: the test IdP, plain-http cookies.
-fn base(idp: &TestIdp, upstream: &Upstream, port: u16) -> String {
+pub(crate) fn base(idp: &TestIdp, upstream: &Upstream, port: u16) -> String {
     format!(
         "listen = \"127.0.0.1:{port}\"\nupstream = \"{}\"\nissuer_url = \"{}\"\nclient_id = \"{}\"\ncookie_secure = false\n",
         upstream.url,
@@ -103,7 +103,7 @@ fn base(idp: &TestIdp, upstream: &Upstream, port: u16) -> String {
 
 /// Starts the binary on `file_text` (written to its config file in a new directory,
 /// beside `files`), listening on `port`.
-async fn serve(file_text: &str, port: u16, files: &[(&str, &str)]) -> Served {
+pub(crate) async fn serve(file_text: &str, port: u16, files: &[(&str, &str)]) -> Served {
     let dir = crate::support::TempDir::new("reload");
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
@@ -132,12 +132,12 @@ async fn serve_path(dir: crate::support::TempDir, config: &Path, port: u16) -> S
     served
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     crate::support::redis::free_port()
 }
 
 /// Signs `sub` in (the test IdP logs in whoever `next_sub` names, in groups admins, dev).
-async fn sign_in(idp: &TestIdp, gh: &str, sub: &str) -> Browser {
+pub(crate) async fn sign_in(idp: &TestIdp, gh: &str, sub: &str) -> Browser {
     *idp.state.next_sub.lock().unwrap() = sub.to_string();
     let b = Browser::new();
     let (resp, visited) = b.follow(&format!("{gh}/app")).await;
@@ -544,4 +544,47 @@ async fn a_websocket_through_a_skip_route_is_closed_when_a_reload_removes_the_ro
         .find(|l| l.contains("websocket_revoked"))
         .unwrap();
     assert!(revoked.contains("/feed"), "{revoked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_config_follows_a_secret_file_that_a_reload_names_anew() {
+    let (idp, upstream) = (TestIdp::start().await, Upstream::start().await);
+    let port = free_port();
+    let version = |file: &str| {
+        format!(
+            "{}client_secret = \"{}\"\ncookie_secret_file = \"{file}\"\nwatch_config = true\n",
+            base(&idp, &upstream, port),
+            idp::CLIENT_SECRET
+        )
+    };
+    let secret = format!("{COOKIE_SECRET}\n");
+    let gh = serve(
+        &version("a.secret"),
+        port,
+        &[("a.secret", &secret), ("b.secret", &secret)],
+    )
+    .await;
+    // The file names another secret file: a reload, by the watch.
+    write(&gh.config(), &version("b.secret"));
+    gh.logged("configuration reloaded", 1).await;
+    let alice = sign_in(&idp, &gh.url, "alice").await;
+    // The watch reads the file it names now: a rotation there reloads by itself, and
+    // the old one, no longer named, is not watched.
+    write(
+        &gh.dir.path().join("b.secret"),
+        &format!("{OTHER_SECRET}\n{COOKIE_SECRET}\n"),
+    );
+    gh.logged("configuration reloaded", 2).await;
+    write(
+        &gh.dir.path().join("a.secret"),
+        &format!("{OTHER_SECRET}\n"),
+    );
+    write(
+        &gh.dir.path().join("b.secret"),
+        &format!("{OTHER_SECRET}\n"),
+    );
+    let r = until_status(&alice, &format!("{}/app", gh.url), 401).await;
+    assert_eq!(r.status, 401);
+    let log = gh.logged("configuration reloaded", 3).await;
+    assert_eq!(log.matches("configuration reloaded").count(), 3, "{log}");
 }

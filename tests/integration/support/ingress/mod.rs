@@ -32,8 +32,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// Headers copied from an allowing auth answer onto the upstream request.
-pub const IDENTITY_HEADERS: [&str; 10] = [
+/// Headers copied from an allowing auth answer onto the upstream request (the signed
+/// assertion among them: copied when gatehouse sends it, removed from clients always).
+pub const IDENTITY_HEADERS: [&str; 11] = [
     "X-Forwarded-User",
     "X-Forwarded-Email",
     "X-Forwarded-Group",
@@ -44,6 +45,7 @@ pub const IDENTITY_HEADERS: [&str; 10] = [
     "X-Auth-Request-Email",
     "X-Auth-Request-Groups",
     "X-Auth-Request-Preferred-Username",
+    "X-Gatehouse-Assertion",
 ];
 
 /// Session cookies Traefik copies from an allowing auth answer to the client
