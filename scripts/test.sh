@@ -29,6 +29,8 @@ apt_missing=()
 [ -x /usr/bin/caddy ] || apt_missing+=(caddy)
 [ -x /usr/bin/redis-server ] || apt_missing+=(redis-server)
 [ -x /usr/bin/redis-sentinel ] || apt_missing+=(redis-sentinel)
+# curl with HTTP/2 (nghttp2): the TLS tests ask gatehouse with `curl --http2`.
+[ -x /usr/bin/curl ] || apt_missing+=(curl)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_missing+=(python3-venv)
 apt_bare=()
 { [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; } || apt_bare+=(prometheus)

@@ -234,6 +234,22 @@ fn describe_sessions(cfg: &Config) -> String {
     }
 }
 
+fn describe_listener(cfg: &Config) -> String {
+    let redirect = cfg
+        .http_redirect_listen
+        .map(|a| format!("; plain http on {a} redirects GET and HEAD to https"))
+        .unwrap_or_default();
+    match &cfg.tls {
+        Some(t) => format!(
+            "https on {} (TLS 1.3 and 1.2; HTTP/2 and HTTP/1.1 by ALPN), certificate {} and key {}, both checked and reloaded when they change{redirect}",
+            cfg.listen,
+            t.cert_file.display(),
+            t.key_file.display()
+        ),
+        None => format!("plain http on {} (HTTP/1.1)", cfg.listen),
+    }
+}
+
 fn describe_forward_auth(cfg: &Config) -> String {
     use crate::config::ForwardAuthClient as C;
     let client = match cfg.forward_auth_client {
@@ -375,6 +391,17 @@ async fn serve(cfg: Config, source: crate::config::reload::Source) -> Result<(),
             }
         });
     }
+    if let Some(addr) = cfg.http_redirect_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (http_redirect_listen): {e}"))?;
+        tracing::info!(http_redirect_listen = %addr, "plain http here redirects GET and HEAD to https");
+        let cfg = cfg.clone();
+        tokio::spawn(async move { crate::http::redirect_listener::serve(l, &cfg).await });
+    }
+    if let Some(tls) = &cfg.tls {
+        tracing::info!(tls_cert_file = %tls.cert_file.display(), "serving https on listen (HTTP/2 and HTTP/1.1); the certificate reloads when its files change");
+    }
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
     crate::reload::start(Arc::clone(&state.live), Arc::clone(&state.tunnels), source);
     crate::http::serve_with_auth(state, listener, auth, shutdown_signal())
@@ -436,6 +463,7 @@ pub fn main() -> ExitCode {
                     "identity assertion ({}): {assertion}",
                     cfg.headers.assertion
                 );
+                println!("listener: {}", describe_listener(&cfg));
                 print_lists(&cfg);
                 print_preset(&cfg);
                 if online {

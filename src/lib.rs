@@ -28,6 +28,7 @@ pub mod reload;
 pub mod routes;
 pub mod session;
 pub mod telemetry;
+pub mod tls;
 pub mod trace;
 pub mod util;
 pub mod whoami;

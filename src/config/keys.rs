@@ -428,6 +428,21 @@ pub const KEYS: &[Key] = &[
         "Prometheus metrics listener, e.g. 0.0.0.0:9090: serves GET /metrics only, never on listen or auth_listen (default none: off)",
     ),
     key(
+        "tls_cert_file",
+        Kind::Str,
+        "PEM certificate chain (leaf first) to serve https on listen, with tls_key_file; reloaded when the file changes (default none: plain http)",
+    ),
+    key(
+        "tls_key_file",
+        Kind::Str,
+        "PEM private key (RSA, ECDSA or Ed25519) of tls_cert_file's certificate",
+    ),
+    key(
+        "http_redirect_listen",
+        Kind::Str,
+        "plain-http listener, e.g. 0.0.0.0:80, that answers GET and HEAD with a 308 to https (needs TLS; default none)",
+    ),
+    key(
         "cookie_domain",
         Kind::Str,
         "Domain attribute for gatehouse's cookies, e.g. .example.com (default: host only)",

@@ -17,6 +17,7 @@ pub mod reload;
 pub mod secret;
 pub mod sources;
 pub mod store;
+mod tls;
 mod validate;
 
 pub(crate) use reader::is_loopback;
@@ -317,6 +318,11 @@ pub struct Config {
     /// The Prometheus metrics listener (`metrics/server.rs`): `GET /metrics` only, a port
     /// of its own.
     pub metrics_listen: Option<SocketAddr>,
+    /// TLS on `listen` (`tls_cert_file`, `tls_key_file`), with the pair read at start-up;
+    /// `None`: plain http.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// The plain-http listener that redirects to https (`http/redirect_listener.rs`).
+    pub http_redirect_listen: Option<SocketAddr>,
     /// Other hosts a post-login target may point at (`redirect::redirect_domain_allowed`).
     pub allowed_redirect_domains: Vec<String>,
     pub rules: AccessRules,

@@ -22,6 +22,9 @@ pub const FIXED: &[&str] = &[
     "listen",
     "auth_listen",
     "metrics_listen",
+    "tls_cert_file",
+    "tls_key_file",
+    "http_redirect_listen",
     "provider",
     "issuer_url",
     "provider_ca_file",
@@ -209,6 +212,9 @@ pub fn keep_fixed(running: &Config, new: &mut Config) {
     new.listen = running.listen;
     new.auth_listen = running.auth_listen;
     new.metrics_listen = running.metrics_listen;
+    // The paths are fixed; the certificate they hold reloads by itself (`tls/mod.rs`).
+    new.tls = running.tls.clone();
+    new.http_redirect_listen = running.http_redirect_listen;
     new.provider = running.provider;
     new.preset_defaults = running.preset_defaults.clone();
     new.issuer_url = running.issuer_url.clone();

@@ -341,6 +341,15 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         r.problems.push(format!("auth_listen: {listen} is also `listen`: the forward-auth listener must be a port of its own that the ingress calls and no public route reaches"));
     }
     let metrics_listen = read_metrics_listen(&mut r, listen, access.auth_listen);
+    let taken: Vec<(&str, SocketAddr)> = [
+        ("listen", Some(listen)),
+        ("auth_listen", access.auth_listen),
+        ("metrics_listen", metrics_listen),
+    ]
+    .into_iter()
+    .filter_map(|(name, a)| a.map(|a| (name, a)))
+    .collect();
+    let tls = super::tls::read(&mut r, &taken);
     let forwards_token =
         headers.id_token.is_some() || headers.authorization != PassAuthorization::None;
     if access.auth_listen.is_none() && upstream.is_none() && forwards_token {
@@ -466,6 +475,8 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             forward_auth_client: access.forward_auth_client,
             auth_listen: access.auth_listen,
             metrics_listen,
+            tls: tls.tls,
+            http_redirect_listen: tls.http_redirect_listen,
             allowed_redirect_domains: access.allowed_redirect_domains,
             rules,
             skip_auth_routes: access.skip_auth_routes,

@@ -36,8 +36,21 @@ pub struct Forwarded {
 }
 
 impl Forwarded {
-    /// Reads forwarding metadata, believing it only when `peer` is a trusted proxy.
+    /// Reads forwarding metadata for a request that came over plain http.
     pub fn read(headers: &HeaderMap, peer: SocketAddr, trusted_proxies: &[IpNet]) -> Forwarded {
+        Forwarded::read_on(headers, peer, trusted_proxies, false)
+    }
+
+    /// Reads forwarding metadata, believing it only when `peer` is a trusted proxy.
+    /// `tls`: the connection itself is https (`tls_cert_file`): the scheme when no
+    /// trusted proxy says otherwise.
+    pub fn read_on(
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        trusted_proxies: &[IpNet],
+        tls: bool,
+    ) -> Forwarded {
+        let own_scheme = if tls { "https" } else { "http" };
         let ip = canonical(peer.ip());
         let trusted = trusted_proxies.iter().any(|n| n.contains(&ip));
         // The value the nearest trusted proxy set: the last element of the last line. An
@@ -61,7 +74,7 @@ impl Forwarded {
                 client: ip,
                 client_len: for_chain.len(),
                 for_chain,
-                proto: "http".into(),
+                proto: own_scheme.into(),
                 host: host_header,
                 trusted,
             };
@@ -72,7 +85,7 @@ impl Forwarded {
         let (for_chain, client_len) = chain_text(&vouched, ip);
         let proto = nearest(&X_FORWARDED_PROTO)
             .filter(|p| p == "http" || p == "https")
-            .unwrap_or_else(|| "http".into());
+            .unwrap_or_else(|| own_scheme.into());
         let host = nearest(&X_FORWARDED_HOST)
             .filter(|h| !h.is_empty())
             .or(host_header);
@@ -106,16 +119,17 @@ impl Forwarded {
     /// Writes `X-Forwarded-For/-Proto/-Host`, `X-Real-IP` and `Forwarded` (after
     /// `strip_identity` removed every client copy).
     pub fn apply(&self, headers: &mut impl super::SetHeader) {
-        // The client alone: its values are the same for every request from that address,
-        // so each worker keeps the last one's.
+        let https = self.proto == "https";
+        // The client alone: its values are the same for every request from that address
+        // over the same scheme, so each worker keeps the last one's.
         if let Some((ip, forwarded)) = (!self.trusted)
-            .then(|| untrusted_values(self.client, |ip| self.forwarded_value(ip)))
+            .then(|| untrusted_values(self.client, https, |ip| self.forwarded_value(ip)))
             .flatten()
         {
             headers.set(X_REAL_IP, ip.clone());
             headers.set(FORWARDED, forwarded);
             headers.set(X_FORWARDED_FOR, ip);
-            headers.set(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            headers.set(X_FORWARDED_PROTO, scheme_value(https));
             self.apply_host(headers);
             return;
         }
@@ -131,12 +145,7 @@ impl Forwarded {
             headers.set(FORWARDED, v);
         }
         headers.set(X_FORWARDED_FOR, chain);
-        let proto = if self.proto == "https" {
-            HeaderValue::from_static("https")
-        } else {
-            HeaderValue::from_static("http")
-        };
-        headers.set(X_FORWARDED_PROTO, proto);
+        headers.set(X_FORWARDED_PROTO, scheme_value(https));
         self.apply_host(headers);
     }
 
@@ -294,20 +303,21 @@ fn chain_text(vouched: &Vouched, peer: IpAddr) -> (String, usize) {
 }
 
 /// `X-Real-IP`/`X-Forwarded-For` and `Forwarded` for a request from an untrusted `client`
-/// (scheme http), cached per thread for the last address seen.
+/// over `https` or not, cached per thread for the last address and scheme seen.
 /// `forwarded` builds the `Forwarded` value from the address text.
 fn untrusted_values(
     client: IpAddr,
+    https: bool,
     forwarded: impl FnOnce(&str) -> String,
 ) -> Option<(HeaderValue, HeaderValue)> {
+    type Last = Option<((IpAddr, bool), HeaderValue, HeaderValue)>;
     thread_local! {
-        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue, HeaderValue)>> =
-            const { std::cell::RefCell::new(None) };
+        static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
-        if let Some((ip, text, forwarded)) = last.as_ref() {
-            if *ip == client {
+        if let Some((key, text, forwarded)) = last.as_ref() {
+            if *key == (client, https) {
                 return Some((text.clone(), forwarded.clone()));
             }
         }
@@ -315,9 +325,14 @@ fn untrusted_values(
         let forwarded = forwarded(&text);
         let text = HeaderValue::from_str(&text).ok()?;
         let forwarded = HeaderValue::from_str(&forwarded).ok()?;
-        *last = Some((client, text.clone(), forwarded.clone()));
+        *last = Some(((client, https), text.clone(), forwarded.clone()));
         Some((text, forwarded))
     })
+}
+
+/// `X-Forwarded-Proto`'s value.
+fn scheme_value(https: bool) -> HeaderValue {
+    HeaderValue::from_static(if https { "https" } else { "http" })
 }
 
 #[cfg(test)]

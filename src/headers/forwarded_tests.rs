@@ -62,6 +62,47 @@ fn scheme_and_host_are_what_the_nearest_trusted_proxy_set() {
     assert_eq!(f.host.as_deref(), Some("app.example.com"));
 }
 
+/// Over TLS (`tls_cert_file`) the connection's own scheme is https: the upstream is told
+/// so, a client's X-Forwarded-Proto is still not believed, a trusted proxy's still wins,
+/// and the per-thread values of one address are kept apart by scheme.
+#[test]
+fn the_scheme_of_a_tls_connection_is_https_unless_a_trusted_proxy_says_otherwise() {
+    let peer: SocketAddr = "192.0.2.9:5".parse().unwrap();
+    let spoof = map(&[("X-Forwarded-Proto", "http")]);
+    let tls = Forwarded::read_on(&spoof, peer, &[], true);
+    assert_eq!(tls.proto, "https");
+    let scheme = |f: &Forwarded| {
+        let mut out = HeaderMap::new();
+        f.apply(&mut out);
+        let fwd = out.get("forwarded").unwrap().to_str().unwrap().to_string();
+        (
+            out.get("x-forwarded-proto")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string(),
+            fwd,
+        )
+    };
+    // The same address over plain http (auth_listen) and TLS, in turn on one thread.
+    let plain = Forwarded::read_on(&spoof, peer, &[], false);
+    for _ in 0..2 {
+        assert_eq!(
+            scheme(&tls),
+            ("https".into(), "for=192.0.2.9;proto=https".into())
+        );
+        assert_eq!(
+            scheme(&plain),
+            ("http".into(), "for=192.0.2.9;proto=http".into())
+        );
+    }
+    let nets = ["192.0.2.0/24".parse().unwrap()];
+    let trusted = Forwarded::read_on(&spoof, peer, &nets, true);
+    assert_eq!(trusted.proto, "http", "a trusted proxy's word wins");
+    let trusted = Forwarded::read_on(&HeaderMap::new(), peer, &nets, true);
+    assert_eq!(trusted.proto, "https", "a trusted proxy that says nothing");
+}
+
 #[test]
 fn the_believed_client_goes_into_x_real_ip_and_forwarded() {
     let h = map(&[

@@ -10,6 +10,7 @@
 mod answer;
 pub mod assertion;
 pub mod backchannel;
+mod dispatch;
 mod errors;
 pub mod forward_auth;
 pub(crate) mod framing;
@@ -19,6 +20,8 @@ mod login;
 #[doc(hidden)]
 pub mod original;
 pub mod pages;
+pub mod redirect_listener;
+mod tls;
 pub mod wire;
 mod workers;
 
@@ -99,13 +102,16 @@ impl Ctx {
         cfg: &Config,
         method: &Method,
         headers: &HeaderMap,
-        peer: Option<SocketAddr>,
+        peer: Option<workers::Peer>,
     ) -> Ctx {
-        let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (addr, tls) = match peer {
+            Some(p) => (p.addr, p.tls),
+            None => (SocketAddr::from(([0, 0, 0, 0], 0)), false),
+        };
         Ctx {
             request_id: crate::util::request_id(),
             trace: Trace::read(headers),
-            forwarded: Forwarded::read(headers, peer, &cfg.trusted_proxies),
+            forwarded: Forwarded::read_on(headers, addr, &cfg.trusted_proxies, tls),
             api: is_api_request(method, headers),
         }
     }
@@ -143,11 +149,11 @@ impl Ctx {
     }
 }
 
-/// The peer address, when the server recorded it.
-pub fn peer_of(req: &axum::extract::Request) -> Option<SocketAddr> {
+/// The peer (address, and whether the connection is TLS), when the server recorded it.
+pub fn peer_of(req: &axum::extract::Request) -> Option<workers::Peer> {
     req.extensions()
         .get::<ConnectInfo<workers::Peer>>()
-        .map(|c| c.0 .0)
+        .map(|c| c.0)
 }
 
 /// API clients get 401 JSON rather than a login redirect: JSON `Accept`,

@@ -6,11 +6,12 @@
 //! with most connections in bench/run.sh, and throughput swung by a third between runs).
 //! On shutdown, requests in flight get `shutdown_grace` to finish; the workers are waited
 //! for at most a second longer, so a worker stuck in one request never keeps the process.
+//! With TLS on `listen`, each connection's handshake and protocol (HTTP/2 or HTTP/1.1)
+//! are `tls.rs`'s, on the worker; what a request gets, whatever carried it, is
+//! `dispatch.rs`'s. `auth_listen` is always plain HTTP/1.1.
 
 use super::AppState;
 use crate::config::ServerLimits;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
@@ -19,18 +20,21 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tower::ServiceExt;
 
-/// The client's address, as recorded for each connection.
+/// The client's address, and whether its connection is TLS, as recorded for each
+/// connection.
 #[derive(Clone, Copy, Debug)]
-pub struct Peer(pub SocketAddr);
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
 
 /// A connection for a worker: the stream, the client, and whether it came in on the
 /// internal forward-auth listener (`auth_listen`).
 type Handed = (std::net::TcpStream, SocketAddr, bool);
 
 /// Counts open client connections across workers; the guard gives its slot back.
-struct Slot(Arc<AtomicUsize>);
+pub(super) struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -60,6 +64,7 @@ async fn serve_worker(
     mut stopped: watch::Receiver<()>,
     open: Arc<AtomicUsize>,
     limits: ServerLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let tunnels = Arc::clone(&state.tunnels);
     let peak = Arc::new(AtomicUsize::new(0));
@@ -92,132 +97,83 @@ async fn serve_worker(
         }
         let slot = Slot(Arc::clone(&open));
         crate::metrics::connection_opened();
-        let base = Arc::clone(&state);
-        let (stream, wire) =
-            super::wire::Watched::new(stream, limits.max_header_bytes, limits.idle_timeout);
-        let heads = std::cell::Cell::new(0u64);
-        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            let started = crate::metrics::Timer::start();
-            let index = heads.replace(heads.get() + 1);
-            let mut refused = super::framing::refusal(&req, wire.is_ambiguous(index));
-            req.extensions_mut().insert(ConnectInfo(Peer(peer)));
-            if internal {
-                req.extensions_mut().insert(super::AuthListener);
-                if refused.is_none() && !super::internal_route(req.uri().path()) {
-                    refused = Some(super::AppError::AuthListenerOnly.respond(
-                        &crate::util::request_id(),
-                        crate::trace::Trace::read(req.headers()).trace_id(),
-                        super::is_api_request(req.method(), req.headers()),
-                    ));
-                }
+        let conn = Conn {
+            base: Arc::clone(&state),
+            peer: Peer {
+                addr: peer,
+                tls: false,
+            },
+            internal,
+            limits,
+            stop: stopped.clone(),
+        };
+        // `auth_listen` stays plain http (internal); `listen` speaks TLS when configured.
+        match (&tls, internal) {
+            (Some(acceptor), false) => {
+                tokio::spawn(super::tls::serve(acceptor.clone(), stream, conn, slot));
             }
-            let has_body = !hyper::body::Body::is_end_stream(req.body());
-            let req = req.map(Body::new);
-            // This request's configuration: the latest reload's (`live.rs`).
-            let (state, router) = super::live::current(&base);
-            async move {
-                let route = Route::of(req.uri().path());
-                let mut resp = match (refused, route) {
-                    (Some(resp), _) => resp,
-                    (None, Route::Router(_)) => router.oneshot(req).await?,
-                    // The bare endpoint with its `?` escaped by the ingress: refused there,
-                    // never proxied to the app.
-                    (None, Route::BareAuth) => {
-                        super::forward_auth::auth(axum::extract::State(state), req).await
-                    }
-                    (None, Route::Gate) => {
-                        super::gate::gate(axum::extract::State(state), req).await
-                    }
-                };
-                route.record(&resp, started);
-                // gatehouse answered without passing the body on, so it was never read and
-                // hyper will close the connection: say so, or the client's next request
-                // on it is lost.
-                if has_body
-                    && resp
-                        .extensions()
-                        .get::<crate::proxy::BodyForwarded>()
-                        .is_none()
-                {
-                    resp.headers_mut().insert(
-                        axum::http::header::CONNECTION,
-                        axum::http::HeaderValue::from_static("close"),
-                    );
-                }
-                Ok::<_, std::convert::Infallible>(resp)
+            _ => {
+                tokio::spawn(serve_h1(stream, conn, slot));
             }
-        });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        // hyper adds the header-read timeout to a clock reading unchecked: its bound in
-        // `config/bounds.rs` is what keeps that from overflowing.
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes)
-            .keep_alive(true);
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .with_upgrades();
-        let mut stop = stopped.clone();
-        let grace = limits.shutdown_grace;
-        tokio::spawn(async move {
-            let _slot = slot;
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(grace, conn).await;
-                }
-            }
-        });
+        }
     }
     // Stopping. WebSockets never finish by themselves: close them now, with a frame.
     tunnels.close_all();
 }
 
-/// Where a request goes: the router's own routes (with the metrics' mode, and whether it
-/// is the sign-in callback), the escaped bare forward-auth endpoint, or the gate.
-#[derive(Clone, Copy)]
-enum Route {
-    Router(Option<crate::metrics::Mode>),
-    BareAuth,
-    Gate,
+/// What every request on one client connection shares.
+pub(super) struct Conn {
+    pub(super) base: Arc<AppState>,
+    pub(super) peer: Peer,
+    /// It came in on `auth_listen`.
+    pub(super) internal: bool,
+    pub(super) limits: ServerLimits,
+    /// Changes when gatehouse stops.
+    pub(super) stop: watch::Receiver<()>,
 }
 
-impl Route {
-    fn of(path: &str) -> Route {
-        use crate::metrics::Mode;
-        if super::routed(path) {
-            if path == super::forward_auth::AUTH_PATH || path.starts_with("/oauth2/auth/") {
-                Route::Router(Some(Mode::ForwardAuth))
-            } else if path == "/oauth2/callback" {
-                // `None`: the callback, an endpoint whose outcome is also a sign-in's.
-                Route::Router(None)
-            } else {
-                Route::Router(Some(Mode::Endpoint))
-            }
-        } else if super::forward_auth::escaped_bare(path) {
-            Route::BareAuth
-        } else {
-            Route::Gate
-        }
-    }
-
-    /// Counts the answered request (and, for the callback, the sign-in's outcome: the
-    /// failure's code, which `AppError::respond` left on the response, or success).
-    fn record(self, resp: &axum::response::Response, started: crate::metrics::Timer) {
-        use crate::metrics::{request, Mode};
-        let status = resp.status().as_u16();
-        match self {
-            Route::Gate => request(Mode::Proxy, status, started),
-            Route::BareAuth => request(Mode::ForwardAuth, status, started),
-            Route::Router(Some(mode)) => request(mode, status, started),
-            Route::Router(None) => {
-                request(Mode::Endpoint, status, started);
-                let failure = resp.extensions().get::<super::errors::Failure>();
-                crate::metrics::login(failure.map(|f| f.0));
-            }
+/// Serves one HTTP/1.1 connection (plain, or TLS without `h2` in ALPN): upgrades, a
+/// header-read timeout (slow-loris guard), a bounded header size (`wire.rs`), and on
+/// stop, the in-flight request finishes within the grace. Generic over the stream, so the
+/// plain path is the same code as ever.
+pub(super) async fn serve_h1<S>(stream: S, conn: Conn, slot: Slot)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Conn {
+        base,
+        peer,
+        internal,
+        limits,
+        mut stop,
+    } = conn;
+    let (stream, wire) =
+        super::wire::Watched::new(stream, limits.max_header_bytes, limits.idle_timeout);
+    let heads = std::cell::Cell::new(0u64);
+    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let started = crate::metrics::Timer::start();
+        let index = heads.replace(heads.get() + 1);
+        let refused = super::framing::refusal(&req, wire.is_ambiguous(index));
+        super::dispatch::respond(&base, peer, internal, req, refused, false, started)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // hyper adds the header-read timeout to a clock reading unchecked: its bound in
+    // `config/bounds.rs` is what keeps that from overflowing.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    let served = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    let _slot = slot;
+    tokio::pin!(served);
+    tokio::select! {
+        _ = served.as_mut() => {}
+        _ = stop.changed() => {
+            served.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.shutdown_grace, served).await;
         }
     }
 }
@@ -286,6 +242,11 @@ pub(super) async fn run(
     let (stop, stopped) = watch::channel(());
     let grace = state.cfg.limits.shutdown_grace;
     let open = Arc::new(AtomicUsize::new(0));
+    // One acceptor for every worker: the certificate it serves is swapped in one place.
+    let acceptor = match &state.cfg.tls {
+        Some(files) => Some(super::tls::acceptor(files)?),
+        None => None,
+    };
     let mut senders = Vec::new();
     let mut threads = Vec::new();
     for i in 0..worker_count() {
@@ -297,13 +258,14 @@ pub(super) async fn run(
         let open_after = Arc::clone(&open);
         let tunnels = Arc::clone(&state.tunnels);
         let limits = state.cfg.limits;
+        let tls = acceptor.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gatehouse-worker-{i}"))
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(serve_worker(state, rx, stopped, open, limits));
+                rt.block_on(serve_worker(state, rx, stopped, open, limits, tls));
                 // Let in-flight connections finish (each bounded by the grace period) and
                 // upgraded ones send their close frames.
                 rt.block_on(async {

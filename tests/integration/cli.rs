@@ -408,6 +408,10 @@ fn the_example_configuration_and_every_documented_value_in_it_are_valid() {
         "redis_cluster_nodes",
         "redis_ca_file",
         "redis_password_file",
+        // TLS: files of the admin's; the redirect port needs them.
+        "tls_cert_file",
+        "tls_key_file",
+        "http_redirect_listen",
     ];
     let mut seen = std::collections::HashSet::new();
     let all: String = text

@@ -34,6 +34,7 @@ mod review2;
 mod review3;
 mod sessions_redis;
 mod support;
+mod tls;
 mod tokens;
 mod trace_context;
 mod upstream_wire;

@@ -380,6 +380,13 @@ impl Browser {
         self.read(resp, url).await
     }
 
+    /// GETs `url` without cookies; its status, or `None` when the request failed
+    /// (readiness polls).
+    pub async fn try_get(&self, url: &str) -> Option<u16> {
+        let resp = self.client.get(url).send().await.ok()?;
+        Some(resp.status().as_u16())
+    }
+
     pub async fn get(&self, url: &str) -> Resp {
         self.send(reqwest::Method::GET, url, &[]).await
     }
