@@ -36,4 +36,5 @@ mod sessions_redis;
 mod support;
 mod tokens;
 mod trace_context;
+mod upstream_tls;
 mod upstream_wire;
