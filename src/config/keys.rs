@@ -318,6 +318,21 @@ pub const KEYS: &[Key] = &[
     ),
     key("allowed_algs", Kind::List, "accepted ID token algorithms"),
     key(
+        "upstream_ca_file",
+        Kind::List,
+        "PEM file(s) of CA certificates to trust for an https upstream, besides the public roots",
+    ),
+    key(
+        "upstream_client_cert_file",
+        Kind::Str,
+        "PEM certificate chain gatehouse presents to an https upstream that asks for one (mutual TLS)",
+    ),
+    key(
+        "upstream_client_key_file",
+        Kind::Str,
+        "PEM private key of upstream_client_cert_file",
+    ),
+    key(
         "provider_ca_file",
         Kind::List,
         "PEM file(s) of CA certificates to trust for the provider, besides the public roots",

@@ -38,6 +38,7 @@ const SPACED: &[(&str, Spaces)] = &[
     ("groups_claim", Spaces::Allowed),
     // File paths.
     ("provider_ca_file", Spaces::Allowed),
+    ("upstream_ca_file", Spaces::Allowed),
     // `realm_access.roles=Headlamp Admins`.
     ("required_claims", Spaces::InValue),
     // `prompt=select_account consent` (OIDC Core §3.1.2.1: space-separated values).

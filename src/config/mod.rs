@@ -18,6 +18,7 @@ pub mod secret;
 pub mod sources;
 pub mod store;
 mod tls;
+mod upstream_tls;
 mod validate;
 
 pub(crate) use reader::is_loopback;
@@ -268,6 +269,8 @@ pub struct Config {
     pub session_store: StoreSettings,
     /// `None`: auth-only mode (only `/oauth2/*`, `/healthz`, `/readyz` are served).
     pub upstream: Option<Url>,
+    /// The TLS client of an https `upstream` (`None`: http).
+    pub upstream_tls: Option<crate::proxy::tls::UpstreamTls>,
     /// Exactly as configured: compared byte for byte with `iss`.
     pub issuer_url: String,
     /// Other spellings of `issuer_url` the provider preset accepts in `iss` (google:

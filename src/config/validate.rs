@@ -44,10 +44,6 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         r.url("upstream", &upstream_s)
     };
     if let Some(u) = &upstream {
-        if u.scheme() == "https" {
-            let entry = raw.get("upstream");
-            r.problem(entry, "upstream", "https upstreams are not supported yet: reach the upstream over plain http on loopback or the pod network (as a sidecar does)");
-        }
         if !u.username().is_empty() || u.password().is_some() {
             // Never sent upstream, and an error page would show the URL to every user.
             let entry = raw.get("upstream");
@@ -58,6 +54,8 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             r.problem(entry, "upstream", "must not have a path or query: gatehouse forwards the request path unchanged (keep Headlamp's -base-url prefix in the request instead)");
         }
     }
+
+    let upstream_tls = super::upstream_tls::read(&mut r, upstream.as_ref());
 
     let issuer_url = r.required(
         "issuer_url",
@@ -443,6 +441,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             preset_defaults,
             listen,
             session_store,
+            upstream_tls,
             upstream,
             issuer_aliases: preset.issuer_aliases(&issuer_url),
             issuer_url,

@@ -126,9 +126,12 @@ pub(super) fn current(base: &Arc<AppState>) -> (Arc<AppState>, Router) {
 }
 
 /// Whether `a` and `b` send requests to the same upstream the same way (the worker's
-/// upstream connections can be kept).
+/// upstream connections can be kept). An https upstream's connections are made anew:
+/// the reload read its CA and client certificate files again.
 fn same_upstream(a: &Config, b: &Config) -> bool {
     a.upstream == b.upstream
+        && a.upstream_tls.is_none()
+        && b.upstream_tls.is_none()
         && a.upstream_timeout == b.upstream_timeout
         && a.upstream_connect_timeout == b.upstream_connect_timeout
 }

@@ -14,6 +14,8 @@ use super::response::{H1Error, MAX_HEAD};
 pub enum UpstreamFailure {
     /// No connection could be opened.
     Unreachable(String),
+    /// The TLS handshake failed (an https upstream): why, in words.
+    Tls(String),
     /// The connection closed before any answer.
     Closed,
     /// The connection broke off (reset, or another I/O error) before an answer.
@@ -28,6 +30,7 @@ impl std::fmt::Display for UpstreamFailure {
             UpstreamFailure::Unreachable(why) => {
                 write!(f, "is not accepting connections: {why}")
             }
+            UpstreamFailure::Tls(why) => write!(f, "could not be reached over TLS: {why}"),
             UpstreamFailure::Closed => {
                 write!(f, "accepted the connection but closed it without answering")
             }
@@ -47,6 +50,7 @@ impl UpstreamFailure {
     pub fn of(e: &SendError) -> UpstreamFailure {
         match e {
             SendError::Connect(why) => UpstreamFailure::Unreachable(why.clone()),
+            SendError::Tls(why) => UpstreamFailure::Tls(why.clone()),
             SendError::Exchange(e) => UpstreamFailure::of_h1(e),
             SendError::Send(e) => UpstreamFailure::of_hyper(e),
         }
@@ -101,6 +105,7 @@ impl UpstreamFailure {
     pub fn code(&self) -> &'static str {
         match self {
             UpstreamFailure::Unreachable(_) => "upstream_unavailable",
+            UpstreamFailure::Tls(_) => "upstream_tls_failed",
             UpstreamFailure::Closed | UpstreamFailure::Broken(_) => "upstream_closed",
             UpstreamFailure::Malformed(_) => "upstream_bad_response",
         }

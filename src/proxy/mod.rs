@@ -9,6 +9,7 @@ pub mod failure;
 mod h1;
 mod pool;
 pub mod response;
+pub mod tls;
 pub mod tunnels;
 mod upgrade;
 
@@ -57,7 +58,15 @@ impl Proxy {
             host: authority
                 .as_deref()
                 .and_then(|a| HeaderValue::from_str(a).ok()),
-            pool: authority.map(|a| Pool::new(a, cfg.upstream_connect_timeout)),
+            pool: authority.map(|a| {
+                // An https upstream: TLS to it, its certificate checked for its host.
+                let tls = cfg
+                    .upstream_tls
+                    .as_ref()
+                    .zip(cfg.upstream.as_ref())
+                    .map(|(t, u)| (t.clone(), u.host_str().unwrap_or_default().to_string()));
+                Pool::new(a, cfg.upstream_connect_timeout, tls)
+            }),
             shown: cfg
                 .upstream
                 .as_ref()
@@ -96,6 +105,7 @@ impl Proxy {
         let has_body = !hyper::body::Body::is_end_stream(req.body());
         let plain = !has_body
             && tether.is_none()
+            && pool.plain_allowed()
             && (req.method() == Method::GET || req.method() == Method::HEAD);
         if plain {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -148,7 +158,7 @@ impl Proxy {
             Ok(Err(e)) => {
                 let failure = F::of(&e);
                 crate::metrics::upstream_failed(match failure {
-                    F::Unreachable(_) => Kind::Connect,
+                    F::Unreachable(_) | F::Tls(_) => Kind::Connect,
                     F::Closed | F::Broken(_) => Kind::Closed,
                     F::Malformed(_) => Kind::BadResponse,
                 });

@@ -37,6 +37,9 @@ const IDLE_FOR: Duration = Duration::from_secs(90);
 pub enum SendError {
     /// No connection could be opened: refused, unreachable, or past the connect timeout.
     Connect(String),
+    /// The TLS handshake with an https upstream failed: why (a certificate problem, in
+    /// words).
+    Tls(String),
     /// The connection failed while sending or before the response head arrived.
     Send(hyper::Error),
     /// The same, on a connection of gatehouse's own client.
@@ -47,6 +50,10 @@ pub enum SendError {
 pub struct Pool {
     /// `host:port` to connect to.
     authority: String,
+    /// An https upstream's TLS client and the name its certificate must carry; every
+    /// request then goes through hyper's client (gatehouse's own reads the socket
+    /// directly, `h1.rs`).
+    tls: Option<(super::tls::UpstreamTls, String)>,
     connect_timeout: Duration,
     kept: Mutex<Vec<(Instant, SendRequest<Body>)>>,
     /// Connections of the bodyless-request client (`h1.rs`).
@@ -54,9 +61,14 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(authority: String, connect_timeout: Duration) -> Pool {
+    pub fn new(
+        authority: String,
+        connect_timeout: Duration,
+        tls: Option<(super::tls::UpstreamTls, String)>,
+    ) -> Pool {
         Pool {
             authority,
+            tls,
             connect_timeout,
             kept: Mutex::new(Vec::new()),
             plain: Arc::default(),
@@ -134,20 +146,29 @@ impl Pool {
         }
     }
 
-    /// Opens a connection (within the connect timeout) and starts driving it.
+    /// Whether GETs and HEADs may take gatehouse's own client (plain http only).
+    pub fn plain_allowed(&self) -> bool {
+        self.tls.is_none()
+    }
+
+    /// Opens a connection (within the connect timeout; TLS to an https upstream, its
+    /// handshake within the same time) and starts driving it.
     async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
         let stream = self.open().await?;
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .max_buf_size(READ_BUF_MAX)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
+        match &self.tls {
+            None => drive(stream).await,
+            Some((tls, host)) => {
+                let handshake = tls.connect(host, stream);
+                match tokio::time::timeout(self.connect_timeout, handshake).await {
+                    Err(_) => Err(SendError::Tls(format!(
+                        "TLS handshake not done within {} s",
+                        self.connect_timeout.as_secs()
+                    ))),
+                    Ok(Err(why)) => Err(SendError::Tls(why)),
+                    Ok(Ok(stream)) => drive(stream).await,
+                }
             }
-        });
-        Ok(sender)
+        }
     }
 
     /// Opens a TCP connection to the upstream, within the connect timeout.
@@ -168,4 +189,23 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
+}
+
+/// Starts hyper's client on `stream` (plain or TLS): the connection is driven by a task
+/// of its own, upgrades included.
+async fn drive<S>(stream: S) -> Result<SendRequest<Body>, SendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(READ_BUF_MAX)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| SendError::Connect(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }

@@ -37,4 +37,5 @@ mod support;
 mod tls;
 mod tokens;
 mod trace_context;
+mod upstream_tls;
 mod upstream_wire;
