@@ -409,3 +409,35 @@ async fn an_idle_h2_connection_gets_goaway_after_idle_timeout() {
     );
     assert!(after < Duration::from_secs(10), "cut too late: {after:?}");
 }
+
+/// A `:path` that is not a path (`?query`, `*` for GET) reaches neither a skip route's
+/// match nor the upstream: gatehouse would match `/` while the upstream got the target
+/// as written. A real path on the same connection is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_path_that_is_not_a_path_is_refused_before_the_upstream() {
+    let (idp, up) = (TestIdp::start().await, Upstream::start().await);
+    let ca = TestCa::new();
+    let gh = Served::start(&ca, &ca.leaf(1), &idp, &up, &|_| {
+        "skip_auth_routes = [\"GET=/\"]\n".into()
+    })
+    .await;
+    let authority = format!("localhost:{}", gh.port);
+    let mut h2 = H2::open(&ca, gh.port).await;
+    let mut frames = Vec::new();
+    let mut stream = 1;
+    for path in ["?x=1", "*", "?"] {
+        let block = get_block(&authority, path, &[]);
+        assert!(
+            h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, stream, &block))
+                .await
+        );
+        assert_eq!(h2.answer(&mut frames, stream).await, Some(400), "{path}");
+        stream += 2;
+    }
+    let block = get_block(&authority, "/?x=1", &[]);
+    assert!(
+        h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, stream, &block))
+            .await
+    );
+    assert_eq!(h2.answer(&mut frames, stream).await, Some(200));
+}
