@@ -15,6 +15,10 @@
 //! - a connection on which nothing moves either way for `idle_timeout` is asked to go
 //!   (GOAWAY; streams in flight finish); one still silent `idle_timeout` later is
 //!   dropped. On shutdown every stream gets `shutdown_grace`.
+//! - a connection with no request in flight gets `header_read_timeout` from its last
+//!   request's end (or its handshake) to start the next, as a kept-alive HTTP/1.1
+//!   connection does, whatever frames it sends meanwhile: PINGs or a trickled header
+//!   block never hold a connection slot longer (GOAWAY, then the silence rule above).
 //! - no extended CONNECT (RFC 8441): WebSockets use HTTP/1.1, which ALPN still offers.
 //!
 //! HTTP/2 requests carry their host in `:authority`; gatehouse reads `Host` everywhere,
@@ -90,7 +94,10 @@ where
     let limits = conn.limits;
     let mut stop = conn.stop.clone();
     let (stream, heard) = Heard::new(stream);
+    let streams = Arc::new(InFlight::new());
+    let counted = Arc::clone(&streams);
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        let in_flight = counted.begin();
         let started = crate::metrics::Timer::start();
         let refused = match h2_request(&mut req) {
             Ok(()) => super::framing::refusal(&req, false),
@@ -100,7 +107,7 @@ where
                 super::is_api_request(req.method(), req.headers()),
             )),
         };
-        super::dispatch::respond(
+        let answer = super::dispatch::respond(
             &conn.base,
             conn.peer,
             conn.internal,
@@ -108,7 +115,11 @@ where
             refused,
             true,
             started,
-        )
+        );
+        async move {
+            let _in_flight = in_flight;
+            answer.await
+        }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -129,8 +140,35 @@ where
         let quiet_until = closing
             .map_or(last, |c| c.max(last))
             .checked_add(limits.idle_timeout);
+        // With no request in flight: the next must start within header_read_timeout.
+        let next_by = streams
+            .idle_since()
+            .and_then(|since| since.checked_add(limits.header_read_timeout));
+        // Asked to go and with no request in flight: it is dropped `idle_timeout` after
+        // the GOAWAY even if it keeps sending frames (it never answered the PING that
+        // ends a graceful close).
+        let drop_at = closing
+            .filter(|_| streams.idle_since().is_some())
+            .and_then(|c| c.checked_add(limits.idle_timeout));
         tokio::select! {
             _ = served.as_mut() => return,
+            _ = streams.ended.notified() => {}
+            _ = sleep_until(drop_at), if drop_at.is_some() => {
+                if streams.idle_since().is_some() {
+                    return;
+                }
+            }
+            _ = sleep_until(next_by), if closing.is_none() => {
+                let now = Instant::now();
+                let due = streams
+                    .idle_since()
+                    .and_then(|since| since.checked_add(limits.header_read_timeout));
+                if due.is_some_and(|t| t <= now) {
+                    // GOAWAY: no new request on this connection; the client opens another.
+                    served.as_mut().graceful_shutdown();
+                    closing = Some(now);
+                }
+            }
             _ = stop.changed(), if closing.is_none() => {
                 served.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(limits.shutdown_grace, served).await;
@@ -150,6 +188,54 @@ where
                 }
             }
         }
+    }
+}
+
+/// The requests in flight on one HTTP/2 connection, and since when it has had none.
+struct InFlight {
+    opened: Instant,
+    active: std::sync::atomic::AtomicUsize,
+    /// Milliseconds after `opened` when the last request ended.
+    idle_from: AtomicU64,
+    /// Wakes the connection's loop when a request ends, to count from then.
+    ended: tokio::sync::Notify,
+}
+
+/// One request in flight; its end is recorded when dropped (answered, or cancelled).
+struct Request(Arc<InFlight>);
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_from.store(ms, Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_one();
+    }
+}
+
+impl InFlight {
+    fn new() -> InFlight {
+        InFlight {
+            opened: Instant::now(),
+            active: std::sync::atomic::AtomicUsize::new(0),
+            idle_from: AtomicU64::new(0),
+            ended: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Request {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Request(Arc::clone(self))
+    }
+
+    /// When the connection last had no request in flight; `None` while one is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let ms = self.idle_from.load(Ordering::Relaxed);
+        self.opened
+            .checked_add(std::time::Duration::from_millis(ms))
     }
 }
 

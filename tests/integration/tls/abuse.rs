@@ -16,6 +16,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const CONTINUATION: u8 = 0x9;
 const END_STREAM: u8 = 0x1;
@@ -440,4 +441,61 @@ async fn an_h2_path_that_is_not_a_path_is_refused_before_the_upstream() {
             .await
     );
     assert_eq!(h2.answer(&mut frames, stream).await, Some(200));
+}
+
+/// A connection that sends no request but keeps sending PINGs (each resets the silence
+/// rule) is held no longer than an idle HTTP/1.1 keep-alive connection: GOAWAY after
+/// `header_read_timeout` without a request, and dropped `idle_timeout` after that even
+/// though the PINGs go on (a review finding: it used to keep its slot for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_connection_that_only_pings_is_closed_like_an_idle_keep_alive() {
+    let (idp, up) = (TestIdp::start().await, Upstream::start().await);
+    let ca = TestCa::new();
+    let gh = Served::start(&ca, &ca.leaf(1), &idp, &up, &|_| {
+        "header_read_timeout_secs = 1\nidle_timeout_secs = 2\n".into()
+    })
+    .await;
+    let mut h2 = H2::open(&ca, gh.port).await;
+    let opened = std::time::Instant::now();
+    let (mut goaway_at, mut frames) = (None, Vec::new());
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if !h2.send(&frame(PING, 0, 0, &[7u8; 8])).await {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_millis(200), h2.read()).await {
+                Ok(None) => return,
+                Ok(Some(f)) => {
+                    if f.0 == GOAWAY && goaway_at.is_none() {
+                        goaway_at = Some(opened.elapsed());
+                    }
+                    frames.push(f);
+                }
+                Err(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a pinging connection was never dropped: {frames:?}"
+    );
+    let goaway_at = goaway_at.expect("a GOAWAY before the drop");
+    assert!(
+        goaway_at >= Duration::from_millis(800),
+        "too early: {goaway_at:?}"
+    );
+    assert!(
+        goaway_at < Duration::from_secs(4),
+        "too late: {goaway_at:?}"
+    );
+    // A request right away on a new connection is served as usual.
+    let mut fresh = H2::open(&ca, gh.port).await;
+    let block = get_block(&format!("localhost:{}", gh.port), "/healthz", &[]);
+    assert!(
+        fresh
+            .send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+            .await
+    );
+    assert_eq!(fresh.answer(&mut Vec::new(), 1).await, Some(200));
 }
