@@ -446,14 +446,21 @@ pub fn main() -> ExitCode {
                 for w in env_warnings().iter().chain(&cfg.warnings) {
                     println!("warning: {w}");
                 }
-                let upstream = cfg
-                    .upstream
-                    .as_ref()
-                    .map_or_else(|| "auth-only (no upstream)".to_string(), |u| u.to_string());
+                let upstream = match (&cfg.upstream, cfg.routes.routes().len()) {
+                    (Some(u), _) => u.to_string(),
+                    (None, 0) => "auth-only (no upstream)".to_string(),
+                    (None, n) => format!("{n} route(s)"),
+                };
                 println!(
                     "configuration OK: {} -> {} (issuer {}, client {})",
                     cfg.listen, upstream, cfg.issuer_url, cfg.client_id
                 );
+                if !cfg.routes.is_empty() {
+                    println!("routes (most specific first; a request no route matches gets 404):");
+                    for line in crate::gateway::describe(&cfg.routes) {
+                        println!("{line}");
+                    }
+                }
                 println!("access: {}", describe_access(&cfg));
                 println!("forward auth: {}", describe_forward_auth(&cfg));
                 println!("sessions: {}", describe_sessions(&cfg));

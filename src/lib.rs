@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod devidp;
+pub mod gateway;
 pub mod headers;
 pub mod http;
 pub mod identity;

@@ -20,6 +20,9 @@ pub struct AuthContext {
     pub provider: Arc<Provider>,
     /// The configured access rules.
     pub policy: Policy,
+    /// Each `[[routes]]` entry's own rules, in the route table's order (ANDed with
+    /// `policy`); `None` for a route without rules of its own.
+    pub route_policies: Vec<Option<Policy>>,
     pub sessions: Arc<SessionStore>,
     pub refresher: Refresher,
     /// `Some` when bearer tokens are accepted.
@@ -35,6 +38,7 @@ impl AuthContext {
             sessions: Arc::new(SessionStore::for_config(&cfg)?),
             refresher: Refresher::default(),
             policy,
+            route_policies: route_policies(&cfg)?,
             bearer: BearerVerifier::new(&cfg),
             cfg,
         })
@@ -51,8 +55,21 @@ impl AuthContext {
             sessions: Arc::new(self.sessions.reconfigured(&cfg)),
             refresher: self.refresher.clone(),
             policy,
+            route_policies: route_policies(&cfg)?,
             bearer: BearerVerifier::reconfigured(self.bearer.as_ref(), &cfg),
             cfg,
         })
     }
+}
+
+/// The rules of each route, in the route table's order; `None` where a route has none.
+fn route_policies(cfg: &Config) -> Result<Vec<Option<Policy>>, String> {
+    cfg.routes
+        .routes()
+        .iter()
+        .map(|r| match r.rules.is_empty() {
+            true => Ok(None),
+            false => Policy::from_config(&r.rules).map(Some),
+        })
+        .collect()
 }

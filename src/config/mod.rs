@@ -14,6 +14,7 @@ pub mod presets;
 mod provider_settings;
 mod reader;
 pub mod reload;
+mod routes;
 pub mod secret;
 pub mod sources;
 pub mod store;
@@ -269,7 +270,9 @@ pub struct Config {
     pub session_store: StoreSettings,
     /// `None`: auth-only mode (only `/oauth2/*`, `/healthz`, `/readyz` are served).
     pub upstream: Option<Url>,
-    /// The TLS client of an https `upstream` (`None`: http).
+    /// `[[routes]]`, most specific first; empty: the one `upstream` (or auth-only mode).
+    pub routes: crate::gateway::RouteTable,
+    /// The TLS client of an https `upstream` or route upstream (`None`: all http).
     pub upstream_tls: Option<crate::proxy::tls::UpstreamTls>,
     /// Exactly as configured: compared byte for byte with `iss`.
     pub issuer_url: String,

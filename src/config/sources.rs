@@ -50,6 +50,16 @@ pub struct Entry {
 #[derive(Clone, Default)]
 pub struct RawConfig {
     entries: BTreeMap<&'static str, Entry>,
+    /// `[[routes]]` (`config/routes.rs`): only a file can hold them.
+    pub routes: Option<FileRoutes>,
+}
+
+/// The `[[routes]]` tables as a file wrote them, read in `config/routes.rs`.
+#[derive(Clone)]
+pub struct FileRoutes {
+    /// The file, for messages.
+    pub path: String,
+    pub tables: Vec<toml::Table>,
 }
 
 /// Read access to environment variables.
@@ -140,6 +150,16 @@ impl RawConfig {
         let mut raw = RawConfig::default();
         let mut problems = Vec::new();
         for (name, value) in table {
+            if name == "routes" {
+                match super::routes::tables(value) {
+                    Some(tables) => {
+                        let path = path.to_string();
+                        raw.routes = Some(FileRoutes { path, tables });
+                    }
+                    None => problems.push(format!("{path}: `routes` should be an array of tables: write each app as a [[routes]] section")),
+                }
+                continue;
+            }
             let Some(key) = keys::find(&name) else {
                 problems.push(format!("{path}: unknown key `{name}`{}", suggest(&name)));
                 continue;
@@ -198,6 +218,7 @@ impl RawConfig {
     /// Returns `self` with every value of `top` laid over it.
     pub fn overlay(mut self, top: RawConfig) -> RawConfig {
         self.entries.extend(top.entries);
+        self.routes = top.routes.or(self.routes);
         self
     }
 

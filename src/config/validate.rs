@@ -55,7 +55,15 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
-    let upstream_tls = super::upstream_tls::read(&mut r, upstream.as_ref());
+    let routes = super::routes::read(&mut r, upstream.as_ref());
+    // upstream_ca_file and the client certificate serve every https upstream.
+    let tls_for = upstream.as_ref().or_else(|| {
+        let mut ups = routes.routes().iter().map(|x| &x.upstream);
+        ups.find(|u| u.scheme() == "https")
+    });
+    let upstream_tls = super::upstream_tls::read(&mut r, tls_for);
+    // Auth-only mode: no upstream and no routes.
+    let auth_only = upstream.is_none() && routes.is_empty();
 
     let issuer_url = r.required(
         "issuer_url",
@@ -332,7 +340,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     if rules.is_empty() {
         warnings.push("no access rules are set (allowed_groups, allowed_emails, allowed_email_domains, required_claims): every user who can sign in at the provider is allowed".into());
     }
-    if upstream.is_none() {
+    if auth_only {
         warnings.push("no upstream is set: gatehouse runs in auth-only mode and serves only /oauth2/* (including the forward-auth endpoint /oauth2/auth), /healthz and /readyz".into());
     }
     if listen.port() != 0 && access.auth_listen == Some(listen) {
@@ -350,12 +358,12 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     let tls = super::tls::read(&mut r, &taken);
     let forwards_token =
         headers.id_token.is_some() || headers.authorization != PassAuthorization::None;
-    if access.auth_listen.is_none() && upstream.is_none() && forwards_token {
+    if access.auth_listen.is_none() && auth_only && forwards_token {
         warnings.push("auth_listen is not set: /oauth2/auth on the public listener answers without the ID token and Authorization (a page script could read them there), so the app gets no token; set auth_listen (e.g. 0.0.0.0:4181) and point the ingress's auth URL at that port".into());
     }
     if access.forward_auth_client == ForwardAuthClient::Auto
         && !access.skip_auth_routes.is_empty()
-        && (upstream.is_none() || !trusted_proxies.is_empty())
+        && (auth_only || !trusted_proxies.is_empty())
     {
         warnings.push("forward_auth_client is auto: if an ingress calls /oauth2/auth, name it (nginx, ingress-nginx, traefik, caddy or envoy) so that only the headers it sets describe the original request (a header the ingress does not set can come from the client); with auto, skip_auth_routes never apply to a check below /oauth2/auth (Envoy's form)".into());
     }
@@ -443,6 +451,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
             session_store,
             upstream_tls,
             upstream,
+            routes,
             issuer_aliases: preset.issuer_aliases(&issuer_url),
             issuer_url,
             client_id,

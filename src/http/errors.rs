@@ -74,6 +74,10 @@ pub enum AppError {
     CrossSiteSignOut,
     #[error("gatehouse runs in auth-only mode (no upstream is configured), so it serves nothing at this path")]
     NoUpstream,
+    /// `[[routes]]` are set and none is for this host and path: says nothing of which
+    /// hosts and apps exist.
+    #[error("there is no application at this address")]
+    NoRoute,
     #[error("the upstream {upstream} {failure}")]
     UpstreamFailed {
         upstream: String,
@@ -163,9 +167,10 @@ impl AppError {
             AppError::BadAuthQuery(_)
             | AppError::AmbiguousFraming(_)
             | AppError::ClientIdentityHeader { .. } => StatusCode::BAD_REQUEST,
-            AppError::NoUpstream | AppError::AuthListenerOnly | AppError::AssertionOff => {
-                StatusCode::NOT_FOUND
-            }
+            AppError::NoUpstream
+            | AppError::NoRoute
+            | AppError::AuthListenerOnly
+            | AppError::AssertionOff => StatusCode::NOT_FOUND,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -195,6 +200,7 @@ impl AppError {
             AppError::AssertionOff => "assertion_off",
             AppError::AmbiguousFraming(_) => "ambiguous_framing",
             AppError::NoUpstream => "no_upstream",
+            AppError::NoRoute => "no_route",
             AppError::UpstreamFailed { failure, .. } => failure.code(),
             AppError::IdentityHeadersTooLarge { .. } => "identity_headers_too_large",
             AppError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -236,6 +242,7 @@ impl AppError {
             AppError::ClientIdentityHeader { .. } => "Send the request without identity headers of your own; gatehouse sets them after you sign in. An administrator should make the ingress remove client copies of these headers, as the message says.",
             AppError::AssertionOff => "An administrator turns the signed identity assertion on with assertion_signing_key_file (a PEM private key, e.g. from `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`); until then an app cannot verify one and must not expect it.",
             AppError::AuthListenerOnly => "Route users to gatehouse's main listener (listen); only the ingress's forward-auth calls go to auth_listen.",
+            AppError::NoRoute => "Check the address you opened. An administrator can list the applications gatehouse serves with `gatehouse check`.",
             AppError::NoUpstream => "Point your ingress's forward-auth at /oauth2/auth, or set upstream to proxy requests through gatehouse.",
             AppError::IdentityHeadersTooLarge { .. } => "An administrator should make gatehouse send less or let the application take more: fewer groups (groups_claim naming a narrower claim, fewer scopes, or only the groups assigned to this application at the provider; header_groups names every header that carries them), no forwarded ID token (header_id_token = \"\"), or a larger header limit at the application (Go servers such as Headlamp take 1 MB by default, MaxHeaderBytes; nginx takes 8 KB per header line by default, large_client_header_buffers).",
             AppError::UpstreamFailed { failure: UpstreamFailure::Malformed(_), .. } => "The application behind gatehouse answered something that is not HTTP/1.1 gatehouse can pass on: an administrator should check that upstream points at the application's plain-HTTP port (not a TLS, HTTP/2-only or other port) and read the application's log.",
@@ -330,7 +337,8 @@ impl AppError {
                 | AppError::ClientIdentityHeader { .. }
                 | AppError::AuthListenerOnly
                 | AppError::AssertionOff
-                | AppError::NoUpstream => None,
+                | AppError::NoUpstream
+                | AppError::NoRoute => None,
                 // Signing in again would meet the same mismatch until the settings change.
                 AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => None,
                 // Signing in again would land on the same refusal: offer another account.

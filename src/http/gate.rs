@@ -1,7 +1,9 @@
 //! Everything that is not a gatehouse endpoint: run the auth step, then either refuse
 //! (`answer.rs`: browsers are sent to the provider, API clients get 401 JSON, a refused
 //! identity gets 403) or sanitise the headers, inject the verified identity and proxy to
-//! the upstream. A `skip_auth_routes` route is proxied with no identity at all.
+//! the upstream. A `skip_auth_routes` route is proxied with no identity at all. With
+//! `[[routes]]` the host and path pick the app (its upstream and its own rules, ANDed
+//! with the configured ones) first; a request for no app is a 404.
 //!
 //! Ordering matters: forwarding metadata is read (trusted proxies only) before the strip,
 //! and the strip runs before injection (also on skipped routes). What gatehouse sets
@@ -65,9 +67,28 @@ fn headers_too_large(st: &AppState, ctx: &Ctx, session: &Session) -> AppError {
 
 pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response {
     let ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
-    if st.cfg.upstream.is_none() {
-        return ctx.fail(AppError::NoUpstream);
-    }
+    // `[[routes]]`: the app for this host and path, or 404. Without routes (the one
+    // `upstream`) no lookup is made.
+    let route = if st.cfg.routes.is_empty() {
+        None
+    } else {
+        let host = ctx.forwarded.host.as_deref();
+        match st.cfg.routes.lookup(host, req.uri().path()) {
+            Some(i) => Some(i),
+            None => return ctx.fail(AppError::NoRoute),
+        }
+    };
+    let proxy = match route {
+        // Built from the same table: a route always has its proxy.
+        Some(i) => match st.routes.get(i) {
+            Some(p) => p,
+            None => return ctx.fail(AppError::NoRoute),
+        },
+        None if st.cfg.upstream.is_some() => &*st.proxy,
+        None => return ctx.fail(AppError::NoUpstream),
+    };
+    // The route's own rules, ANDed with the configured ones.
+    let extra = route.and_then(|i| st.auth.route_policies.get(i)?.as_ref());
     let (decision, cookie_rewrite) = {
         let cookies = cookies_of(req.headers());
         let audit = ctx.audit_at(Mode::Proxy, req.uri().path());
@@ -76,7 +97,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
             headers: req.headers(),
             method: req.method(),
             path: Some(req.uri().path()),
-            extra: None,
+            extra,
             audit: &audit,
         };
         let decision = authenticate(&st.auth, &ar).await;
@@ -167,7 +188,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
         add.set(crate::trace::TRACEPARENT, v);
     }
 
-    let mut resp = match st.proxy.forward(req, add, tether).await {
+    let mut resp = match proxy.forward(req, add, tether).await {
         Ok(resp) => resp,
         Err(e) => return ctx.fail(e),
     };

@@ -102,11 +102,17 @@ pub(super) fn current(base: &Arc<AppState>) -> (Arc<AppState>, Router) {
             previous => {
                 let gen = live.now();
                 let last = previous.as_ref().map_or(base, |s| &s.state);
+                let same = same_upstream(&last.cfg, &gen.cfg);
                 let state = Arc::new(AppState {
-                    proxy: if same_upstream(&last.cfg, &gen.cfg) {
+                    proxy: if same {
                         Arc::clone(&last.proxy)
                     } else {
                         Arc::new(Proxy::new(&gen.cfg))
+                    },
+                    routes: if same {
+                        Arc::clone(&last.routes)
+                    } else {
+                        Proxy::for_routes(&gen.cfg)
                     },
                     cfg: gen.cfg,
                     auth: gen.auth,
@@ -125,11 +131,19 @@ pub(super) fn current(base: &Arc<AppState>) -> (Arc<AppState>, Router) {
     })
 }
 
-/// Whether `a` and `b` send requests to the same upstream the same way (the worker's
-/// upstream connections can be kept). An https upstream's connections are made anew:
+/// Whether `a` and `b` send requests to the same upstream (and the same route upstreams,
+/// in the same order) the same way (the worker's upstream connections can be kept). An https upstream's connections are made anew:
 /// the reload read its CA and client certificate files again.
 fn same_upstream(a: &Config, b: &Config) -> bool {
+    let ups = |c: &Config| -> Vec<url::Url> {
+        c.routes
+            .routes()
+            .iter()
+            .map(|r| r.upstream.clone())
+            .collect()
+    };
     a.upstream == b.upstream
+        && ups(a) == ups(b)
         && a.upstream_tls.is_none()
         && b.upstream_tls.is_none()
         && a.upstream_timeout == b.upstream_timeout

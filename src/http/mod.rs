@@ -51,6 +51,9 @@ pub struct AppState {
     pub auth: Arc<AuthContext>,
     /// Per worker thread: its upstream connections live on that thread's runtime.
     pub proxy: Arc<Proxy>,
+    /// Per worker thread: one proxy per `[[routes]]` entry, in the route table's order
+    /// (empty without routes).
+    pub routes: Arc<[Proxy]>,
     /// Open upgraded connections (all workers), closed on sign-out and shutdown.
     pub tunnels: Arc<Tunnels>,
     /// The configuration new requests get; a reload replaces it.
@@ -65,6 +68,7 @@ impl AppState {
             live: Arc::new(live::Live::new(Arc::clone(&cfg), Arc::clone(&auth))),
             auth,
             proxy: Arc::new(Proxy::new(&cfg)),
+            routes: Proxy::for_routes(&cfg),
             tunnels: Arc::default(),
             cfg,
         }))
@@ -76,6 +80,7 @@ impl AppState {
             cfg: Arc::clone(&self.cfg),
             auth: Arc::clone(&self.auth),
             proxy: Arc::new(Proxy::new(&self.cfg)),
+            routes: Proxy::for_routes(&self.cfg),
             tunnels: Arc::clone(&self.tunnels),
             live: Arc::clone(&self.live),
         })

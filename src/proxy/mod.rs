@@ -45,8 +45,24 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// The proxy to the one `upstream` (none in auth-only mode or with routes).
     pub fn new(cfg: &Config) -> Proxy {
-        let authority = cfg.upstream.as_ref().map(|u| {
+        Proxy::to(cfg, cfg.upstream.as_ref())
+    }
+
+    /// One proxy per `[[routes]]` entry, in the route table's order (empty without
+    /// routes).
+    pub fn for_routes(cfg: &Config) -> Arc<[Proxy]> {
+        cfg.routes
+            .routes()
+            .iter()
+            .map(|r| Proxy::to(cfg, Some(&r.upstream)))
+            .collect()
+    }
+
+    /// The proxy to `upstream`, with `cfg`'s timeouts and upstream TLS settings.
+    fn to(cfg: &Config, upstream: Option<&url::Url>) -> Proxy {
+        let authority = upstream.map(|u| {
             let host = u.host_str().unwrap_or("127.0.0.1");
             match u.port_or_known_default() {
                 Some(p) if host.contains(':') && !host.starts_with('[') => format!("[{host}]:{p}"),
@@ -63,13 +79,11 @@ impl Proxy {
                 let tls = cfg
                     .upstream_tls
                     .as_ref()
-                    .zip(cfg.upstream.as_ref())
+                    .zip(upstream.filter(|u| u.scheme() == "https"))
                     .map(|(t, u)| (t.clone(), u.host_str().unwrap_or_default().to_string()));
                 Pool::new(a, cfg.upstream_connect_timeout, tls)
             }),
-            shown: cfg
-                .upstream
-                .as_ref()
+            shown: upstream
                 .map(|u| u.as_str().trim_end_matches('/').to_string())
                 .unwrap_or_else(|| "(none: auth-only mode)".into()),
             timeout: cfg.upstream_timeout,

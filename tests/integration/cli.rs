@@ -1076,3 +1076,50 @@ fn misspelt_gatehouse_variables_are_warned_about_with_a_suggestion() {
     assert!(log.contains("`GATEHOUSE_ALLOWED_GROUPS`"), "{log}");
     assert!(!log.contains("GATEHOUSE_WORKERS"), "{log}");
 }
+
+/// `[[routes]]`: `check` prints the table most specific first with each route's rules,
+/// and refuses two routes that cover the same requests, with every other problem.
+#[test]
+fn check_prints_the_route_table_and_refuses_routes_it_cannot_order() {
+    let dir = std::env::temp_dir().join(format!("gh-routes-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    let base = "issuer_url = \"https://sso.example.com\"\nclient_id = \"c\"\n";
+    std::fs::write(
+        &good,
+        format!("{base}\n[[routes]]\nhost = \"*.example.com\"\nupstream = \"http://wild:80\"\n\n[[routes]]\nhost = \"grafana.example.com\"\nupstream = \"http://grafana:3000\"\nallowed_groups = [\"Domain Admins\"]\n\n[[routes]]\nhost = \"grafana.example.com\"\npath_prefix = \"/api\"\nupstream = \"http://grafana-api:3000\"\n"),
+    )
+    .unwrap();
+    let out = check_file(&good);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("-> 3 route(s)"), "{stdout}");
+    let table = "routes (most specific first; a request no route matches gets 404):\n  1. grafana.example.com/api -> http://grafana-api:3000: the top-level rules only\n  2. grafana.example.com/ -> http://grafana:3000: allowed_groups [\"Domain Admins\"] and the top-level rules\n  3. *.example.com/ -> http://wild: the top-level rules only\n";
+    assert!(stdout.contains(table), "{stdout}");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("{base}upstream = \"http://app:1\"\n\n[[routes]]\nhost = \"a.example.com\"\nupstream = \"http://a\"\n\n[[routes]]\nhost = \"A.EXAMPLE.COM\"\npath_prefix = \"/\"\nupstream = \"http://b\"\n"),
+    )
+    .unwrap();
+    let out = check_file(&bad);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("routes[2]: covers exactly what routes[1] covers (a.example.com/)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("upstream and [[routes]] are both set"),
+        "{all}"
+    );
+}
