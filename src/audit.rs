@@ -324,7 +324,7 @@ pub fn config_reload(trigger: &str, applied: bool, problems: usize, restart_need
 pub fn websocket_revoked(admitted: &crate::proxy::tunnels::Admitted) {
     use crate::proxy::tunnels::Admitted;
     match admitted {
-        Admitted::Identity(session) => {
+        Admitted::Identity(session, _) => {
             let (user, sub, email) = who(session);
             tracing::event!(
                 target: "gatehouse::audit",
@@ -336,7 +336,7 @@ pub fn websocket_revoked(admitted: &crate::proxy::tunnels::Admitted) {
                 session = %Digest::of(&session.id)
             );
         }
-        Admitted::Public { method, path } => tracing::event!(
+        Admitted::Public { method, path, .. } => tracing::event!(
             target: "gatehouse::audit",
             tracing::Level::WARN,
             event = "websocket_revoked",

@@ -113,14 +113,29 @@ pub async fn authenticate(st: &AuthContext, req: &AuthRequest<'_>) -> Decision {
 /// Whether the configured rules still let `admitted` through: a connection that stays
 /// open (a WebSocket), asked again after a configuration reload. A skip route is asked
 /// again of the route list; an identity, of the rules (`allowed_*`, `required_claims`).
+/// One opened under a `[[routes]]` entry is matched again against the route table: it
+/// must still reach a route to the same upstream, and an identity must pass that route's
+/// rules too.
 pub fn still_admitted(st: &AuthContext, admitted: &crate::proxy::tunnels::Admitted) -> bool {
     use crate::proxy::tunnels::Admitted;
-    match admitted {
-        Admitted::Identity(session) => {
-            st.policy.is_empty()
-                || check_all(&st.policy, None, &session.identity, session.claims()).is_ok()
+    let extra = match admitted.route() {
+        None => None,
+        Some(r) => {
+            let table = &st.cfg.routes;
+            match table.lookup(Some(&r.host), &r.path) {
+                Some(i) if table.routes().get(i).map(|n| &n.upstream) == Some(&r.upstream) => {
+                    st.route_policies.get(i).and_then(Option::as_ref)
+                }
+                _ => return false,
+            }
         }
-        Admitted::Public { method, path } => {
+    };
+    match admitted {
+        Admitted::Identity(session, _) => {
+            (st.policy.is_empty() && extra.is_none())
+                || check_all(&st.policy, extra, &session.identity, session.claims()).is_ok()
+        }
+        Admitted::Public { method, path, .. } => {
             skip_rule(&st.cfg.skip_auth_routes, method, path).is_some()
         }
     }

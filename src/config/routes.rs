@@ -104,11 +104,11 @@ impl RouteReader<'_> {
         let prefix_ok = path_prefix.starts_with('/')
             && !path_prefix.contains("//")
             && !path_prefix.split('/').any(|s| s == "." || s == "..")
-            && path_prefix
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b'?' | b'#' | b'\\' | b'*'));
+            && path_prefix.bytes().all(|b| {
+                b.is_ascii_graphic() && !matches!(b, b'%' | b'?' | b'#' | b'\\' | b'*' | b';')
+            });
         if !prefix_ok {
-            self.problem(format!("path_prefix: `{path_prefix}` is not a path starting with / (no %, ?, #, \\, * or . segments)"));
+            self.problem(format!("path_prefix: `{path_prefix}` is not a path starting with / (no %, ?, #, ;, \\, * or . segments)"));
         }
         let upstream = match self.string(table, "upstream") {
             Some(u) => self.upstream(&u),

@@ -105,6 +105,11 @@ allowed_groups = "Domain Admins"
 [[routes]]
 host = "d.example.com:8443"
 allowed_groups = 5
+
+[[routes]]
+host = "e.example.com"
+path_prefix = "/admin;x"
+upstream = "http://e"
 "#,
     )
     .unwrap_err();
@@ -123,6 +128,7 @@ allowed_groups = 5
         "g.toml: routes[5]: host: `d.example.com:8443`",
         "g.toml: routes[5]: upstream is required",
         "g.toml: routes[5]: `allowed_groups` should be a string or an array of strings",
+        "g.toml: routes[6]: path_prefix: `/admin;x` is not a path starting with / (no %, ?, #, ;,",
         "upstream and [[routes]] are both set",
         "listen (from g.toml): `nowhere` is not an address",
     ] {

@@ -5,8 +5,10 @@
 //! before a shorter one, then the longest `path_prefix`. The table is sorted once, when
 //! the configuration is read; a lookup walks it and stops at the first match. Trusts
 //! nothing of the request: a host that is not a plain DNS name or IP literal (with an
-//! optional port) matches no route, and so does a path a server could read as another
-//! (dot segments, encoded slashes or dots, backslashes) when any route has a prefix.
+//! optional port) matches no route. Prefixes are matched against the path as the most
+//! lenient server reads it (percent-decoded, without `;parameters`), and a path servers
+//! could read as different ones (dot segments, encoded slashes, backslashes) matches no
+//! route when any route has a prefix.
 
 use crate::config::AccessRules;
 use std::cmp::Ordering;
@@ -104,8 +106,9 @@ pub struct Route {
 }
 
 impl Route {
-    fn matches(&self, host: &str, path: &str) -> bool {
-        self.host.matches(host) && prefix_matches(&self.path_prefix, path)
+    /// `path`: the request's [`match_form`].
+    fn matches(&self, host: &str, path: &[u8]) -> bool {
+        self.host.matches(host) && prefix_matches(self.path_prefix.as_bytes(), path)
     }
 
     fn order(&self, other: &Route) -> Ordering {
@@ -129,9 +132,9 @@ impl fmt::Display for Route {
 }
 
 /// `/app` covers `/app` and `/app/...` but not `/application`; `/app/` covers `/app/...`.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
+fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
     match path.strip_prefix(prefix) {
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        Some(rest) => prefix.ends_with(b"/") || rest.is_empty() || rest.starts_with(b"/"),
         None => false,
     }
 }
@@ -165,10 +168,11 @@ impl RouteTable {
     /// matched safely.
     pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let host = host_of(host?)?;
-        if self.prefixed && !canonical(path) {
-            return None;
+        if !self.prefixed {
+            return self.routes.iter().position(|r| r.host.matches(&host));
         }
-        self.routes.iter().position(|r| r.matches(&host, path))
+        let path = match_form(path)?;
+        self.routes.iter().position(|r| r.matches(&host, &path))
     }
 }
 
@@ -199,17 +203,54 @@ fn host_of(value: &str) -> Option<String> {
     ok.then_some(host)
 }
 
-/// A path that reads the same to every server: no `.` or `..` segment, no `%2e`, `%2f`
-/// or `%5c` (any case), no backslash, no empty segment.
-fn canonical(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    path.starts_with('/')
-        && !lower.contains("%2e")
-        && !lower.contains("%2f")
-        && !lower.contains("%5c")
-        && !path.contains('\\')
-        && !path.contains("//")
-        && !path.split('/').any(|s| s == "." || s == "..")
+/// The path as the most lenient upstream reads it, for matching against the prefixes;
+/// `None` when servers could read it as different paths, which then matches no route.
+///
+/// Percent-encoded bytes are decoded (`/%61dmin` is `/admin` to any server) and each
+/// segment's `;parameters` dropped (`/admin;x` is `/admin` to Tomcat, Jetty and Spring);
+/// refused: a `.` or `..` segment after that (`/public/..;/admin`, `%2e%2e`), an empty
+/// segment (`//`), an encoded `/` or `\`, a backslash, a control byte, a `%` that
+/// starts no escape. A prefix holds none of these (`config::routes`), so the decoded
+/// path covers every way an upstream could read the raw one.
+fn match_form(path: &str) -> Option<Vec<u8>> {
+    let raw = path.as_bytes();
+    if raw.first() != Some(&b'/') {
+        return None;
+    }
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let byte = match b {
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                i += 2;
+                match u8::from_str_radix(hex, 16).ok()? {
+                    b'/' => return None,
+                    d => d,
+                }
+            }
+            b => b,
+        };
+        if byte == b'\\' || byte.is_ascii_control() {
+            return None;
+        }
+        decoded.push(byte);
+        i += 1;
+    }
+    let mut form = Vec::with_capacity(decoded.len());
+    let segments: Vec<&[u8]> = decoded.split(|&b| b == b'/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (n, segment) in segments.iter().enumerate() {
+        let name = segment.split(|&b| b == b';').next().unwrap_or_default();
+        // An empty segment (`//`, or one that was all parameters) but the last (`/api/`).
+        if matches!(name, b"." | b"..") || (name.is_empty() && n != last) {
+            return None;
+        }
+        form.push(b'/');
+        form.extend_from_slice(name);
+    }
+    Some(form)
 }
 
 #[cfg(test)]

@@ -127,6 +127,18 @@ fn paths_a_server_could_read_as_another_match_nothing_when_prefixes_exist() {
         "/api/admin//users",
         "/api/%5cadmin",
         "relative",
+        // Dot segments once parameters are dropped or escapes decoded.
+        "/api/..;/admin",
+        "/api/.;x/admin/",
+        "/api/%2e./x",
+        "/api/.%2E/x",
+        "/api/%252e%252e/x/../y",
+        "/api/;x/admin/",
+        "/api/%00/admin/",
+        "/api%09/admin/",
+        "/api%",
+        "/api%4",
+        "/api%zz",
     ] {
         assert_eq!(
             upstream_for(&t, Some("grafana.example.com"), path),
@@ -140,6 +152,39 @@ fn paths_a_server_could_read_as_another_match_nothing_when_prefixes_exist() {
         upstream_for(&plain, Some("a.example.com"), "/x/../y").as_deref(),
         Some("a")
     );
+}
+
+#[test]
+fn prefixes_match_the_path_as_the_most_lenient_server_reads_it() {
+    let t = table();
+    let at = |path: &str| upstream_for(&t, Some("grafana.example.com"), path);
+    // Escapes of ordinary characters and `;parameters` (Tomcat, Jetty, Spring drop them)
+    // reach the route whose prefix the upstream would see, never a more open one.
+    for path in [
+        "/api/%61dmin/",
+        "/api/%61%64%6D%69%6E/users",
+        "/%61pi/admin/x",
+        "/api;x/admin/",
+        "/api/admin;jsessionid=1/users",
+        "/api/admin%3bx/users",
+        "/api/admin/;x",
+    ] {
+        assert_eq!(at(path).as_deref(), Some("grafana-admin"), "{path}");
+    }
+    for path in ["/api;a=b", "/ap%69", "/api%3B", "/api/%2561dmin/"] {
+        assert_eq!(at(path).as_deref(), Some("grafana-api"), "{path}");
+    }
+    // Only what reads as `/api` is covered by it: not `/apis`, nor an escaped
+    // character that merely looks like a prefix boundary.
+    for path in [
+        "/apis",
+        "/apis;x/admin/",
+        "/api%20/admin/",
+        "/api%3f/admin/",
+        "/;x",
+    ] {
+        assert_eq!(at(path).as_deref(), Some("grafana"), "{path}");
+    }
 }
 
 #[test]

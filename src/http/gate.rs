@@ -150,12 +150,23 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
                 )
             }),
             // Asked again after a reload: the new rules may no longer let it through.
-            admitted: Some(match &session {
-                Some(s) => crate::proxy::tunnels::Admitted::Identity(Arc::clone(s)),
-                None => crate::proxy::tunnels::Admitted::Public {
-                    method: req.method().clone(),
-                    path: req.uri().path().to_string(),
-                },
+            admitted: Some({
+                // Matched again, with its route's rules, after a reload.
+                let route = route.and_then(|i| {
+                    Some(crate::proxy::tunnels::Routed {
+                        host: ctx.forwarded.host.clone()?,
+                        path: req.uri().path().to_string(),
+                        upstream: st.cfg.routes.routes().get(i)?.upstream.clone(),
+                    })
+                });
+                match &session {
+                    Some(s) => crate::proxy::tunnels::Admitted::Identity(Arc::clone(s), route),
+                    None => crate::proxy::tunnels::Admitted::Public {
+                        method: req.method().clone(),
+                        path: req.uri().path().to_string(),
+                        route,
+                    },
+                }
             }),
             websocket: headers::is_websocket(req.headers()),
         };

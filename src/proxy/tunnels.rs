@@ -58,13 +58,35 @@ pub struct Owner {
 /// What let a connection through, to ask the rules again after a reload.
 #[derive(Clone)]
 pub enum Admitted {
-    /// A verified identity (a session or a bearer token) the rules allowed.
-    Identity(Arc<crate::session::Session>),
+    /// A verified identity (a session or a bearer token) the rules allowed, and the
+    /// `[[routes]]` entry whose rules it passed, if any.
+    Identity(Arc<crate::session::Session>, Option<Routed>),
     /// A `skip_auth_routes` route, with no identity: the method and path it matched.
     Public {
         method: axum::http::Method,
         path: String,
+        route: Option<Routed>,
     },
+}
+
+/// The request that opened a connection under `[[routes]]`: matched again against the
+/// reloaded route table, it must reach a route to the same upstream, whose rules apply.
+#[derive(Clone, Debug)]
+pub struct Routed {
+    /// The host the request was matched with (`headers::forwarded`).
+    pub host: String,
+    /// The request's path, as sent.
+    pub path: String,
+    pub upstream: url::Url,
+}
+
+impl Admitted {
+    /// The route the connection was opened under, if any.
+    pub fn route(&self) -> Option<&Routed> {
+        match self {
+            Admitted::Identity(_, route) | Admitted::Public { route, .. } => route.as_ref(),
+        }
+    }
 }
 
 /// An open connection: the session that opened it, what admitted it, its stop signal.
@@ -278,6 +300,7 @@ mod tests {
         let public = |path: &str| Admitted::Public {
             method: axum::http::Method::GET,
             path: path.into(),
+            route: None,
         };
         let kept = t.register_admitted(None, Some(public("/kept")));
         let refused = t.register_admitted(None, Some(public("/gone")));

@@ -188,3 +188,76 @@ async fn a_client_cannot_pick_another_app_with_forwarding_headers() {
     assert_eq!(resp.status, 200, "{resp:?}");
     assert_eq!(resp.json()["path"], "/", "A's echo, not B");
 }
+
+/// A (echo) on `/` for `dev`, B on `/admin` for `ops`: alice may use A, not B.
+async fn admin_prefix() -> (TestIdp, Upstream, Named, Gatehouse) {
+    let idp = TestIdp::start().await;
+    let a = Upstream::start().await;
+    let b = named("admin-app").await;
+    let toml = format!(
+        r#"
+issuer_url = "{issuer}"
+client_id = "{id}"
+client_secret = "{secret}"
+cookie_secret = "{COOKIE_SECRET}"
+cookie_secure = false
+listen = "127.0.0.1:0"
+
+[[routes]]
+host = "127.0.0.1"
+upstream = "{a}"
+allowed_groups = ["dev"]
+
+[[routes]]
+host = "127.0.0.1"
+path_prefix = "/admin"
+upstream = "{b}"
+allowed_groups = ["ops"]
+"#,
+        issuer = idp.issuer,
+        id = idp::CLIENT_ID,
+        secret = idp::CLIENT_SECRET,
+        a = a.url,
+        b = b.url,
+    );
+    let raw = RawConfig::from_toml(&toml, "routes.toml").unwrap();
+    let gh = start(Config::from_raw(&raw).unwrap()).await;
+    (idp, a, b, gh)
+}
+
+#[tokio::test]
+async fn a_path_the_upstream_reads_as_a_refused_prefix_gets_that_prefix_rules() {
+    let (_idp, _a, _b, gh) = admin_prefix().await;
+    let b = Browser::new();
+    let port = gh.addr.port();
+    let (resp, _) = b.follow(&format!("http://127.0.0.1:{port}/dash")).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    // Servers read these as /admin...: `;parameters` dropped, escapes decoded. They are
+    // B's requests, under B's rules, never proxied to A.
+    for path in [
+        "/admin;x",
+        "/admin;jsessionid=1/users",
+        "/%61dmin",
+        "/%61%64%6d%69%6e/users",
+        "/admin%3bx/users",
+    ] {
+        let resp = b.get(&format!("http://127.0.0.1:{port}{path}")).await;
+        assert_eq!(resp.status, 403, "{path}: {resp:?}");
+        assert!(!resp.body.contains("\"path\""), "{path}: proxied to A");
+    }
+    // Dot segments hidden behind parameters or escapes match no app at all.
+    for path in [
+        "/dash/..;/admin",
+        "/dash/%2e%2e;x/admin",
+        "/dash/%2e;x/admin",
+    ] {
+        let resp = b.get(&format!("http://127.0.0.1:{port}{path}")).await;
+        assert_eq!(resp.status, 404, "{path}: {resp:?}");
+    }
+    // What is not /admin to any server stays A's.
+    for path in ["/admins", "/admin%20/x", "/dash;x"] {
+        let resp = b.get(&format!("http://127.0.0.1:{port}{path}")).await;
+        assert_eq!(resp.status, 200, "{path}: {resp:?}");
+        assert_eq!(resp.json()["path"], path, "A's echo, the path as sent");
+    }
+}

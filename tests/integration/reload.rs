@@ -588,3 +588,54 @@ async fn watch_config_follows_a_secret_file_that_a_reload_names_anew() {
     let log = gh.logged("configuration reloaded", 3).await;
     assert_eq!(log.matches("configuration reloaded").count(), 3, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rechecks_websockets_against_the_rules_and_upstream_of_their_route() {
+    let (idp, upstream, moved) = (
+        TestIdp::start().await,
+        Upstream::start().await,
+        Upstream::start().await,
+    );
+    let port = free_port();
+    let config = |root_group: &str, feed: &str| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nissuer_url = \"{}\"\nclient_id = \"{}\"\ncookie_secure = false\nclient_secret = \"{}\"\ncookie_secret = \"{COOKIE_SECRET}\"\n\n[[routes]]\nhost = \"127.0.0.1\"\nupstream = \"{u}\"\nallowed_groups = [\"{root_group}\"]\n\n[[routes]]\nhost = \"127.0.0.1\"\npath_prefix = \"/live\"\nupstream = \"{u}\"\nallowed_groups = [\"dev\"]\n\n[[routes]]\nhost = \"127.0.0.1\"\npath_prefix = \"/feed\"\nupstream = \"{feed}\"\n",
+            idp.issuer,
+            idp::CLIENT_ID,
+            idp::CLIENT_SECRET,
+            u = upstream.url,
+        )
+    };
+    let gh = serve(&config("dev", &upstream.url), port, &[]).await;
+    let alice = sign_in(&idp, &gh.url, "alice").await;
+    let mut open = Vec::new();
+    for path in ["/ws", "/live/ws", "/feed/ws"] {
+        let (_, _, ws) = websocket(&gh.url, path, &alice.cookie_header())
+            .await
+            .expect("a WebSocket through a route");
+        open.push(ws);
+    }
+    // `/` now wants ops (alice is in dev), `/feed` goes to another upstream, `/live`
+    // is as it was.
+    write(&gh.config(), &config("ops", &moved.url));
+    gh.hangup();
+    gh.logged("configuration reloaded", 1).await;
+    let mut feed = open.pop().unwrap();
+    let mut live = open.pop().unwrap();
+    let mut root = open.pop().unwrap();
+    for (what, ws) in [("tightened route", &mut root), ("moved route", &mut feed)] {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                assert_eq!(u16::from(frame.code), 4003, "{what}")
+            }
+            other => panic!("the WebSocket of a {what} stayed open: {other:?}"),
+        }
+    }
+    live.send(Message::text("still here")).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), live.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => assert!(t.as_str().contains("still here"), "{t}"),
+        other => panic!("the WebSocket of an unchanged route did not survive: {other:?}"),
+    }
+    let log = gh.logged("\"event\":\"websocket_revoked\"", 2).await;
+    assert_eq!(log.matches("websocket_revoked").count(), 2, "{log}");
+}
