@@ -52,12 +52,9 @@ struct Apps {
     gh: Gatehouse,
 }
 
-/// App A on 127.0.0.1 for group `dev`, app B on localhost for group `ops` and on
-/// `*.apps.localhost` for `dev`; alice (groups admins, dev) may use A and the wildcard.
-async fn apps() -> Apps {
-    let idp = TestIdp::start().await;
-    let a = Upstream::start().await;
-    let b = named("app-b").await;
+/// gatehouse on the test IdP with `routes` (TOML `[[routes]]` tables) and plain-http
+/// cookies.
+async fn with_routes(idp: &TestIdp, routes: &str) -> Gatehouse {
     let toml = format!(
         r#"
 issuer_url = "{issuer}"
@@ -66,7 +63,25 @@ client_secret = "{secret}"
 cookie_secret = "{COOKIE_SECRET}"
 cookie_secure = false
 listen = "127.0.0.1:0"
+{routes}"#,
+        issuer = idp.issuer,
+        id = idp::CLIENT_ID,
+        secret = idp::CLIENT_SECRET,
+    );
+    let raw = RawConfig::from_toml(&toml, "routes.toml").unwrap();
+    start(Config::from_raw(&raw).unwrap()).await
+}
 
+/// App A on 127.0.0.1 for group `dev`, app B on localhost for group `ops` and on
+/// `*.apps.localhost` for `dev`; alice (groups admins, dev) may use A and the wildcard.
+async fn apps() -> Apps {
+    let idp = TestIdp::start().await;
+    let a = Upstream::start().await;
+    let b = named("app-b").await;
+    let gh = with_routes(
+        &idp,
+        &format!(
+            r#"
 [[routes]]
 host = "127.0.0.1"
 upstream = "{a}"
@@ -82,15 +97,11 @@ host = "*.apps.localhost"
 upstream = "{b}"
 allowed_groups = "dev"
 "#,
-        issuer = idp.issuer,
-        id = idp::CLIENT_ID,
-        secret = idp::CLIENT_SECRET,
-        a = a.url,
-        b = b.url,
-    );
-    let raw = RawConfig::from_toml(&toml, "routes.toml").unwrap();
-    let cfg = Config::from_raw(&raw).unwrap();
-    let gh = start(cfg).await;
+            a = a.url,
+            b = b.url,
+        ),
+    )
+    .await;
     Apps {
         _idp: idp,
         a,
@@ -194,15 +205,10 @@ async fn admin_prefix() -> (TestIdp, Upstream, Named, Gatehouse) {
     let idp = TestIdp::start().await;
     let a = Upstream::start().await;
     let b = named("admin-app").await;
-    let toml = format!(
-        r#"
-issuer_url = "{issuer}"
-client_id = "{id}"
-client_secret = "{secret}"
-cookie_secret = "{COOKIE_SECRET}"
-cookie_secure = false
-listen = "127.0.0.1:0"
-
+    let gh = with_routes(
+        &idp,
+        &format!(
+            r#"
 [[routes]]
 host = "127.0.0.1"
 upstream = "{a}"
@@ -214,14 +220,11 @@ path_prefix = "/admin"
 upstream = "{b}"
 allowed_groups = ["ops"]
 "#,
-        issuer = idp.issuer,
-        id = idp::CLIENT_ID,
-        secret = idp::CLIENT_SECRET,
-        a = a.url,
-        b = b.url,
-    );
-    let raw = RawConfig::from_toml(&toml, "routes.toml").unwrap();
-    let gh = start(Config::from_raw(&raw).unwrap()).await;
+            a = a.url,
+            b = b.url,
+        ),
+    )
+    .await;
     (idp, a, b, gh)
 }
 
