@@ -393,18 +393,16 @@ impl Policy {
     }
 }
 
-/// The configured policy and, for forward-auth, the route's own rules: both must pass.
+/// The configured policy and the request's own (a route's rules, the forward-auth URL's
+/// query): every one must pass.
 pub fn check_all(
     configured: &Policy,
-    extra: Option<&Policy>,
+    extra: &[&Policy],
     id: &Identity,
     claims: &Value,
 ) -> Result<(), Denial> {
     configured.check(id, claims)?;
-    match extra {
-        Some(p) => p.check(id, claims),
-        None => Ok(()),
-    }
+    extra.iter().try_for_each(|p| p.check(id, claims))
 }
 
 #[cfg(test)]
@@ -530,11 +528,11 @@ mod tests {
             .unwrap()
             .unwrap();
         let c = json!({});
-        assert!(check_all(&configured, Some(&q), &who("a@x", &["dev", "ops"]), &c).is_ok());
+        assert!(check_all(&configured, &[&q], &who("a@x", &["dev", "ops"]), &c).is_ok());
         // In the query's group but not the configured one: still refused.
-        let d = check_all(&configured, Some(&q), &who("a@x", &["ops"]), &c).unwrap_err();
+        let d = check_all(&configured, &[&q], &who("a@x", &["ops"]), &c).unwrap_err();
         assert_eq!(d.source, RuleSource::Config);
-        let d = check_all(&configured, Some(&q), &who("a@x", &["dev"]), &c).unwrap_err();
+        let d = check_all(&configured, &[&q], &who("a@x", &["dev"]), &c).unwrap_err();
         assert_eq!(d.source, RuleSource::Query);
         assert!(Policy::from_query("redirect=true").unwrap().is_none());
         assert!(Policy::from_query("allowed_group=ops").is_err());

@@ -199,8 +199,10 @@ impl BearerVerifier {
                 crate::oidc::verify::TokenError::Expired(now - expires_at),
             ));
         }
-        let access_token = (cfg.headers.authorization == PassAuthorization::AccessToken)
-            .then(|| token.to_string());
+        let access_token = (cfg
+            .header_sets()
+            .any(|h| h.authorization == PassAuthorization::AccessToken))
+        .then(|| token.to_string());
         let session = Session {
             id: format!("bearer:{}", identity.sub),
             identity,

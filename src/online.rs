@@ -191,7 +191,10 @@ fn check_callback(cfg: &Config, out: &mut Vec<Finding>) {
         Some(u) => out.push(Finding::Ok(format!("callback {u}: register exactly this URL at the provider"))),
         None => out.push(Finding::Warning("redirect_url is not set: the callback is derived from each request, so browsers must reach gatehouse with the scheme and host the provider has registered (behind a TLS proxy, list it in trusted_proxies)".into())),
     }
-    if cfg.headers.authorization == PassAuthorization::AccessToken {
+    if cfg
+        .header_sets()
+        .any(|h| h.authorization == PassAuthorization::AccessToken)
+    {
         out.push(Finding::Warning("pass_authorization = access_token: the Kubernetes API server must accept that access token (its issuer and audience), not the ID token".into()));
     }
 }

@@ -72,8 +72,12 @@ pub struct AuthRequest<'a> {
     /// from an untrusted peer), so no route is skipped.
     pub method: &'a Method,
     pub path: Option<&'a str>,
-    /// Per-request rules (the forward-auth URL's query), ANDed with the configured ones.
-    pub extra: Option<&'a Policy>,
+    /// Per-request rules (a route's own, or the forward-auth URL's query), ANDed with the
+    /// configured ones.
+    pub extra: &'a [&'a Policy],
+    /// The route's own `skip_auth_routes`, asked after the top-level ones (which apply
+    /// whatever the route); empty without routes.
+    pub skip: &'a [crate::routes::SkipRoute],
     /// The request as audit events name it: the decisions made here (a rule's denial, a
     /// refused bearer token, a failed refresh, an idle session) are audited here, once,
     /// whichever mode asked.
@@ -85,7 +89,9 @@ pub struct AuthRequest<'a> {
 pub async fn authenticate(st: &AuthContext, req: &AuthRequest<'_>) -> Decision {
     let cfg = &st.cfg;
     if let Some(path) = req.path {
-        if let Some(rule) = skip_rule(&cfg.skip_auth_routes, req.method, path) {
+        let skipped = skip_rule(&cfg.skip_auth_routes, req.method, path)
+            .or_else(|| skip_rule(req.skip, req.method, path));
+        if let Some(rule) = skipped {
             return Decision::Public {
                 rule: rule.to_string(),
             };
@@ -118,25 +124,31 @@ pub async fn authenticate(st: &AuthContext, req: &AuthRequest<'_>) -> Decision {
 /// rules too.
 pub fn still_admitted(st: &AuthContext, admitted: &crate::proxy::tunnels::Admitted) -> bool {
     use crate::proxy::tunnels::Admitted;
-    let extra = match admitted.route() {
-        None => None,
+    let (extra, own_skip) = match admitted.route() {
+        None => (None, &[][..]),
         Some(r) => {
             let table = &st.cfg.routes;
             match table.lookup(Some(&r.host), &r.path) {
-                Some(i) if table.routes().get(i).map(|n| &n.upstream) == Some(&r.upstream) => {
-                    st.route_policies.get(i).and_then(Option::as_ref)
-                }
-                _ => return false,
+                Some(i) => match table.routes().get(i) {
+                    Some(n) if n.upstream.as_ref() == Some(&r.upstream) => (
+                        st.route_policies.get(i).and_then(Option::as_ref),
+                        n.own.skip_auth_routes.as_slice(),
+                    ),
+                    _ => return false,
+                },
+                None => return false,
             }
         }
     };
     match admitted {
         Admitted::Identity(session, _) => {
-            (st.policy.is_empty() && extra.is_none())
+            let extra = extra.as_slice();
+            (st.policy.is_empty() && extra.is_empty())
                 || check_all(&st.policy, extra, &session.identity, session.claims()).is_ok()
         }
         Admitted::Public { method, path, .. } => {
             skip_rule(&st.cfg.skip_auth_routes, method, path).is_some()
+                || skip_rule(own_skip, method, path).is_some()
         }
     }
 }
@@ -148,13 +160,13 @@ fn with_rules(
     session: Arc<Session>,
     set_cookies: Vec<HeaderValue>,
 ) -> Decision {
-    if st.policy.is_empty() && req.extra.is_none() {
+    if st.policy.is_empty() && req.extra.is_empty() {
         return Decision::Allow {
             session,
             set_cookies,
         };
     }
-    let needs_claims = st.policy.needs_claims() || req.extra.is_some_and(|p| p.needs_claims());
+    let needs_claims = st.policy.needs_claims() || req.extra.iter().any(|p| p.needs_claims());
     let claims = if needs_claims {
         session.claims()
     } else {

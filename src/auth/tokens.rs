@@ -24,16 +24,22 @@ pub struct Forwards {
 }
 
 impl Forwards {
+    /// What any app of `cfg` is handed: the top-level header set's tokens, and those of
+    /// every route's own set (one session serves every route).
     pub fn of(cfg: &Config) -> Forwards {
-        let h = &cfg.headers;
-        // With access_token_audience the token header carries the access token.
-        let header = h.id_token.is_some();
-        Forwards {
-            id_token: (header && !h.token_is_access_token)
-                || h.authorization == PassAuthorization::IdToken,
-            access_token: (header && h.token_is_access_token)
-                || h.authorization == PassAuthorization::AccessToken,
+        let mut fw = Forwards {
+            id_token: false,
+            access_token: false,
+        };
+        for h in cfg.header_sets() {
+            // With access_token_audience the token header carries the access token.
+            let header = h.id_token.is_some();
+            fw.id_token |= (header && !h.token_is_access_token)
+                || h.authorization == PassAuthorization::IdToken;
+            fw.access_token |= (header && h.token_is_access_token)
+                || h.authorization == PassAuthorization::AccessToken;
         }
+        fw
     }
 }
 
@@ -112,8 +118,10 @@ pub fn session_from_tokens(
         expires_in: lifetime_end(&tokens, now_secs()),
     };
     let expires_at = session_expiry(Forwards::of(cfg), known, true).unwrap_or(id_exp);
-    let keep_access =
-        cfg.headers.authorization == PassAuthorization::AccessToken || cfg.access_token.is_some();
+    let keep_access = cfg
+        .header_sets()
+        .any(|h| h.authorization == PassAuthorization::AccessToken)
+        || cfg.access_token.is_some();
     let access_token = if keep_access {
         tokens.access_token
     } else {
@@ -228,7 +236,11 @@ pub(super) fn keep_identity(
     };
     let mut s = old.clone();
     s.refresh_token = tokens.refresh_token;
-    if cfg.headers.authorization == PassAuthorization::AccessToken || cfg.access_token.is_some() {
+    if cfg
+        .header_sets()
+        .any(|h| h.authorization == PassAuthorization::AccessToken)
+        || cfg.access_token.is_some()
+    {
         s.access_token = tokens.access_token;
     }
     // The access token's lifetime bounds the extension even when it is not forwarded:

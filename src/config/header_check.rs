@@ -35,6 +35,15 @@ const RESERVED: &[&str] = &[
 
 /// Adds a problem for each identity header name that repeats another or is reserved.
 pub(super) fn check(r: &mut Reader, h: &HeaderNames) {
+    for (key, msg) in problems(h) {
+        let entry = r.raw.get(key);
+        r.problem(entry, key, msg);
+    }
+}
+
+/// Each identity header name of `h` that repeats another or is reserved: the setting
+/// that gave it and what is wrong.
+pub(super) fn problems(h: &HeaderNames) -> Vec<(&'static str, String)> {
     let roles = [
         ("header_user", &h.user),
         ("header_email", &h.email),
@@ -45,14 +54,13 @@ pub(super) fn check(r: &mut Reader, h: &HeaderNames) {
     .chain(h.id_token.iter().map(|t| ("header_id_token", t)))
     .chain(std::iter::once(("assertion_header", &h.assertion)));
     let mut seen: Vec<(&str, &axum::http::HeaderName)> = Vec::new();
+    let mut found = Vec::new();
     for (key, name) in roles {
-        let entry = r.raw.get(key);
         if RESERVED.contains(&crate::headers::normalise(name.as_str()).as_str()) {
-            r.problem(
-                entry,
+            found.push((
                 key,
                 format!("`{name}` is a header HTTP or gatehouse itself sets; choose another name"),
-            );
+            ));
         } else if let Some((other, _)) = seen
             .iter()
             .find(|(_, n)| crate::headers::same_header(n.as_str(), name.as_str()))
@@ -62,14 +70,14 @@ pub(super) fn check(r: &mut Reader, h: &HeaderNames) {
             } else {
                 format!("is also {other}")
             };
-            r.problem(
-                entry,
+            found.push((
                 key,
                 format!("`{name}` {also}: each identity header needs a name of its own"),
-            );
+            ));
         }
         seen.push((key, name));
     }
+    found
 }
 
 #[cfg(test)]

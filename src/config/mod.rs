@@ -14,6 +14,7 @@ pub mod presets;
 mod provider_settings;
 mod reader;
 pub mod reload;
+mod route_settings;
 mod routes;
 pub mod secret;
 pub mod sources;
@@ -356,6 +357,16 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// The top-level identity header set, then each route's own.
+    pub fn header_sets(&self) -> impl Iterator<Item = &HeaderNames> {
+        std::iter::once(&self.headers).chain(
+            self.routes
+                .routes()
+                .iter()
+                .filter_map(|r| r.own.headers.as_ref()),
+        )
+    }
+
     /// Types and checks a layered raw configuration.
     pub fn from_raw(raw: &RawConfig) -> Result<Config, ConfigError> {
         validate::build(raw)

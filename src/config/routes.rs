@@ -1,19 +1,22 @@
 //! Reading `[[routes]]`: the apps of a multi-app gateway, each a `host` (exact or
-//! `*.domain`), an optional `path_prefix`, its `upstream` and its own access rules
-//! (`allowed_groups`, `allowed_emails`, `allowed_email_domains`, ANDed with the top-level
-//! rules). Only the TOML file holds routes. Every problem is listed with the others:
-//! unknown keys, a bad host, prefix or upstream, and two routes that cover the same
-//! requests (no order between them). A top-level `upstream` beside routes is refused:
-//! with routes, a request no route matches gets 404, never a default app.
+//! `*.domain`), an optional `path_prefix`, its `upstream` (left out: forward auth only)
+//! and its own access rules (`allowed_groups`, `allowed_emails`, `allowed_email_domains`,
+//! ANDed with the top-level rules); its own skip routes, header set and assertion
+//! audience are `route_settings.rs`'s. Only the TOML file holds routes. Every problem is
+//! listed with the others: unknown keys, a bad host, prefix or upstream, and two routes
+//! that cover the same requests (no order between them). A top-level `upstream` beside
+//! routes is refused: with routes, a request no route matches gets 404, never a default
+//! app.
 
 use super::emails_file::is_email;
 use super::list::{self, Written};
 use super::reader::{valid_domain, Reader};
+use super::route_settings::{Own, SETTING_KEYS};
 use super::AccessRules;
-use crate::gateway::{HostPattern, Route, RouteTable};
+use crate::gateway::{HostPattern, Route, RouteSettings};
 use url::Url;
 
-/// The keys a route takes.
+/// The keys a route takes besides [`SETTING_KEYS`].
 const ROUTE_KEYS: [&str; 6] = [
     "host",
     "path_prefix",
@@ -22,6 +25,26 @@ const ROUTE_KEYS: [&str; 6] = [
     "allowed_emails",
     "allowed_email_domains",
 ];
+
+/// The routes as read, before their own settings are resolved against the top-level
+/// ones (`route_settings::finish`): each with what it wrote and where.
+#[derive(Default)]
+pub(super) struct ReadRoutes {
+    pub(super) routes: Vec<(Route, Own, String)>,
+}
+
+impl ReadRoutes {
+    /// Every route's upstream, in the file's order.
+    pub(super) fn upstreams(&self) -> impl Iterator<Item = &Url> {
+        self.routes
+            .iter()
+            .filter_map(|(r, _, _)| r.upstream.as_ref())
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
 
 /// `[[routes]]` as parsed TOML: `None` unless it is an array of tables.
 pub(super) fn tables(value: toml::Value) -> Option<Vec<toml::Table>> {
@@ -37,19 +60,20 @@ pub(super) fn tables(value: toml::Value) -> Option<Vec<toml::Table>> {
     }
 }
 
-/// The route table (empty without `[[routes]]`); `upstream` is the top-level one.
-pub(super) fn read(r: &mut Reader<'_>, upstream: Option<&Url>) -> RouteTable {
+/// The routes (none without `[[routes]]`); `upstream` is the top-level one.
+pub(super) fn read(r: &mut Reader<'_>, upstream: Option<&Url>) -> ReadRoutes {
     let Some(file) = r.raw.routes.clone() else {
-        return RouteTable::default();
+        return ReadRoutes::default();
     };
-    let mut routes: Vec<(usize, Route)> = Vec::new();
+    let mut routes: Vec<(usize, Route, Own, String)> = Vec::new();
     for (i, table) in file.tables.iter().enumerate() {
         let mut route = RouteReader {
             at: format!("{}: routes[{}]", file.path, i + 1),
             problems: &mut r.problems,
         };
+        let written = route.written(table);
         if let Some(read) = route.read(table) {
-            for (j, earlier) in &routes {
+            for (j, earlier, _, _) in &routes {
                 if earlier.same_place(&read) {
                     route.problem(format!(
                         "covers exactly what routes[{}] covers ({}{}): no order between them; merge them or give one another path_prefix",
@@ -59,7 +83,8 @@ pub(super) fn read(r: &mut Reader<'_>, upstream: Option<&Url>) -> RouteTable {
                     ));
                 }
             }
-            routes.push((i, read));
+            let at = route.at.clone();
+            routes.push((i, read, written, at));
         }
     }
     if file.tables.is_empty() {
@@ -68,26 +93,33 @@ pub(super) fn read(r: &mut Reader<'_>, upstream: Option<&Url>) -> RouteTable {
     if upstream.is_some() {
         r.problems.push("upstream and [[routes]] are both set: with routes each app's upstream is in its route, and a request no route matches gets 404; move upstream into a route (host = \"app.example.com\" or \"*.example.com\")".into());
     }
-    RouteTable::new(routes.into_iter().map(|(_, r)| r).collect())
+    ReadRoutes {
+        routes: routes.into_iter().map(|(_, r, w, at)| (r, w, at)).collect(),
+    }
 }
 
 /// One route's reading, its problems named `FILE: routes[N]: ...`.
-struct RouteReader<'a> {
-    at: String,
-    problems: &'a mut Vec<String>,
+pub(super) struct RouteReader<'a> {
+    pub(super) at: String,
+    pub(super) problems: &'a mut Vec<String>,
 }
 
 impl RouteReader<'_> {
-    fn problem(&mut self, msg: impl std::fmt::Display) {
+    pub(super) fn problem(&mut self, msg: impl std::fmt::Display) {
         self.problems.push(format!("{}: {msg}", self.at));
     }
 
     fn read(&mut self, table: &toml::Table) -> Option<Route> {
         for key in table.keys() {
-            if !ROUTE_KEYS.contains(&key.as_str()) {
+            if !ROUTE_KEYS.contains(&key.as_str()) && !SETTING_KEYS.contains(&key.as_str()) {
+                let all: Vec<&str> = ROUTE_KEYS
+                    .iter()
+                    .chain(SETTING_KEYS.iter())
+                    .copied()
+                    .collect();
                 self.problem(format!(
                     "unknown key `{key}` (a route takes {})",
-                    ROUTE_KEYS.join(", ")
+                    all.join(", ")
                 ));
             }
         }
@@ -110,12 +142,10 @@ impl RouteReader<'_> {
         if !prefix_ok {
             self.problem(format!("path_prefix: `{path_prefix}` is not a path starting with / (no %, ?, #, ;, \\, * or . segments)"));
         }
+        // Left out: a route for forward auth only. Written but wrong: refused.
         let upstream = match self.string(table, "upstream") {
-            Some(u) => self.upstream(&u),
-            None => {
-                self.problem("upstream is required (http://app:8080 or https://app)");
-                None
-            }
+            Some(u) => self.upstream(&u).map(Some),
+            None => Some(None),
         };
         let rules = AccessRules {
             groups: self.list(table, "allowed_groups"),
@@ -138,10 +168,11 @@ impl RouteReader<'_> {
             path_prefix: prefix_ok.then_some(path_prefix)?,
             upstream: upstream?,
             rules,
+            own: RouteSettings::default(),
         })
     }
 
-    fn string(&mut self, table: &toml::Table, key: &str) -> Option<String> {
+    pub(super) fn string(&mut self, table: &toml::Table, key: &str) -> Option<String> {
         match table.get(key) {
             None => None,
             Some(toml::Value::String(s)) => Some(s.trim().to_string()),
@@ -152,7 +183,7 @@ impl RouteReader<'_> {
         }
     }
 
-    fn list(&mut self, table: &toml::Table, key: &'static str) -> Vec<String> {
+    pub(super) fn list(&mut self, table: &toml::Table, key: &'static str) -> Vec<String> {
         let items: Vec<String>;
         let written = match table.get(key) {
             None => return Vec::new(),

@@ -126,7 +126,6 @@ upstream = "http://e"
         "g.toml: routes[4]: allowed_emails: `not-an-email` is not an email address",
         "g.toml: routes[4]: allowed_email_domains: `a@b.com` is not a domain",
         "g.toml: routes[5]: host: `d.example.com:8443`",
-        "g.toml: routes[5]: upstream is required",
         "g.toml: routes[5]: `allowed_groups` should be a string or an array of strings",
         "g.toml: routes[6]: path_prefix: `/admin;x` is not a path starting with / (no %, ?, #, ;,",
         "upstream and [[routes]] are both set",
@@ -152,4 +151,142 @@ fn routes_that_are_not_tables_are_refused() {
             "{problems:?}"
         );
     }
+}
+
+#[test]
+fn a_route_sets_its_own_skip_routes_header_set_and_assertion_the_rest_is_top_level() {
+    let key = format!(
+        "{}/src/assertion/testdata/p256.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let cfg = load(&format!(
+        r#"
+header_user = "X-Remote-User"
+assertion_signing_key_file = "{key}"
+assertion_issuer = "https://auth.example.com"
+assertion_groups = ["dev"]
+
+[[routes]]
+host = "headlamp.example.com"
+upstream = "http://headlamp:4466"
+pass_authorization = "id_token"
+header_id_token = ""
+skip_auth_routes = ["GET=/static/**"]
+assertion_audience = "headlamp"
+
+[[routes]]
+host = "grafana.example.com"
+upstream = "http://grafana:3000"
+header_user = "X-WEBAUTH-USER"
+header_groups = "X-WEBAUTH-GROUPS"
+assertion_groups = []
+
+[[routes]]
+host = "wiki.example.com"
+upstream = "http://wiki"
+
+[[routes]]
+host = "ci.example.com"
+"#
+    ))
+    .unwrap();
+    let by_host = |h: &str| {
+        cfg.routes
+            .routes()
+            .iter()
+            .find(|r| r.host.to_string() == h)
+            .unwrap()
+    };
+    let headlamp = &by_host("headlamp.example.com").own;
+    let h = headlamp.headers.as_ref().unwrap();
+    assert_eq!(h.authorization, crate::config::PassAuthorization::IdToken);
+    assert!(h.id_token.is_none());
+    assert_eq!(h.user, "x-remote-user", "the rest is the top-level set");
+    assert_eq!(headlamp.skip_auth_routes.len(), 1);
+    let a = headlamp.assertion.as_ref().unwrap();
+    assert_eq!(a.audience.as_deref(), Some("headlamp"));
+    assert_eq!(a.groups.as_deref(), Some(&["dev".to_string()][..]));
+
+    let grafana = &by_host("grafana.example.com").own;
+    let g = grafana.headers.as_ref().unwrap();
+    assert_eq!(g.user, "x-webauth-user");
+    assert_eq!(g.groups, ["x-webauth-groups"]);
+    assert_eq!(g.authorization, crate::config::PassAuthorization::None);
+    let a = grafana.assertion.as_ref().unwrap();
+    assert!(a.audience.is_none(), "the route's host");
+    assert_eq!(a.groups.as_deref(), Some(&[][..]), "no groups at all");
+
+    let wiki = &by_host("wiki.example.com").own;
+    assert!(wiki.headers.is_none() && wiki.assertion.is_none() && wiki.skip_auth_routes.is_empty());
+    let ci = by_host("ci.example.com");
+    assert!(ci.upstream.is_none(), "forward auth only");
+    assert_eq!(ci.to_string(), "ci.example.com/ (forward auth only)");
+
+    // Every set removes every other set's names from what a client sent.
+    for set in cfg.header_sets() {
+        let folded = set.folded();
+        for name in [
+            "x-webauth-user",
+            "x-webauth-groups",
+            "x-remote-user",
+            "x-forwarded-id-token",
+        ] {
+            assert!(
+                folded.iter().any(|f| f == name),
+                "{name} not removed by {set:?}"
+            );
+        }
+    }
+    // One session serves every route: the ID token headlamp is handed bounds it.
+    assert!(crate::auth::Forwards::of(&cfg).id_token);
+}
+
+#[test]
+fn every_route_setting_mistake_is_listed_with_the_others() {
+    let problems = load(
+        r#"
+[[routes]]
+host = "a.example.com"
+upstream = "http://a"
+pass_authorization = "yes"
+header_user = "X Bad"
+header_email = "X-Forwarded-User"
+skip_auth_routes = ["nope"]
+
+[[routes]]
+host = "b.example.com"
+upstream = "http://b"
+header_groups = ["Content-Length"]
+header_id_token = 7
+"#,
+    )
+    .unwrap_err();
+    let all = problems.join("\n");
+    for needle in [
+        "g.toml: routes[1]: pass_authorization: `yes` is not one of none, id_token, access_token",
+        "g.toml: routes[1]: header_user: `X Bad` is not a valid header name",
+        "g.toml: routes[1]: header_email: `x-forwarded-user` is also header_user",
+        "g.toml: routes[1]: skip_auth_routes:",
+        "g.toml: routes[2]: header_groups: `content-length` is a header HTTP or gatehouse itself sets",
+        "g.toml: routes[2]: `header_id_token` should be a string",
+    ] {
+        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+    }
+}
+
+#[test]
+fn a_route_assertion_setting_without_a_key_is_a_warning() {
+    let cfg = load(
+        r#"
+[[routes]]
+host = "a.example.com"
+upstream = "http://a"
+assertion_audience = "a"
+"#,
+    )
+    .unwrap();
+    assert!(cfg
+        .warnings
+        .iter()
+        .any(|w| w.contains("routes[1]: assertion_audience or assertion_groups set but assertion_signing_key_file is not")));
 }

@@ -58,7 +58,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     let routes = super::routes::read(&mut r, upstream.as_ref());
     // upstream_ca_file and the client certificate serve every https upstream.
     let tls_for = upstream.as_ref().or_else(|| {
-        let mut ups = routes.routes().iter().map(|x| &x.upstream);
+        let mut ups = routes.upstreams();
         ups.find(|u| u.scheme() == "https")
     });
     let upstream_tls = super::upstream_tls::read(&mut r, tls_for);
@@ -262,7 +262,7 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     let (assertion_header, assertion) =
         super::assertion::read_assertion(&mut r, redirect_url.as_ref(), &mut warnings);
     let fallback = HeaderName::from_static("x-forwarded-user");
-    let headers = HeaderNames {
+    let mut headers = HeaderNames {
         user: r.header("header_user", &h_user).unwrap_or(fallback.clone()),
         email: r
             .header("header_email", &h_email)
@@ -290,6 +290,13 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         folded: Default::default(),
     };
     super::header_check::check(&mut r, &headers);
+    let routes = super::route_settings::finish(
+        &mut r,
+        routes,
+        &mut headers,
+        assertion.as_ref(),
+        &mut warnings,
+    );
 
     let mut trusted_proxies = Vec::new();
     for p in r.list("trusted_proxies", &[]) {

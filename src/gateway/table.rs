@@ -10,6 +10,7 @@
 //! could read as different ones (dot segments, encoded slashes, backslashes) matches no
 //! route when any route has a prefix.
 
+use super::settings::RouteSettings;
 use crate::config::AccessRules;
 use std::cmp::Ordering;
 use std::fmt;
@@ -100,9 +101,13 @@ pub struct Route {
     pub host: HostPattern,
     /// Starts with `/`; `/` for the whole host.
     pub path_prefix: String,
-    pub upstream: Url,
+    /// `None`: a route for forward auth only (the ingress has the app); a proxied
+    /// request that reaches it gets 404.
+    pub upstream: Option<Url>,
     /// This app's rules, ANDed with the top-level ones.
     pub rules: AccessRules,
+    /// Its own skip routes, header set and assertion audience (`settings.rs`).
+    pub own: RouteSettings,
 }
 
 impl Route {
@@ -126,8 +131,13 @@ impl Route {
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let u = self.upstream.as_str().trim_end_matches('/');
-        write!(f, "{}{} -> {u}", self.host, self.path_prefix)
+        match &self.upstream {
+            Some(u) => {
+                let u = u.as_str().trim_end_matches('/');
+                write!(f, "{}{} -> {u}", self.host, self.path_prefix)
+            }
+            None => write!(f, "{}{} (forward auth only)", self.host, self.path_prefix),
+        }
     }
 }
 
@@ -161,6 +171,11 @@ impl RouteTable {
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// Some route has a `path_prefix` other than `/`: a lookup needs the path.
+    pub fn has_prefixes(&self) -> bool {
+        self.prefixed
     }
 
     /// The index of the route for `host` (a `Host` value, maybe with a port) and `path`

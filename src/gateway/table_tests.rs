@@ -7,8 +7,9 @@ fn route(host: &str, prefix: &str, upstream: &str) -> Route {
     Route {
         host: HostPattern::parse(host).unwrap(),
         path_prefix: prefix.to_string(),
-        upstream: Url::parse(upstream).unwrap(),
+        upstream: Some(Url::parse(upstream).unwrap()),
         rules: AccessRules::default(),
+        own: RouteSettings::default(),
     }
 }
 
@@ -26,8 +27,15 @@ fn table() -> RouteTable {
 }
 
 fn upstream_for(t: &RouteTable, host: Option<&str>, path: &str) -> Option<String> {
-    t.lookup(host, path)
-        .map(|i| t.routes()[i].upstream.host_str().unwrap_or("").to_string())
+    t.lookup(host, path).map(|i| {
+        t.routes()[i]
+            .upstream
+            .as_ref()
+            .unwrap()
+            .host_str()
+            .unwrap_or("")
+            .to_string()
+    })
 }
 
 #[test]

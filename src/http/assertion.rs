@@ -5,6 +5,7 @@
 //! the header were removed before (`headers::strip_identity`) or refused (forward auth).
 
 use super::{AppError, AppState, Ctx};
+use crate::assertion::AssertionPolicy;
 use crate::config::Config;
 use crate::headers::SetHeader;
 use crate::session::Session;
@@ -41,14 +42,19 @@ pub async fn jwks(State(st): State<Arc<AppState>>, req: Request) -> Response {
 /// Logged once: an assertion was left out because its audience is unknown.
 static NO_AUDIENCE: AtomicBool = AtomicBool::new(false);
 
-/// Sets the assertion for `session` on `out` when the assertion is on. `host` is the
-/// host the request was for as gatehouse believes it (the proxied request's, or the
-/// original request's in forward auth), the audience unless `assertion_audience` is set;
-/// with neither, no assertion is set (the app then refuses the request) and gatehouse
-/// says why once.
-pub fn attach(out: &mut impl SetHeader, cfg: &Config, session: &Session, host: Option<&str>) {
+/// Sets the assertion for `session` on `out` when the assertion is on, with `policy`
+/// (the top-level one, or the route's own). `host` is the host the request was for as
+/// gatehouse believes it (the proxied request's, or the original request's in forward
+/// auth), the audience unless the policy names one; with neither, no assertion is set
+/// (the app then refuses the request) and gatehouse says why once.
+pub fn attach(
+    out: &mut impl SetHeader,
+    cfg: &Config,
+    policy: &AssertionPolicy,
+    session: &Session,
+    host: Option<&str>,
+) {
     let Some(a) = &cfg.assertion else { return };
-    let policy = &a.policy;
     let Some(audience) = policy.audience_for(host) else {
         if !NO_AUDIENCE.swap(true, Ordering::Relaxed) {
             tracing::warn!("identity assertion left out: the host the request was for is unknown (forward auth without trusted_proxies or forward_auth_client, or no Host header) and assertion_audience is not set");
@@ -86,15 +92,15 @@ fn session_end(cfg: &Config, session: &Session) -> u64 {
 pub fn attach_for_original(
     out: &mut impl SetHeader,
     cfg: &Config,
+    policy: &AssertionPolicy,
     session: &Session,
     original_url: Option<&str>,
 ) {
-    let Some(a) = &cfg.assertion else { return };
     let host = original_url
-        .filter(|_| a.policy.audience.is_none())
+        .filter(|_| policy.audience.is_none())
         .and_then(|u| url::Url::parse(u).ok())
         .and_then(|u| u.host_str().map(str::to_string));
-    attach(out, cfg, session, host.as_deref());
+    attach(out, cfg, policy, session, host.as_deref());
 }
 
 #[cfg(test)]
@@ -157,7 +163,8 @@ mod tests {
     /// The `exp` of the assertion `attach` sets, `None` when it sets none.
     fn exp(cfg: &Config, s: &Session) -> Option<u64> {
         let mut out = HeaderMap::new();
-        attach(&mut out, cfg, s, Some("app.example.com"));
+        let policy = &cfg.assertion.as_ref()?.policy;
+        attach(&mut out, cfg, policy, s, Some("app.example.com"));
         let token = out.get("x-gatehouse-assertion")?.to_str().ok()?.to_string();
         let payload = token.split('.').nth(1)?;
         let claims: serde_json::Value = serde_json::from_slice(

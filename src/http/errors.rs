@@ -78,6 +78,10 @@ pub enum AppError {
     /// hosts and apps exist.
     #[error("there is no application at this address")]
     NoRoute,
+    /// A forward-auth check with `[[routes]]` set that no route covers: refused (403),
+    /// never decided by the top-level rules alone.
+    #[error("gatehouse cannot tell which application this check is for: {why}")]
+    NoRouteForCheck { why: &'static str },
     #[error("the upstream {upstream} {failure}")]
     UpstreamFailed {
         upstream: String,
@@ -167,6 +171,7 @@ impl AppError {
             AppError::BadAuthQuery(_)
             | AppError::AmbiguousFraming(_)
             | AppError::ClientIdentityHeader { .. } => StatusCode::BAD_REQUEST,
+            AppError::NoRouteForCheck { .. } => StatusCode::FORBIDDEN,
             AppError::NoUpstream
             | AppError::NoRoute
             | AppError::AuthListenerOnly
@@ -201,6 +206,7 @@ impl AppError {
             AppError::AmbiguousFraming(_) => "ambiguous_framing",
             AppError::NoUpstream => "no_upstream",
             AppError::NoRoute => "no_route",
+            AppError::NoRouteForCheck { .. } => "no_route_for_check",
             AppError::UpstreamFailed { failure, .. } => failure.code(),
             AppError::IdentityHeadersTooLarge { .. } => "identity_headers_too_large",
             AppError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -243,6 +249,7 @@ impl AppError {
             AppError::AssertionOff => "An administrator turns the signed identity assertion on with assertion_signing_key_file (a PEM private key, e.g. from `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`); until then an app cannot verify one and must not expect it.",
             AppError::AuthListenerOnly => "Route users to gatehouse's main listener (listen); only the ingress's forward-auth calls go to auth_listen.",
             AppError::NoRoute => "Check the address you opened. An administrator can list the applications gatehouse serves with `gatehouse check`.",
+            AppError::NoRouteForCheck { .. } => "An administrator should add a [[routes]] entry for this host (a host that only forward auth checks needs no upstream in it), and make the ingress known to gatehouse (trusted_proxies, forward_auth_client) so the original host and path reach it.",
             AppError::NoUpstream => "Point your ingress's forward-auth at /oauth2/auth, or set upstream to proxy requests through gatehouse.",
             AppError::IdentityHeadersTooLarge { .. } => "An administrator should make gatehouse send less or let the application take more: fewer groups (groups_claim naming a narrower claim, fewer scopes, or only the groups assigned to this application at the provider; header_groups names every header that carries them), no forwarded ID token (header_id_token = \"\"), or a larger header limit at the application (Go servers such as Headlamp take 1 MB by default, MaxHeaderBytes; nginx takes 8 KB per header line by default, large_client_header_buffers).",
             AppError::UpstreamFailed { failure: UpstreamFailure::Malformed(_), .. } => "The application behind gatehouse answered something that is not HTTP/1.1 gatehouse can pass on: an administrator should check that upstream points at the application's plain-HTTP port (not a TLS, HTTP/2-only or other port) and read the application's log.",
@@ -338,7 +345,8 @@ impl AppError {
                 | AppError::AuthListenerOnly
                 | AppError::AssertionOff
                 | AppError::NoUpstream
-                | AppError::NoRoute => None,
+                | AppError::NoRoute
+                | AppError::NoRouteForCheck { .. } => None,
                 // Signing in again would meet the same mismatch until the settings change.
                 AppError::Flow(FlowError::Identity(IdentityError::MissingClaim(_))) => None,
                 // Signing in again would land on the same refusal: offer another account.

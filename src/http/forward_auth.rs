@@ -29,6 +29,7 @@ use crate::audit::Mode;
 use crate::auth::{authenticate, AuthRequest, Decision};
 use crate::authz::Policy;
 use crate::config::ForwardAuthClient;
+use crate::gateway::Applied;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -188,7 +189,40 @@ const AUTO_BELOW_WARNING: &str = "forward-auth: a check below /oauth2/auth (Envo
 
 /// An answer on the public listener left the token out.
 static TOKENS_WITHHELD: AtomicBool = AtomicBool::new(false);
-const TOKENS_WITHHELD_WARNING: &str = "forward-auth on the public listener: the answer carries no ID token and no Authorization (a page script could read them there). If the app needs the token (Headlamp does), set auth_listen and point the ingress's auth URL at that port";
+const TOKENS_WITHHELD_WARNING: &str = "forward-auth on the public listener: the answer carries no ID token, no Authorization and no identity assertion (a page script could read them there). If the app needs one of them (Headlamp needs the token), set auth_listen and point the ingress's auth URL at that port";
+
+/// The `[[routes]]` entry a check is for (`None` without routes), or why there is none:
+/// the original request's host (and, when some route has a `path_prefix`, its path) must
+/// be known from the ingress, and match a route. Never the top-level rules alone: a
+/// route's rules are stricter, and a request the table cannot place (an unknown host, a
+/// path servers read differently) must not escape them.
+fn check_route(st: &AppState, original: &Original) -> Result<Option<usize>, &'static str> {
+    let table = &st.cfg.routes;
+    if table.is_empty() {
+        return Ok(None);
+    }
+    let authority = original
+        .url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| {
+            let host = u.host_str()?.to_string();
+            Some(match u.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            })
+        })
+        .ok_or("the original request's host is unknown (the ingress is not in trusted_proxies, or does not send it), so no [[routes]] entry can be chosen")?;
+    let path = match original.path.as_deref().filter(|_| original.decides_skip) {
+        Some(p) => p.split('?').next().unwrap_or(p),
+        None if table.has_prefixes() => return Err("the original request's path is unknown (forward_auth_client = auto below /oauth2/auth), and routes with a path_prefix need it"),
+        None => "/",
+    };
+    match table.lookup(Some(&authority), path) {
+        Some(i) => Ok(Some(i)),
+        None => Err("no [[routes]] entry covers the original request's host and path"),
+    }
+}
 
 pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let mut ctx = Ctx::new(&st.cfg, req.method(), req.headers(), peer_of(&req));
@@ -254,6 +288,20 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
         });
     }
 
+    // With `[[routes]]`: the app the original request is for decides the rules, skip
+    // routes, header set and assertion; a check for no app is refused.
+    let route = match check_route(&st, &original) {
+        Ok(route) => route,
+        Err(why) => {
+            tracing::info!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), "forward-auth: refused, {why}");
+            return ctx.fail(AppError::NoRouteForCheck { why });
+        }
+    };
+    let applied = Applied::of(&st.cfg, route);
+    let mut rules: Vec<&Policy> = Vec::with_capacity(2);
+    rules.extend(route.and_then(|i| st.auth.route_policies.get(i)?.as_ref()));
+    rules.extend(extra.as_ref());
+
     let cookies = cookies_of(req.headers());
     let audit = ctx.audit(Mode::ForwardAuth, original.route());
     let ar = AuthRequest {
@@ -265,7 +313,8 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
         path: original.path.as_deref().filter(|_| {
             original.decides_skip && !crate::headers::has_method_override(req.headers())
         }),
-        extra: extra.as_ref(),
+        extra: &rules,
+        skip: applied.skip_auth_routes,
         audit: &audit,
     };
     let decision = authenticate(&st.auth, &ar).await;
@@ -275,22 +324,28 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
             session,
             set_cookies,
         } => {
-            let names = &st.cfg.headers;
+            let names = applied.headers;
             let carries_token = names.id_token.is_some()
-                || names.authorization != crate::config::PassAuthorization::None;
+                || names.authorization != crate::config::PassAuthorization::None
+                || applied.assertion.is_some();
             if !internal && carries_token {
                 warn_first_time(&TOKENS_WITHHELD, TOKENS_WITHHELD_WARNING);
             }
-            crate::headers::write_auth_response(
-                resp.headers_mut(),
-                names,
-                session.values(names),
-                internal,
-            );
-            // On both listeners: an app takes it only from the ingress, which replaces
-            // any client copy.
-            let url = original.url.as_deref();
-            super::assertion::attach_for_original(resp.headers_mut(), &st.cfg, &session, url);
+            let owned;
+            let values = if applied.top_level_headers {
+                session.values(names)
+            } else {
+                owned = session.values_for(names);
+                &owned
+            };
+            crate::headers::write_auth_response(resp.headers_mut(), names, values, internal);
+            // Like the tokens, only on the internal listener: on the public one a page
+            // script could fetch it and present it to the app from elsewhere.
+            if let Some(policy) = applied.assertion.filter(|_| internal) {
+                let url = original.url.as_deref();
+                let h = resp.headers_mut();
+                super::assertion::attach_for_original(h, &st.cfg, policy, &session, url);
+            }
             add_cookies(&mut resp, set_cookies);
         }
         Decision::Public { rule } => {

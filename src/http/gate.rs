@@ -15,6 +15,7 @@ use super::login::{cookies_of, safe_target};
 use super::{peer_of, AppError, AppState, Ctx};
 use crate::audit::Mode;
 use crate::auth::{authenticate, AuthRequest, Decision};
+use crate::gateway::Applied;
 use crate::headers::{self, SetHeader};
 use crate::session::Session;
 use axum::extract::{Request, State};
@@ -42,11 +43,16 @@ fn explains_itself(resp: &Response) -> bool {
 /// The upstream refused the headers gatehouse sent it (431): names and sizes of what
 /// gatehouse added, rebuilt from the session only on this path (nothing is kept per
 /// request for it), never the values.
-fn headers_too_large(st: &AppState, ctx: &Ctx, session: &Session) -> AppError {
+fn headers_too_large(
+    st: &AppState,
+    ctx: &Ctx,
+    session: &Session,
+    route: Option<usize>,
+    upstream: Option<&url::Url>,
+) -> AppError {
     let mut add = headers::Additions::default();
     ctx.forwarded.apply(&mut add);
-    headers::inject(&mut add, &st.cfg.headers, session.values(&st.cfg.headers));
-    super::assertion::attach(&mut add, &st.cfg, session, ctx.forwarded.host.as_deref());
+    identity(&mut add, st, ctx, session, Applied::of(&st.cfg, route));
     // As on the wire: `name: value\r\n`.
     let sent: Vec<(String, usize)> = add
         .iter()
@@ -54,14 +60,33 @@ fn headers_too_large(st: &AppState, ctx: &Ctx, session: &Session) -> AppError {
         .collect();
     let total = sent.iter().map(|(_, b)| b).sum();
     AppError::IdentityHeadersTooLarge {
-        upstream: st
-            .cfg
-            .upstream
-            .as_ref()
+        upstream: upstream
             .map(|u| u.as_str().trim_end_matches('/').to_string())
             .unwrap_or_default(),
         sent,
         total,
+    }
+}
+
+/// Sets the verified identity for the app: its header set's values (cached in the
+/// session for the top-level set) and the signed assertion (when on).
+fn identity(
+    add: &mut headers::Additions,
+    st: &AppState,
+    ctx: &Ctx,
+    session: &Session,
+    applied: Applied<'_>,
+) {
+    let names = applied.headers;
+    if applied.top_level_headers {
+        headers::inject(add, names, session.values(names));
+    } else {
+        let values = session.values_for(names);
+        headers::inject(add, names, &values);
+    }
+    if let Some(policy) = applied.assertion {
+        let host = ctx.forwarded.host.as_deref();
+        super::assertion::attach(add, &st.cfg, policy, session, host);
     }
 }
 
@@ -78,17 +103,20 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
             None => return ctx.fail(AppError::NoRoute),
         }
     };
-    let proxy = match route {
-        // Built from the same table: a route always has its proxy.
-        Some(i) => match st.routes.get(i) {
-            Some(p) => p,
-            None => return ctx.fail(AppError::NoRoute),
+    let (proxy, upstream) = match route {
+        // Built from the same table: a route always has its proxy. A route for forward
+        // auth only (no upstream) is no app here.
+        Some(i) => match (st.routes.get(i), st.cfg.routes.routes().get(i)) {
+            (Some(p), Some(r)) if r.upstream.is_some() => (p, r.upstream.as_ref()),
+            _ => return ctx.fail(AppError::NoRoute),
         },
-        None if st.cfg.upstream.is_some() => &*st.proxy,
+        None if st.cfg.upstream.is_some() => (&*st.proxy, st.cfg.upstream.as_ref()),
         None => return ctx.fail(AppError::NoUpstream),
     };
-    // The route's own rules, ANDed with the configured ones.
+    // The route's own rules, ANDed with the configured ones, and its own settings.
     let extra = route.and_then(|i| st.auth.route_policies.get(i)?.as_ref());
+    let extra = extra.as_slice();
+    let applied = Applied::of(&st.cfg, route);
     let (decision, cookie_rewrite) = {
         let cookies = cookies_of(req.headers());
         let audit = ctx.audit_at(Mode::Proxy, req.uri().path());
@@ -98,6 +126,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
             method: req.method(),
             path: Some(req.uri().path()),
             extra,
+            skip: applied.skip_auth_routes,
             audit: &audit,
         };
         let decision = authenticate(&st.auth, &ar).await;
@@ -156,7 +185,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
                     Some(crate::proxy::tunnels::Routed {
                         host: ctx.forwarded.host.clone()?,
                         path: req.uri().path().to_string(),
-                        upstream: st.cfg.routes.routes().get(i)?.upstream.clone(),
+                        upstream: st.cfg.routes.routes().get(i)?.upstream.clone()?,
                     })
                 });
                 match &session {
@@ -174,7 +203,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     });
     let h = req.headers_mut();
     headers::remove_hop_by_hop(h, upgrade);
-    headers::strip_identity(h, &st.cfg.headers);
+    headers::strip_identity(h, applied.headers);
     if session.is_none() {
         // A skip route let it through, maybe for some methods only: the upstream runs the
         // method that was checked.
@@ -185,9 +214,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     let mut add = headers::Additions::default();
     ctx.forwarded.apply(&mut add);
     if let Some(session) = &session {
-        headers::inject(&mut add, &st.cfg.headers, session.values(&st.cfg.headers));
-        // The signed identity assertion (when on), cached in the session.
-        super::assertion::attach(&mut add, &st.cfg, session, ctx.forwarded.host.as_deref());
+        identity(&mut add, &st, &ctx, session, applied);
     }
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         if h.contains_key(&X_REQUEST_ID) {
@@ -206,7 +233,7 @@ pub async fn gate(State(st): State<Arc<AppState>>, mut req: Request) -> Response
     if let (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Some(session)) = (resp.status(), &session)
     {
         if !explains_itself(&resp) {
-            let mut resp = ctx.fail(headers_too_large(&st, &ctx, session));
+            let mut resp = ctx.fail(headers_too_large(&st, &ctx, session, route, upstream));
             add_cookies(&mut resp, set_cookies);
             return resp;
         }

@@ -135,7 +135,7 @@ pub(super) fn current(base: &Arc<AppState>) -> (Arc<AppState>, Router) {
 /// in the same order) the same way (the worker's upstream connections can be kept). An https upstream's connections are made anew:
 /// the reload read its CA and client certificate files again.
 fn same_upstream(a: &Config, b: &Config) -> bool {
-    let ups = |c: &Config| -> Vec<url::Url> {
+    let ups = |c: &Config| -> Vec<Option<url::Url>> {
         c.routes
             .routes()
             .iter()

@@ -393,7 +393,8 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, req: Request) -> Response
         headers: req.headers(),
         method: req.method(),
         path: None,
-        extra: None,
+        extra: &[],
+        skip: &[],
         audit: &audit,
     };
     match authenticate(&st.auth, &ar).await {

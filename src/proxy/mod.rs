@@ -56,7 +56,7 @@ impl Proxy {
         cfg.routes
             .routes()
             .iter()
-            .map(|r| Proxy::to(cfg, Some(&r.upstream)))
+            .map(|r| Proxy::to(cfg, r.upstream.as_ref()))
             .collect()
     }
 

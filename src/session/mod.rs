@@ -84,6 +84,17 @@ impl Session {
 }
 
 impl Session {
+    /// The header values for a set other than the top-level one (a route's own), built
+    /// for this request: only the top-level set's are cached.
+    pub fn values_for(&self, names: &crate::config::HeaderNames) -> crate::headers::IdentityValues {
+        crate::headers::IdentityValues::new(
+            names,
+            &self.identity,
+            &self.id_token,
+            self.access_token.as_deref(),
+        )
+    }
+
     /// The ID token's claims. The token was verified before this session was sealed, and
     /// the seal authenticates it since, so its payload is read without checking again.
     pub fn claims(&self) -> &serde_json::Value {

@@ -54,7 +54,7 @@ struct Apps {
 
 /// gatehouse on the test IdP with `routes` (TOML `[[routes]]` tables) and plain-http
 /// cookies.
-async fn with_routes(idp: &TestIdp, routes: &str) -> Gatehouse {
+pub(crate) async fn with_routes(idp: &TestIdp, routes: &str) -> Gatehouse {
     let toml = format!(
         r#"
 issuer_url = "{issuer}"
