@@ -220,6 +220,14 @@ host = "ci.example.com"
     assert!(wiki.headers.is_none() && wiki.assertion.is_none() && wiki.skip_auth_routes.is_empty());
     let ci = by_host("ci.example.com");
     assert!(ci.upstream.is_none(), "forward auth only");
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w
+                .contains("without upstream is for forward auth, but trusted_proxies is empty")),
+        "{:?}",
+        cfg.warnings
+    );
     assert_eq!(ci.to_string(), "ci.example.com/ (forward auth only)");
 
     // Every set removes every other set's names from what a client sent.

@@ -316,6 +316,10 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    if trusted_proxies.is_empty() && routes.routes().iter().any(|x| x.upstream.is_none()) {
+        warnings.push("a [[routes]] entry without upstream is for forward auth, but trusted_proxies is empty: gatehouse cannot learn the original request's host from the ingress, so every check for it is refused (403 no_route_for_check); list the ingress in trusted_proxies".into());
+    }
+
     let mut allowed_algs = Vec::new();
     let default_algs = [
         "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",

@@ -274,7 +274,10 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if below.is_some() && !original.decides_skip && !st.cfg.skip_auth_routes.is_empty() {
         warn_first_time(&AUTO_BELOW, AUTO_BELOW_WARNING);
     }
-    if let Some((theirs, ours)) = crate::headers::emitted_alias(req.headers(), &st.cfg.headers) {
+    // Any route's header set: every name gatehouse may emit, whichever app this is for.
+    let alias =
+        (st.cfg.header_sets()).find_map(|n| crate::headers::emitted_alias(req.headers(), n));
+    if let Some((theirs, ours)) = alias {
         let fix = removal_fix(client);
         warn_once(ours.as_str(), fix);
         crate::audit::identity_header_refused(

@@ -191,6 +191,14 @@ async fn forward_auth_answers_with_the_route_of_the_original_request() {
         .and_then(|v| v.to_str().ok());
     assert_eq!(user, Some("alice@example.test"), "{r:?}");
     assert!(r.headers.get("x-forwarded-user").is_none(), "{r:?}");
+    // A check that brings its own copy of any app's identity header is refused (the
+    // ingress would hand it on), whichever host it is for.
+    for host in ["grafana.test", "billing.test"] {
+        let mut with = ingress(host, "/").to_vec();
+        with.push(("X_WebAuth_User", "admin"));
+        let r = b.send(Method::GET, &auth, &with).await;
+        assert_eq!(r.status, 400, "{host}: {r:?}");
+    }
     // Billing's refuse her: 403, as the proxy would.
     assert_eq!(check("billing.test", "/").await.status, 403);
     // A path prefix's rules apply to the original path, in every spelling a server
