@@ -40,4 +40,5 @@ mod tls;
 mod tokens;
 mod trace_context;
 mod upstream_tls;
+mod upstream_tls_ws;
 mod upstream_wire;

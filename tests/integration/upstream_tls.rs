@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// A private CA, a server certificate for `names`, and a client certificate, as PEM
 /// files in `dir`: (ca, server cert, server key, client cert, client key).
-fn pki(dir: &Path, names: &[&str]) -> [PathBuf; 5] {
+pub(crate) fn pki(dir: &Path, names: &[&str]) -> [PathBuf; 5] {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
