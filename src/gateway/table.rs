@@ -110,10 +110,35 @@ pub struct Route {
     pub own: RouteSettings,
 }
 
+/// How a request's path meets a route's prefix.
+#[derive(PartialEq)]
+enum PathMatch {
+    Yes,
+    No,
+    /// Only when case is ignored (`/ADMIN` for `/admin`): a case-insensitive upstream
+    /// (Express, ASP.NET Core, IIS) serves it as the prefix's path, a case-sensitive one
+    /// as another; either route could be the wrong one, so it matches none.
+    CaseOnly,
+}
+
 impl Route {
     /// `path`: the request's [`match_form`].
-    fn matches(&self, host: &str, path: &[u8]) -> bool {
-        self.host.matches(host) && prefix_matches(self.path_prefix.as_bytes(), path)
+    fn matches(&self, host: &str, path: &[u8]) -> PathMatch {
+        if !self.host.matches(host) {
+            return PathMatch::No;
+        }
+        let prefix = self.path_prefix.as_bytes();
+        if prefix_matches(prefix, path) {
+            PathMatch::Yes
+        } else if path
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+            && prefix_matches(prefix, &[prefix, &path[prefix.len()..]].concat())
+        {
+            PathMatch::CaseOnly
+        } else {
+            PathMatch::No
+        }
     }
 
     fn order(&self, other: &Route) -> Ordering {
@@ -142,6 +167,7 @@ impl fmt::Display for Route {
 }
 
 /// `/app` covers `/app` and `/app/...` but not `/application`; `/app/` covers `/app/...`.
+/// Case counts: a path that meets a prefix only without it matches no route (`lookup`).
 fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => prefix.ends_with(b"/") || rest.is_empty() || rest.starts_with(b"/"),
@@ -187,7 +213,14 @@ impl RouteTable {
             return self.routes.iter().position(|r| r.host.matches(&host));
         }
         let path = match_form(path)?;
-        self.routes.iter().position(|r| r.matches(&host, &path))
+        for (i, r) in self.routes.iter().enumerate() {
+            match r.matches(&host, &path) {
+                PathMatch::Yes => return Some(i),
+                PathMatch::CaseOnly => return None,
+                PathMatch::No => {}
+            }
+        }
+        None
     }
 }
 

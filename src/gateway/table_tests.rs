@@ -228,3 +228,35 @@ fn route_hosts_are_checked_when_read() {
         "*.example.com"
     );
 }
+
+#[test]
+fn a_path_that_meets_a_prefix_only_without_case_matches_no_route() {
+    let t = table();
+    // Express, ASP.NET Core and IIS serve /API/Admin/users as /api/admin/users; a
+    // case-sensitive server as another path: neither route is sure, so neither.
+    for path in [
+        "/API/admin/users",
+        "/api/ADMIN/users",
+        "/Api",
+        "/API/",
+        "/%41PI/health",
+    ] {
+        assert_eq!(
+            upstream_for(&t, Some("grafana.example.com"), path),
+            None,
+            "{path}"
+        );
+    }
+    // Not a prefix in any case: the host's own route, as before.
+    for (path, want) in [
+        ("/APIs", "grafana"),
+        ("/Dashboards", "grafana"),
+        ("/api/Admin", "grafana-api"),
+    ] {
+        assert_eq!(
+            upstream_for(&t, Some("grafana.example.com"), path).as_deref(),
+            Some(want),
+            "{path}"
+        );
+    }
+}
