@@ -4,7 +4,7 @@
 //! a backtracking skip-route matcher) and must not again.
 
 use crate::support::idp::TestIdp;
-use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind};
+use crate::support::ingress::{free_port, plain_nginx_conf, skip_unless_ingress, Ingress, Kind};
 use crate::support::upstream::Upstream;
 use crate::support::{config, raw_http, raw_status, start, Gatehouse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -126,19 +126,8 @@ async fn nginxs_escaped_auth_request_query_is_refused_not_dropped() {
     let (gh_auth, up) = (w.gh.auth_addr.unwrap(), w.up.addr);
     let nginx = tokio::task::spawn_blocking(move || {
         Ingress::start_with(Kind::Nginx, port, |_| {
-            format!(
-                r#"worker_processes 1;
-pid nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/f;
-    uwsgi_temp_path tmp/u; scgi_temp_path tmp/s;
-    server {{
-        listen 127.0.0.1:{port};
-        location = /ingress-ready {{ return 200 "ready\n"; }}
-        location /oauth2/auth {{
+            let locations = format!(
+                r#"location /oauth2/auth {{
             internal;
             proxy_pass http://{gh_auth};
             proxy_pass_request_body off;
@@ -152,10 +141,9 @@ http {{
             auth_request /oauth2/auth/?allowed_groups=ops;
             proxy_pass http://{up};
         }}
-    }}
-}}
 "#
-            )
+            );
+            plain_nginx_conf(port, &locations, "")
         })
     })
     .await

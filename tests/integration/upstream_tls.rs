@@ -5,7 +5,7 @@
 //! for a client certificate gets gatehouse's (`upstream_client_cert_file`), and without
 //! one refuses it.
 
-use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind};
+use crate::support::ingress::{free_port, plain_nginx_conf, skip_unless_ingress, Ingress, Kind};
 use crate::support::{config, idp::TestIdp, start, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use std::path::{Path, PathBuf};
@@ -48,29 +48,14 @@ pub(crate) fn pki(dir: &Path, names: &[&str]) -> [PathBuf; 5] {
 
 /// nginx: `/ingress-ready` on `port` (plain), TLS on `tls` and, asking for a client
 /// certificate signed by the CA, on `mtls`.
-fn nginx_conf(_dir: &Path, port: u16, tls: u16, mtls: u16, pki: &[PathBuf; 5]) -> String {
+fn tls_conf(port: u16, tls: u16, mtls: u16, pki: &[PathBuf; 5]) -> String {
     let [ca, cert, key, _, _] = pki.each_ref().map(|p| p.display().to_string());
     let app = r#"
         location = /hello { return 200 "over $ssl_protocol for $http_x_forwarded_user\n"; }
         location = /echo { return 200 "$request_method $content_length\n"; }
     "#;
-    format!(
-        r#"worker_processes 1;
-pid nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location = /ingress-ready {{ return 200 "ready\n"; }}
-    }}
-    server {{
+    let servers = format!(
+        r#"server {{
         listen 127.0.0.1:{tls} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
@@ -83,10 +68,9 @@ http {{
         ssl_client_certificate {ca};
         ssl_verify_client on;
         {app}
-    }}
-}}
-"#
-    )
+    }}"#
+    );
+    plain_nginx_conf(port, "", &servers)
 }
 
 struct Tls {
@@ -106,9 +90,7 @@ async fn nginx_with_tls(names: &'static [&'static str]) -> Option<Tls> {
     let (port, tls, mtls) = (free_port(), free_port(), free_port());
     let files = pki.clone();
     let server = tokio::task::spawn_blocking(move || {
-        Ingress::start_with(Kind::Nginx, port, |d| {
-            nginx_conf(d, port, tls, mtls, &files)
-        })
+        Ingress::start_with(Kind::Nginx, port, |_| tls_conf(port, tls, mtls, &files))
     })
     .await
     .unwrap();

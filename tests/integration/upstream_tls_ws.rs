@@ -3,7 +3,7 @@
 //! over the TLS connection, the identity rides on it, and frames flow both ways.
 
 use crate::proxy::check_websocket;
-use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind};
+use crate::support::ingress::{free_port, plain_nginx_conf, skip_unless_ingress, Ingress, Kind};
 use crate::support::upstream::Upstream;
 use crate::support::{config, idp::TestIdp, start, Browser, TempDir};
 use crate::upstream_tls::pki;
@@ -20,24 +20,8 @@ async fn a_websocket_reaches_an_https_upstream_with_the_identity_on_it() {
     let backend = echo.addr;
     let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
     let _nginx = tokio::task::spawn_blocking(move || {
-        Ingress::start_with(Kind::Nginx, port, |_| {
-            format!(
-                r#"worker_processes 1;
-pid nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location = /ingress-ready {{ return 200 "ready\n"; }}
-    }}
-    server {{
+        let servers = format!(
+            r#"server {{
         listen 127.0.0.1:{tls} ssl;
         ssl_certificate {cert_s};
         ssl_certificate_key {key_s};
@@ -48,11 +32,9 @@ http {{
             proxy_set_header Connection "upgrade";
             proxy_read_timeout 30s;
         }}
-    }}
-}}
-"#
-            )
-        })
+    }}"#
+        );
+        Ingress::start_with(Kind::Nginx, port, |_| plain_nginx_conf(port, "", &servers))
     })
     .await
     .unwrap();

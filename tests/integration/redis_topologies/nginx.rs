@@ -4,7 +4,7 @@
 use super::blocking;
 use crate::flow::object_id;
 use crate::support::idp::TestIdp;
-use crate::support::ingress::{free_port, skip_unless_ingress, Ingress, Kind};
+use crate::support::ingress::{free_port, plain_nginx_conf, skip_unless_ingress, Ingress, Kind};
 use crate::support::redis::{self, RedisServer};
 use crate::support::upstream::{seen, Upstream};
 use crate::support::{config, start, Browser, Resp};
@@ -14,29 +14,17 @@ use crate::support::{config, start, Browser, Resp};
 /// defaults a newcomer gets.
 fn plain_nginx(port: u16, gatehouse: std::net::SocketAddr) -> Ingress {
     Ingress::start_with(Kind::Nginx, port, |_| {
-        format!(
-            r#"worker_processes 1;
-pid nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/f;
-    uwsgi_temp_path tmp/u; scgi_temp_path tmp/s;
-    server {{
-        listen 127.0.0.1:{port};
-        location = /ingress-ready {{ return 200 "ready\n"; }}
-        location / {{
+        let locations = format!(
+            r#"location / {{
             proxy_pass http://{gatehouse};
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $http_host;
         }}
-    }}
-}}
 "#
-        )
+        );
+        plain_nginx_conf(port, &locations, "")
     })
 }
 

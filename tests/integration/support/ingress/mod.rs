@@ -299,6 +299,30 @@ impl Ingress {
 }
 
 /// A port that was free a moment ago (bind 127.0.0.1:0, read it, drop the socket).
+/// An nginx.conf for [`Ingress::start_with`]: one worker, errors to stderr, temporary
+/// files in its directory, a server on `port` answering `/ingress-ready` with `locations`
+/// beside it, and `servers` (further `server` blocks) in `http`.
+pub fn plain_nginx_conf(port: u16, locations: &str, servers: &str) -> String {
+    format!(
+        r#"worker_processes 1;
+pid nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/f;
+    uwsgi_temp_path tmp/u; scgi_temp_path tmp/s;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /ingress-ready {{ return 200 "ready\n"; }}
+        {locations}
+    }}
+    {servers}
+}}
+"#
+    )
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
