@@ -166,6 +166,16 @@ mod tests {
             ),
         ])
         .unwrap();
+        let warned = |c: &Config| {
+            c.warnings
+                .iter()
+                .any(|w| w.contains("set assertion_audience"))
+        };
+        assert!(
+            warned(&cfg),
+            "one upstream, the client's Host: {:?}",
+            cfg.warnings
+        );
         let a = cfg.assertion.unwrap();
         assert_eq!(a.issuer, "https://auth.example.com:8443");
         assert_eq!(a.lifetime.as_secs(), 300);
@@ -179,6 +189,7 @@ mod tests {
             ("assertion_lifetime_secs", "120"),
         ])
         .unwrap();
+        assert!(!warned(&cfg), "{:?}", cfg.warnings);
         let a = cfg.assertion.unwrap();
         assert_eq!(a.issuer, "https://gatehouse.example.com");
         assert_eq!(a.lifetime.as_secs(), 120);

@@ -297,6 +297,13 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
         assertion.as_ref(),
         &mut warnings,
     );
+    if upstream.is_some()
+        && assertion
+            .as_ref()
+            .is_some_and(|a| a.policy.audience.is_none())
+    {
+        warnings.push("the identity assertion's audience (aud) is the request's Host, which the client chooses: with one upstream, set assertion_audience to the name the app checks".into());
+    }
 
     let mut trusted_proxies = Vec::new();
     for p in r.list("trusted_proxies", &[]) {
