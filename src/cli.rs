@@ -241,9 +241,12 @@ fn describe_listener(cfg: &Config) -> String {
         .unwrap_or_default();
     match &cfg.tls {
         Some(t) => format!(
-            "https on {} (TLS 1.3 and 1.2; HTTP/2 and HTTP/1.1 by ALPN), certificate {} and key {}, both checked and reloaded when they change{redirect}",
+            "https on {} (TLS 1.3 and 1.2; HTTP/2 and HTTP/1.1 by ALPN), certificate {} (expires {}) and key {}, both checked and reloaded when they change{redirect}",
             cfg.listen,
             t.cert_file.display(),
+            crate::tls::not_after(&t.initial).map_or("unknown".into(), |at| {
+                crate::tls::expiry::describe(at, crate::util::now_secs())
+            }),
             t.key_file.display()
         ),
         None => format!("plain http on {} (HTTP/1.1)", cfg.listen),
@@ -400,7 +403,10 @@ async fn serve(cfg: Config, source: crate::config::reload::Source) -> Result<(),
         tokio::spawn(async move { crate::http::redirect_listener::serve(l, &cfg).await });
     }
     if let Some(tls) = &cfg.tls {
-        tracing::info!(tls_cert_file = %tls.cert_file.display(), "serving https on listen (HTTP/2 and HTTP/1.1); the certificate reloads when its files change");
+        let (expires, now) = (crate::tls::not_after(&tls.initial), crate::util::now_secs());
+        let shown = expires.map_or("unknown".into(), |t| crate::tls::expiry::describe(t, now));
+        tracing::info!(tls_cert_file = %tls.cert_file.display(), expires = %shown, "serving https on listen (HTTP/2 and HTTP/1.1); the certificate reloads when its files change");
+        crate::tls::warn_if_expiring(&tls.cert_file, expires, now);
     }
     let state = crate::http::AppState::new(cfg).map_err(|e| e.to_string())?;
     crate::reload::start(Arc::clone(&state.live), Arc::clone(&state.tunnels), source);

@@ -308,6 +308,10 @@ fn config(out: &mut String) {
         at => at,
     };
     gauge(out, "gatehouse_config_last_reload_success_timestamp_seconds", "When the configuration in use was loaded (Unix seconds; the start-up load before any reload).", at);
+    match super::TLS_CERT_EXPIRY.load(Ordering::Relaxed) {
+        0 => {}
+        t => gauge(out, "gatehouse_tls_certificate_expiry_timestamp_seconds", "When the certificate served on listen expires (its notAfter, Unix seconds); follows a reload of the certificate files.", t),
+    }
 }
 
 #[cfg(test)]

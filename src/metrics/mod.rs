@@ -382,6 +382,15 @@ pub fn config_reloaded(ok: bool) {
     LAST_RELOAD_FAILED.store(!ok, Ordering::Relaxed);
 }
 
+/// `notAfter` (Unix seconds) of the certificate served on `listen`; 0: no TLS, or no
+/// readable expiry (no sample is written then).
+static TLS_CERT_EXPIRY: AtomicU64 = AtomicU64::new(0);
+
+/// The certificate served on `listen` changed (start-up, or a reload of its files).
+pub fn tls_certificate_expiry(not_after: Option<u64>) {
+    TLS_CERT_EXPIRY.store(not_after.unwrap_or(0), Ordering::Relaxed);
+}
+
 /// Notes the process start (for `process_start_time_seconds` where /proc is missing,
 /// and the initial configuration load's timestamp). Call once at start-up.
 pub fn started() {

@@ -15,6 +15,7 @@
 //!
 //! Trusts: the two files, only once [`pair::load`] has checked they belong together.
 
+pub mod expiry;
 pub mod pair;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -55,6 +56,7 @@ pub struct Certificates {
 
 impl Certificates {
     pub fn new(initial: Arc<CertifiedKey>) -> Arc<Certificates> {
+        crate::metrics::tls_certificate_expiry(not_after(&initial));
         Arc::new(Certificates {
             current: RwLock::new(initial),
         })
@@ -107,8 +109,13 @@ impl Certificates {
     fn reload(&self, cert: &std::path::Path, key: &std::path::Path) {
         match pair::load(cert, key) {
             Ok(new) => {
+                let expires = not_after(&new);
                 self.swap(new);
-                tracing::info!(tls_cert_file = %cert.display(), "TLS certificate reloaded: new connections get the new one, open ones keep theirs");
+                crate::metrics::tls_certificate_expiry(expires);
+                let now = crate::util::now_secs();
+                let shown = expires.map_or("unknown".into(), |t| expiry::describe(t, now));
+                tracing::info!(tls_cert_file = %cert.display(), expires = %shown, "TLS certificate reloaded: new connections get the new one, open ones keep theirs");
+                warn_if_expiring(cert, expires, now);
             }
             Err(problems) => {
                 let why: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -120,6 +127,19 @@ impl Certificates {
                 );
             }
         }
+    }
+}
+
+/// When the leaf certificate of `key` expires (Unix seconds), if it can be read.
+pub fn not_after(key: &CertifiedKey) -> Option<u64> {
+    key.cert.first().and_then(|c| expiry::not_after(c.as_ref()))
+}
+
+/// Logs a warning when the certificate has expired or expires within
+/// [`expiry::WARN_BEFORE_SECS`]: rotation (cert-manager) has stalled.
+pub fn warn_if_expiring(cert: &std::path::Path, not_after: Option<u64>, now: u64) {
+    if let Some(t) = not_after.filter(|t| *t < now.saturating_add(expiry::WARN_BEFORE_SECS)) {
+        tracing::warn!(tls_cert_file = %cert.display(), expires = %expiry::describe(t, now), "the TLS certificate expires soon or has expired: browsers will refuse it; check its renewal (cert-manager's Certificate status)");
     }
 }
 

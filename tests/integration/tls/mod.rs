@@ -52,13 +52,16 @@ impl TestCa {
         TestCa { key, cert, pem }
     }
 
-    /// A leaf for 127.0.0.1 and localhost with `serial`.
+    /// A leaf for 127.0.0.1 and localhost with `serial`, valid until 1 January of the
+    /// year 2030 + `serial` (what `gatehouse_tls_certificate_expiry_timestamp_seconds`
+    /// shows).
     pub fn leaf(&self, serial: u64) -> Leaf {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
                 .unwrap();
         params.serial_number = Some(serial.into());
+        params.not_after = rcgen::date_time_ymd(2030 + serial as i32, 1, 1);
         params.distinguished_name.push(
             rcgen::DnType::CommonName,
             format!("gatehouse leaf {serial}"),

@@ -26,14 +26,33 @@ async fn until_served(ca: &TestCa, port: u16, want: &[u8], what: &str) {
     }
 }
 
+/// `gatehouse_tls_certificate_expiry_timestamp_seconds` on the metrics listener.
+async fn expiry_gauge(port: u16) -> Option<u64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("gatehouse_tls_certificate_expiry_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_certificate_files_reach_new_connections_while_open_ones_carry_on_and_a_broken_pair_is_refused(
 ) {
     let (idp, up) = (TestIdp::start().await, Upstream::start().await);
     let ca = TestCa::new();
     let (first, second, third) = (ca.leaf(1), ca.leaf(2), ca.leaf(3));
-    let mut gh = Served::start(&ca, &first, &idp, &up, &|_| String::new()).await;
+    let metrics = crate::support::ingress::free_port();
+    let mut gh = Served::start(&ca, &first, &idp, &up, &|_| {
+        format!("metrics_listen = \"127.0.0.1:{metrics}\"")
+    })
+    .await;
     assert_eq!(leaf_now(&ca, gh.port).await, first.der);
+    // The expiry gauge follows the served certificate: 2031-01-01, then 2032-01-01.
+    assert_eq!(expiry_gauge(metrics).await, Some(1_924_992_000));
 
     // A keep-alive HTTP/1.1 connection opened before the rotation.
     let old = connect(&ca, gh.port, &[b"http/1.1"]).await;
@@ -57,7 +76,9 @@ async fn replaced_certificate_files_reach_new_connections_while_open_ones_carry_
     gh.install(&second.cert_pem, &second.key_pem);
     until_served(&ca, gh.port, &second.der, "the second certificate").await;
     assert!(started.elapsed() < Duration::from_secs(10));
-    gh.logged("TLS certificate reloaded", 1).await;
+    let log = gh.logged("TLS certificate reloaded", 1).await;
+    assert!(log.contains("2032-01-01 00:00 UTC (in "), "{log}");
+    assert_eq!(expiry_gauge(metrics).await, Some(1_956_528_000));
     // The old connection still works, on the certificate it was handshaken with.
     let r = get(&mut send).await.expect("the old connection carries on");
     assert_eq!(r.status(), 200);
