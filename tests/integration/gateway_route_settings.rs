@@ -276,3 +276,67 @@ async fn a_route_without_an_upstream_is_not_proxied() {
         .await;
     assert_eq!(r.status, 404, "{r:?}");
 }
+
+/// A reload that turns one `upstream` into `[[routes]]`: a WebSocket opened before
+/// (signed in, or through a skip route) was admitted by rules that no longer decide
+/// anything, to an upstream that is now only some route's. It is closed (4003), as one
+/// that reaches no route is: it was never matched against the table, and the route its
+/// host now has may refuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_routes_closes_websockets_opened_under_the_single_upstream() {
+    use crate::proxy::websocket;
+    use crate::reload::{base, free_port, serve, sign_in, write};
+    use futures_util::StreamExt;
+    use std::time::Duration;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (idp, upstream) = (TestIdp::start().await, Upstream::start().await);
+    let port = free_port();
+    let common = format!(
+        "client_secret = \"{}\"\ncookie_secret = \"{}\"\n",
+        crate::support::idp::CLIENT_SECRET,
+        crate::support::COOKIE_SECRET
+    );
+    let single = format!(
+        "{}{common}skip_auth_routes = [\"/feed\"]\n",
+        base(&idp, &upstream, port)
+    );
+    let gh = serve(&single, port, &[]).await;
+    let alice = sign_in(&idp, &gh.url, "alice").await;
+    let (_, _, mut signed_in) = websocket(&gh.url, "/ws", &alice.cookie_header())
+        .await
+        .expect("a signed-in WebSocket");
+    let (_, _, mut public) = websocket(&gh.url, "/feed", "")
+        .await
+        .expect("a WebSocket through a skip route");
+
+    // The same app, now a route that wants ops (alice is in admins and dev) and has no
+    // public path.
+    let base_without_upstream: String = base(&idp, &upstream, port)
+        .lines()
+        .filter(|l| !l.starts_with("upstream"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write(
+        &gh.config(),
+        &format!(
+            "{base_without_upstream}{common}\n[[routes]]\nhost = \"127.0.0.1\"\nupstream = \"{}\"\nallowed_groups = [\"ops\"]\n",
+            upstream.url
+        ),
+    );
+    gh.hangup();
+    gh.logged("configuration reloaded", 1).await;
+    for (what, ws) in [("signed-in", &mut signed_in), ("public", &mut public)] {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                assert_eq!(u16::from(frame.code), 4003, "{what}")
+            }
+            other => {
+                panic!("the {what} WebSocket stayed open under a route that refuses it: {other:?}")
+            }
+        }
+    }
+    // New requests get the route's rules.
+    let r = alice.get(&format!("{}/app", gh.url)).await;
+    assert_eq!(r.status, 403, "{r:?}");
+}
