@@ -182,10 +182,36 @@ pub(super) fn finish(
         routes.push(route);
     }
     strip_every_set(top, &mut routes);
+    strip_authorization_per_upstream(top, &mut routes);
     if let Some(a) = assertion {
         warn_shared_audience(&a.policy, &routes, warnings);
     }
     RouteTable::new(routes)
+}
+
+/// A route to an upstream that another route hands `Authorization` removes the client's
+/// own too: that app takes the header as gatehouse's word, whichever route a request
+/// came by (as every set's header names are removed everywhere). A route that gets the
+/// top-level set is given its own copy of it, with `strip_client_authorization` on.
+fn strip_authorization_per_upstream(top: &HeaderNames, routes: &mut [crate::gateway::Route]) {
+    let passes = |r: &crate::gateway::Route| {
+        r.own.headers.as_ref().unwrap_or(top).authorization != PassAuthorization::None
+    };
+    let handed: Vec<url::Url> = routes
+        .iter()
+        .filter(|r| passes(r))
+        .filter_map(|r| r.upstream.clone())
+        .collect();
+    for r in routes.iter_mut() {
+        let set = r.own.headers.as_ref().unwrap_or(top);
+        let strips = set.authorization != PassAuthorization::None || set.strip_client_authorization;
+        if strips || !r.upstream.as_ref().is_some_and(|u| handed.contains(u)) {
+            continue;
+        }
+        let mut own = set.clone();
+        own.strip_client_authorization = true;
+        r.own.headers = Some(own);
+    }
 }
 
 /// Warns of a fixed assertion audience that routes to different apps share: an app

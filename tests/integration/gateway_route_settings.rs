@@ -340,3 +340,82 @@ async fn a_reload_to_routes_closes_websockets_opened_under_the_single_upstream()
     let r = alice.get(&format!("{}/app", gh.url)).await;
     assert_eq!(r.status, 403, "{r:?}");
 }
+
+/// An app handed `Authorization` by one of its routes takes that header as gatehouse's
+/// word: through another route to the same upstream (a prefix with other rules, its own
+/// skip routes), the client's own copy is removed too, as every set's header names are.
+/// An app that no route hands a token keeps the client's (its own tokens).
+#[tokio::test]
+async fn the_clients_authorization_never_reaches_an_app_that_one_of_its_routes_hands_a_token() {
+    let idp = TestIdp::start().await;
+    let (headlamp, other) = (Upstream::start().await, Upstream::start().await);
+    let gh = with_routes(
+        &idp,
+        &format!(
+            r#"
+[[routes]]
+host = "127.0.0.1"
+upstream = "{headlamp}"
+pass_authorization = "id_token"
+header_id_token = ""
+
+[[routes]]
+host = "127.0.0.1"
+path_prefix = "/plugins"
+upstream = "{headlamp}"
+skip_auth_routes = ["GET=/plugins/public/**"]
+
+[[routes]]
+host = "127.0.0.1"
+path_prefix = "/quiet"
+upstream = "{headlamp}"
+pass_authorization = "none"
+
+[[routes]]
+host = "localhost"
+upstream = "{other}"
+"#,
+            headlamp = headlamp.url,
+            other = other.url,
+        ),
+    )
+    .await;
+    let port = gh.addr.port();
+    let b = Browser::new();
+    let (resp, _) = b.follow(&format!("http://127.0.0.1:{port}/")).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let forged = [("authorization", "Bearer forged.admin.token")];
+    for (b, path) in [
+        (&b, "/plugins/x"),
+        (&b, "/quiet/x"),
+        (&Browser::new(), "/plugins/public/app.js"),
+    ] {
+        let r = b
+            .send(
+                Method::GET,
+                &format!("http://127.0.0.1:{port}{path}"),
+                &forged,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        let echo = r.json();
+        assert!(
+            seen(&echo, "authorization").is_empty(),
+            "{path}: the client's Authorization reached headlamp: {echo}"
+        );
+    }
+    // Through its own route headlamp gets gatehouse's, never the client's.
+    let echo = b
+        .send(Method::GET, &format!("http://127.0.0.1:{port}/c"), &forged)
+        .await
+        .json();
+    let bearer = seen(&echo, "authorization");
+    assert_eq!(bearer.len(), 1, "{echo}");
+    assert!(bearer[0].starts_with("Bearer ey"), "{bearer:?}");
+    // Another app, handed no token by any route, keeps the client's own.
+    let echo = b
+        .send(Method::GET, &format!("http://localhost:{port}/"), &forged)
+        .await
+        .json();
+    assert_eq!(seen(&echo, "authorization"), ["Bearer forged.admin.token"]);
+}
