@@ -225,7 +225,7 @@ fn host_of(value: &str) -> Option<String> {
 /// segment's `;parameters` dropped (`/admin;x` is `/admin` to Tomcat, Jetty and Spring);
 /// refused: a `.` or `..` segment after that (`/public/..;/admin`, `%2e%2e`), an empty
 /// segment (`//`), an encoded `/` or `\`, a backslash, a control byte, a `%` that
-/// starts no escape. A prefix holds none of these (`config::routes`), so the decoded
+/// starts no escape, a raw `#`. A prefix holds none of these (`config::routes`), so the decoded
 /// path covers every way an upstream could read the raw one.
 fn match_form(path: &str) -> Option<Vec<u8>> {
     let raw = path.as_bytes();
@@ -236,6 +236,9 @@ fn match_form(path: &str) -> Option<Vec<u8>> {
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         let byte = match b {
+            // A fragment is no request target's: nginx ends `$uri` there (and routes
+            // `/admin#x` as `/admin`) while the path forward auth is told keeps it.
+            b'#' => return None,
             b'%' => {
                 let hex = raw.get(i + 1..i + 3)?;
                 let hex = std::str::from_utf8(hex).ok()?;

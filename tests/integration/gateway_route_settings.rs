@@ -214,7 +214,14 @@ async fn forward_auth_answers_with_the_route_of_the_original_request() {
         assert_eq!(check("apps.test", path).await.status, 403, "{path}");
     }
     // A path the table cannot place is refused, never left to the top-level rules.
-    for path in ["/wiki/../admin", "/wiki/%2e%2e/admin", "//admin"] {
+    for path in [
+        "/wiki/../admin",
+        "/wiki/%2e%2e/admin",
+        "//admin",
+        // nginx ends `$uri` at a raw `#` (location /admin) but sends `$request_uri`.
+        "/admin#x",
+        "/admin#",
+    ] {
         let r = check("apps.test", path).await;
         assert_eq!(r.status, 403, "{path}: {r:?}");
         assert!(r.body.contains("which application"), "{path}: {}", r.body);
