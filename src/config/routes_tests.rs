@@ -352,3 +352,45 @@ assertion_groups = []
     );
     assert!(!shared[0].contains("preview"), "{shared:?}");
 }
+
+#[test]
+fn a_route_to_an_upstream_another_route_hands_authorization_removes_the_clients() {
+    let cfg = load(
+        r#"
+[[routes]]
+host = "headlamp.example.com"
+upstream = "http://headlamp:4466"
+pass_authorization = "id_token"
+
+[[routes]]
+host = "headlamp.example.com"
+path_prefix = "/plugins"
+upstream = "http://headlamp:4466"
+
+[[routes]]
+host = "wiki.example.com"
+upstream = "http://wiki"
+"#,
+    )
+    .unwrap();
+    let route = |h: &str, p: &str| {
+        cfg.routes
+            .routes()
+            .iter()
+            .find(|r| r.host.to_string() == h && r.path_prefix == p)
+            .unwrap()
+    };
+    let plugins = route("headlamp.example.com", "/plugins");
+    let set = plugins.own.headers.as_ref().unwrap();
+    assert!(set.strip_client_authorization);
+    assert_eq!(set.authorization, crate::config::PassAuthorization::None);
+    // The wiki is handed no token by any route: its clients keep their own.
+    assert!(route("wiki.example.com", "/").own.headers.is_none());
+    assert!(!cfg.headers.strip_client_authorization);
+    let described = crate::gateway::describe(&cfg.routes).join("\n");
+    assert!(
+        described.contains("/plugins -> http://headlamp:4466: the top-level rules only; headers")
+            && described.contains("the client's Authorization removed"),
+        "{described}"
+    );
+}
