@@ -394,3 +394,27 @@ upstream = "http://wiki"
         "{described}"
     );
 }
+
+#[test]
+fn prefixes_that_differ_only_in_case_cover_the_same_requests() {
+    let problems = load(
+        r#"
+[[routes]]
+host = "a.example.com"
+path_prefix = "/Admin"
+upstream = "http://a"
+
+[[routes]]
+host = "a.example.com"
+path_prefix = "/admin"
+upstream = "http://b"
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("routes[2]: covers exactly what routes[1] covers")),
+        "{problems:?}"
+    );
+}

@@ -6,7 +6,7 @@
 //! the configuration is read; a lookup walks it and stops at the first match. Trusts
 //! nothing of the request: a host that is not a plain DNS name or IP literal (with an
 //! optional port) matches no route. Prefixes are matched against the path as the most
-//! lenient server reads it (percent-decoded, without `;parameters`), and a path servers
+//! lenient server reads it (percent-decoded, without `;parameters`, without case), and a path servers
 //! could read as different ones (dot segments, encoded slashes, backslashes) matches no
 //! route when any route has a prefix.
 
@@ -125,7 +125,7 @@ impl Route {
 
     /// Whether `self` and `other` match exactly the same requests (no order between them).
     pub fn same_place(&self, other: &Route) -> bool {
-        self.host == other.host && self.path_prefix == other.path_prefix
+        self.host == other.host && self.path_prefix.eq_ignore_ascii_case(&other.path_prefix)
     }
 }
 
@@ -142,11 +142,13 @@ impl fmt::Display for Route {
 }
 
 /// `/app` covers `/app` and `/app/...` but not `/application`; `/app/` covers `/app/...`.
+/// Without ASCII case: Express (by default), ASP.NET Core and IIS read `/APP` as `/app`.
 fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => prefix.ends_with(b"/") || rest.is_empty() || rest.starts_with(b"/"),
-        None => false,
-    }
+    let (Some(head), Some(rest)) = (path.get(..prefix.len()), path.get(prefix.len()..)) else {
+        return false;
+    };
+    head.eq_ignore_ascii_case(prefix)
+        && (prefix.ends_with(b"/") || rest.is_empty() || rest.starts_with(b"/"))
 }
 
 /// The routes, most specific first. Empty: no `[[routes]]` (the single `upstream`).
@@ -222,7 +224,8 @@ fn host_of(value: &str) -> Option<String> {
 /// `None` when servers could read it as different paths, which then matches no route.
 ///
 /// Percent-encoded bytes are decoded (`/%61dmin` is `/admin` to any server) and each
-/// segment's `;parameters` dropped (`/admin;x` is `/admin` to Tomcat, Jetty and Spring);
+/// segment's `;parameters` dropped (`/admin;x` is `/admin` to Tomcat, Jetty and Spring;
+/// prefixes are then compared without ASCII case, [`prefix_matches`]);
 /// refused: a `.` or `..` segment after that (`/public/..;/admin`, `%2e%2e`), an empty
 /// segment (`//`), an encoded `/` or `\`, a backslash, a control byte, a `%` that
 /// starts no escape, a raw `#`. A prefix holds none of these (`config::routes`), so the decoded

@@ -183,6 +183,11 @@ fn prefixes_match_the_path_as_the_most_lenient_server_reads_it() {
         "/api/admin;jsessionid=1/users",
         "/api/admin%3bx/users",
         "/api/admin/;x",
+        // Express, ASP.NET Core and IIS match routes without case: `/API/Admin/` is
+        // their `/api/admin/`.
+        "/API/ADMIN/users",
+        "/Api/Admin/",
+        "/%41PI/admin/x",
     ] {
         assert_eq!(at(path).as_deref(), Some("grafana-admin"), "{path}");
     }

@@ -210,6 +210,8 @@ async fn forward_auth_answers_with_the_route_of_the_original_request() {
         "/%61dmin",
         "/admin;x",
         "/admin?x=1",
+        "/ADMIN/users",
+        "/Admin",
     ] {
         assert_eq!(check("apps.test", path).await.status, 403, "{path}");
     }

@@ -243,6 +243,10 @@ async fn a_path_the_upstream_reads_as_a_refused_prefix_gets_that_prefix_rules() 
         "/%61dmin",
         "/%61%64%6d%69%6e/users",
         "/admin%3bx/users",
+        // Express (by default), ASP.NET Core and IIS match routes without case.
+        "/ADMIN/users",
+        "/Admin",
+        "/%41dmin",
     ] {
         let resp = b.get(&format!("http://127.0.0.1:{port}{path}")).await;
         assert_eq!(resp.status, 403, "{path}: {resp:?}");
