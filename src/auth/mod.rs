@@ -121,10 +121,14 @@ pub async fn authenticate(st: &AuthContext, req: &AuthRequest<'_>) -> Decision {
 /// again of the route list; an identity, of the rules (`allowed_*`, `required_claims`).
 /// One opened under a `[[routes]]` entry is matched again against the route table: it
 /// must still reach a route to the same upstream, and an identity must pass that route's
-/// rules too.
+/// rules too. One opened under the single `upstream` is closed when routes replace it.
 pub fn still_admitted(st: &AuthContext, admitted: &crate::proxy::tunnels::Admitted) -> bool {
     use crate::proxy::tunnels::Admitted;
     let (extra, own_skip) = match admitted.route() {
+        // Opened under the single `upstream`, and the configuration has routes now: no
+        // top-level upstream is left (routes refuse one), and it was never matched
+        // against the table, whose route for its host may refuse it.
+        None if !st.cfg.routes.is_empty() => return false,
         None => (None, &[][..]),
         Some(r) => {
             let table = &st.cfg.routes;

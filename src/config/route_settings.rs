@@ -163,10 +163,12 @@ pub(super) fn finish(
         }
         let policy = assertion.filter(|_| writes_assertion).map(|a| {
             AssertionPolicy::new(
-                w.assertion_audience
-                    .clone()
-                    .filter(|s| !s.is_empty())
-                    .or_else(|| a.policy.audience.clone()),
+                // `""`, as at the top level: the request's host.
+                match w.assertion_audience.as_deref() {
+                    Some("") => None,
+                    Some(aud) => Some(aud.to_string()),
+                    None => a.policy.audience.clone(),
+                },
                 w.assertion_groups
                     .clone()
                     .or_else(|| a.policy.groups.clone()),
@@ -180,7 +182,72 @@ pub(super) fn finish(
         routes.push(route);
     }
     strip_every_set(top, &mut routes);
+    strip_authorization_per_upstream(top, &mut routes);
+    if let Some(a) = assertion {
+        warn_shared_audience(&a.policy, &routes, warnings);
+    }
     RouteTable::new(routes)
+}
+
+/// A route to an upstream that another route hands `Authorization` removes the client's
+/// own too: that app takes the header as gatehouse's word, whichever route a request
+/// came by (as every set's header names are removed everywhere). A route that gets the
+/// top-level set is given its own copy of it, with `strip_client_authorization` on.
+fn strip_authorization_per_upstream(top: &HeaderNames, routes: &mut [crate::gateway::Route]) {
+    let passes = |r: &crate::gateway::Route| {
+        r.own.headers.as_ref().unwrap_or(top).authorization != PassAuthorization::None
+    };
+    let handed: Vec<url::Url> = routes
+        .iter()
+        .filter(|r| passes(r))
+        .filter_map(|r| r.upstream.clone())
+        .collect();
+    for r in routes.iter_mut() {
+        let set = r.own.headers.as_ref().unwrap_or(top);
+        let strips = set.authorization != PassAuthorization::None || set.strip_client_authorization;
+        if strips || !r.upstream.as_ref().is_some_and(|u| handed.contains(u)) {
+            continue;
+        }
+        let mut own = set.clone();
+        own.strip_client_authorization = true;
+        r.own.headers = Some(own);
+    }
+}
+
+/// Warns of a fixed assertion audience that routes to different apps share: an app
+/// could present the assertion it was handed to another, which takes it as its own.
+fn warn_shared_audience(
+    top: &AssertionPolicy,
+    routes: &[crate::gateway::Route],
+    warnings: &mut Vec<String>,
+) {
+    let audience_of =
+        |r: &crate::gateway::Route| r.own.assertion.as_ref().unwrap_or(top).audience.clone();
+    let mut seen: Vec<String> = Vec::new();
+    for r in routes {
+        let Some(aud) = audience_of(r) else { continue };
+        if seen.contains(&aud) {
+            continue;
+        }
+        let sharing: Vec<&crate::gateway::Route> = routes
+            .iter()
+            .filter(|o| audience_of(o).as_deref() == Some(aud.as_str()))
+            .collect();
+        // Routes of one upstream are one app; one without upstream is an app of its own.
+        let apps = sharing.iter().any(|o| o.upstream.is_none())
+            || sharing.iter().any(|o| o.upstream != r.upstream);
+        if sharing.len() > 1 && apps {
+            let names: Vec<String> = sharing
+                .iter()
+                .map(|o| format!("{}{}", o.host, o.path_prefix))
+                .collect();
+            warnings.push(format!(
+                "the assertion audience `{aud}` is shared by the routes for {}: each of these apps could present an assertion it was handed to another, which would take it; give each app its own assertion_audience (\"\" for the request's host)",
+                names.join(", ")
+            ));
+        }
+        seen.push(aud);
+    }
 }
 
 /// Adds every identity header name of every set to each set's `strip` list.

@@ -298,3 +298,123 @@ assertion_audience = "a"
         .iter()
         .any(|w| w.contains("routes[1]: assertion_audience or assertion_groups set but assertion_signing_key_file is not")));
 }
+
+#[test]
+fn a_route_can_take_the_request_host_as_audience_and_a_shared_audience_is_warned_of() {
+    let key = format!(
+        "{}/src/assertion/testdata/p256.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let cfg = load(&format!(
+        r#"
+assertion_signing_key_file = "{key}"
+assertion_issuer = "https://auth.example.com"
+assertion_audience = "headlamp"
+
+[[routes]]
+host = "headlamp.example.com"
+upstream = "http://headlamp:4466"
+
+[[routes]]
+host = "preview.example.com"
+upstream = "http://preview"
+assertion_audience = ""
+
+[[routes]]
+host = "wiki.example.com"
+upstream = "http://wiki"
+assertion_groups = []
+"#
+    ))
+    .unwrap();
+    let own = |h: &str| {
+        &cfg.routes
+            .routes()
+            .iter()
+            .find(|r| r.host.to_string() == h)
+            .unwrap()
+            .own
+    };
+    // `""`, as at the top level: the request's host, not the top-level audience.
+    let preview = own("preview.example.com").assertion.as_ref().unwrap();
+    assert_eq!(preview.audience, None, "the host, as the README says");
+    // Headlamp and the wiki both take `headlamp`: the wiki could replay what it gets to
+    // Headlamp. Said at start-up, naming both.
+    let shared: Vec<&String> = cfg
+        .warnings
+        .iter()
+        .filter(|w| w.contains("assertion audience `headlamp`"))
+        .collect();
+    assert_eq!(shared.len(), 1, "{:?}", cfg.warnings);
+    assert!(
+        shared[0].contains("headlamp.example.com") && shared[0].contains("wiki.example.com"),
+        "{shared:?}"
+    );
+    assert!(!shared[0].contains("preview"), "{shared:?}");
+}
+
+#[test]
+fn a_route_to_an_upstream_another_route_hands_authorization_removes_the_clients() {
+    let cfg = load(
+        r#"
+[[routes]]
+host = "headlamp.example.com"
+upstream = "http://headlamp:4466"
+pass_authorization = "id_token"
+
+[[routes]]
+host = "headlamp.example.com"
+path_prefix = "/plugins"
+upstream = "http://headlamp:4466"
+
+[[routes]]
+host = "wiki.example.com"
+upstream = "http://wiki"
+"#,
+    )
+    .unwrap();
+    let route = |h: &str, p: &str| {
+        cfg.routes
+            .routes()
+            .iter()
+            .find(|r| r.host.to_string() == h && r.path_prefix == p)
+            .unwrap()
+    };
+    let plugins = route("headlamp.example.com", "/plugins");
+    let set = plugins.own.headers.as_ref().unwrap();
+    assert!(set.strip_client_authorization);
+    assert_eq!(set.authorization, crate::config::PassAuthorization::None);
+    // The wiki is handed no token by any route: its clients keep their own.
+    assert!(route("wiki.example.com", "/").own.headers.is_none());
+    assert!(!cfg.headers.strip_client_authorization);
+    let described = crate::gateway::describe(&cfg.routes).join("\n");
+    assert!(
+        described.contains("/plugins -> http://headlamp:4466: the top-level rules only; headers")
+            && described.contains("the client's Authorization removed"),
+        "{described}"
+    );
+}
+
+#[test]
+fn prefixes_that_differ_only_in_case_cover_the_same_requests() {
+    let problems = load(
+        r#"
+[[routes]]
+host = "a.example.com"
+path_prefix = "/Admin"
+upstream = "http://a"
+
+[[routes]]
+host = "a.example.com"
+path_prefix = "/admin"
+upstream = "http://b"
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("routes[2]: covers exactly what routes[1] covers")),
+        "{problems:?}"
+    );
+}

@@ -20,8 +20,13 @@ fn own(s: &RouteSettings) -> String {
     if let Some(h) = &s.headers {
         let groups: Vec<&str> = h.groups.iter().map(|g| g.as_str()).collect();
         let token = h.id_token.as_ref().map_or("none", |t| t.as_str());
+        let strips =
+            match h.strip_client_authorization && h.authorization == PassAuthorization::None {
+                true => ", the client's Authorization removed",
+                false => "",
+            };
         parts.push(format!(
-            "headers user {}, email {}, groups {}, id token {token}, pass_authorization {}",
+            "headers user {}, email {}, groups {}, id token {token}, pass_authorization {}{strips}",
             h.user,
             h.email,
             groups.join(","),

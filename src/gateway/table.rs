@@ -7,8 +7,8 @@
 //! nothing of the request: a host that is not a plain DNS name or IP literal (with an
 //! optional port) matches no route. Prefixes are matched against the path as the most
 //! lenient server reads it (percent-decoded, without `;parameters`), and a path servers
-//! could read as different ones (dot segments, encoded slashes, backslashes) matches no
-//! route when any route has a prefix.
+//! could read as different ones (dot segments, encoded slashes, backslashes, a prefix in
+//! another case) matches no route when any route has a prefix.
 
 use super::settings::RouteSettings;
 use crate::config::AccessRules;
@@ -150,7 +150,7 @@ impl Route {
 
     /// Whether `self` and `other` match exactly the same requests (no order between them).
     pub fn same_place(&self, other: &Route) -> bool {
-        self.host == other.host && self.path_prefix == other.path_prefix
+        self.host == other.host && self.path_prefix.eq_ignore_ascii_case(&other.path_prefix)
     }
 }
 
@@ -255,10 +255,11 @@ fn host_of(value: &str) -> Option<String> {
 /// `None` when servers could read it as different paths, which then matches no route.
 ///
 /// Percent-encoded bytes are decoded (`/%61dmin` is `/admin` to any server) and each
-/// segment's `;parameters` dropped (`/admin;x` is `/admin` to Tomcat, Jetty and Spring);
+/// segment's `;parameters` dropped (`/admin;x` is `/admin` to Tomcat, Jetty and Spring;
+/// a prefix met only without case matches nothing, [`PathMatch::CaseOnly`]);
 /// refused: a `.` or `..` segment after that (`/public/..;/admin`, `%2e%2e`), an empty
 /// segment (`//`), an encoded `/` or `\`, a backslash, a control byte, a `%` that
-/// starts no escape. A prefix holds none of these (`config::routes`), so the decoded
+/// starts no escape, a raw `#`. A prefix holds none of these (`config::routes`), so the decoded
 /// path covers every way an upstream could read the raw one.
 fn match_form(path: &str) -> Option<Vec<u8>> {
     let raw = path.as_bytes();
@@ -269,6 +270,9 @@ fn match_form(path: &str) -> Option<Vec<u8>> {
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         let byte = match b {
+            // A fragment is no request target's: nginx ends `$uri` there (and routes
+            // `/admin#x` as `/admin`) while the path forward auth is told keeps it.
+            b'#' => return None,
             b'%' => {
                 let hex = raw.get(i + 1..i + 3)?;
                 let hex = std::str::from_utf8(hex).ok()?;

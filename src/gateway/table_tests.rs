@@ -147,6 +147,13 @@ fn paths_a_server_could_read_as_another_match_nothing_when_prefixes_exist() {
         "/api%",
         "/api%4",
         "/api%zz",
+        // A raw `#` ends the path for nginx and WHATWG URL parsers (`/api/admin#x` is
+        // `/api/admin` to them) and is no request target's: forward auth reads the path
+        // from a header, where it arrives as sent.
+        "/api/admin#x",
+        "/api#/admin/",
+        "/api/admin/#",
+        "/x#/../api/admin/",
     ] {
         assert_eq!(
             upstream_for(&t, Some("grafana.example.com"), path),

@@ -87,22 +87,6 @@ fn session_end(cfg: &Config, session: &Session) -> u64 {
     }
 }
 
-/// [`attach`] for a forward-auth answer: the audience is the host of the original
-/// request's URL (known only from a trusted ingress), parsed only when it is needed.
-pub fn attach_for_original(
-    out: &mut impl SetHeader,
-    cfg: &Config,
-    policy: &AssertionPolicy,
-    session: &Session,
-    original_url: Option<&str>,
-) {
-    let host = original_url
-        .filter(|_| policy.audience.is_none())
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| u.host_str().map(str::to_string));
-    attach(out, cfg, policy, session, host.as_deref());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

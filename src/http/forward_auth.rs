@@ -196,29 +196,21 @@ const TOKENS_WITHHELD_WARNING: &str = "forward-auth on the public listener: the 
 /// be known from the ingress, and match a route. Never the top-level rules alone: a
 /// route's rules are stricter, and a request the table cannot place (an unknown host, a
 /// path servers read differently) must not escape them.
-fn check_route(st: &AppState, original: &Original) -> Result<Option<usize>, &'static str> {
-    let table = &st.cfg.routes;
+fn check_route(
+    table: &crate::gateway::RouteTable,
+    original: &Original,
+) -> Result<Option<usize>, &'static str> {
     if table.is_empty() {
         return Ok(None);
     }
-    let authority = original
-        .url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| {
-            let host = u.host_str()?.to_string();
-            Some(match u.port() {
-                Some(p) => format!("{host}:{p}"),
-                None => host,
-            })
-        })
-        .ok_or("the original request's host is unknown (the ingress is not in trusted_proxies, or does not send it), so no [[routes]] entry can be chosen")?;
+    // As the proxy path reads a `Host`: the table's own parsing, no URL parser's.
+    let authority = original.authority().ok_or("the original request's host is unknown (the ingress is not in trusted_proxies, or does not send it), so no [[routes]] entry can be chosen")?;
     let path = match original.path.as_deref().filter(|_| original.decides_skip) {
         Some(p) => p.split('?').next().unwrap_or(p),
         None if table.has_prefixes() => return Err("the original request's path is unknown (forward_auth_client = auto below /oauth2/auth), and routes with a path_prefix need it"),
         None => "/",
     };
-    match table.lookup(Some(&authority), path) {
+    match table.lookup(Some(authority), path) {
         Some(i) => Ok(Some(i)),
         None => Err("no [[routes]] entry covers the original request's host and path"),
     }
@@ -293,7 +285,7 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
 
     // With `[[routes]]`: the app the original request is for decides the rules, skip
     // routes, header set and assertion; a check for no app is refused.
-    let route = match check_route(&st, &original) {
+    let route = match check_route(&st.cfg.routes, &original) {
         Ok(route) => route,
         Err(why) => {
             tracing::info!(request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id(), "forward-auth: refused, {why}");
@@ -344,10 +336,12 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
             crate::headers::write_auth_response(resp.headers_mut(), names, values, internal);
             // Like the tokens, only on the internal listener: on the public one a page
             // script could fetch it and present it to the app from elsewhere.
+            // Its audience, unless the policy names one: the original host, read as the
+            // route was chosen.
             if let Some(policy) = applied.assertion.filter(|_| internal) {
-                let url = original.url.as_deref();
+                let host = original.authority();
                 let h = resp.headers_mut();
-                super::assertion::attach_for_original(h, &st.cfg, policy, &session, url);
+                super::assertion::attach(h, &st.cfg, policy, &session, host);
             }
             add_cookies(&mut resp, set_cookies);
         }
@@ -372,6 +366,77 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table of IP-literal routes and one host route, as `[[routes]]` would give.
+    fn ip_table() -> crate::gateway::RouteTable {
+        use crate::gateway::{HostPattern, Route, RouteTable};
+        let route = |host: &str| Route {
+            host: HostPattern::parse(host).unwrap(),
+            path_prefix: "/".into(),
+            upstream: None,
+            rules: Default::default(),
+            own: Default::default(),
+        };
+        RouteTable::new(vec![
+            route("127.0.0.1"),
+            route("10.0.0.1"),
+            route("::1"),
+            route("app.example.com"),
+        ])
+    }
+
+    fn checked(host: &str) -> Option<usize> {
+        let original = Original {
+            method: axum::http::Method::GET,
+            path: Some("/x".into()),
+            url: Some(format!("http://{host}/x")),
+            decides_skip: true,
+        };
+        check_route(&ip_table(), &original).ok().flatten()
+    }
+
+    #[test]
+    fn a_check_is_placed_by_the_host_as_a_proxied_request_is() {
+        let t = ip_table();
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "10.0.0.1",
+            "[::1]",
+            "[::1]:4181",
+            "app.example.com",
+            "APP.example.com.",
+            "app.example.com:443",
+            // Spellings a URL parser turns into an IP address, which no ingress routes to
+            // the app at that address and the proxy path matches to no route.
+            "2130706433",
+            "0x7f.0.0.1",
+            "0177.0.0.1",
+            "127.1",
+            "10.1",
+            "167772161",
+            "[0:0:0:0:0:0:0:1]",
+            "[::0:1]",
+        ] {
+            assert_eq!(
+                checked(host),
+                t.lookup(Some(host), "/x"),
+                "{host}: forward auth and the proxy place it differently"
+            );
+        }
+        assert_eq!(checked("2130706433"), None);
+        // The audience of an assertion is read from the same authority.
+        let o = |url: &str| Original {
+            url: Some(url.into()),
+            ..Original::unknown(&axum::http::Method::GET)
+        };
+        assert_eq!(o("https://[::1]:4181/a/b").authority(), Some("[::1]:4181"));
+        assert_eq!(o("http://2130706433/").authority(), Some("2130706433"));
+        assert_eq!(
+            o("http://app.example.com").authority(),
+            Some("app.example.com")
+        );
+    }
 
     #[test]
     fn redirect_flag() {

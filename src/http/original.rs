@@ -38,6 +38,17 @@ pub struct Original {
 }
 
 impl Original {
+    /// The original request's `host[:port]` exactly as the ingress reported it (the host
+    /// in lower case), when the URL is known. Read from the URL gatehouse built, never
+    /// through a URL parser: that would turn `2130706433` or `0x7f.1` into `127.0.0.1`
+    /// and `[0:0::1]` into `[::1]`, a host no ingress routes to that address and the
+    /// route table, reading a proxied request's `Host`, places nowhere.
+    pub fn authority(&self) -> Option<&str> {
+        let (_, rest) = self.url.as_deref()?.split_once("://")?;
+        let end = rest.find('/').unwrap_or(rest.len());
+        rest.get(..end).filter(|a| !a.is_empty())
+    }
+
     /// The original request as audit events name it (never its query).
     pub fn route(&self) -> crate::audit::Route<'_> {
         use crate::audit::Route;
