@@ -29,8 +29,6 @@ pub struct Applied<'a> {
     pub assertion: Option<&'a AssertionPolicy>,
     /// The route's own skip routes (the top-level ones are always asked).
     pub skip_auth_routes: &'a [SkipRoute],
-    /// True when `headers` is the top-level set (whose values a session caches).
-    pub top_level_headers: bool,
 }
 
 impl<'a> Applied<'a> {
@@ -44,7 +42,6 @@ impl<'a> Applied<'a> {
             headers: own.and_then(|o| o.headers.as_ref()).unwrap_or(&cfg.headers),
             assertion: top_policy.map(|top| own.and_then(|o| o.assertion.as_ref()).unwrap_or(top)),
             skip_auth_routes: own.map(|o| o.skip_auth_routes.as_slice()).unwrap_or(&[]),
-            top_level_headers: !own.is_some_and(|o| o.headers.is_some()),
         }
     }
 }

@@ -353,7 +353,7 @@ fn value(s: &str) -> Option<HeaderValue> {
 
 /// The header values for one session, built once and reused while the session is
 /// cached (`session/cache.rs`): a request then only clones reference-counted bytes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct IdentityValues {
     user: Option<HeaderValue>,
     email: Option<HeaderValue>,
@@ -361,6 +361,11 @@ pub struct IdentityValues {
     groups: Option<HeaderValue>,
     id_token: Option<HeaderValue>,
     bearer: Option<HeaderValue>,
+    /// What the token values were chosen for: values built for another header set
+    /// (a reload changed `pass_authorization`, or a route has its own) must not be used
+    /// for this one ([`IdentityValues::fits`]).
+    authorization: PassAuthorization,
+    token_is_access_token: bool,
 }
 
 impl IdentityValues {
@@ -389,7 +394,16 @@ impl IdentityValues {
                 value(id_token)
             },
             bearer: bearer.and_then(|t| value(&format!("Bearer {t}"))),
+            authorization: names.authorization,
+            token_is_access_token: names.token_is_access_token,
         }
+    }
+
+    /// Whether these values serve `names`: the same tokens in the same places (the
+    /// names themselves are `names`'s when injecting).
+    pub fn fits(&self, names: &HeaderNames) -> bool {
+        self.authorization == names.authorization
+            && self.token_is_access_token == names.token_is_access_token
     }
 }
 
@@ -748,6 +762,50 @@ mod tests {
         assert_eq!(
             h.get(COOKIE).unwrap().as_bytes(),
             "name=José; sid=1".as_bytes()
+        );
+    }
+
+    /// A session keeps the values it first served; a set with another token setting (a
+    /// route's own `pass_authorization`, or the one a reload brought) never gets them.
+    #[test]
+    fn values_kept_for_one_token_setting_never_serve_another() {
+        let s = crate::session::Session {
+            id: "sid".into(),
+            identity: Identity {
+                sub: "s".into(),
+                user: "alice".into(),
+                ..Identity::default()
+            },
+            id_token: "idtok".into(),
+            refresh_token: None,
+            access_token: Some("acctok".into()),
+            expires_at: 10,
+            created_at: 1,
+            sid: None,
+            seen: 0,
+            ticket: None,
+            values: Default::default(),
+            claims: Default::default(),
+        };
+        let with = |a| HeaderNames {
+            authorization: a,
+            ..names()
+        };
+        let bearer = |n: &HeaderNames| {
+            let mut h = HeaderMap::new();
+            inject(&mut h, n, &s.values(n));
+            assert_eq!(h.get("x-forwarded-user").unwrap(), "alice");
+            h.get("authorization")
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        let id = with(PassAuthorization::IdToken);
+        assert_eq!(bearer(&id).as_deref(), Some("Bearer idtok"));
+        assert_eq!(bearer(&with(PassAuthorization::None)), None);
+        let access = with(PassAuthorization::AccessToken);
+        assert_eq!(bearer(&access).as_deref(), Some("Bearer acctok"));
+        assert!(
+            matches!(s.values(&id), std::borrow::Cow::Borrowed(_)),
+            "kept where they fit"
         );
     }
 

@@ -326,14 +326,8 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
             if !internal && carries_token {
                 warn_first_time(&TOKENS_WITHHELD, TOKENS_WITHHELD_WARNING);
             }
-            let owned;
-            let values = if applied.top_level_headers {
-                session.values(names)
-            } else {
-                owned = session.values_for(names);
-                &owned
-            };
-            crate::headers::write_auth_response(resp.headers_mut(), names, values, internal);
+            let values = session.values(names);
+            crate::headers::write_auth_response(resp.headers_mut(), names, &values, internal);
             // Like the tokens, only on the internal listener: on the public one a page
             // script could fetch it and present it to the app from elsewhere.
             // Its audience, unless the policy names one: the original host, read as the

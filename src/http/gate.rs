@@ -78,12 +78,7 @@ fn identity(
     applied: Applied<'_>,
 ) {
     let names = applied.headers;
-    if applied.top_level_headers {
-        headers::inject(add, names, session.values(names));
-    } else {
-        let values = session.values_for(names);
-        headers::inject(add, names, &values);
-    }
+    headers::inject(add, names, &session.values(names));
     if let Some(policy) = applied.assertion {
         let host = ctx.forwarded.host.as_deref();
         super::assertion::attach(add, &st.cfg, policy, session, host);

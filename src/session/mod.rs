@@ -70,31 +70,30 @@ pub struct Session {
 }
 
 impl Session {
-    /// The identity header values for this session, built on first use.
-    pub fn values(&self, names: &crate::config::HeaderNames) -> &crate::headers::IdentityValues {
-        self.values.get_or_init(|| {
+    /// The identity header values for `names`: built on first use and kept with the
+    /// session; built for this request alone when the kept ones were chosen for another
+    /// token setting (a route's own `pass_authorization`, or one a reload changed).
+    pub fn values(
+        &self,
+        names: &crate::config::HeaderNames,
+    ) -> std::borrow::Cow<'_, crate::headers::IdentityValues> {
+        let build = || {
             crate::headers::IdentityValues::new(
                 names,
                 &self.identity,
                 &self.id_token,
                 self.access_token.as_deref(),
             )
-        })
+        };
+        let kept = self.values.get_or_init(build);
+        match kept.fits(names) {
+            true => std::borrow::Cow::Borrowed(kept),
+            false => std::borrow::Cow::Owned(build()),
+        }
     }
 }
 
 impl Session {
-    /// The header values for a set other than the top-level one (a route's own), built
-    /// for this request: only the top-level set's are cached.
-    pub fn values_for(&self, names: &crate::config::HeaderNames) -> crate::headers::IdentityValues {
-        crate::headers::IdentityValues::new(
-            names,
-            &self.identity,
-            &self.id_token,
-            self.access_token.as_deref(),
-        )
-    }
-
     /// The ID token's claims. The token was verified before this session was sealed, and
     /// the seal authenticates it since, so its payload is read without checking again.
     pub fn claims(&self) -> &serde_json::Value {

@@ -30,6 +30,7 @@ mod real_upstreams;
 mod redis_harness;
 mod redis_topologies;
 mod reload;
+mod reload_headers;
 mod review;
 mod review16;
 mod review2;
