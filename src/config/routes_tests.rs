@@ -223,6 +223,13 @@ host = "ci.example.com"
     assert!(
         cfg.warnings
             .iter()
+            .any(|w| w.contains("auth_listen is not set")),
+        "ci.example.com's checks carry the top-level token header: {:?}",
+        cfg.warnings
+    );
+    assert!(
+        cfg.warnings
+            .iter()
             .any(|w| w
                 .contains("without upstream is for forward auth, but trusted_proxies is empty")),
         "{:?}",

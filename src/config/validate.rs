@@ -374,9 +374,17 @@ pub(super) fn build(user_raw: &RawConfig) -> Result<Config, ConfigError> {
     .filter_map(|(name, a)| a.map(|a| (name, a)))
     .collect();
     let tls = super::tls::read(&mut r, &taken);
+    // Forward auth answers for the top-level set in auth-only mode, and for a route
+    // without upstream with its own set.
     let forwards_token =
-        headers.id_token.is_some() || headers.authorization != PassAuthorization::None;
-    if access.auth_listen.is_none() && auth_only && forwards_token {
+        |h: &HeaderNames| h.id_token.is_some() || h.authorization != PassAuthorization::None;
+    let checked_sets_forward = (auth_only && forwards_token(&headers))
+        || routes
+            .routes()
+            .iter()
+            .filter(|x| x.upstream.is_none())
+            .any(|x| forwards_token(x.own.headers.as_ref().unwrap_or(&headers)));
+    if access.auth_listen.is_none() && checked_sets_forward {
         warnings.push("auth_listen is not set: /oauth2/auth on the public listener answers without the ID token and Authorization (a page script could read them there), so the app gets no token; set auth_listen (e.g. 0.0.0.0:4181) and point the ingress's auth URL at that port".into());
     }
     if access.forward_auth_client == ForwardAuthClient::Auto
