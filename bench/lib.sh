@@ -40,11 +40,11 @@ cleanup() {
 # curl that only ever talks to loopback and never goes through a proxy.
 lcurl() { curl --noproxy '*' --silent --show-error --max-time 10 "$@"; }
 
-# Refuse anything that is not an http URL on a loopback address.
+# Refuse anything that is not an http or https URL on a loopback address.
 require_loopback_url() {
     local url="$1" what="$2"
-    if [[ ! "$url" =~ ^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/|$) ]]; then
-        die "$what is not a loopback http URL, refusing to contact it: '$url'"
+    if [[ ! "$url" =~ ^https?://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?(/|$) ]]; then
+        die "$what is not a loopback http(s) URL, refusing to contact it: '$url'"
     fi
 }
 
@@ -82,6 +82,25 @@ wait_for_http() {
     die "$name did not answer on $url within 30s"
 }
 
+# raise_nofile NEED LEAST WHAT: raises the soft limit of open files to NEED (the
+# processes this shell starts inherit it), or to the hard limit when that is lower; dies
+# when even that is below LEAST. WHAT names the setting that asks for so many, e.g.
+# "WS_COUNT=1000".
+raise_nofile() {
+    local need="$1" least="$2" what="$3" soft hard
+    soft="$(ulimit -Sn)" hard="$(ulimit -Hn)"
+    if [[ "$soft" != unlimited ]] && ((soft < need)); then
+        if [[ "$hard" == unlimited ]] || ((hard >= need)); then
+            ulimit -Sn "$need"
+        else
+            ulimit -Sn "$hard"
+            ((hard >= least)) \
+                || die "open files: hard limit $hard is too low for $what (need about $need); raise it or lower ${what%%=*}"
+        fi
+    fi
+    log "open files limit (soft): $(ulimit -Sn) (was $soft; hard $hard)"
+}
+
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 kib_to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -90,15 +109,22 @@ kib_to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 # command, `wait` returns as soon as a signal arrives, so Ctrl-C stops the run
 # at once and cleanup() stops the child too.
 run_child() {
-    local pid rc=0 i
+    local pid rc=0
     "$@" &
     pid=$!
     PIDS+=("$pid")
     wait "$pid" || rc=$?
-    for i in "${!PIDS[@]}"; do
-        [[ "${PIDS[$i]}" == "$pid" ]] && unset 'PIDS[i]'
-    done
+    forget_pid "$pid"
     return "$rc"
+}
+
+# forget_pid PID: takes PID, a child that has ended and been waited for, out of PIDS, so
+# that cleanup() never signals its number again (the kernel may give it to another).
+forget_pid() {
+    local i
+    for i in "${!PIDS[@]}"; do
+        if [[ "${PIDS[$i]}" == "$1" ]]; then unset 'PIDS[i]'; fi
+    done
 }
 
 # GATEHOUSE_BIN, or `cargo build --release` and the binary it makes.

@@ -98,6 +98,10 @@
 #
 # With the defaults, a run takes about 10 minutes on a 2-core machine (plus the build).
 # See bench/README.md for how to read the figures.
+#
+# `bench/run.sh tls` runs bench/tls.sh instead: gatehouse terminating TLS (HTTP/1.1 and
+# h2) next to nginx terminating TLS, with the same certificate and the same upstream (a);
+# its settings are in its own header. It sources this file for these functions.
 set -euo pipefail
 umask 077   # the temp dir holds session cookie jars
 
@@ -134,6 +138,7 @@ COOKIE_NAME="_gatehouse"
 APACHE_COOKIE_NAME="mod_auth_openidc_session"
 APACHE_CLIENT_ID="apache-bench"
 APACHE_CLIENT_SECRET=""  # set when the dev IdP is started with Apache's client
+EXTRA_CLIENTS=()         # more --extra-client arguments for (c)'s dev IdP (bench/tls.sh's)
 REDIS_CLIENT_ID="gatehouse-redis"  # (g)'s client at (c)'s dev IdP
 REDIS_CLIENT_SECRET=""   # set when the dev IdP is started with it
 HOST="127.0.0.1"
@@ -491,8 +496,10 @@ start_whoami() {
 }
 
 # keepalive pool size for every nginx proxy: the largest connection set, at least 16
+# (at least KEEPALIVE_MIN: bench/tls.sh's h2 runs have more requests in flight than
+# connections)
 max_keepalive() {
-    local k=16 c
+    local k="${KEEPALIVE_MIN:-16}" c
     for c in "${CONN_LIST[@]}"; do ((c > k)) && k=$c; done
     printf '%s\n' "$k"
 }
@@ -689,10 +696,10 @@ start_nginx_ceiling() {
 # dev IdP also knows Apache's client, with (g)/(h) the redis gatehouse's, so every
 # peer signs in at the same provider.
 start_gatehouse() {
-    local i extra=()
+    local i extra=("${EXTRA_CLIENTS[@]}")
     if wanted apache; then
         APACHE_CLIENT_SECRET="$(random_token)"
-        extra=(--extra-client "$APACHE_CLIENT_ID:$APACHE_CLIENT_SECRET:$(apache_redirect)")
+        extra+=(--extra-client "$APACHE_CLIENT_ID:$APACHE_CLIENT_SECRET:$(apache_redirect)")
     fi
     if wanted_any gatehouse-redis gatehouse-redis-miss; then
         REDIS_CLIENT_SECRET="$(random_token)"
@@ -767,10 +774,12 @@ login_gatehouse_metrics() {
 
 is_redirect() { [[ "$1" =~ ^30[12378]$ ]]; }
 
-# oidc_login NAME START_URL JAR COOKIE_NAME: logs in as a script would with curl, the
-# same three steps for gatehouse and Apache (both at the dev IdP): GET START_URL as a
-# browser (302 to the authorize URL), POST the username/groups form there (302 to the
-# relying party's callback), GET the callback with the jar (the session cookie is set).
+# oidc_login NAME START_URL JAR COOKIE_NAME [CURL ARGS]: logs in as a script would with
+# curl, the same three steps for gatehouse and Apache (both at the dev IdP): GET START_URL
+# as a browser (302 to the authorize URL), POST the username/groups form there (302 to
+# the relying party's callback), GET the callback with the jar (the session cookie is
+# set), with CURL ARGS added to that last request (bench/tls.sh: --location, to follow
+# its http callback's redirect to https).
 # Prints the session cookie(s) COOKIE_NAME, COOKIE_NAME_<n> / COOKIE_NAME_chunks, as
 # one Cookie header value.
 oidc_login() {
@@ -790,7 +799,7 @@ oidc_login() {
     is_redirect "$code" || die "$name login step 2: expected a redirect (302/303) from the IdP, got $code"
     require_loopback_url "$callback_url" "callback URL"
 
-    code="$(lcurl -o /dev/null -c "$jar" -b "$jar" -w '%{http_code}' "$callback_url")"
+    code="$(lcurl -o /dev/null -c "$jar" -b "$jar" -w '%{http_code}' "${@:5}" "$callback_url")"
     [[ "$code" =~ ^[23] ]] || die "$name login step 3: callback answered $code"
 
     # Netscape jar: 7 tab-separated fields, name in $6, value in $7.
@@ -864,36 +873,45 @@ start_redis() {
     die "redis-server did not answer PING on $HOST:$REDIS_PORT within 30s"
 }
 
-# (g) `gatehouse serve` with the redis store, in front of (a), as client $REDIS_CLIENT_ID
-# of (c)'s dev IdP: the settings `gatehouse demo` gives (c) (the demo takes no store
-# options), plus session_store and redis_url, in a config file (it holds secrets: the
-# script's umask is 077). The caller's GATEHOUSE_* configuration variables are left out,
-# as the demo leaves them out; GATEHOUSE_WORKERS, which both read, is kept.
-start_gatehouse_redis() {
-    local conf="$TMP/gatehouse-redis.toml" i name env_clean=()
-    [[ -n "$REDIS_CLIENT_SECRET" ]] || die "internal: the redis gatehouse's client was not registered at the dev IdP"
+# serve_gatehouse NAME PORT CLIENT_ID CLIENT_SECRET REDIRECT_URL HEALTH_URL [EXTRA]:
+# `gatehouse serve` on PORT in front of (a), as client CLIENT_ID of (c)'s dev IdP, with
+# the settings `gatehouse demo` gives (c), plus the config lines EXTRA, in
+# $TMP/NAME.toml (it holds secrets: the script's umask is 077); waits until HEALTH_URL
+# answers and sets LAUNCHED_PID. The caller's GATEHOUSE_* configuration variables are
+# left out, as the demo leaves them out; GATEHOUSE_WORKERS, which both read, is kept.
+serve_gatehouse() {
+    local name="$1" port="$2" redirect="$5" health="$6" conf="$TMP/$1.toml" env_clean=() n
     cat >"$conf" <<CONF
 # generated by bench/run.sh; deleted on exit
-listen = "$HOST:$GATEHOUSE_REDIS_PORT"
+listen = "$HOST:$port"
 upstream = "http://$HOST:$UPSTREAM_PORT"
 issuer_url = "http://$HOST:$IDP_PORT"
-client_id = "$REDIS_CLIENT_ID"
-client_secret = "$REDIS_CLIENT_SECRET"
+client_id = "$3"
+client_secret = "$4"
 cookie_secret = "$("$GATEHOUSE_BIN" secret)"
 cookie_secure = false
-redirect_url = "$(redis_gatehouse_redirect)"
-post_logout_redirect_url = "http://$HOST:$GATEHOUSE_REDIS_PORT/"
-session_store = "redis"
-redis_url = "redis://$HOST:$REDIS_PORT"
+redirect_url = "$redirect"
+post_logout_redirect_url = "${redirect%/oauth2/callback}/"
+${7:-}
 CONF
-    while IFS= read -r name; do env_clean+=(-u "$name"); done < <(compgen -e | grep '^GATEHOUSE_' | grep -vx GATEHOUSE_WORKERS || true)
-    log "starting gatehouse serve (session_store = redis at $HOST:$REDIS_PORT) on $HOST:$GATEHOUSE_REDIS_PORT"
-    env "${env_clean[@]}" "$GATEHOUSE_BIN" serve --config "$conf" \
-        >"$TMP/gatehouse-redis.out" 2>"$TMP/gatehouse-redis.err" &
-    GATEHOUSE_REDIS_PID=$!
-    PIDS+=("$GATEHOUSE_REDIS_PID")
-    wait_for_http "http://$HOST:$GATEHOUSE_REDIS_PORT/healthz" "$GATEHOUSE_REDIS_PID" gatehouse-redis \
-        "$TMP/gatehouse-redis.err"
+    while IFS= read -r n; do env_clean+=(-u "$n"); done < <(compgen -e | grep '^GATEHOUSE_' | grep -vx GATEHOUSE_WORKERS || true)
+    log "starting gatehouse serve ($name) on $HOST:$port"
+    env "${env_clean[@]}" "$GATEHOUSE_BIN" serve --config "$conf" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    LAUNCHED_PID=$!
+    PIDS+=("$LAUNCHED_PID")
+    wait_for_http "$health" "$LAUNCHED_PID" "$name" "$TMP/$name.err"
+}
+
+# (g) `gatehouse serve` with the redis store, in front of (a), as client $REDIS_CLIENT_ID
+# of (c)'s dev IdP (serve_gatehouse), plus session_store and redis_url.
+start_gatehouse_redis() {
+    local i
+    [[ -n "$REDIS_CLIENT_SECRET" ]] || die "internal: the redis gatehouse's client was not registered at the dev IdP"
+    serve_gatehouse gatehouse-redis "$GATEHOUSE_REDIS_PORT" "$REDIS_CLIENT_ID" "$REDIS_CLIENT_SECRET" \
+        "$(redis_gatehouse_redirect)" "http://$HOST:$GATEHOUSE_REDIS_PORT/healthz" \
+        "session_store = \"redis\"
+redis_url = \"redis://$HOST:$REDIS_PORT\""
+    GATEHOUSE_REDIS_PID=$LAUNCHED_PID
     # ready: it has reached Redis
     for ((i = 0; i < 150; i++)); do
         [[ "$(lcurl -o /dev/null -w '%{http_code}' "http://$HOST:$GATEHOUSE_REDIS_PORT/readyz" 2>/dev/null)" == 200 ]] \
@@ -1848,4 +1866,8 @@ main() {
     print_report
 }
 
-main "$@"
+# Run only when executed; bench/tls.sh sources this file for its functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    if [[ "${1:-}" == tls ]]; then exec "$SCRIPT_DIR/tls.sh" "${@:2}"; fi
+    main "$@"
+fi

@@ -65,23 +65,6 @@ TMP=""
 PIDS=()
 GATEHOUSE_PID="" ECHO_PORT="" GATEHOUSE_PORT="" SESSION_COOKIE=""
 
-# Each WebSocket through gatehouse costs a descriptor in the client, two in gatehouse
-# and one in the echo server, all children of this shell: raise the soft limit.
-raise_nofile() {
-    local need=$((3 * WS_COUNT + 1024)) soft hard
-    soft="$(ulimit -Sn)" hard="$(ulimit -Hn)"
-    if [[ "$soft" != unlimited ]] && ((soft < need)); then
-        if [[ "$hard" == unlimited ]] || ((hard >= need)); then
-            ulimit -Sn "$need"
-        else
-            ulimit -Sn "$hard"
-            ((hard >= 2 * WS_COUNT + 256)) \
-                || die "open files: hard limit $hard is too low for WS_COUNT=$WS_COUNT (need about $need); raise it or lower WS_COUNT"
-        fi
-    fi
-    log "open files limit (soft): $(ulimit -Sn) (was $soft; hard $hard)"
-}
-
 check_settings() {
     local v
     for v in WS_COUNT HOLD AFTER_CLOSE MSG_SIZE HANDSHAKES TOKEN_TTL WAVES; do
@@ -249,7 +232,9 @@ main() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     check_settings
-    raise_nofile
+    # Each WebSocket through gatehouse costs a descriptor in the client, two in gatehouse
+    # and one in the echo server, all children of this shell.
+    raise_nofile $((3 * WS_COUNT + 1024)) $((2 * WS_COUNT + 256)) "WS_COUNT=$WS_COUNT"
     resolve_gatehouse_bin
     STARTED_AT=$SECONDS
     TMP="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-ws.XXXXXX")"
