@@ -12,6 +12,7 @@ mod bypass;
 mod cli;
 mod flow;
 mod forward_auth;
+mod gateway_forward_auth;
 mod gateway_route_settings;
 mod gateway_routes;
 mod header_limit;
