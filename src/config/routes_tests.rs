@@ -425,3 +425,54 @@ upstream = "http://b"
         "{problems:?}"
     );
 }
+
+/// The README's complete gateway example loads as written (its files stood in for by
+/// test files), with no problem and no warning: the docs keep up with the code.
+#[test]
+fn the_readmes_multi_app_example_loads_without_a_warning() {
+    let readme = include_str!("../../README.md");
+    let at = readme
+        .find("A complete gateway in front of three apps")
+        .expect("the example's lead-in");
+    let body = &readme[at..];
+    let start = body.find("```toml\n").expect("its TOML block") + "```toml\n".len();
+    let end = start + body[start..].find("```").expect("the block's end");
+    let dir = std::env::temp_dir().join(format!("gatehouse-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["auth.example.com".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let text = body[start..end]
+        .replace("/etc/gatehouse/client-secret", &file("cs", "s\n"))
+        .replace(
+            "/etc/gatehouse/cookie-secret",
+            &file("ck", "DbhHMlgjId0RSNsoe2eA2ixZNeUIJ5VRtNEIaUoHMxk\n"),
+        )
+        .replace("/etc/gatehouse/tls/tls.crt", &file("tls.crt", &cert.pem()))
+        .replace(
+            "/etc/gatehouse/tls/tls.key",
+            &file("tls.key", &key.serialize_pem()),
+        )
+        .replace(
+            "/etc/gatehouse/assertion/key.pem",
+            &format!(
+                "{}/src/assertion/testdata/p256.pem",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+        );
+    let loaded = RawConfig::from_toml_with_problems(&text, "README.md")
+        .map(|(raw, problems)| (Config::from_raw(&raw), problems));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (cfg, problems) = loaded.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let cfg = cfg.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.routes.routes().len(), 5);
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
