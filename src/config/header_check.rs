@@ -27,6 +27,12 @@ const RESERVED: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
+    // What an ingress says of the original request in a forward-auth check.
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-original-uri",
+    "x-original-method",
+    "x-original-url",
     "x-real-ip",
     "x-request-id",
     "traceparent",

@@ -273,6 +273,7 @@ host = "b.example.com"
 upstream = "http://b"
 header_groups = ["Content-Length"]
 header_id_token = 7
+header_email = "X-Forwarded-Uri"
 "#,
     )
     .unwrap_err();
@@ -284,6 +285,7 @@ header_id_token = 7
         "g.toml: routes[1]: skip_auth_routes:",
         "g.toml: routes[2]: header_groups: `content-length` is a header HTTP or gatehouse itself sets",
         "g.toml: routes[2]: `header_id_token` should be a string",
+        "g.toml: routes[2]: header_email: `x-forwarded-uri` is a header HTTP or gatehouse itself sets",
     ] {
         assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
     }
