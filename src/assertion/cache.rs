@@ -49,7 +49,7 @@ impl Key<'_> {
     }
 
     fn hash(&self) -> u64 {
-        let mut h = Fold::default();
+        let mut h = crate::util::FoldHasher::default();
         h.write_u64(self.under.0);
         h.write_u64(self.under.1);
         h.write_u64(self.expires_at);
@@ -84,27 +84,7 @@ impl Entry {
     }
 }
 
-/// Folds bytes with a multiply (SipHash showed up in per-request instruction counts in
-/// `session/cache.rs`); the map's keys are already this hash.
-#[derive(Default)]
-struct Fold(u64);
-
-impl Hasher for Fold {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// The map is keyed by [`Key::hash`]: hashing the key again costs little.
-type Map = HashMap<u64, Entry, BuildHasherDefault<Fold>>;
+type Map = HashMap<u64, Entry, BuildHasherDefault<crate::util::FoldHasher>>;
 
 /// A session's signatures in the current period.
 struct Budget {

@@ -14,7 +14,7 @@
 use super::Session;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,29 +36,8 @@ pub fn forget_all() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
-/// The key's tag is random (a GCM tag), so hashing it is just folding its bytes: SipHash
-/// showed up in the per-request instruction count for no benefit.
-#[derive(Default)]
-struct TagHasher(u64);
-
-impl Hasher for TagHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.write(&n.to_le_bytes());
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Map = HashMap<Key, Entry, BuildHasherDefault<TagHasher>>;
+/// The key's tag is random (a GCM tag), so hashing it is just folding its bytes.
+type Map = HashMap<Key, Entry, BuildHasherDefault<crate::util::FoldHasher>>;
 
 thread_local! {
     static OPENED: RefCell<Map> = RefCell::new(Map::default());
