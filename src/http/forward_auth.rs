@@ -293,9 +293,20 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
         }
     };
     let applied = Applied::of(&st.cfg, route);
-    let mut rules: Vec<&Policy> = Vec::with_capacity(2);
-    rules.extend(route.and_then(|i| st.auth.route_policies.get(i)?.as_ref()));
-    rules.extend(extra.as_ref());
+    // The route's rules and the query's, both applied; on the stack, not allocated.
+    let route_rules = route.and_then(|i| st.auth.route_policies.get(i)?.as_ref());
+    let (both, one);
+    let rules: &[&Policy] = match (route_rules, extra.as_ref()) {
+        (Some(r), Some(q)) => {
+            both = [r, q];
+            &both
+        }
+        (Some(p), None) | (None, Some(p)) => {
+            one = [p];
+            &one
+        }
+        (None, None) => &[],
+    };
 
     let cookies = cookies_of(req.headers());
     let audit = ctx.audit(Mode::ForwardAuth, original.route());
@@ -308,7 +319,7 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request) -> Response {
         path: original.path.as_deref().filter(|_| {
             original.decides_skip && !crate::headers::has_method_override(req.headers())
         }),
-        extra: &rules,
+        extra: rules,
         skip: applied.skip_auth_routes,
         audit: &audit,
     };
