@@ -26,7 +26,6 @@ fn settings(pem: &str, policy: AssertionPolicy) -> AssertionSettings {
 
 fn session(expires_at: u64) -> Session {
     Session {
-        id: "sid".into(),
         identity: Identity {
             sub: "u1".into(),
             user: "alice".into(),
@@ -35,16 +34,8 @@ fn session(expires_at: u64) -> Session {
             preferred_username: Some("ali".into()),
             email_verified: Some(true),
         },
-        id_token: "t".into(),
-        refresh_token: None,
-        access_token: None,
         expires_at,
-        created_at: 1,
-        sid: None,
-        seen: 0,
-        ticket: None,
-        values: Default::default(),
-        claims: Default::default(),
+        ..Session::sample()
     }
 }
 

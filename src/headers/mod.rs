@@ -770,22 +770,9 @@ mod tests {
     #[test]
     fn values_kept_for_one_token_setting_never_serve_another() {
         let s = crate::session::Session {
-            id: "sid".into(),
-            identity: Identity {
-                sub: "s".into(),
-                user: "alice".into(),
-                ..Identity::default()
-            },
             id_token: "idtok".into(),
-            refresh_token: None,
             access_token: Some("acctok".into()),
-            expires_at: 10,
-            created_at: 1,
-            sid: None,
-            seen: 0,
-            ticket: None,
-            values: Default::default(),
-            claims: Default::default(),
+            ..crate::session::Session::sample()
         };
         let with = |a| HeaderNames {
             authorization: a,

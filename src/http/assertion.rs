@@ -91,7 +91,6 @@ fn session_end(cfg: &Config, session: &Session) -> u64 {
 mod tests {
     use super::*;
     use crate::config::RawConfig;
-    use crate::identity::Identity;
     use axum::http::HeaderMap;
     use base64::Engine;
 
@@ -123,24 +122,11 @@ mod tests {
     fn session(id: &str, created_at: u64, seen: u64, expires_at: u64) -> Session {
         Session {
             id: id.into(),
-            identity: Identity {
-                sub: "u1".into(),
-                user: "alice".into(),
-                email: None,
-                groups: vec![],
-                preferred_username: None,
-                email_verified: None,
-            },
             id_token: format!("h.p.{id}"),
-            refresh_token: None,
-            access_token: None,
             expires_at,
             created_at,
-            sid: None,
             seen,
-            ticket: None,
-            values: Default::default(),
-            claims: Default::default(),
+            ..Session::sample()
         }
     }
 

@@ -186,6 +186,32 @@ enum Backend {
     Redis(redis::RedisStore),
 }
 
+/// A session for unit tests: alice (`sub` u1), ID token `t`, no refresh or access token,
+/// expiring at 10; change what a test needs with `Session { .., ..Session::sample() }`.
+#[cfg(test)]
+impl Session {
+    pub(crate) fn sample() -> Session {
+        Session {
+            id: "sid".into(),
+            identity: Identity {
+                sub: "u1".into(),
+                user: "alice".into(),
+                ..Identity::default()
+            },
+            id_token: "t".into(),
+            refresh_token: None,
+            access_token: None,
+            expires_at: 10,
+            created_at: 1,
+            sid: None,
+            seen: 0,
+            ticket: None,
+            values: Default::default(),
+            claims: Default::default(),
+        }
+    }
+}
+
 /// Keeps sessions and logins in progress: the one interface the auth step and the HTTP
 /// layer use, whichever store was chosen at start-up.
 pub struct SessionStore {
@@ -541,22 +567,9 @@ mod tests {
         let mut id_token = crate::util::random_token(token_len);
         id_token.truncate(token_len);
         Session {
-            id: "sid".into(),
-            identity: Identity {
-                sub: "u1".into(),
-                user: "alice".into(),
-                ..Identity::default()
-            },
             id_token,
             refresh_token: Some("r".into()),
-            access_token: None,
-            expires_at: 10,
-            created_at: 1,
-            sid: None,
-            seen: 0,
-            ticket: None,
-            values: Default::default(),
-            claims: Default::default(),
+            ..Session::sample()
         }
     }
 
